@@ -1,0 +1,1 @@
+"""Baselines, metrics, feature importance, plots and the evaluation report."""

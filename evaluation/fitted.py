@@ -1,0 +1,102 @@
+"""FittedModel: the one interface every trained model answers to, whatever framework made it.
+
+Evaluation, the report, export and prediction call `predict` / `predict_proba` / `save` and never
+ask which framework is underneath. A saved model is a directory with `model.json` naming its kind.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Optional
+
+import joblib
+import numpy as np
+
+MODEL_META = "model.json"
+
+
+class FittedModel:
+    """Base class: subclasses implement `_raw_predict` (class probabilities or regression values)."""
+
+    kind: str = ""
+
+    def __init__(self, name: str, task: str):
+        self.name = name
+        self.task = task
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        out = self._raw_predict(X)
+        if self.task == "classification":
+            return np.asarray(out).argmax(axis=1)
+        return np.asarray(out, dtype=np.float64).reshape(-1)
+
+    def predict_proba(self, X: np.ndarray) -> Optional[np.ndarray]:
+        if self.task != "classification":
+            return None
+        return np.asarray(self._raw_predict(X), dtype=np.float64)
+
+    def save(self, directory: Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._save_files(directory)
+        meta = {"kind": self.kind, "name": self.name, "task": self.task, **self._meta()}
+        (directory / MODEL_META).write_text(json.dumps(meta, indent=2))
+        return directory
+
+    # -- for subclasses
+    def _raw_predict(self, X: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _save_files(self, directory: Path) -> None:
+        raise NotImplementedError
+
+    def _meta(self) -> dict:
+        return {}
+
+
+class SklearnModel(FittedModel):
+    kind = "sklearn"
+
+    def __init__(self, name: str, task: str, estimator, n_classes: Optional[int] = None):
+        super().__init__(name, task)
+        self.estimator = estimator
+        self.n_classes = n_classes
+
+    def _raw_predict(self, X):
+        if self.task != "classification":
+            return self.estimator.predict(X)
+        proba = self.estimator.predict_proba(X)
+        # A class absent from the training split has no column; put it back as zeros.
+        classes = list(self.estimator.classes_)
+        if self.n_classes and len(classes) != self.n_classes:
+            full = np.zeros((len(X), self.n_classes))
+            full[:, classes] = proba
+            proba = full
+        return proba
+
+    def _save_files(self, directory):
+        joblib.dump(self.estimator, directory / "estimator.joblib")
+
+    def _meta(self):
+        return {"n_classes": self.n_classes}
+
+    @classmethod
+    def load(cls, directory: Path, meta: dict) -> "SklearnModel":
+        return cls(meta["name"], meta["task"], joblib.load(directory / "estimator.joblib"), meta.get("n_classes"))
+
+
+# kind -> loader(directory, meta). Framework loaders register themselves where they are defined,
+# and are imported lazily so loading a scikit-learn model never imports torch or TensorFlow.
+LOADERS: dict[str, Callable[[Path, dict], FittedModel]] = {"sklearn": SklearnModel.load}
+_LAZY_LOADERS = {"torch": "rayfit.trainers.torch_model", "keras": "rayfit.trainers.keras_model"}
+
+
+def load_model(directory: Path) -> FittedModel:
+    directory = Path(directory)
+    meta = json.loads((directory / MODEL_META).read_text())
+    kind = meta["kind"]
+    if kind not in LOADERS and kind in _LAZY_LOADERS:
+        import importlib
+
+        importlib.import_module(_LAZY_LOADERS[kind])
+    return LOADERS[kind](directory, meta)

@@ -1,0 +1,308 @@
+"""One typed experiment config: defaults live here, each with what it means.
+
+A config comes from a YAML file (or nothing: the built-in quickstart), then `--set key.path=value`
+overrides, then validation. Unknown keys and wrong types fail at once, naming the key path.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from rayfit.errors import UserError
+
+BASELINE_NAMES = ("dummy", "linear", "random_forest", "gradient_boosting")
+
+
+class _Section(BaseModel):
+    # Unknown keys are typos until proven otherwise.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SplitConfig(_Section):
+    train: float = Field(0.70, gt=0, lt=1)  # fraction of rows the models learn from
+    val: float = Field(0.15, gt=0, lt=1)  # model selection, early stopping, tuning
+    test: float = Field(0.15, gt=0, lt=1)  # touched once, by the final evaluation
+
+    @model_validator(mode="after")
+    def _sums_to_one(self):
+        total = self.train + self.val + self.test
+        if not math.isclose(total, 1.0, abs_tol=1e-6):
+            raise ValueError(f"train + val + test must be 1.0, got {total:g}")
+        return self
+
+
+class DataConfig(_Section):
+    source: str = "synthetic"  # built-in set name (see rayfit.data.builtin) or a .csv / .parquet path
+    target: Optional[str] = None  # target column; built-in sets know their own
+    task: Literal["auto", "classification", "regression"] = "auto"  # auto: inferred from the target
+    split: SplitConfig = SplitConfig()
+    stratify: bool = True  # keep class proportions in every split (classification)
+    drop_duplicates: bool = True  # drop exact duplicate rows
+    drop_constant: bool = True  # drop columns with a single value
+    drop_id_like: bool = True  # drop columns that identify rows (unique integers / strings)
+    categorical_encoding: Literal["auto", "onehot", "ordinal"] = "auto"  # auto: one-hot up to max_onehot_categories
+    max_onehot_categories: int = Field(20, ge=2)
+    class_weight: Literal["auto", "balanced", "none"] = "auto"  # auto: balanced when classes differ > 1.5x
+
+
+class BaselinesConfig(_Section):
+    enabled: bool = True
+    models: list[str] = list(BASELINE_NAMES)  # scikit-learn baselines, trained as parallel Ray tasks
+
+    @field_validator("models")
+    @classmethod
+    def _known(cls, names: list[str]) -> list[str]:
+        unknown = [n for n in names if n not in BASELINE_NAMES]
+        if unknown:
+            raise ValueError(f"unknown baseline {unknown[0]!r}; choose from {', '.join(BASELINE_NAMES)}")
+        return names
+
+
+class NeuralConfig(_Section):
+    """What every neural model shares: the network, the optimisation, the workers."""
+
+    enabled: bool = True
+    model: Literal["mlp"] = "mlp"  # registered network (trainers/models)
+    hidden_sizes: list[int] = [64, 32]  # units per hidden layer
+    activation: Literal["relu", "gelu", "tanh"] = "relu"
+    dropout: float = Field(0.1, ge=0, lt=1)
+    epochs: int = Field(40, ge=1)
+    batch_size: int = Field(32, ge=1)  # per worker; the global batch is batch_size * workers
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)  # L2 penalty (AdamW-style decoupled for torch)
+    patience: int = Field(6, ge=1)  # epochs without val-loss improvement before stopping
+    min_delta: float = Field(1e-4, ge=0)  # smallest val-loss drop that counts as improvement
+    workers: int = Field(2, ge=1)  # Ray Train data-parallel workers
+    cpus_per_worker: float = Field(1, gt=0)
+    gpu: Union[Literal["auto"], bool] = "auto"  # auto: use GPUs when the cluster has them
+
+    @field_validator("hidden_sizes")
+    @classmethod
+    def _positive(cls, sizes: list[int]) -> list[int]:
+        if not sizes or any(s < 1 for s in sizes):
+            raise ValueError("must be a non-empty list of positive layer widths")
+        return sizes
+
+
+class TorchConfig(NeuralConfig):
+    pass
+
+
+class KerasConfig(NeuralConfig):
+    pass
+
+
+class SearchDim(_Section):
+    """One hyperparameter's distribution; exactly one key is set."""
+
+    uniform: Optional[tuple[float, float]] = None
+    loguniform: Optional[tuple[float, float]] = None
+    randint: Optional[tuple[int, int]] = None  # [low, high): high excluded
+    choice: Optional[list[Any]] = None
+
+    @model_validator(mode="after")
+    def _one_kind(self):
+        kinds = [k for k in ("uniform", "loguniform", "randint", "choice") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError("give exactly one of uniform, loguniform, randint, choice")
+        kind = kinds[0]
+        value = getattr(self, kind)
+        if kind == "choice":
+            if not value:
+                raise ValueError("choice needs at least one value")
+        else:
+            low, high = value
+            if not low < high:
+                raise ValueError(f"{kind} bounds must be ordered low < high, got [{low}, {high}]")
+            if kind == "loguniform" and low <= 0:
+                raise ValueError(f"loguniform bounds must be positive, got [{low}, {high}]")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("uniform", "loguniform", "randint", "choice") if getattr(self, k) is not None)
+
+
+TUNABLE = tuple(n for n in NeuralConfig.model_fields if n not in ("enabled", "model", "workers", "cpus_per_worker", "gpu"))
+
+
+def _default_space() -> dict[str, SearchDim]:
+    return {
+        "lr": SearchDim(loguniform=(1e-4, 3e-2)),
+        "hidden_sizes": SearchDim(choice=[[32], [64, 32], [128, 64], [256, 128]]),
+        "dropout": SearchDim(uniform=(0.0, 0.5)),
+        "batch_size": SearchDim(choice=[16, 32, 64]),
+    }
+
+
+class TuneSettings(_Section):
+    enabled: bool = True
+    model: Literal["torch"] = "torch"  # which framework's network is searched
+    num_samples: int = Field(8, ge=1)  # trials
+    scheduler: Literal["asha", "fifo"] = "asha"  # asha stops bad trials early
+    max_t: int = Field(20, ge=1)  # epochs a trial may run at most
+    grace_period: int = Field(2, ge=1)  # epochs every trial runs before it may be stopped
+    reduction_factor: float = Field(3, gt=1)
+    max_concurrent_trials: Optional[int] = Field(None, ge=1)  # None: as many as the CPUs allow
+    cpus_per_trial: float = Field(1, gt=0)
+    space: dict[str, SearchDim] = Field(default_factory=_default_space)
+
+    @field_validator("space")
+    @classmethod
+    def _tunable(cls, space: dict[str, SearchDim]) -> dict[str, SearchDim]:
+        for name in space:
+            if name not in TUNABLE:
+                raise ValueError(f"cannot tune {name!r}; tunable: {', '.join(TUNABLE)}")
+        return space
+
+    @model_validator(mode="after")
+    def _grace_within_budget(self):
+        if self.grace_period > self.max_t:
+            raise ValueError(f"grace_period ({self.grace_period}) must not exceed max_t ({self.max_t})")
+        return self
+
+
+class RayConfig(_Section):
+    address: Optional[str] = None  # None: start Ray on this machine; "auto" or ray://host:port: join a cluster
+    num_cpus: Optional[int] = Field(None, ge=1)  # local Ray only; None: all cores
+
+
+class ReportConfig(_Section):
+    primary_metric: str = "auto"  # auto: accuracy (classification) / rmse (regression); chosen on validation
+    importance_repeats: int = Field(5, ge=1)  # permutation-importance shuffles per feature
+
+
+class Experiment(_Section):
+    name: str = "quickstart"  # names the run directory
+    seed: int = 0  # one seed for the split, the models and the search
+    data: DataConfig = DataConfig()
+    baselines: BaselinesConfig = BaselinesConfig()
+    torch: TorchConfig = TorchConfig()
+    keras: KerasConfig = KerasConfig()
+    tune: TuneSettings = TuneSettings()
+    ray: RayConfig = RayConfig()
+    report: ReportConfig = ReportConfig()
+
+
+CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading: YAML + --set -> Experiment, with errors that name the key path.
+
+
+def read_yaml(path: Union[str, Path]) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise UserError(f"{path}: malformed YAML{where}: {problem}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}")
+    return raw
+
+
+def apply_override(raw: dict, assignment: str) -> None:
+    """Apply one `key.path=value` in place; the value is parsed as YAML (numbers, lists, booleans)."""
+    key, sep, text = assignment.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"--set expects key.path=value, got {assignment!r}")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    parts = key.strip().split(".")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise UserError(f"--set {key}: {'.'.join(parts[:i + 1])} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _valid_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The keys allowed at a location of the schema, to suggest on an unknown key."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part)) if isinstance(part, str) else None
+        annotation = getattr(field, "annotation", None)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            return []
+    return list(model.model_fields)
+
+
+def _describe(error: dict) -> str:
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    path = ".".join(str(p) for p in loc) or "config"
+    if error["type"] == "extra_forbidden":
+        valid = _valid_keys(Experiment, loc)
+        hint = f" (valid keys: {', '.join(valid)})" if valid else ""
+        return f"{path}: unknown key{hint}"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] not in ("value_error", "assertion_error", "missing"):
+        message = f"{message} (got {error.get('input')!r})"
+    return f"{path}: {message}"
+
+
+def validate(raw: dict, origin: str = "config") -> Experiment:
+    try:
+        return Experiment.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        more = len(exc.errors()) - 1
+        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        raise UserError(f"{origin}: {_describe(first)}{suffix}") from None
+
+
+def load_experiment(
+    config_path: Optional[str] = None,
+    data: Optional[str] = None,
+    target: Optional[str] = None,
+    task: Optional[str] = None,
+    overrides: tuple[str, ...] = (),
+) -> Experiment:
+    """The CLI's inputs -> one validated Experiment."""
+    raw = read_yaml(config_path) if config_path else {}
+    origin = str(config_path) if config_path else "config"
+    if data is not None:
+        raw.setdefault("data", {})
+        if not isinstance(raw["data"], dict):
+            raise UserError(f"{origin}: data: must be a section")
+        raw["data"]["source"] = data
+        if target is None and not config_path and not _is_builtin(data):
+            raise UserError("--target is required with --data (name the column to predict)")
+        if "name" not in raw:
+            raw["name"] = Path(data).stem if not _is_builtin(data) else data
+    if target is not None:
+        raw.setdefault("data", {})["target"] = target
+    if task is not None:
+        raw.setdefault("data", {})["task"] = task
+    if config_path and "name" not in raw:
+        raw["name"] = Path(config_path).stem
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    return validate(raw, origin)
+
+
+def _is_builtin(source: str) -> bool:
+    from rayfit.data.builtin import BUILTIN
+
+    return source in BUILTIN
+
+
+def to_yaml(exp: Experiment) -> str:
+    return yaml.safe_dump(exp.model_dump(mode="json", exclude_none=False), sort_keys=False)

@@ -1,0 +1,276 @@
+"""The driver: prepared data -> every model as Ray work -> one evaluation -> the run directory."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import yaml
+
+from rayfit.config import CLASSIFICATION_METRICS, REGRESSION_METRICS, Experiment, to_yaml
+from rayfit.data import Prepared, prepare
+from rayfit.data.preprocessing import save_preprocessing
+from rayfit.errors import UserError
+from rayfit.evaluation.fitted import FittedModel, SklearnModel
+from rayfit.evaluation.metrics import default_primary_metric, is_better, score_model
+from rayfit.progress import Display
+from rayfit.run_dir import LOG_FILE, claim_run_dir, output_to_log, plan_run_dir
+
+
+@dataclass
+class Trained:
+    """One model ready for evaluation."""
+
+    model: FittedModel
+    framework: str
+    train_time_s: float
+    history: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class RunState:
+    exp: Experiment
+    prepared: Prepared
+    run_dir: Path
+    display: Display
+    trained: dict[str, Trained] = field(default_factory=dict)
+    stage_times: dict[str, float] = field(default_factory=dict)
+    search: Optional[object] = None  # tuning.search.SearchResult
+
+
+def primary_metric(exp: Experiment, task: str) -> str:
+    metric = exp.report.primary_metric
+    if metric == "auto":
+        return default_primary_metric(task)
+    valid = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
+    if metric not in valid:
+        raise UserError(f"report.primary_metric: {metric!r} is not a {task} metric; choose from auto, {', '.join(valid)}")
+    return metric
+
+
+def run_experiment(exp: Experiment, out: Optional[str], display: Display, verbose: bool = False) -> Path:
+    """Everything `rayfit run` does. Bad input raises UserError before the run directory exists."""
+    run_path = plan_run_dir(out, exp.name)
+    display.start("data", f"prepare {exp.data.source}")
+    started = time.perf_counter()
+    prepared = prepare(exp.data, exp.seed)
+    metric = primary_metric(exp, prepared.task)
+    if not any([exp.baselines.enabled, exp.torch.enabled, exp.keras.enabled, exp.tune.enabled]):
+        raise UserError("nothing to train: baselines, torch, keras and tune are all disabled")
+    display.finish("data", f"{prepared.task}, {prepared.n_rows} rows -> {len(prepared.y_train)}/"
+                           f"{len(prepared.y_val)}/{len(prepared.y_test)}, {prepared.n_features} features")
+    prep_time = time.perf_counter() - started
+
+    run_dir = claim_run_dir(run_path)
+    display.attach_log(run_dir / LOG_FILE)
+    state = RunState(exp, prepared, run_dir, display, stage_times={"data": prep_time})
+    with output_to_log(run_dir / LOG_FILE, verbose):
+        _train_everything(state)
+        _evaluate_and_write(state, metric)
+    return run_dir
+
+
+def _train_everything(state: RunState) -> None:
+    import ray
+
+    from rayfit.cluster.session import ensure_ray
+    from rayfit.trainers.launch import TrainingData
+
+    exp, prepared, display = state.exp, state.prepared, state.display
+    with _timed(state, "ray"):
+        display.start("ray", "start Ray" if not exp.ray.address else f"join {exp.ray.address}")
+        ensure_ray(exp.ray.address, exp.ray.num_cpus)
+        resources = ray.cluster_resources()
+        display.finish("ray", f"{resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs")
+    _preflight(exp)
+
+    arrays = {"X_train": prepared.X_train, "y_train": prepared.y_train,
+              "X_val": prepared.X_val, "y_val": prepared.y_val}
+    data = TrainingData(
+        ref=ray.put(arrays),  # once into the object store; every task, worker and trial reads it there
+        task=prepared.task,
+        n_outputs=prepared.n_classes if prepared.task == "classification" else 1,
+        class_weights=([prepared.class_weights[i] for i in range(prepared.n_classes)]
+                       if prepared.class_weights else None),
+        seed=exp.seed,
+    )
+    if exp.baselines.enabled:
+        with _timed(state, "baselines"):
+            _run_baselines(state, data)
+    for framework in ("torch", "keras"):
+        settings = getattr(exp, framework)
+        if settings.enabled:
+            with _timed(state, framework):
+                _run_neural(state, framework, settings, data)
+    if exp.tune.enabled:
+        with _timed(state, "tune"):
+            _run_search(state, data)
+
+
+def _preflight(exp: Experiment) -> None:
+    """Resource checks for every stage before the first one starts: Ray would wait forever."""
+    from rayfit.cluster.resources import check_trial_resources, check_worker_resources
+
+    for framework in ("torch", "keras"):
+        settings = getattr(exp, framework)
+        if settings.enabled:
+            check_worker_resources(framework, settings.workers, settings.cpus_per_worker, settings.gpu)
+    if exp.tune.enabled:
+        check_trial_resources(exp.tune.cpus_per_trial)
+
+
+class _timed:
+    def __init__(self, state: RunState, stage: str):
+        self.state, self.stage = state, stage
+
+    def __enter__(self):
+        self.started = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.state.stage_times[self.stage] = time.perf_counter() - self.started
+
+
+def _run_baselines(state: RunState, data) -> None:
+    import ray
+
+    exp, prepared, display = state.exp, state.prepared, state.display
+    names = exp.baselines.models
+    display.start("baselines", "scikit-learn baselines", total=len(names))
+    fit = ray.remote(num_cpus=1)(_fit_baseline_task)
+    cw = prepared.class_weights if prepared.task == "classification" else None
+    pending = {fit.remote(name, prepared.task, cw, exp.seed, data.ref): name for name in names}
+    done = 0
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        name = pending.pop(ready[0])
+        estimator, seconds = ray.get(ready[0])
+        state.trained[name] = Trained(SklearnModel(name, prepared.task, estimator, prepared.n_classes), "sklearn", seconds)
+        done += 1
+        display.advance("baselines", done, len(names), f"{name} {seconds:.1f}s")
+    display.finish("baselines", ", ".join(names))
+
+
+def _fit_baseline_task(name, task, class_weight, seed, arrays):
+    from rayfit.evaluation.baselines import fit_baseline
+
+    return fit_baseline(name, task, class_weight, seed, arrays["X_train"], arrays["y_train"])
+
+
+def _run_neural(state: RunState, framework: str, settings, data) -> None:
+    from rayfit.progress import ProgressHub
+    from rayfit.trainers.launch import fit_neural
+
+    name = f"{framework}_{settings.model}"
+    display = state.display
+    display.start(name, f"{framework} {settings.model} x{settings.workers} workers", total=settings.epochs)
+    hub = ProgressHub.remote()
+    with display.follow(hub):
+        result = fit_neural(framework, name, settings, data, state.run_dir / "checkpoints", progress=hub)
+    state.trained[name] = Trained(result.model, framework, result.train_time_s, result.history)
+    display.finish(name, f"{len(result.history)} epochs, best epoch {result.best_epoch}, "
+                         f"val_loss {min((h['val_loss'] for h in result.history), default=float('nan')):.4f}")
+
+
+def _run_search(state: RunState, data) -> None:
+    from rayfit.tuning.search import run_search
+
+    exp, display = state.exp, state.display
+    settings = exp.tune
+    display.start("tune", f"tune {settings.model} ({settings.scheduler})", total=settings.num_samples)
+
+    def on_event(event):
+        info = f"trial {event['trial']}" + (f" epoch {event['epoch']}" if event.get("epoch") else "")
+        display.advance("tune", event["done"], settings.num_samples, info, echo=event.get("finished", False))
+
+    search = run_search(settings, getattr(exp, settings.model), data, state.run_dir / "tune", on_event)
+    state.search = search
+    state.trained["torch_tuned"] = Trained(search.model, "torch", search.wall_time_s, search.history)
+    display.finish("tune", f"{len(search.trials)} trials, {search.epochs_trained}/{search.epochs_budget} epochs, "
+                           f"best val_loss {search.trials[0]['val_loss']:.4f}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation and the run directory
+
+
+def _evaluate_and_write(state: RunState, metric: str) -> None:
+    from rayfit.evaluation.context import ReportContext
+    from rayfit.evaluation.importance import permutation_importance
+    from rayfit.evaluation.plots import render_all
+    from rayfit.evaluation.report import write_report
+
+    exp, prepared, display, run_dir = state.exp, state.prepared, state.display, state.run_dir
+    started = time.perf_counter()
+    display.start("evaluate", "evaluate on the test split", total=len(state.trained))
+    scores: dict[str, dict] = {}
+    for i, (name, trained) in enumerate(state.trained.items(), 1):
+        scores[name] = {
+            "framework": trained.framework,
+            "test": score_model(trained.model, prepared.X_test, prepared.y_test, prepared.n_classes),
+            "val": score_model(trained.model, prepared.X_val, prepared.y_val, prepared.n_classes),
+            "train_time_s": round(trained.train_time_s, 3),
+        }
+        display.advance("evaluate", i, len(state.trained), name, echo=False)
+    best = None
+    for name, entry in scores.items():
+        if best is None or is_better(metric, entry["val"][metric], scores[best]["val"][metric]):
+            best = name
+    best_model = state.trained[best].model
+    importance = permutation_importance(best_model, prepared.X_test, prepared.y_test, prepared.feature_names,
+                                        metric, prepared.n_classes, exp.report.importance_repeats, exp.seed)
+
+    model_dir = run_dir / "model"
+    best_model.save(model_dir)
+    save_preprocessing(prepared, model_dir)
+
+    dataset = {"rows": prepared.n_rows, "features": prepared.n_features}
+    if prepared.task == "classification":
+        dataset["classes"] = prepared.n_classes
+    metrics = {"task": prepared.task, "primary_metric": metric, "best_model": best, "dataset": dataset,
+               "models": scores}
+    if state.search is not None:
+        metrics["tuning"] = {"trials": len(state.search.trials), "epochs_trained": state.search.epochs_trained,
+                             "epochs_budget": state.search.epochs_budget,
+                             "wall_time_s": round(state.search.wall_time_s, 3)}
+    (run_dir / "metrics.json").write_text(json.dumps(_plain(metrics), indent=2, allow_nan=False))
+    (run_dir / "config.yaml").write_text(to_yaml(exp))
+    best_params = state.search.best_params if state.search is not None else {}
+    (run_dir / "best_params.yaml").write_text(yaml.safe_dump(_plain(best_params), sort_keys=False))
+    display.finish("evaluate", f"best {best}: val {metric} {scores[best]['val'][metric]:.4f}, "
+                               f"test {metric} {scores[best]['test'][metric]:.4f}")
+
+    display.start("report", "plots and report")
+    state.stage_times["evaluate"] = time.perf_counter() - started
+    ctx = ReportContext(
+        name=exp.name, task=prepared.task, primary_metric=metric, best_model=best,
+        dataset={**dataset, "source": prepared.source, "target": prepared.target,
+                 "split_sizes": {"train": len(prepared.y_train), "val": len(prepared.y_val), "test": len(prepared.y_test)}},
+        models=scores, prep_log=prepared.log,
+        histories={n: t.history for n, t in state.trained.items() if t.history},
+        best_params=best_params, trials=state.search.trials if state.search is not None else [],
+        y_test=prepared.y_test, y_pred=best_model.predict(prepared.X_test), proba=best_model.predict_proba(prepared.X_test),
+        class_names=prepared.class_names, importance=importance, config_yaml=to_yaml(exp),
+        stage_times=state.stage_times, created=time.strftime("%Y-%m-%d %H:%M:%S"),
+        artifacts={"best model + preprocessing": "model/", "checkpoints": "checkpoints/", "tuning": "tune/",
+                   "metrics": "metrics.json", "config": "config.yaml", "best params": "best_params.yaml",
+                   "log": LOG_FILE},
+    )
+    plots = render_all(ctx, run_dir / "plots")
+    write_report(ctx, run_dir, plots)
+    display.finish("report", f"{len(plots)} plots, report.html")
+
+
+def _plain(value):
+    """numpy scalars and tuples -> plain JSON / YAML types; NaN -> None (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value

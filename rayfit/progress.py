@@ -1,0 +1,129 @@
+"""Live progress: stages, epochs and trials on the user's terminal.
+
+Training workers run in other processes; rank 0 pushes epoch events to a small actor (`ProgressHub`)
+and a driver thread drains it into the display. On a terminal the display is a rich live view;
+otherwise (CI, a pipe) it prints one plain line per event.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from typing import Optional, TextIO
+
+import ray
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+
+@ray.remote(num_cpus=0)
+class ProgressHub:
+    """A mailbox: workers push events, the driver drains them."""
+
+    def __init__(self):
+        self.events: list[dict] = []
+
+    def push(self, event: dict) -> None:
+        self.events.append(event)
+
+    def drain(self) -> list[dict]:
+        events, self.events = self.events, []
+        return events
+
+
+def _format_metrics(metrics: dict) -> str:
+    keys = [k for k in ("train_loss", "val_loss", "val_accuracy") if metrics.get(k) is not None]
+    return " ".join(f"{k}={metrics[k]:.4f}" for k in keys)
+
+
+class Display:
+    """Stages with a bar each, on the terminal; every event is also recorded in the run's log."""
+
+    def __init__(self, stream: TextIO, live: Optional[bool] = None):
+        self.console = Console(file=stream, force_terminal=live, highlight=False)
+        self.live = self.console.is_terminal if live is None else live
+        self.started = time.perf_counter()
+        self._tasks: dict[str, int] = {}
+        self._lock = threading.RLock()
+        self._log: Optional[TextIO] = None
+        self.progress = Progress(
+            SpinnerColumn(), TextColumn("[bold]{task.description:<18}"), BarColumn(bar_width=28),
+            MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+            console=self.console, transient=False,
+        ) if self.live else None
+
+    # -- lifecycle
+    def __enter__(self):
+        if self.progress:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.progress:
+            self.progress.stop()
+        if self._log is not None:
+            self._log.close()
+
+    def attach_log(self, path) -> None:
+        """From now on every line also goes to the run's log file."""
+        self._log = open(path, "a", buffering=1)
+
+    def _emit(self, text: str, to_terminal: bool) -> None:
+        """One plain line: always to the log; to the terminal only without the live view."""
+        line = f"[{time.perf_counter() - self.started:6.1f}s] {text}"
+        if self._log is not None:
+            self._log.write(f"rayfit {line}\n")
+        if to_terminal and not self.progress:
+            self.console.print(line, markup=False, highlight=False)
+
+    def say(self, text: str) -> None:
+        if self.progress:
+            self.progress.console.print(text, markup=False, highlight=False)
+        self._emit(text, to_terminal=True)
+
+    # -- stages
+    def start(self, stage: str, description: str, total: Optional[int] = None) -> None:
+        with self._lock:
+            if self.progress:
+                self._tasks[stage] = self.progress.add_task(description, total=total, info="")
+            self._emit(f"{stage}: {description}", to_terminal=True)
+
+    def advance(self, stage: str, completed: int, total: Optional[int] = None, info: str = "", echo: bool = True) -> None:
+        with self._lock:
+            if self.progress and stage in self._tasks:
+                self.progress.update(self._tasks[stage], completed=completed, total=total, info=info)
+            if echo:
+                self._emit(f"{stage}: {completed}{f'/{total}' if total else ''} {info}".rstrip(), to_terminal=True)
+
+    def finish(self, stage: str, summary: str) -> None:
+        with self._lock:
+            if self.progress and stage in self._tasks:
+                task = self.progress.tasks[self._tasks[stage]]
+                self.progress.update(self._tasks[stage], total=task.total or 1, completed=task.total or 1, info=summary)
+            self._emit(f"{stage}: done, {summary}", to_terminal=True)
+
+    # -- events from workers and Tune
+    def on_epoch(self, event: dict) -> None:
+        self.advance(event["stage"], event["epoch"], event.get("epochs"), _format_metrics(event.get("metrics", {})))
+
+    @contextmanager
+    def follow(self, hub, interval: float = 0.5):
+        """Drain the hub into the display while the body runs (a Ray Train fit blocks the driver)."""
+        stop = threading.Event()
+
+        def pump():
+            while True:
+                for event in ray.get(hub.drain.remote()):
+                    self.on_epoch(event)
+                if stop.wait(interval):
+                    break
+
+        thread = threading.Thread(target=pump, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            for event in ray.get(hub.drain.remote()):
+                self.on_epoch(event)

@@ -1,0 +1,69 @@
+"""The run directory: claimed once (never an existing run), and the log file Ray's output goes to."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+from rayfit.errors import UserError
+
+LOG_FILE = "run.log"
+
+
+def plan_run_dir(out: Optional[str], name: str) -> Path:
+    """Where the run will go; fails now if that would touch an existing run. Creates nothing."""
+    if out:
+        path = Path(out)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise UserError(f"--out {path}: already exists and is not empty; rayfit never overwrites a run")
+        return path
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = Path("runs") / f"{name}-{stamp}"
+    suffix = 1
+    while path.exists():
+        suffix += 1
+        path = Path("runs") / f"{name}-{stamp}-{suffix}"
+    return path
+
+
+def claim_run_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    if any(path.iterdir()):  # another process got there between plan and claim
+        raise UserError(f"--out {path}: already exists and is not empty; rayfit never overwrites a run")
+    return path.resolve()
+
+
+@contextmanager
+def output_to_log(log_path: Path, verbose: bool):
+    """Send everything written to stdout / stderr (Ray, TensorFlow, C++ libraries) to the log.
+
+    The progress display keeps its own duplicate of the terminal (see `terminal_stream`). With
+    `verbose`, output goes to the terminal as usual.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if verbose:
+        yield
+        return
+    log = open(log_path, "a", buffering=1)
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    saved_streams = (sys.stdout, sys.stderr)
+    try:
+        for fd in (1, 2):
+            os.dup2(log.fileno(), fd)
+        sys.stdout = sys.stderr = log
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved_streams
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
+        log.close()
+
+
+def terminal_stream():
+    """A stream on the user's terminal that survives `output_to_log` redirecting fd 1."""
+    return os.fdopen(os.dup(1), "w", buffering=1)

@@ -1,0 +1,1 @@
+"""Ray Train: one training loop per framework, networks from registries."""

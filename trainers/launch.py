@@ -1,0 +1,93 @@
+"""Launch a Ray Train run for a neural model and return it as a FittedModel."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import ray
+
+from rayfit.cluster.resources import check_worker_resources
+from rayfit.evaluation.fitted import FittedModel
+
+
+@dataclass
+class TrainingData:
+    """What every training loop receives: arrays in the object store and the task's shape."""
+
+    ref: Any  # ObjectRef of {"X_train", "y_train", "X_val", "y_val"}
+    task: str
+    n_outputs: int  # classes for classification, 1 for regression
+    class_weights: Optional[list[float]]
+    seed: int
+
+
+@dataclass
+class NeuralResult:
+    model: FittedModel
+    history: list[dict]  # per-epoch metrics, for the learning curves
+    train_time_s: float
+    best_epoch: int
+
+
+def _torch_framework():
+    from ray.train.torch import TorchTrainer
+
+    from rayfit.trainers.torch_loop import train_loop_per_worker
+    from rayfit.trainers.torch_model import TorchModel
+
+    return TorchTrainer, train_loop_per_worker, TorchModel.from_checkpoint
+
+
+def _keras_framework():
+    from ray.train.tensorflow import TensorflowTrainer
+
+    from rayfit.trainers.keras_loop import keras_train_loop_per_worker
+    from rayfit.trainers.keras_model import KerasModel
+
+    return TensorflowTrainer, keras_train_loop_per_worker, KerasModel.from_checkpoint
+
+
+# framework -> () -> (Ray Train trainer class, loop, checkpoint loader); imported when used.
+FRAMEWORKS: dict[str, Callable[[], tuple]] = {"torch": _torch_framework, "keras": _keras_framework}
+
+
+def loop_config(name: str, settings: dict, data: TrainingData, mode: str, progress=None, threads: int = 1) -> dict:
+    return {"name": name, "settings": settings, "data": data.ref, "task": data.task, "n_outputs": data.n_outputs,
+            "class_weights": data.class_weights, "seed": data.seed, "mode": mode, "progress": progress,
+            "threads": threads}
+
+
+def fit_neural(framework: str, name: str, settings, data: TrainingData, storage: Path, progress=None,
+               max_failures: int = 2) -> NeuralResult:
+    """Train `settings` (a NeuralConfig) data-parallel with Ray Train; the best checkpoint wins."""
+    import ray.train
+
+    trainer_cls, loop, load_checkpoint = FRAMEWORKS[framework]()
+    use_gpu = check_worker_resources(f"{name}", settings.workers, settings.cpus_per_worker, settings.gpu)
+    trainer = trainer_cls(
+        loop,
+        train_loop_config=loop_config(name, settings.model_dump(), data, "train", progress,
+                                      threads=int(settings.cpus_per_worker)),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=settings.workers, use_gpu=use_gpu, resources_per_worker={"CPU": settings.cpus_per_worker}),
+        run_config=ray.train.RunConfig(
+            name=name,
+            storage_path=str(Path(storage).resolve()),
+            checkpoint_config=ray.train.CheckpointConfig(
+                num_to_keep=2, checkpoint_score_attribute="val_loss", checkpoint_score_order="min"),
+            failure_config=ray.train.FailureConfig(max_failures=max_failures),
+        ),
+    )
+    started = time.perf_counter()
+    result = trainer.fit()
+    elapsed = time.perf_counter() - started
+    if result.error is not None:
+        raise result.error
+    best = result.get_best_checkpoint(metric="val_loss", mode="min") or result.checkpoint
+    history = result.return_value or []
+    with best.as_directory() as directory:
+        model = load_checkpoint(Path(directory), name, data.task)
+    best_epoch = min(history, key=lambda m: m["val_loss"])["epoch"] if history else 0
+    return NeuralResult(model=model, history=history, train_time_s=elapsed, best_epoch=best_epoch)

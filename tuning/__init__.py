@@ -1,0 +1,1 @@
+"""Ray Tune: search spaces, schedulers and searches over rayfit's models."""

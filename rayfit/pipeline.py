@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,22 +65,32 @@ def run_experiment(exp: Experiment, out: Optional[str], display: Display, verbos
                            f"{len(prepared.y_val)}/{len(prepared.y_test)}, {prepared.n_features} features")
     prep_time = time.perf_counter() - started
 
+    existed = run_path.exists()
     run_dir = claim_run_dir(run_path)
     display.attach_log(run_dir / LOG_FILE)
     state = RunState(exp, prepared, run_dir, display, stage_times={"data": prep_time})
     with output_to_log(run_dir / LOG_FILE, verbose):
+        try:
+            _start_ray(state)
+        except UserError:
+            # The request cannot run on this cluster: give back the directory claimed for it.
+            display.detach_log()
+            if existed:
+                (run_dir / LOG_FILE).unlink(missing_ok=True)
+            else:
+                shutil.rmtree(run_dir)
+            raise
         _train_everything(state)
         _evaluate_and_write(state, metric)
     return run_dir
 
 
-def _train_everything(state: RunState) -> None:
+def _start_ray(state: RunState) -> None:
     import ray
 
     from rayfit.cluster.session import ensure_ray
-    from rayfit.trainers.launch import TrainingData
 
-    exp, prepared, display = state.exp, state.prepared, state.display
+    exp, display = state.exp, state.display
     with _timed(state, "ray"):
         display.start("ray", "start Ray" if not exp.ray.address else f"join {exp.ray.address}")
         ensure_ray(exp.ray.address, exp.ray.num_cpus)
@@ -87,6 +98,13 @@ def _train_everything(state: RunState) -> None:
         display.finish("ray", f"{resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs")
     _preflight(exp)
 
+
+def _train_everything(state: RunState) -> None:
+    import ray
+
+    from rayfit.trainers.launch import TrainingData
+
+    exp, prepared = state.exp, state.prepared
     arrays = {"X_train": prepared.X_train, "y_train": prepared.y_train,
               "X_val": prepared.X_val, "y_val": prepared.y_val}
     data = TrainingData(

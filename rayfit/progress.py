@@ -61,12 +61,16 @@ class Display:
     def __exit__(self, *exc):
         if self.progress:
             self.progress.stop()
-        if self._log is not None:
-            self._log.close()
+        self.detach_log()
 
     def attach_log(self, path) -> None:
         """From now on every line also goes to the run's log file."""
         self._log = open(path, "a", buffering=1)
+
+    def detach_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def _emit(self, text: str, to_terminal: bool) -> None:
         """One plain line: always to the log; to the terminal only without the live view."""

@@ -1,0 +1,79 @@
+"""Shared fixtures: one Ray session for the whole run, tiny data sets, a CLI runner."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import rayfit  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TensorFlow)
+
+
+def _has_gpu() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:
+        return False
+
+
+def pytest_collection_modifyitems(config, items):
+    if _has_gpu():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One Ray session for every test that needs Ray: start-up costs seconds on 2 cores."""
+    import ray
+
+    from rayfit.cluster.session import ensure_ray
+
+    ensure_ray(num_cpus=2)
+    yield ray
+    ray.shutdown()
+
+
+def messy_frame(rows: int = 360, seed: int = 0) -> pd.DataFrame:
+    """A small CSV-like table with what real files have: categories, gaps, dates, an ID, a constant."""
+    rng = np.random.default_rng(seed)
+    num1, num2 = rng.standard_normal(rows), rng.standard_normal(rows)
+    city = rng.choice(["paris", "lyon", "nice", "lille"], rows)
+    effect = pd.Series(city).map({"paris": 1.2, "lyon": -1.2, "nice": 0.4, "lille": -0.4}).to_numpy()
+    label = np.where(num1 + num2 + effect + 0.3 * rng.standard_normal(rows) > 0, "yes", "no")
+    frame = pd.DataFrame({
+        "customer_id": np.arange(1000, 1000 + rows),
+        "num1": num1.round(4),
+        "num2": num2.round(4),
+        "city": city,
+        "signup": pd.date_range("2024-01-01", periods=rows, freq="D").strftime("%Y-%m-%d"),
+        "const": "same",
+        "label": label,
+    })
+    frame.loc[rng.choice(rows, rows // 10, replace=False), "num1"] = np.nan
+    frame.loc[rng.choice(rows, rows // 10, replace=False), "city"] = None
+    return frame
+
+
+@pytest.fixture(scope="session")
+def messy_csv(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "customers.csv"
+    messy_frame().to_csv(path, index=False)
+    return path
+
+
+def tree_digest(root: Path) -> str:
+    """A digest of every file name and content under root: proof that nothing changed."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(root).rglob("*")):
+        digest.update(str(path.relative_to(root)).encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()

@@ -1,0 +1,65 @@
+"""Config validation: defaults, --set overrides, and errors that name the key path."""
+import pytest
+
+from rayfit.config import Experiment, apply_override, load_experiment, to_yaml, validate
+from rayfit.errors import UserError
+
+
+def test_defaults_are_the_quickstart():
+    exp = load_experiment()
+    assert exp.name == "quickstart" and exp.data.source == "synthetic"
+    assert exp.torch.workers == 2 and exp.keras.workers == 2
+    assert exp.tune.num_samples >= 8 and exp.tune.scheduler == "asha"
+    assert set(exp.tune.space) == {"lr", "hidden_sizes", "dropout", "batch_size"}
+
+
+def test_set_overrides_parse_values_as_yaml():
+    exp = load_experiment(overrides=("torch.epochs=7", "torch.hidden_sizes=[16, 8]", "tune.enabled=false",
+                                     "data.split.train=0.6", "data.split.val=0.2", "data.split.test=0.2"))
+    assert exp.torch.epochs == 7 and exp.torch.hidden_sizes == [16, 8]
+    assert exp.tune.enabled is False
+    assert exp.data.split.train == pytest.approx(0.6)
+
+
+def test_data_and_target_flags_name_the_run(tmp_path):
+    exp = load_experiment(data=str(tmp_path / "sales.csv"), target="y")
+    assert exp.name == "sales" and exp.data.target == "y"
+
+
+def test_resolved_config_round_trips():
+    exp = load_experiment(overrides=("seed=3",))
+    import yaml
+
+    assert validate(yaml.safe_load(to_yaml(exp))) == exp
+
+
+@pytest.mark.parametrize("raw, fragment", [
+    ({"torch": {"epoch": 3}}, "torch.epoch: unknown key (valid keys: enabled, model"),
+    ({"bogus": 1}, "bogus: unknown key (valid keys: name, seed, data"),
+    ({"torch": {"epochs": "many"}}, "torch.epochs: Input should be a valid integer"),
+    ({"torch": {"dropout": 1.5}}, "torch.dropout: Input should be less than 1"),
+    ({"data": {"split": {"train": 0.8, "val": 0.15, "test": 0.15}}}, "data.split: train + val + test must be 1.0"),
+    ({"data": {"task": "clustering"}}, "data.task: Input should be 'auto', 'classification' or 'regression'"),
+    ({"baselines": {"models": ["svm"]}}, "unknown baseline 'svm'; choose from dummy, linear"),
+    ({"tune": {"space": {"lr": {"loguniform": [0, 1]}}}}, "loguniform bounds must be positive"),
+    ({"tune": {"space": {"lr": {"uniform": [1, 0.1]}}}}, "bounds must be ordered"),
+    ({"tune": {"space": {"momentum": {"uniform": [0, 1]}}}}, "cannot tune 'momentum'"),
+    ({"tune": {"grace_period": 30, "max_t": 10}}, "grace_period (30) must not exceed max_t (10)"),
+    ({"torch": {"hidden_sizes": []}}, "non-empty list of positive layer widths"),
+])
+def test_invalid_configs_name_the_key(raw, fragment):
+    with pytest.raises(UserError) as info:
+        validate(raw)
+    assert fragment in str(info.value)
+
+
+def test_override_into_a_value_is_refused():
+    raw = {"torch": {"epochs": 3}}
+    with pytest.raises(UserError, match="torch.epochs is not a section"):
+        apply_override(raw, "torch.epochs.x=1")
+
+
+def test_experiment_rejects_assignment_of_wrong_type():
+    exp = Experiment()
+    with pytest.raises(Exception):
+        exp.torch.epochs = "ten"

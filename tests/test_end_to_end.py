@@ -1,0 +1,131 @@
+"""`rayfit run` on a CSV it has never seen: one full run (Ray Train x2, Ray Tune), checked throughout."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import tree_digest
+from rayfit.cli import main
+from rayfit.config import validate
+
+CLASSIFICATION_KEYS = {"accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"}
+MODELS = {"dummy", "linear", "random_forest", "gradient_boosting", "torch_mlp", "keras_mlp", "torch_tuned"}
+OVERRIDES = ["torch.epochs=20", "keras.epochs=20", "tune.num_samples=4", "tune.max_t=6", "tune.grace_period=2"]
+
+
+@contextmanager
+def terminal_capture():
+    """Capture fds 1 and 2 as a terminal would see them (what rayfit shows the user)."""
+    with tempfile.TemporaryFile(mode="w+") as sink:
+        saved = {fd: os.dup(fd) for fd in (1, 2)}
+        for fd in (1, 2):
+            os.dup2(sink.fileno(), fd)
+        text = {}
+        try:
+            yield text
+        finally:
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+            sink.seek(0)
+            text["out"] = sink.read()
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, messy_csv, ray_session):
+    out = tmp_path_factory.mktemp("runs") / "customers"
+    argv = ["run", "--data", str(messy_csv), "--target", "label", "--out", str(out)]
+    for override in OVERRIDES:
+        argv += ["--set", override]
+    with terminal_capture() as terminal:
+        code = main(argv)
+    assert code == 0, terminal.get("out")
+    return {"dir": out, "terminal": terminal["out"], "metrics": json.loads((out / "metrics.json").read_text())}
+
+
+def test_run_directory_holds_every_artifact(run):
+    out = run["dir"]
+    for name in ("report.html", "report.md", "metrics.json", "config.yaml", "best_params.yaml", "run.log"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    plots = {p.stem for p in (out / "plots").glob("*.png")}
+    assert {"model_comparison", "learning_curves", "confusion_matrix", "roc_curve", "feature_importance"} <= plots
+    assert (out / "model" / "model.json").is_file()
+    assert (out / "model" / "preprocessor.joblib").is_file()
+
+
+def test_metrics_json_follows_the_contract(run):
+    metrics = run["metrics"]
+    assert metrics["task"] == "classification" and metrics["primary_metric"] == "accuracy"
+    assert metrics["best_model"] in MODELS
+    assert metrics["dataset"]["classes"] == 2 and metrics["dataset"]["rows"] == 360
+    assert set(metrics["models"]) == MODELS
+    for name, entry in metrics["models"].items():
+        assert set(entry) >= {"framework", "test", "val", "train_time_s"}, name
+        assert set(entry["test"]) == CLASSIFICATION_KEYS and set(entry["val"]) == CLASSIFICATION_KEYS
+        assert entry["train_time_s"] > 0
+    assert metrics["models"]["torch_mlp"]["framework"] == "torch"
+    assert metrics["models"]["keras_mlp"]["framework"] == "keras"
+    # The best model is the best on validation, by the primary metric.
+    best_val = metrics["models"][metrics["best_model"]]["val"]["accuracy"]
+    assert best_val == max(m["val"]["accuracy"] for m in metrics["models"].values())
+
+
+def test_models_learn_well_beyond_the_dummy(run):
+    models = run["metrics"]["models"]
+    dummy = models["dummy"]["test"]["accuracy"]
+    best = models[run["metrics"]["best_model"]]["test"]["accuracy"]
+    assert best >= dummy + 0.2, (best, dummy)
+    for name in ("torch_mlp", "keras_mlp", "torch_tuned"):
+        assert models[name]["test"]["accuracy"] >= dummy + 0.15, (name, models[name]["test"])
+
+
+def test_cleaning_is_recorded_in_the_report(run):
+    report = (run["dir"] / "report.md").read_text()
+    for fragment in ("customer_id", "const", "signup", "num1", "city"):
+        assert fragment in report, fragment
+    html = (run["dir"] / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 5 and 'src="plots/' not in html
+
+
+def test_tuning_results_are_saved(run):
+    best_params = yaml.safe_load((run["dir"] / "best_params.yaml").read_text())
+    assert set(best_params) == {"lr", "hidden_sizes", "dropout", "batch_size"}
+    tuning = run["metrics"]["tuning"]
+    assert tuning["trials"] == 4 and tuning["epochs_budget"] == 24 and 4 <= tuning["epochs_trained"] <= 24
+
+
+def test_resolved_config_is_saved(run):
+    exp = validate(yaml.safe_load((run["dir"] / "config.yaml").read_text()))
+    assert exp.torch.epochs == 20 and exp.tune.num_samples == 4 and exp.data.target == "label"
+
+
+def test_ray_output_goes_to_the_log_not_the_terminal(run):
+    log = (run["dir"] / "run.log").read_text()
+    assert "RayTrainWorker" in log or "TrainController" in log
+    assert "RayTrainWorker" not in run["terminal"] and "TrainController" not in run["terminal"]
+    assert "torch_mlp" in run["terminal"] and "tune" in run["terminal"]  # the progress display
+
+
+def test_predict_raw_rows_with_the_exported_model(run, messy_csv, tmp_path):
+    preds = tmp_path / "preds.csv"
+    assert main(["predict", str(run["dir"]), "--data", str(messy_csv), "--out", str(preds)]) == 0
+    frame = pd.read_csv(preds)
+    truth = pd.read_csv(messy_csv)["label"]
+    assert len(frame) == len(truth)
+    assert set(frame["prediction"]) <= {"yes", "no"}
+    assert (frame["prediction"] == truth).mean() > 0.75
+    assert {"proba_no", "proba_yes"} <= set(frame.columns)
+
+
+def test_a_finished_run_is_never_overwritten(run, messy_csv, capsys):
+    before = tree_digest(run["dir"])
+    assert main(["run", "--data", str(messy_csv), "--target", "label", "--out", str(run["dir"])]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert tree_digest(run["dir"]) == before

@@ -103,6 +103,7 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
             "val_loss": best_row.get("val_loss", math.nan),
             **({"val_accuracy": best_row["val_accuracy"]} if "val_accuracy" in best_row else {}),
             "epochs": len(history),
+            "max_epochs": settings.max_t,
             "status": "completed" if len(history) >= settings.max_t else "stopped early",
             "history": history,
             "_result": result,

@@ -1,0 +1,388 @@
+"""The evaluation report: `report.md` and a self-contained `report.html` with the same content.
+
+The report is first built as a list of blocks (heading, paragraph, list, table, image, code);
+two small renderers turn that one list into Markdown and into HTML, so the two files cannot drift.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import numbers
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from .context import ReportContext, higher_is_better, is_missing
+
+MISSING = "–"
+TOP_TRIALS = 10
+TOP_FEATURES = 15
+PLOT_TITLES = {
+    "model_comparison": "Model comparison",
+    "learning_curves": "Learning curves",
+    "tuning_curves": "Tuning curves",
+    "confusion_matrix": "Confusion matrix",
+    "roc_curve": "ROC curve",
+    "feature_importance": "Feature importance",
+    "predicted_vs_actual": "Predicted vs actual",
+    "residuals": "Residuals",
+}
+
+
+def format_value(value: Any) -> str:
+    """Numbers to 4 significant digits, integers as they are, None and NaN as a dash."""
+    if is_missing(value):
+        return MISSING
+    if isinstance(value, (bool, np.bool_, str)):
+        return str(value)
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        return f"{float(value):.4g}"
+    return str(value)
+
+
+# ----------------------------------------------------------------------------------------------
+# Blocks: what the report says, independent of the format it is written in.
+
+
+@dataclass
+class Heading:
+    text: str
+    level: int = 2
+
+
+@dataclass
+class Paragraph:
+    text: str
+
+
+@dataclass
+class Bullets:
+    items: list[str]
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[Any]]
+    highlight: Optional[int] = None  # index of the row to set apart (the best model)
+
+
+@dataclass
+class Image:
+    title: str
+    path: Path
+
+
+@dataclass
+class Code:
+    text: str
+    language: str = ""
+
+
+Block = Union[Heading, Paragraph, Bullets, Table, Image, Code]
+
+
+# ----------------------------------------------------------------------------------------------
+# Sections, in report order. Each returns its blocks, or none when it has nothing to say.
+
+
+def _title(ctx: ReportContext) -> list[Block]:
+    blocks: list[Block] = [Heading(f"rayfit report: {ctx.name}", level=1)]
+    if ctx.created:
+        blocks.append(Paragraph(f"Created {ctx.created}."))
+    best = ctx.models.get(ctx.best_model, {})
+    blocks.append(Paragraph(
+        f"Best model: {ctx.best_model} ({best.get('framework', MISSING)}), "
+        f"test {ctx.primary_metric} {format_value(ctx.metric(ctx.best_model, 'test'))} "
+        f"(chosen on validation {ctx.primary_metric} {format_value(ctx.metric(ctx.best_model, 'val'))}; "
+        f"{ctx.task})."
+    ))
+    return blocks
+
+
+def _dataset(ctx: ReportContext) -> list[Block]:
+    data = ctx.dataset
+    facts = [f"{key}: {format_value(data[key])}" for key in ("source", "target", "rows", "features", "classes")
+             if key in data]
+    if ctx.class_names:
+        facts.append(f"class names: {', '.join(map(str, ctx.class_names))}")
+    blocks: list[Block] = [Heading("Dataset"), Bullets(facts)]
+    splits = data.get("split_sizes") or {}
+    if splits:
+        total = sum(splits.values())
+        rows = [[split, n, f"{100 * n / total:.1f}%" if total else MISSING] for split, n in splits.items()]
+        blocks.append(Table(["Split", "Rows", "Share"], rows))
+    return blocks
+
+
+def _preparation(ctx: ReportContext) -> list[Block]:
+    return [Heading("Data preparation"), Bullets(ctx.prep_log or ["No cleaning was needed."])]
+
+
+def _metrics_table(ctx: ReportContext, split: str) -> Table:
+    metrics = ctx.metric_names
+    header = ["Model", "Framework"] + [m + (" ↑" if higher_is_better(m) else " ↓") for m in metrics]
+    if split == "test":
+        header.append("Train time (s)")
+    rows, highlight = [], None
+    for i, (name, model) in enumerate(ctx.models.items()):
+        if name == ctx.best_model:
+            highlight = i
+        row = [f"{name} (best)" if name == ctx.best_model else name, model.get("framework", MISSING)]
+        row += [model.get(split, {}).get(m) for m in metrics]
+        if split == "test":
+            row.append(model.get("train_time_s"))
+        rows.append(row)
+    return Table(header, rows, highlight)
+
+
+def _models(ctx: ReportContext, plots: dict[str, Path]) -> list[Block]:
+    return [
+        Heading("Models"),
+        Paragraph("Test metrics (↑ higher is better, ↓ lower is better):"),
+        _metrics_table(ctx, "test"),
+        Paragraph("Validation metrics:"),
+        _metrics_table(ctx, "val"),
+        *_images(plots, "model_comparison"),
+    ]
+
+
+def _learning(ctx: ReportContext, plots: dict[str, Path]) -> list[Block]:
+    rows = []
+    for name, records in ctx.histories.items():
+        if not records:
+            continue
+        scored = [r for r in records if not is_missing(r.get("val_loss"))]
+        best = min(scored, key=lambda r: r["val_loss"]) if scored else {}
+        rows.append([name, len(records), best.get("val_loss"), best.get("epoch"), records[-1].get("train_loss")])
+    if not rows:
+        return []
+    table = Table(["Model", "Epochs", "Best val loss", "At epoch", "Final train loss"], rows)
+    return [Heading("Learning curves"), table, *_images(plots, "learning_curves")]
+
+
+def _tuning(ctx: ReportContext, plots: dict[str, Path]) -> list[Block]:
+    if not ctx.trials and not ctx.best_params:
+        return []
+    blocks: list[Block] = [Heading("Tuning")]
+    if ctx.best_params:
+        blocks += [Paragraph("Best hyperparameters:"),
+                   Table(["Parameter", "Value"], [[k, v] for k, v in ctx.best_params.items()])]
+    if ctx.trials:
+        blocks.append(Paragraph(_tuning_budget(ctx.trials)))
+        blocks += [Paragraph(f"Top {min(TOP_TRIALS, len(ctx.trials))} trials by val loss:"), _trials_table(ctx.trials)]
+    return blocks + _images(plots, "tuning_curves")
+
+
+def _tuning_budget(trials: list[dict]) -> str:
+    trained = sum(t.get("epochs") or 0 for t in trials)
+    # The search's epoch limit, if the trials carry it; otherwise the longest trial stands in for it.
+    limits = [t["max_epochs"] for t in trials if t.get("max_epochs")]
+    max_epochs = max(limits) if limits else max((t.get("epochs") or 0 for t in trials), default=0)
+    text = f"{len(trials)} trials; {trained} epochs trained"
+    if not max_epochs:
+        return text + "."
+    budget = len(trials) * max_epochs
+    text += f" of a {budget}-epoch budget ({len(trials)} trials × {max_epochs} epochs)"
+    if trained < budget:
+        text += f"; early stopping saved {100 * (budget - trained) / budget:.0f}%"
+    return text + "."
+
+
+def _by_val_loss(trial: dict) -> tuple[bool, float]:
+    missing = is_missing(trial.get("val_loss"))
+    return missing, 0.0 if missing else trial["val_loss"]
+
+
+def _trials_table(trials: list[dict]) -> Table:
+    ranked = sorted(trials, key=_by_val_loss)[:TOP_TRIALS]
+    params = list(dict.fromkeys(key for t in ranked for key in t.get("params", {})))
+    with_accuracy = any("val_accuracy" in t for t in ranked)
+    header = ["Trial", "Status", "Epochs", "Val loss"] + (["Val accuracy"] if with_accuracy else []) + params
+    rows = []
+    for t in ranked:
+        row = [t.get("trial_id"), t.get("status"), t.get("epochs"), t.get("val_loss")]
+        row += [t.get("val_accuracy")] if with_accuracy else []
+        rows.append(row + [t.get("params", {}).get(p) for p in params])
+    return Table(header, rows, highlight=0)
+
+
+def _diagnostics(ctx: ReportContext, plots: dict[str, Path]) -> list[Block]:
+    images = _images(plots, "confusion_matrix", "roc_curve", "predicted_vs_actual", "residuals")
+    return [Heading(f"Best model on test: {ctx.best_model}"), *images] if images else []
+
+
+def _importance(ctx: ReportContext, plots: dict[str, Path]) -> list[Block]:
+    if not ctx.importance:
+        return []
+    top = sorted(ctx.importance, key=lambda item: item[1], reverse=True)[:TOP_FEATURES]
+    rows = [[rank, feature, mean, std] for rank, (feature, mean, std) in enumerate(top, start=1)]
+    return [
+        Heading("Feature importance"),
+        Paragraph(f"Permutation importance of {ctx.best_model}: the drop in {ctx.primary_metric} "
+                  f"when one feature is shuffled (top {len(top)} of {len(ctx.importance)})."),
+        Table(["Rank", "Feature", f"Mean drop in {ctx.primary_metric}", "Std"], rows),
+        *_images(plots, "feature_importance"),
+    ]
+
+
+def _timings(ctx: ReportContext) -> list[Block]:
+    if not ctx.stage_times:
+        return []
+    total = sum(ctx.stage_times.values())
+    rows = [[stage, seconds, f"{100 * seconds / total:.0f}%" if total else MISSING]
+            for stage, seconds in ctx.stage_times.items()]
+    rows.append(["total", total, "100%" if total else MISSING])
+    return [Heading("Stage timings"), Table(["Stage", "Seconds", "Share"], rows)]
+
+
+def _artifacts(ctx: ReportContext) -> list[Block]:
+    if not ctx.artifacts:
+        return []
+    return [Heading("Artifacts"), Bullets([f"{label}: {path}" for label, path in ctx.artifacts.items()])]
+
+
+def _config(ctx: ReportContext) -> list[Block]:
+    if not ctx.config_yaml:
+        return []
+    return [Heading("Resolved configuration"), Code(ctx.config_yaml, "yaml")]
+
+
+def _images(plots: dict[str, Path], *names: str) -> list[Block]:
+    return [Image(PLOT_TITLES.get(name, name), Path(plots[name])) for name in names if name in plots]
+
+
+def build_report(ctx: ReportContext, plots: dict[str, Path]) -> list[Block]:
+    """The report as blocks; any plot not placed in a section is appended at the end."""
+    blocks = [
+        *_title(ctx), *_dataset(ctx), *_preparation(ctx), *_models(ctx, plots), *_learning(ctx, plots),
+        *_tuning(ctx, plots), *_diagnostics(ctx, plots), *_importance(ctx, plots),
+    ]
+    placed = {b.path for b in blocks if isinstance(b, Image)}
+    extra = [name for name, path in plots.items() if Path(path) not in placed]
+    if extra:
+        blocks += [Heading("Other plots"), *_images(plots, *extra)]
+    return blocks + _timings(ctx) + _artifacts(ctx) + _config(ctx)
+
+
+# ----------------------------------------------------------------------------------------------
+# Markdown
+
+
+def _md_text(text: str) -> str:
+    # Markdown viewers render inline HTML; a backslash shows < and > as themselves.
+    return text.replace("<", "\\<").replace(">", "\\>")
+
+
+def _md_cell(value: Any) -> str:
+    return _md_text(format_value(value)).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(blocks: list[Block], run_dir: Path) -> str:
+    parts = []
+    for block in blocks:
+        if isinstance(block, Heading):
+            parts.append(f"{'#' * block.level} {_md_text(block.text)}")
+        elif isinstance(block, Paragraph):
+            parts.append(_md_text(block.text))
+        elif isinstance(block, Bullets):
+            parts.append("\n".join(f"- {_md_text(item)}" for item in block.items))
+        elif isinstance(block, Table):
+            lines = ["| " + " | ".join(map(_md_cell, block.header)) + " |",
+                     "|" + "---|" * len(block.header)]
+            for i, row in enumerate(block.rows):
+                cells = [_md_cell(v) for v in row]
+                if i == block.highlight:
+                    cells = [f"**{c}**" for c in cells]
+                lines.append("| " + " | ".join(cells) + " |")
+            parts.append("\n".join(lines))
+        elif isinstance(block, Image):
+            parts.append(f"![{_md_text(block.title)}]({Path(os.path.relpath(block.path, run_dir)).as_posix()})")
+        elif isinstance(block, Code):
+            # A fence longer than any backtick run inside, so the config cannot close it early.
+            fence = "`" * max(3, _longest_backtick_run(block.text) + 1)
+            parts.append(f"{fence}{block.language}\n{block.text.rstrip()}\n{fence}")
+    return "\n\n".join(parts) + "\n"
+
+
+def _longest_backtick_run(text: str) -> int:
+    longest = run = 0
+    for char in text:
+        run = run + 1 if char == "`" else 0
+        longest = max(longest, run)
+    return longest
+
+
+# ----------------------------------------------------------------------------------------------
+# HTML: one file, no external references. Every piece of text goes through html.escape.
+
+CSS = """
+body { font-family: system-ui, sans-serif; max-width: 1000px; margin: 2em auto; padding: 0 1em;
+       color: #222; line-height: 1.45; }
+h1 { border-bottom: 2px solid #3182bd; padding-bottom: .2em; }
+h2 { margin-top: 1.8em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: .8em 0; font-size: .92em; }
+th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: left; }
+th { background: #f0f4f8; }
+tr.highlight td { background: #fff3e0; font-weight: 600; }
+figure { margin: 1em 0; }
+figure img { max-width: 100%; }
+figcaption { color: #555; font-size: .9em; }
+pre { background: #f6f8fa; padding: 1em; overflow-x: auto; font-size: .88em; }
+"""
+
+
+def _esc(value: Any) -> str:
+    return html.escape(format_value(value))
+
+
+def _html_table(table: Table) -> str:
+    head = "".join(f"<th>{_esc(h)}</th>" for h in table.header)
+    rows = []
+    for i, row in enumerate(table.rows):
+        attr = ' class="highlight"' if i == table.highlight else ""
+        rows.append(f"<tr{attr}>" + "".join(f"<td>{_esc(v)}</td>" for v in row) + "</tr>")
+    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>"
+
+
+def _html_image(image: Image) -> str:
+    data = base64.b64encode(image.path.read_bytes()).decode("ascii")
+    title = html.escape(image.title)
+    return (f'<figure><img alt="{title}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{title}</figcaption></figure>")
+
+
+def to_html(blocks: list[Block], title: str) -> str:
+    body = []
+    for block in blocks:
+        if isinstance(block, Heading):
+            body.append(f"<h{block.level}>{_esc(block.text)}</h{block.level}>")
+        elif isinstance(block, Paragraph):
+            body.append(f"<p>{_esc(block.text)}</p>")
+        elif isinstance(block, Bullets):
+            body.append("<ul>\n" + "\n".join(f"<li>{_esc(i)}</li>" for i in block.items) + "\n</ul>")
+        elif isinstance(block, Table):
+            body.append(_html_table(block))
+        elif isinstance(block, Image):
+            body.append(_html_image(block))
+        elif isinstance(block, Code):
+            body.append(f"<pre><code>{html.escape(block.text)}</code></pre>")
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
+        + "\n".join(body) + "\n</body>\n</html>\n"
+    )
+
+
+def write_report(ctx: ReportContext, run_dir: Path, plots: dict[str, Path]) -> None:
+    """Write `run_dir/report.md` (plots linked as plots/<name>.png) and a self-contained `run_dir/report.html`."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    blocks = build_report(ctx, plots)
+    (run_dir / "report.md").write_text(to_markdown(blocks, run_dir), encoding="utf-8")
+    (run_dir / "report.html").write_text(to_html(blocks, f"rayfit report: {ctx.name}"), encoding="utf-8")

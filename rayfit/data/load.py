@@ -1,0 +1,48 @@
+"""One table from a source: a built-in set name, a .csv file, or a .parquet file / directory."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import pandas as pd
+
+from rayfit.data.builtin import BUILTIN
+from rayfit.errors import UserError
+
+CSV_SUFFIXES = (".csv",)
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+def load_table(source: str) -> tuple[pd.DataFrame, Optional[str]]:
+    """The table and its default target column (None for a file: the user names it)."""
+    if source in BUILTIN:
+        return BUILTIN[source]()
+    path = Path(source)
+    reader = _reader_for(path)
+    if not path.exists():
+        raise UserError(f"data file not found: {path}")
+    try:
+        frame = reader(path)
+    except pd.errors.EmptyDataError:
+        raise UserError(f"data file is empty: {path}") from None
+    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        # pyarrow's ArrowInvalid is a ValueError; keep only the first line of its message.
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"could not read data file {path}: {reason}") from None
+    if frame.shape[1] == 0:
+        raise UserError(f"data file has no columns: {path}")
+    if len(frame) == 0:
+        raise UserError(f"data file has no rows: {path}")
+    frame.columns = [str(c) for c in frame.columns]
+    return frame, None
+
+
+def _reader_for(path: Path):
+    suffix = path.suffix.lower()
+    if suffix in CSV_SUFFIXES:
+        return pd.read_csv
+    if suffix in PARQUET_SUFFIXES or (path.is_dir() and any(p.suffix in PARQUET_SUFFIXES for p in path.iterdir())):
+        return pd.read_parquet
+    supported = ", ".join(CSV_SUFFIXES + PARQUET_SUFFIXES)
+    raise UserError(f"unsupported data source {str(path)!r}: expected a {supported} file "
+                    f"(or a directory of .parquet files) or a built-in set ({', '.join(BUILTIN)})")

@@ -1,0 +1,156 @@
+"""The fitted preprocessing: datetime parts, imputation, scaling, encoding; saved with a run's model.
+
+The pipeline is fitted on the train split only and later applied to raw rows, which may lack the
+target column and may hold categories never seen in training.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional, Sequence
+
+import joblib
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder, StandardScaler
+from sklearn.utils.validation import check_is_fitted
+
+from rayfit.data.clean import parse_datetimes
+from rayfit.errors import UserError
+
+if TYPE_CHECKING:
+    from rayfit.data.prepare import Prepared
+
+PREPROCESSOR_FILE = "preprocessor.joblib"
+PREPROCESSING_META = "preprocessing.json"
+DATETIME_PARTS = ("year", "month", "day", "dayofweek")
+_ACCESSOR = {"dayofweek": "day_of_week"}  # pandas 3 deprecates .dt.dayofweek
+
+
+class DatetimeExpander(TransformerMixin, BaseEstimator):
+    """Replace each datetime (or date-like text) column by its numeric parts.
+
+    The hour is kept only when the training rows have a time of day other than midnight.
+    """
+
+    def __init__(self, columns: Sequence[str] = ()):
+        self.columns = columns
+
+    def fit(self, X: pd.DataFrame, y=None):
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.n_features_in_ = X.shape[1]
+        self.parts_ = {}
+        for column in self.columns:
+            stamps = parse_datetimes(X[column])
+            with_hour = bool((stamps.dt.hour.fillna(0) != 0).any())
+            self.parts_[column] = list(DATETIME_PARTS) + (["hour"] if with_hour else [])
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        check_is_fitted(self, "parts_")
+        expanded = [X.drop(columns=list(self.parts_))]
+        for column, parts in self.parts_.items():
+            stamps = parse_datetimes(X[column])
+            expanded.append(pd.DataFrame(
+                {f"{column}_{part}": getattr(stamps.dt, _ACCESSOR.get(part, part)).astype("float64") for part in parts}, index=X.index))
+        return pd.concat(expanded, axis=1)
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        check_is_fitted(self, "parts_")
+        kept = [c for c in self.feature_names_in_ if c not in self.parts_]
+        parts = [f"{column}_{part}" for column, names in self.parts_.items() for part in names]
+        return np.asarray(kept + parts, dtype=object)
+
+
+def as_float(X) -> pd.DataFrame:
+    """Numbers as float64; anything else (a stray word in a predict file) becomes missing."""
+    return pd.DataFrame(X).apply(pd.to_numeric, errors="coerce").astype("float64")
+
+
+def as_text(X) -> pd.DataFrame:
+    """Categories as Python strings in object columns, missing as NaN: what sklearn's encoders expect."""
+    frame = pd.DataFrame(X)
+    return frame.astype(str).astype(object).mask(frame.isna(), np.nan)
+
+
+def category_name(column: str, category) -> str:
+    return f"{column}={category}"
+
+
+def build_columns(numeric: list[str], onehot: list[str], ordinal: list[str]) -> ColumnTransformer:
+    """The per-kind steps after datetime expansion; column names are those of the expanded frame."""
+    numeric_steps = Pipeline([
+        ("as_float", FunctionTransformer(as_float, feature_names_out="one-to-one")),
+        ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+        ("scale", StandardScaler()),
+    ])
+    onehot_steps = Pipeline([
+        ("as_text", FunctionTransformer(as_text, feature_names_out="one-to-one")),
+        ("impute", SimpleImputer(strategy="most_frequent", keep_empty_features=True)),
+        ("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False, feature_name_combiner=category_name)),
+    ])
+    ordinal_steps = Pipeline([
+        ("as_text", FunctionTransformer(as_text, feature_names_out="one-to-one")),
+        ("impute", SimpleImputer(strategy="most_frequent", keep_empty_features=True)),
+        ("encode", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)),
+        ("scale", StandardScaler()),
+    ])
+    transformers = [(name, steps, columns) for name, steps, columns in (
+        ("numeric", numeric_steps, numeric), ("onehot", onehot_steps, onehot), ("ordinal", ordinal_steps, ordinal),
+    ) if columns]
+    return ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0, verbose_feature_names_out=False)
+
+
+@dataclass
+class Preprocessing:
+    """A saved preprocessing, ready for raw rows: `transform` them, `decode` predicted class indices."""
+
+    pipeline: Pipeline
+    task: str
+    target: str
+    raw_columns: list[str]
+    feature_names: list[str]
+    class_names: Optional[list[str]]
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        missing = [c for c in self.raw_columns if c not in frame.columns]
+        if missing:
+            shown = ", ".join(missing[:10]) + (f" (and {len(missing) - 10} more)" if len(missing) > 10 else "")
+            raise UserError(f"the data lacks {len(missing)} column{'s' if len(missing) > 1 else ''} "
+                            f"the model was trained on: {shown}")
+        return np.asarray(self.pipeline.transform(frame[self.raw_columns]), dtype=np.float32)
+
+    def decode(self, predictions) -> np.ndarray:
+        """Class indices -> class names (classification); values pass through (regression)."""
+        predictions = np.asarray(predictions)
+        if self.class_names is None:
+            return predictions
+        return np.asarray(self.class_names, dtype=object)[predictions.astype(np.int64)]
+
+
+def save_preprocessing(prepared: "Prepared", directory) -> None:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    joblib.dump(prepared.preprocessor, directory / PREPROCESSOR_FILE)
+    meta = {
+        "task": prepared.task,
+        "target": prepared.target,
+        "raw_columns": prepared.raw_columns,
+        "feature_names": prepared.feature_names,
+        "class_names": prepared.class_names,
+    }
+    (directory / PREPROCESSING_META).write_text(json.dumps(meta, indent=2))
+
+
+def load_preprocessing(directory) -> Preprocessing:
+    directory = Path(directory)
+    for name in (PREPROCESSOR_FILE, PREPROCESSING_META):
+        if not (directory / name).is_file():
+            raise UserError(f"{directory}: no saved preprocessing ({name} is missing)")
+    meta = json.loads((directory / PREPROCESSING_META).read_text())
+    return Preprocessing(pipeline=joblib.load(directory / PREPROCESSOR_FILE), **meta)

@@ -1,23 +1,32 @@
-"""Permutation importance: how much the primary metric drops when one feature is shuffled."""
+"""Permutation importance: how much the primary metric drops when one feature is shuffled.
+
+Written here rather than taken from sklearn.inspection because that one requires a scikit-learn
+estimator (an object with `fit`); this one works for any FittedModel.
+"""
 from __future__ import annotations
 
 import numpy as np
-from sklearn.inspection import permutation_importance as _sk_permutation_importance
 
 from rayfit.evaluation.metrics import LOWER_IS_BETTER, score_model
 
 
 def permutation_importance(model, X, y, feature_names, metric: str, n_classes, repeats: int = 5, seed: int = 0):
-    """[(feature, mean drop, std)] sorted by mean drop, largest first. Works for any FittedModel."""
+    """[(feature, mean drop, std)] sorted by mean drop, largest first."""
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
 
-    def scorer(estimator, X_, y_):
-        value = score_model(estimator, X_, y_, n_classes)[metric]
+    def score(X_):
+        value = score_model(model, X_, y, n_classes)[metric]
         return sign * (value if value is not None else np.nan)
 
-    result = _sk_permutation_importance(model, X, y, scoring=scorer, n_repeats=repeats, random_state=seed)
-    rows = [
-        (name, float(mean), float(std))
-        for name, mean, std in zip(feature_names, result.importances_mean, result.importances_std)
-    ]
+    rng = np.random.default_rng(seed)
+    baseline = score(X)
+    rows = []
+    shuffled = np.array(X, copy=True)
+    for j, name in enumerate(feature_names):
+        drops = []
+        for _ in range(repeats):
+            shuffled[:, j] = rng.permutation(X[:, j])
+            drops.append(baseline - score(shuffled))
+        shuffled[:, j] = X[:, j]
+        rows.append((name, float(np.mean(drops)), float(np.std(drops))))
     return sorted(rows, key=lambda row: row[1], reverse=True)

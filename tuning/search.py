@@ -44,13 +44,19 @@ class _TrialProgress(tune.Callback):
         self.on_event = on_event
         self.done = 0
 
+    def __getstate__(self):
+        # Tune pickles its callbacks with the experiment state; the display is this process's only.
+        return {"on_event": None, "done": self.done}
+
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        self.on_event({"stage": "tune", "trial": trial.trial_id, "epoch": result.get("epoch"),
+        if self.on_event:
+            self.on_event({"stage": "tune", "trial": trial.trial_id, "epoch": result.get("epoch"),
                        "val_loss": result.get("val_loss"), "done": self.done})
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.done += 1
-        self.on_event({"stage": "tune", "trial": trial.trial_id, "done": self.done, "finished": True})
+        if self.on_event:
+            self.on_event({"stage": "tune", "trial": trial.trial_id, "done": self.done, "finished": True})
 
 
 def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, storage: Path,

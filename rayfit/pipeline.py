@@ -40,6 +40,7 @@ class RunState:
     trained: dict[str, Trained] = field(default_factory=dict)
     stage_times: dict[str, float] = field(default_factory=dict)
     search: Optional[object] = None  # tuning.search.SearchResult
+    owns_ray: bool = False  # this run started Ray (and stops it); False when joining a session
 
 
 def primary_metric(exp: Experiment, task: str) -> str:
@@ -71,17 +72,23 @@ def run_experiment(exp: Experiment, out: Optional[str], display: Display, verbos
     state = RunState(exp, prepared, run_dir, display, stage_times={"data": prep_time})
     with output_to_log(run_dir / LOG_FILE, verbose):
         try:
-            _start_ray(state)
-        except UserError:
-            # The request cannot run on this cluster: give back the directory claimed for it.
-            display.detach_log()
-            if existed:
-                (run_dir / LOG_FILE).unlink(missing_ok=True)
-            else:
-                shutil.rmtree(run_dir)
-            raise
-        _train_everything(state)
-        _evaluate_and_write(state, metric)
+            try:
+                _start_ray(state)
+            except UserError:
+                # The request cannot run on this cluster: give back the directory claimed for it.
+                display.detach_log()
+                if existed:
+                    (run_dir / LOG_FILE).unlink(missing_ok=True)
+                else:
+                    shutil.rmtree(run_dir)
+                raise
+            _train_everything(state)
+            _evaluate_and_write(state, metric)
+        finally:
+            if state.owns_ray:
+                import ray
+
+                ray.shutdown()  # inside the redirect: Ray flushes its deduplicated log lines here
     return run_dir
 
 
@@ -93,7 +100,7 @@ def _start_ray(state: RunState) -> None:
     exp, display = state.exp, state.display
     with _timed(state, "ray"):
         display.start("ray", "start Ray" if not exp.ray.address else f"join {exp.ray.address}")
-        ensure_ray(exp.ray.address, exp.ray.num_cpus)
+        state.owns_ray = ensure_ray(exp.ray.address, exp.ray.num_cpus)
         resources = ray.cluster_resources()
         display.finish("ray", f"{resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs")
     _preflight(exp)

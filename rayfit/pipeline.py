@@ -229,7 +229,7 @@ def _evaluate_and_write(state: RunState, metric: str) -> None:
 
     exp, prepared, display, run_dir = state.exp, state.prepared, state.display, state.run_dir
     started = time.perf_counter()
-    display.start("evaluate", "evaluate on the test split", total=len(state.trained))
+    display.start("evaluate", "evaluate (test split)", total=len(state.trained))
     scores: dict[str, dict] = {}
     for i, (name, trained) in enumerate(state.trained.items(), 1):
         scores[name] = {

@@ -47,6 +47,12 @@ class DataConfig(_Section):
     categorical_encoding: Literal["auto", "onehot", "ordinal"] = "auto"  # auto: one-hot up to max_onehot_categories
     max_onehot_categories: int = Field(20, ge=2)
     class_weight: Literal["auto", "balanced", "none"] = "auto"  # auto: balanced when classes differ > 1.5x
+    # What one example is. auto: tabular for tables, image for 4-D arrays and image folders,
+    # sequence for 3-D arrays; `digits` is tabular unless kind: image.
+    kind: Literal["auto", "tabular", "image", "sequence"] = "auto"
+    image_size: Optional[tuple[int, int]] = None  # image folders: resize to (height, width); default: the first image's
+    window: Optional[int] = Field(None, ge=2)  # time-series CSV (kind: sequence): rows per input window
+    horizon: int = Field(1, ge=1)  # time-series CSV: predict the target this many rows after the window
 
 
 class BaselinesConfig(_Section):

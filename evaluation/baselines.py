@@ -41,6 +41,7 @@ def fit_baseline(name: str, task: str, class_weight: Optional[dict], seed: int, 
     from threadpoolctl import threadpool_limits
 
     estimator = BASELINES[name](task, class_weight, seed)
+    X = X.reshape(len(X), -1)  # images and sequences: one flat row per example
     start = time.perf_counter()
     with threadpool_limits(limits=1):
         estimator.fit(X, y)

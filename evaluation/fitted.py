@@ -63,6 +63,7 @@ class SklearnModel(FittedModel):
         self.n_classes = n_classes
 
     def _raw_predict(self, X):
+        X = np.asarray(X).reshape(len(X), -1)  # images and sequences: one flat row per example
         if self.task != "classification":
             return self.estimator.predict(X)
         proba = self.estimator.predict_proba(X)

@@ -11,7 +11,11 @@ from rayfit.evaluation.metrics import LOWER_IS_BETTER, score_model
 
 
 def permutation_importance(model, X, y, feature_names, metric: str, n_classes, repeats: int = 5, seed: int = 0):
-    """[(feature, mean drop, std)] sorted by mean drop, largest first."""
+    """[(feature, mean drop, std)] sorted by mean drop, largest first.
+
+    A feature is an index of the last axis: a column of a table, a channel of a sequence (shuffled
+    across examples with all its time steps, so the feature's whole trace moves together).
+    """
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
 
     def score(X_):
@@ -25,8 +29,8 @@ def permutation_importance(model, X, y, feature_names, metric: str, n_classes, r
     for j, name in enumerate(feature_names):
         drops = []
         for _ in range(repeats):
-            shuffled[:, j] = rng.permutation(X[:, j])
+            shuffled[..., j] = X[rng.permutation(len(X))][..., j]
             drops.append(baseline - score(shuffled))
-        shuffled[:, j] = X[:, j]
+        shuffled[..., j] = X[..., j]
         rows.append((name, float(np.mean(drops)), float(np.std(drops))))
     return sorted(rows, key=lambda row: row[1], reverse=True)

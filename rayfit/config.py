@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, ClassVar, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -68,23 +68,71 @@ class BaselinesConfig(_Section):
         return names
 
 
+class CNNSettings(_Section):
+    channels: list[int] = [16, 32]  # filters per conv block (conv -> norm -> activation -> 2x2 max-pool)
+    kernel_size: int = Field(3, ge=1)
+
+
+class RNNSettings(_Section):
+    cell: Literal["lstm", "gru"] = "lstm"
+    hidden_size: int = Field(64, ge=1)
+    layers: int = Field(1, ge=1)
+    bidirectional: bool = False
+
+
+class TransformerSettings(_Section):
+    d_model: int = Field(32, ge=4)  # token embedding width; must divide by heads
+    heads: int = Field(4, ge=1)
+    layers: int = Field(2, ge=1)
+    ff_dim: int = Field(64, ge=1)  # width of each encoder block's feed-forward layer
+
+    @model_validator(mode="after")
+    def _divisible(self):
+        if self.d_model % self.heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by heads ({self.heads})")
+        return self
+
+
 class NeuralConfig(_Section):
-    """What every neural model shares: the network, the optimisation, the workers."""
+    """What every neural model of a framework shares: the network, the optimisation, the workers."""
+
+    FRAMEWORK: ClassVar[str] = ""
 
     enabled: bool = True
-    model: Literal["mlp"] = "mlp"  # registered network (trainers/models)
-    hidden_sizes: list[int] = [64, 32]  # units per hidden layer
+    model: Union[str, list[str]] = "mlp"  # registered network, or a list: each is trained (trainers/registry.py)
+    # -- architecture
+    hidden_sizes: list[int] = [64, 32]  # MLP layers, and the dense head of cnn / rnn / transformer
     activation: Literal["relu", "gelu", "tanh"] = "relu"
     dropout: float = Field(0.1, ge=0, lt=1)
+    norm: Literal["none", "batch", "layer"] = "none"  # normalization after each hidden layer
+    cnn: CNNSettings = CNNSettings()
+    rnn: RNNSettings = RNNSettings()
+    transformer: TransformerSettings = TransformerSettings()
+    # -- optimisation
     epochs: int = Field(40, ge=1)
     batch_size: int = Field(32, ge=1)  # per worker; the global batch is batch_size * workers
+    optimizer: Literal["adamw", "adam", "sgd", "rmsprop"] = "adamw"
     lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)  # L2 penalty (AdamW-style decoupled for torch)
+    momentum: float = Field(0.9, ge=0, lt=1)  # sgd and rmsprop
+    weight_decay: float = Field(0.0, ge=0)  # L2 penalty (decoupled for adamw)
+    l1: float = Field(0.0, ge=0)  # L1 penalty on weights, added to the loss
+    grad_clip: Optional[float] = Field(None, gt=0)  # max global gradient norm; None: no clipping
+    schedule: Literal["none", "step", "cosine", "plateau"] = "none"  # learning-rate schedule, per epoch
+    step_size: int = Field(10, ge=1)  # step: epochs between lr drops
+    gamma: float = Field(0.5, gt=0, lt=1)  # step / plateau: lr multiplier at each drop
+    warmup_epochs: int = Field(0, ge=0)  # linear warm-up from lr / (warmup_epochs + 1) to lr
     patience: int = Field(6, ge=1)  # epochs without val-loss improvement before stopping
     min_delta: float = Field(1e-4, ge=0)  # smallest val-loss drop that counts as improvement
+    restore_best: bool = True  # the final model is the best epoch's, not the last one's
+    # -- workers and devices
     workers: int = Field(2, ge=1)  # Ray Train data-parallel workers
     cpus_per_worker: float = Field(1, gt=0)
+    gpus_per_worker: float = Field(1, gt=0)  # when training on GPUs
     gpu: Union[Literal["auto"], bool] = "auto"  # auto: use GPUs when the cluster has them
+    mixed_precision: Union[Literal["auto"], bool] = "auto"  # auto: on when training on GPUs
+    # -- checkpoints and faults
+    keep_checkpoints: int = Field(2, ge=1)  # latest checkpoints kept; each also carries the best weights
+    max_failures: int = Field(2, ge=0)  # worker-group restarts (from the latest checkpoint) before giving up
 
     @field_validator("hidden_sizes")
     @classmethod
@@ -93,13 +141,31 @@ class NeuralConfig(_Section):
             raise ValueError("must be a non-empty list of positive layer widths")
         return sizes
 
+    @field_validator("model")
+    @classmethod
+    def _registered(cls, model):
+        from rayfit.trainers.registry import NETWORKS
+
+        names = [model] if isinstance(model, str) else list(model)
+        known = NETWORKS[cls.FRAMEWORK]
+        if not names:
+            raise ValueError("name at least one network")
+        for name in names:
+            if name not in known:
+                raise ValueError(f"{name!r} is not a {cls.FRAMEWORK} network; choose from {', '.join(known)}")
+        return model
+
+    @property
+    def models(self) -> list[str]:
+        return [self.model] if isinstance(self.model, str) else list(self.model)
+
 
 class TorchConfig(NeuralConfig):
-    pass
+    FRAMEWORK: ClassVar[str] = "torch"
 
 
 class KerasConfig(NeuralConfig):
-    pass
+    FRAMEWORK: ClassVar[str] = "keras"
 
 
 class SearchDim(_Section):
@@ -133,7 +199,8 @@ class SearchDim(_Section):
         return next(k for k in ("uniform", "loguniform", "randint", "choice") if getattr(self, k) is not None)
 
 
-TUNABLE = tuple(n for n in NeuralConfig.model_fields if n not in ("enabled", "model", "workers", "cpus_per_worker", "gpu"))
+TUNABLE = ("hidden_sizes", "activation", "dropout", "norm", "epochs", "batch_size", "optimizer", "lr", "momentum",
+           "weight_decay", "l1", "grad_clip", "schedule", "step_size", "gamma", "warmup_epochs", "patience", "min_delta")
 
 
 def _default_space() -> dict[str, SearchDim]:

@@ -60,6 +60,7 @@ def run_experiment(exp: Experiment, out: Optional[str], display: Display, verbos
     started = time.perf_counter()
     prepared = prepare(exp.data, exp.seed)
     metric = primary_metric(exp, prepared.task)
+    _check_networks(exp, prepared.kind)
     if not any([exp.baselines.enabled, exp.torch.enabled, exp.keras.enabled, exp.tune.enabled]):
         raise UserError("nothing to train: baselines, torch, keras and tune are all disabled")
     display.finish("data", f"{prepared.task}, {prepared.n_rows} rows -> {len(prepared.y_train)}/"
@@ -117,7 +118,8 @@ def _train_everything(state: RunState) -> None:
     data = TrainingData(
         ref=ray.put(arrays),  # once into the object store; every task, worker and trial reads it there
         task=prepared.task,
-        n_outputs=prepared.n_classes if prepared.task == "classification" else 1,
+        # Binary classification and regression: one output; multi-class: one logit per class.
+        n_outputs=prepared.n_classes if prepared.task == "classification" and prepared.n_classes > 2 else 1,
         class_weights=([prepared.class_weights[i] for i in range(prepared.n_classes)]
                        if prepared.class_weights else None),
         seed=exp.seed,
@@ -128,11 +130,28 @@ def _train_everything(state: RunState) -> None:
     for framework in ("torch", "keras"):
         settings = getattr(exp, framework)
         if settings.enabled:
-            with _timed(state, framework):
-                _run_neural(state, framework, settings, data)
+            _run_neural(state, framework, settings, data)
     if exp.tune.enabled:
         with _timed(state, "tune"):
             _run_search(state, data)
+
+
+def _check_networks(exp: Experiment, kind: str) -> None:
+    """Each enabled network must take this kind of input (a CNN needs images, an RNN sequences)."""
+    from rayfit.trainers.registry import NETWORKS
+
+    for framework in ("torch", "keras"):
+        settings = getattr(exp, framework)
+        if not settings.enabled:
+            continue
+        for model in settings.models:
+            accepted = NETWORKS[framework][model]
+            if kind not in accepted:
+                raise UserError(f"{framework}.model: {model!r} takes {' or '.join(accepted)} input, "
+                                f"but {exp.data.source} is {kind} data")
+    if exp.tune.enabled and kind not in NETWORKS["torch"][exp.torch.models[0]]:
+        raise UserError(f"tune: searches torch.model {exp.torch.models[0]!r}, which takes "
+                        f"{' or '.join(NETWORKS['torch'][exp.torch.models[0]])} input, not {kind}")
 
 
 def _preflight(exp: Experiment) -> None:
@@ -188,15 +207,17 @@ def _run_neural(state: RunState, framework: str, settings, data) -> None:
     from rayfit.progress import ProgressHub
     from rayfit.trainers.launch import fit_neural
 
-    name = f"{framework}_{settings.model}"
     display = state.display
-    display.start(name, f"{framework} {settings.model} x{settings.workers} workers", total=settings.epochs)
-    hub = ProgressHub.remote()
-    with display.follow(hub):
-        result = fit_neural(framework, name, settings, data, state.run_dir / "checkpoints", progress=hub)
-    state.trained[name] = Trained(result.model, framework, result.train_time_s, result.history)
-    display.finish(name, f"{len(result.history)} epochs, best epoch {result.best_epoch}, "
-                         f"val_loss {min((h['val_loss'] for h in result.history), default=float('nan')):.4f}")
+    for model in settings.models:
+        name = f"{framework}_{model}"
+        display.start(name, f"{name} x{settings.workers}", total=settings.epochs)
+        display.say(f"{name}: batch {settings.batch_size} per worker, {settings.batch_size * settings.workers} global")
+        hub = ProgressHub.remote()
+        with _timed(state, name), display.follow(hub):
+            result = fit_neural(framework, model, settings, data, state.run_dir / "checkpoints", progress=hub)
+        state.trained[name] = Trained(result.model, framework, result.train_time_s, result.history)
+        display.finish(name, f"{len(result.history)} epochs, best epoch {result.best_epoch}, "
+                             f"val_loss {min((h['val_loss'] for h in result.history), default=float('nan')):.4f}")
 
 
 def _run_search(state: RunState, data) -> None:
@@ -244,8 +265,10 @@ def _evaluate_and_write(state: RunState, metric: str) -> None:
         if best is None or is_better(metric, entry["val"][metric], scores[best]["val"][metric]):
             best = name
     best_model = state.trained[best].model
-    importance = permutation_importance(best_model, prepared.X_test, prepared.y_test, prepared.feature_names,
-                                        metric, prepared.n_classes, exp.report.importance_repeats, exp.seed)
+    importance = []  # a pixel's importance says little; images get none
+    if prepared.kind != "image":
+        importance = permutation_importance(best_model, prepared.X_test, prepared.y_test, prepared.feature_names,
+                                            metric, prepared.n_classes, exp.report.importance_repeats, exp.seed)
 
     model_dir = run_dir / "model"
     best_model.save(model_dir)

@@ -43,7 +43,9 @@ def test_resolved_config_round_trips():
     ({"baselines": {"models": ["svm"]}}, "unknown baseline 'svm'; choose from dummy, linear"),
     ({"tune": {"space": {"lr": {"loguniform": [0, 1]}}}}, "loguniform bounds must be positive"),
     ({"tune": {"space": {"lr": {"uniform": [1, 0.1]}}}}, "bounds must be ordered"),
-    ({"tune": {"space": {"momentum": {"uniform": [0, 1]}}}}, "cannot tune 'momentum'"),
+    ({"tune": {"space": {"workers": {"choice": [1, 2]}}}}, "cannot tune 'workers'"),
+    ({"keras": {"model": "rnn"}}, "keras.model: 'rnn' is not a keras network; choose from mlp, cnn"),
+    ({"torch": {"transformer": {"d_model": 30, "heads": 4}}}, "d_model (30) must be divisible by heads (4)"),
     ({"tune": {"grace_period": 30, "max_t": 10}}, "grace_period (30) must not exceed max_t (10)"),
     ({"torch": {"hidden_sizes": []}}, "non-empty list of positive layer widths"),
 ])

@@ -1,7 +1,8 @@
 """The Keras training loop for a Ray Train worker (MultiWorkerMirroredStrategy).
 
 Plain Keras: build and compile under the strategy's scope, `fit` on a `tf.data` pipeline. Ray
-appears in the epoch-end callback, which reports metrics with a checkpoint.
+appears where a checkpoint is restored (`get_checkpoint`) and in the epoch-end callback, which
+reports metrics with a checkpoint. Schedule and early stopping are the PyTorch loop's own.
 """
 from __future__ import annotations
 
@@ -13,44 +14,98 @@ import numpy as np
 import ray
 import ray.train
 
-from rayfit.trainers.keras_model import ARCH, MODEL_FILE
+from rayfit.trainers.keras_model import ARCH, BEST_WEIGHTS, MODEL_FILE
 from rayfit.trainers.keras_models import build_keras_model
-from rayfit.trainers.torch_loop import EarlyStopping, architecture
+from rayfit.trainers.schedule import EarlyStopping, LearningRateSchedule
+from rayfit.trainers.torch_loop import architecture
+
+TRAIN_STATE = "train_state.json"
 
 
-def _make_epoch_callback(keras, config, X_val, y_val, loss_fn, rank):
+def _optimizer(keras, settings):
+    common = {"learning_rate": settings["lr"], "weight_decay": settings["weight_decay"] or None}
+    if settings["grad_clip"]:
+        common["global_clipnorm"] = settings["grad_clip"]
+    kind = settings["optimizer"]
+    if kind == "adamw":
+        return keras.optimizers.AdamW(**{**common, "weight_decay": settings["weight_decay"]})
+    if kind == "adam":
+        return keras.optimizers.Adam(**common)
+    if kind == "sgd":
+        return keras.optimizers.SGD(momentum=settings["momentum"], **common)
+    return keras.optimizers.RMSprop(momentum=settings["momentum"], **common)
+
+
+def _loss(keras, task: str, n_outputs: int):
+    if task == "regression":
+        return keras.losses.MeanSquaredError()
+    if n_outputs == 1:
+        return keras.losses.BinaryCrossentropy(from_logits=True)
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def _targets(y: np.ndarray, task: str, n_outputs: int) -> np.ndarray:
+    if task == "classification" and n_outputs > 1:
+        return y.astype(np.int64)
+    return y.astype(np.float32).reshape(-1, 1)  # regression, or binary with one logit
+
+
+def _make_epoch_callback(keras, config, arch, X_val, y_val, loss_fn, rank, state):
     settings, task = config["settings"], config["task"]
 
     class ReportEpoch(keras.callbacks.Callback):
-        """Validation, early stopping and a checkpoint every epoch, reported to Ray Train."""
+        """Learning rate, validation, early stopping and a checkpoint every epoch, reported to Ray Train."""
 
         def __init__(self):
             super().__init__()
+            self.schedule = LearningRateSchedule.from_settings(settings)
             self.stopper = EarlyStopping(settings["patience"], settings["min_delta"])
             self.history: list[dict] = []
+            self.best_weights = None
+            if state is not None:
+                self.schedule.load_state_dict(state["schedule"])
+                self.stopper.load_state_dict(state["stopper"])
+                self.history = state["history"]
+
+        def on_epoch_begin(self, epoch, logs=None):
+            keras.backend.set_value(self.model.optimizer.learning_rate, self.schedule.lr(epoch + 1))
 
         def on_epoch_end(self, epoch, logs=None):
             # Every worker scores the same full validation set with the same (mirrored) weights,
             # so every worker reaches the same early-stopping decision.
-            out = self.model(X_val, training=False)
-            metrics = {"epoch": epoch + 1, "train_loss": float(logs["loss"]), "val_loss": float(loss_fn(y_val, out))}
+            # A direct call, not predict(): under the strategy predict() would shard the val set.
+            out = np.concatenate([self.model(X_val[i:i + 1024], training=False).numpy()
+                                  for i in range(0, len(X_val), 1024)])
+            metrics = {"epoch": epoch + 1, "train_loss": float(logs["loss"]), "val_loss": float(loss_fn(y_val, out)),
+                       "lr": self.schedule.lr(epoch + 1)}
             if task == "classification":
-                metrics["val_accuracy"] = float(np.mean(np.argmax(out.numpy(), axis=1) == y_val))
-            self.stopper.step(metrics["val_loss"], epoch + 1)
+                predicted = (out[:, 0] > 0) if out.shape[1] == 1 else out.argmax(axis=1)
+                metrics["val_accuracy"] = float(np.mean(predicted == y_val.reshape(-1)))
+            improved = self.stopper.step(metrics["val_loss"], epoch + 1)
+            self.schedule.observe(metrics["val_loss"])
+            if improved or self.best_weights is None:
+                self.best_weights = self.model.get_weights()
             self.history.append(metrics)
             progress = config.get("progress")
             if progress is not None and rank == 0:
                 progress.push.remote({"stage": config["name"], "epoch": epoch + 1,
                                       "epochs": settings["epochs"], "metrics": metrics})
             with tempfile.TemporaryDirectory() as tmp:
-                # Every worker saves (the weights are mirrored); only rank 0's copy is kept.
-                self.model.save(Path(tmp) / MODEL_FILE)
-                (Path(tmp) / ARCH).write_text(json.dumps(config["arch"]))
-                (Path(tmp) / "history.json").write_text(json.dumps(self.history))
+                # Every worker saves (saving may synchronise mirrored variables); rank 0's is kept.
+                self._write(Path(tmp), epoch + 1)
                 checkpoint = ray.train.Checkpoint.from_directory(tmp) if rank == 0 else None
                 ray.train.report(metrics, checkpoint=checkpoint)
             if self.stopper.should_stop:
                 self.model.stop_training = True
+
+        def _write(self, directory: Path, epoch: int) -> None:
+            self.model.save(directory / MODEL_FILE)
+            np.savez(directory / BEST_WEIGHTS, **{f"w{i}": w for i, w in enumerate(self.best_weights)})
+            (directory / ARCH).write_text(json.dumps(arch))
+            (directory / "history.json").write_text(json.dumps(self.history))
+            (directory / TRAIN_STATE).write_text(json.dumps({
+                "epoch": epoch, "schedule": self.schedule.state_dict(), "stopper": self.stopper.state_dict(),
+                "history": self.history, "settings": settings}))
 
     return ReportEpoch()
 
@@ -59,7 +114,7 @@ def keras_train_loop_per_worker(config: dict) -> list[dict]:
     import tensorflow as tf
     from tensorflow import keras
 
-    settings, task = config["settings"], config["task"]
+    settings, task, seed = config["settings"], config["task"], config["seed"]
     data = config["data"]
     if isinstance(data, ray.ObjectRef):
         data = ray.get(data)
@@ -68,37 +123,44 @@ def keras_train_loop_per_worker(config: dict) -> list[dict]:
     threads = max(1, int(config.get("threads", 1)))
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
-    keras.utils.set_random_seed(config["seed"])
+    keras.utils.set_random_seed(seed)
+    if tf.config.list_physical_devices("GPU") and settings["mixed_precision"] in ("auto", True):
+        keras.mixed_precision.set_global_policy("mixed_float16")
 
     strategy = tf.distribute.MultiWorkerMirroredStrategy()  # TF_CONFIG comes from Ray Train
-    X_train, y_train = data["X_train"], data["y_train"]
-    X_val, y_val = data["X_val"], data["y_val"]
-    config["arch"] = architecture(settings, X_train.shape[1], config["n_outputs"])
+    n_outputs = config["n_outputs"]
+    X_train, y_train = data["X_train"], _targets(data["y_train"], task, n_outputs)
+    X_val, y_val = data["X_val"], _targets(data["y_val"], task, n_outputs)
+    arch = architecture(settings, config["model"], X_train.shape[1:], n_outputs)
+    loss_fn = _loss(keras, task, n_outputs)
 
-    if task == "classification":
-        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    else:
-        loss_fn = keras.losses.MeanSquaredError()
+    checkpoint = ray.train.get_checkpoint()  # set after a worker failure or by `rayfit resume`
+    state = None
     with strategy.scope():
-        model = build_keras_model(config["arch"])
-        if settings["weight_decay"] > 0:
-            optimizer = keras.optimizers.AdamW(learning_rate=settings["lr"], weight_decay=settings["weight_decay"])
+        if checkpoint is not None:
+            with checkpoint.as_directory() as directory:
+                model = keras.models.load_model(Path(directory) / MODEL_FILE)  # weights + optimizer state
+                state = json.loads((Path(directory) / TRAIN_STATE).read_text())
         else:
-            optimizer = keras.optimizers.Adam(learning_rate=settings["lr"])
-        model.compile(optimizer=optimizer, loss=loss_fn)
+            model = build_keras_model(arch)
+            model.compile(optimizer=_optimizer(keras, settings), loss=loss_fn)
 
     # The pipeline is batched by the global batch; tf.distribute shards it so each worker trains
     # on batch_size rows per step. Whole batches only: uneven last steps across workers can hang.
     global_batch = settings["batch_size"] * world
     dataset = tf.data.Dataset.from_tensor_slices((X_train, y_train))
-    dataset = dataset.shuffle(len(X_train), seed=config["seed"], reshuffle_each_iteration=True)
+    dataset = dataset.shuffle(len(X_train), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(global_batch, drop_remainder=len(X_train) >= global_batch)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     dataset = dataset.with_options(options)
 
-    callback = _make_epoch_callback(keras, config, X_val, y_val, loss_fn, rank)
+    callback = _make_epoch_callback(keras, config, arch, X_val, y_val, loss_fn, rank, state)
+    if state is not None:
+        with checkpoint.as_directory() as directory, np.load(Path(directory) / BEST_WEIGHTS) as saved:
+            callback.best_weights = [saved[f"w{i}"] for i in range(len(saved.files))]
     class_weight = config.get("class_weights")
-    model.fit(dataset, epochs=settings["epochs"], verbose=0, callbacks=[callback],
-              class_weight=dict(enumerate(class_weight)) if class_weight is not None else None)
+    if state is None or not callback.stopper.should_stop:
+        model.fit(dataset, epochs=settings["epochs"], initial_epoch=state["epoch"] if state else 0, verbose=0,
+                  callbacks=[callback], class_weight=dict(enumerate(class_weight)) if class_weight else None)
     return callback.history

@@ -1,6 +1,7 @@
 """Launch a Ray Train run for a neural model and return it as a FittedModel."""
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ class TrainingData:
 
     ref: Any  # ObjectRef of {"X_train", "y_train", "X_val", "y_val"}
     task: str
-    n_outputs: int  # classes for classification, 1 for regression
+    n_outputs: int  # classes for multi-class; 1 for binary (one logit) and regression
     class_weights: Optional[list[float]]
     seed: int
 
@@ -53,31 +54,37 @@ def _keras_framework():
 FRAMEWORKS: dict[str, Callable[[], tuple]] = {"torch": _torch_framework, "keras": _keras_framework}
 
 
-def loop_config(name: str, settings: dict, data: TrainingData, mode: str, progress=None, threads: int = 1) -> dict:
-    return {"name": name, "settings": settings, "data": data.ref, "task": data.task, "n_outputs": data.n_outputs,
-            "class_weights": data.class_weights, "seed": data.seed, "mode": mode, "progress": progress,
-            "threads": threads}
+def loop_config(name: str, model: str, settings: dict, data: TrainingData, mode: str, progress=None,
+                threads: int = 1, use_gpu: bool = False) -> dict:
+    return {"name": name, "model": model, "settings": settings, "data": data.ref, "task": data.task,
+            "n_outputs": data.n_outputs, "class_weights": data.class_weights, "seed": data.seed, "mode": mode,
+            "progress": progress, "threads": threads, "use_gpu": use_gpu}
 
 
-def fit_neural(framework: str, name: str, settings, data: TrainingData, storage: Path, progress=None,
-               max_failures: int = 2) -> NeuralResult:
-    """Train `settings` (a NeuralConfig) data-parallel with Ray Train; the best checkpoint wins."""
+def fit_neural(framework: str, model: str, settings, data: TrainingData, storage: Path, progress=None) -> NeuralResult:
+    """Train one network of `settings` (a NeuralConfig) data-parallel with Ray Train.
+
+    Re-running with the same storage resumes: Ray Train finds the run's latest checkpoint and the
+    loop continues from it (after a worker failure, or `rayfit resume`).
+    """
     import ray.train
 
+    name = f"{framework}_{model}"
     trainer_cls, loop, load_checkpoint = FRAMEWORKS[framework]()
-    use_gpu = check_worker_resources(f"{name}", settings.workers, settings.cpus_per_worker, settings.gpu)
+    use_gpu = check_worker_resources(framework, settings.workers, settings.cpus_per_worker, settings.gpu)
+    resources = {"CPU": settings.cpus_per_worker, **({"GPU": settings.gpus_per_worker} if use_gpu else {})}
     trainer = trainer_cls(
         loop,
-        train_loop_config=loop_config(name, settings.model_dump(), data, "train", progress,
-                                      threads=int(settings.cpus_per_worker)),
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=settings.workers, use_gpu=use_gpu, resources_per_worker={"CPU": settings.cpus_per_worker}),
+        train_loop_config=loop_config(name, model, settings.model_dump(), data, "train", progress,
+                                      threads=int(settings.cpus_per_worker), use_gpu=use_gpu),
+        scaling_config=ray.train.ScalingConfig(num_workers=settings.workers, use_gpu=use_gpu,
+                                               resources_per_worker=resources),
         run_config=ray.train.RunConfig(
             name=name,
             storage_path=str(Path(storage).resolve()),
-            checkpoint_config=ray.train.CheckpointConfig(
-                num_to_keep=2, checkpoint_score_attribute="val_loss", checkpoint_score_order="min"),
-            failure_config=ray.train.FailureConfig(max_failures=max_failures),
+            # The latest N checkpoints; each carries the best epoch's weights too.
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=settings.keep_checkpoints),
+            failure_config=ray.train.FailureConfig(max_failures=settings.max_failures),
         ),
     )
     started = time.perf_counter()
@@ -85,9 +92,8 @@ def fit_neural(framework: str, name: str, settings, data: TrainingData, storage:
     elapsed = time.perf_counter() - started
     if result.error is not None:
         raise result.error
-    best = result.get_best_checkpoint(metric="val_loss", mode="min") or result.checkpoint
-    history = result.return_value or []
-    with best.as_directory() as directory:
-        model = load_checkpoint(Path(directory), name, data.task)
+    with result.checkpoint.as_directory() as directory:
+        fitted = load_checkpoint(Path(directory), name, data.task, best=settings.restore_best)
+        history = json.loads((Path(directory) / "history.json").read_text())
     best_epoch = min(history, key=lambda m: m["val_loss"])["epoch"] if history else 0
-    return NeuralResult(model=model, history=history, train_time_s=elapsed, best_epoch=best_epoch)
+    return NeuralResult(model=fitted, history=history, train_time_s=elapsed, best_epoch=best_epoch)

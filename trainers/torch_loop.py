@@ -1,8 +1,8 @@
 """The PyTorch training loop: one loop for a Ray Train worker (DDP) and for a Ray Tune trial.
 
-It reads like plain PyTorch. Ray appears in three places: preparing the model and loader for
-data parallelism, reporting metrics with a checkpoint, and (rank 0) telling the driver's progress
-display about the epoch.
+It reads like plain PyTorch. Ray appears where data parallelism is set up (`prepare_model`,
+`prepare_data_loader`), where a checkpoint is restored (`get_checkpoint`) and where metrics are
+reported with a checkpoint (`report`).
 """
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import ray
@@ -20,164 +21,203 @@ from ray import tune
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from rayfit.trainers.schedule import EarlyStopping, LearningRateSchedule
+from rayfit.trainers.torch_model import ARCH, BEST_WEIGHTS, WEIGHTS
 from rayfit.trainers.torch_models import build_torch_model
-from rayfit.trainers.torch_model import ARCH, WEIGHTS
 
-ARCH_KEYS = ("hidden_sizes", "activation", "dropout")
+ARCH_KEYS = ("hidden_sizes", "activation", "dropout", "norm", "l1", "cnn", "rnn", "transformer")
+TRAIN_STATE = "train_state.pt"
 
-
-def architecture(settings: dict, n_features: int, n_outputs: int) -> dict:
-    return {"model": settings["model"], "in_features": n_features, "out_features": n_outputs,
-            **{k: settings[k] for k in ARCH_KEYS}}
-
-
-class EarlyStopping:
-    """Stop after `patience` epochs without a val-loss drop of at least `min_delta`."""
-
-    def __init__(self, patience: int, min_delta: float):
-        self.patience, self.min_delta = patience, min_delta
-        self.best = float("inf")
-        self.best_epoch = -1
-        self.bad_epochs = 0
-
-    def step(self, value: float, epoch: int) -> bool:
-        """Record one epoch; True when it is the best so far."""
-        if value < self.best - self.min_delta:
-            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
-            return True
-        self.bad_epochs += 1
-        return False
-
-    @property
-    def should_stop(self) -> bool:
-        return self.bad_epochs >= self.patience
+OPTIMIZERS = {
+    "adamw": lambda params, s: torch.optim.AdamW(params, lr=s["lr"], weight_decay=s["weight_decay"]),
+    "adam": lambda params, s: torch.optim.Adam(params, lr=s["lr"], weight_decay=s["weight_decay"]),
+    "sgd": lambda params, s: torch.optim.SGD(params, lr=s["lr"], momentum=s["momentum"], weight_decay=s["weight_decay"]),
+    "rmsprop": lambda params, s: torch.optim.RMSprop(params, lr=s["lr"], momentum=s["momentum"],
+                                                     weight_decay=s["weight_decay"]),
+}
 
 
-def _loss_fn(task: str, class_weights):
-    if task == "classification":
-        weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
-        return nn.CrossEntropyLoss(weight=weight)
-    return nn.MSELoss()
+def architecture(settings: dict, model: str, input_shape, n_outputs: int) -> dict:
+    """What a checkpoint needs to rebuild the network (shared with the Keras loop)."""
+    return {"model": model, "input_shape": list(input_shape), "n_outputs": n_outputs,
+            "settings": {k: settings[k] for k in ARCH_KEYS}}
 
 
-def _targets(y: np.ndarray, task: str) -> torch.Tensor:
-    return torch.as_tensor(y, dtype=torch.long) if task == "classification" else torch.as_tensor(y, dtype=torch.float32)
+def _targets(y: np.ndarray, task: str, n_outputs: int) -> torch.Tensor:
+    if task == "classification" and n_outputs > 1:
+        return torch.as_tensor(y, dtype=torch.long)
+    return torch.as_tensor(y, dtype=torch.float32)  # regression, or binary with one logit
+
+
+def _loss_fn(task: str, n_outputs: int, class_weights: Optional[list]):
+    if task == "regression":
+        return nn.MSELoss()
+    if n_outputs == 1:  # binary: one logit, binary cross-entropy; class weights as the positive weight
+        pos_weight = torch.tensor(class_weights[1] / class_weights[0]) if class_weights else None
+        return nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    return nn.CrossEntropyLoss(weight=torch.tensor(class_weights, dtype=torch.float32) if class_weights else None)
+
+
+def _squeeze(out: torch.Tensor) -> torch.Tensor:
+    return out[:, 0] if out.shape[1] == 1 else out
 
 
 @torch.no_grad()
-def _evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss_fn, task: str, device) -> dict:
+def _evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss_fn, task: str, device, batch: int = 1024) -> dict:
     model.eval()
-    out = model(X.to(device))
-    if task == "regression":
-        out = out.reshape(-1)
-    metrics = {"val_loss": float(loss_fn(out, y.to(device)))}
+    out = torch.cat([model(X[i:i + batch].to(device)).float() for i in range(0, len(X), batch)])
+    out, y = _squeeze(out), y.to(device)
+    metrics = {"val_loss": float(loss_fn(out, y))}
     if task == "classification":
-        metrics["val_accuracy"] = float((out.argmax(dim=1).cpu() == y).float().mean())
+        predicted = (out > 0).long() if out.dim() == 1 else out.argmax(dim=1)
+        metrics["val_accuracy"] = float((predicted == y.long()).float().mean())
     return metrics
 
 
-def _save_checkpoint(directory: Path, model: nn.Module, optimizer, arch: dict, epoch: int, best: float, history: list) -> None:
-    torch.save(model.state_dict(), directory / WEIGHTS)
-    (directory / ARCH).write_text(json.dumps(arch))
-    (directory / "history.json").write_text(json.dumps(history))
-    # Everything needed to continue: optimizer, epoch, best metric, RNG state.
-    torch.save({"optimizer": optimizer.state_dict(), "epoch": epoch, "best_val_loss": best,
-                "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state()},
-               directory / "train_state.pt")
+def _l1_penalty(model: nn.Module) -> torch.Tensor:
+    return sum(p.abs().sum() for p in model.parameters() if p.dim() > 1)
+
+
+def _restore(config: dict, mode: str):
+    """The checkpoint to continue from: Ray Train's after a worker failure or `rayfit resume`,
+    Tune's when a trial is resumed or exploited (PBT)."""
+    return ray.train.get_checkpoint() if mode == "train" else tune.get_checkpoint()
 
 
 def train_loop_per_worker(config: dict) -> list[dict]:
-    """Train one network. config: settings (NeuralConfig fields), data, task, n_outputs,
-    class_weights, seed, mode ("train": a Ray Train worker; "tune": a Tune trial), progress, name."""
-    settings, task, mode = config["settings"], config["task"], config["mode"]
+    """Train one network. config: name, model, settings (NeuralConfig fields), data, task, n_outputs,
+    class_weights, seed, threads, mode ("train": a Ray Train worker; "tune": a Tune trial), progress."""
+    settings, task, mode, seed = config["settings"], config["task"], config["mode"], config["seed"]
     data = config["data"]
     if isinstance(data, ray.ObjectRef):
         data = ray.get(data)
     # One thread per CPU this worker was given; more would fight the other workers for cores.
     torch.set_num_threads(max(1, int(config.get("threads", 1))))
-    torch.manual_seed(config["seed"])
-    np.random.seed(config["seed"])
 
     if mode == "train":
         context = ray.train.get_context()
         rank, world = context.get_world_rank(), context.get_world_size()
         device = ray.train.torch.get_device()
     else:
-        rank, world, device = 0, 1, torch.device("cpu")
+        rank, world = 0, 1
+        device = torch.device("cuda" if torch.cuda.is_available() and config.get("use_gpu") else "cpu")
+    use_amp = device.type == "cuda" and settings["mixed_precision"] in ("auto", True)
 
-    X_train = torch.as_tensor(data["X_train"])
-    y_train = _targets(data["y_train"], task)
-    X_val, y_val = torch.as_tensor(data["X_val"]), _targets(data["y_val"], task)
+    n_outputs = config["n_outputs"]
+    X_train, y_train = torch.as_tensor(data["X_train"]), _targets(data["y_train"], task, n_outputs)
+    X_val, y_val = torch.as_tensor(data["X_val"]), _targets(data["y_val"], task, n_outputs)
+    arch = architecture(settings, config["model"], X_train.shape[1:], n_outputs)
 
-    arch = architecture(settings, X_train.shape[1], config["n_outputs"])
+    torch.manual_seed(seed)  # the same initial weights on every worker and in every rerun
     model = build_torch_model(arch)
-    generator = torch.Generator().manual_seed(config["seed"])
+    state = _load_state(_restore(config, mode), model)
+    if mode == "train":
+        model = ray.train.torch.prepare_model(model)  # device placement + DistributedDataParallel
+    raw_model = model.module if hasattr(model, "module") else model
+
+    optimizer = OPTIMIZERS[settings["optimizer"]](model.parameters(), settings)
+    schedule = LearningRateSchedule.from_settings(settings)
+    stopper = EarlyStopping(settings["patience"], settings["min_delta"])
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    loss_fn = _loss_fn(task, n_outputs, config.get("class_weights")).to(device)
+    history: list[dict] = []
+    best_weights = None
+    start_epoch = 1
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        stopper.load_state_dict(state["stopper"])
+        scaler.load_state_dict(state["scaler"])
+        history, best_weights, start_epoch = state["history"], state["best_weights"], state["epoch"] + 1
+
+    generator = torch.Generator()
     loader = DataLoader(TensorDataset(X_train, y_train), batch_size=settings["batch_size"], shuffle=True,
                         generator=generator, pin_memory=device.type == "cuda")
     if mode == "train":
-        # DDP wrapper, DistributedSampler, device placement: Ray's three lines of data parallelism.
-        model = ray.train.torch.prepare_model(model)
-        loader = ray.train.torch.prepare_data_loader(loader)
-    raw_model = model.module if hasattr(model, "module") else model
+        loader = ray.train.torch.prepare_data_loader(loader)  # DistributedSampler + device moves
 
-    loss_fn = _loss_fn(task, config.get("class_weights")).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings["lr"], weight_decay=settings["weight_decay"])
-    stopper = EarlyStopping(settings["patience"], settings["min_delta"])
-    history: list[dict] = []
     epochs = int(settings["epochs"])
-
-    for epoch in range(1, epochs + 1):
+    for epoch in range(start_epoch, epochs + 1):
         started = time.perf_counter()
+        # Randomness is a function of (seed, epoch, rank): a resumed run replays exactly.
+        torch.manual_seed(seed + 10_007 * epoch + rank)
+        generator.manual_seed(seed + epoch)
         if hasattr(loader, "sampler") and hasattr(loader.sampler, "set_epoch"):
-            loader.sampler.set_epoch(epoch)  # a new shuffle per epoch across workers
+            loader.sampler.set_epoch(epoch)
+        lr = schedule.lr(epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+
         model.train()
         total, count = torch.zeros((), device=device), torch.zeros((), device=device)
         for xb, yb in loader:
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
-            out = model(xb)
-            loss = loss_fn(out.reshape(-1) if task == "regression" else out, yb)
-            loss.backward()
-            optimizer.step()
-            total += loss.detach() * len(xb)
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                loss = loss_fn(_squeeze(model(xb)), yb)
+            total += loss.detach().float() * len(xb)
             count += len(xb)
+            if settings["l1"] > 0:
+                loss = loss + settings["l1"] * _l1_penalty(raw_model)
+            scaler.scale(loss).backward()
+            if settings["grad_clip"]:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), settings["grad_clip"])
+            scaler.step(optimizer)
+            scaler.update()
         if world > 1:
-            # Mean training loss over all workers' samples (a sync point, once per epoch).
+            # Mean training loss over every worker's samples (a sync point, once per epoch).
             torch.distributed.all_reduce(total)
             torch.distributed.all_reduce(count)
-        metrics = {"epoch": epoch, "train_loss": float(total / count), **_evaluate(raw_model, X_val, y_val, loss_fn, task, device)}
+        metrics = {"epoch": epoch, "train_loss": float(total / count),
+                   **_evaluate(raw_model, X_val, y_val, loss_fn, task, device), "lr": lr}
         metrics["epoch_time_s"] = time.perf_counter() - started
-        improved = stopper.step(metrics["val_loss"], epoch)
-        history.append(metrics)
-
         # Every worker computed the same val loss on the same weights, so every worker takes the
-        # same early-stopping decision and the report barrier stays in step.
-        stop = stopper.should_stop or epoch == epochs
-        _report(config, mode, rank, metrics, history, raw_model, optimizer, arch, stopper.best, improved)
-        if stop:
+        # same early-stopping decision and Ray's report barrier stays in step.
+        improved = stopper.step(metrics["val_loss"], epoch)
+        schedule.observe(metrics["val_loss"])
+        if improved or best_weights is None:
+            best_weights = {k: v.detach().to("cpu", copy=True) for k, v in raw_model.state_dict().items()}
+        history.append(metrics)
+        train_state = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                       "stopper": stopper.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
+                       "history": history, "best_weights": best_weights, "settings": settings,
+                       "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state()}
+        _report(config, mode, rank, metrics, raw_model, arch, train_state, improved)
+        if stopper.should_stop:
             break
     return history
 
 
-def _report(config, mode, rank, metrics, history, model, optimizer, arch, best, improved) -> None:
+def _load_state(checkpoint, model: nn.Module) -> Optional[dict]:
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as directory:
+        model.load_state_dict(torch.load(Path(directory) / WEIGHTS, map_location="cpu", weights_only=True))
+        return torch.load(Path(directory) / TRAIN_STATE, map_location="cpu", weights_only=False)
+
+
+def _write_checkpoint(directory: Path, model: nn.Module, arch: dict, train_state: dict) -> None:
+    """Everything needed to continue (see STYLE.md #6) and to restore the best epoch's weights."""
+    torch.save(model.state_dict(), directory / WEIGHTS)
+    torch.save(train_state["best_weights"], directory / BEST_WEIGHTS)
+    torch.save(train_state, directory / TRAIN_STATE)
+    (directory / ARCH).write_text(json.dumps(arch))
+    (directory / "history.json").write_text(json.dumps(train_state["history"]))
+
+
+def _report(config, mode, rank, metrics, model, arch, train_state, improved) -> None:
     progress = config.get("progress")
-    if mode == "train":
-        if progress is not None and rank == 0:
-            progress.push.remote({"stage": config["name"], "epoch": metrics["epoch"],
-                                  "epochs": config["settings"]["epochs"], "metrics": metrics})
-        with tempfile.TemporaryDirectory() as tmp:
-            checkpoint = None
-            if rank == 0:  # one copy of the weights is enough; the others report metrics only
-                _save_checkpoint(Path(tmp), model, optimizer, arch, metrics["epoch"], best, history)
-                checkpoint = ray.train.Checkpoint.from_directory(tmp)
-            ray.train.report(metrics, checkpoint=checkpoint)
+    if progress is not None and rank == 0:
+        progress.push.remote({"stage": config["name"], "epoch": metrics["epoch"],
+                              "epochs": config["settings"]["epochs"], "metrics": metrics})
+    report, checkpoint_cls = (ray.train.report, ray.train.Checkpoint) if mode == "train" else (tune.report, tune.Checkpoint)
+    # Ray Train: a checkpoint every epoch, from rank 0 (the others hold the same weights).
+    # Tune: only when the trial improves, so a small trial is not dominated by checkpoint I/O.
+    write = rank == 0 if mode == "train" else improved
+    if not write:
+        report(metrics)
         return
-
-    # A trial checkpoints only when it improves: its latest checkpoint is its best.
-    if improved:
-        with tempfile.TemporaryDirectory() as tmp:
-            _save_checkpoint(Path(tmp), model, optimizer, arch, metrics["epoch"], best, history)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
-    else:
-        tune.report(metrics)
-
+    with tempfile.TemporaryDirectory() as tmp:
+        _write_checkpoint(Path(tmp), model, arch, train_state)
+        report(metrics, checkpoint=checkpoint_cls.from_directory(tmp))

@@ -10,8 +10,21 @@ import torch
 from rayfit.evaluation.fitted import LOADERS, FittedModel
 from rayfit.trainers.torch_models import build_torch_model
 
-WEIGHTS = "model.pt"
+WEIGHTS = "model.pt"  # the epoch's weights
+BEST_WEIGHTS = "best_model.pt"  # the best epoch's weights so far, carried in every checkpoint
 ARCH = "arch.json"
+
+
+def logits_to_output(out: np.ndarray, task: str) -> np.ndarray:
+    """Class probabilities (one logit: binary, sigmoid; several: softmax) or regression values."""
+    if task != "classification":
+        return out.reshape(-1)
+    if out.shape[1] == 1:
+        p = 1.0 / (1.0 + np.exp(-out[:, 0].astype(np.float64)))
+        return np.stack([1 - p, p], axis=1)
+    shifted = out.astype(np.float64) - out.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
 
 
 class TorchModel(FittedModel):
@@ -23,27 +36,30 @@ class TorchModel(FittedModel):
         self.arch = arch
 
     @torch.no_grad()
-    def _raw_predict(self, X):
-        out = self.network(torch.as_tensor(np.asarray(X, dtype=np.float32)))
-        if self.task == "classification":
-            return torch.softmax(out, dim=1).numpy()
-        return out.reshape(-1).numpy()
+    def _raw_predict(self, X, batch: int = 4096):
+        X = np.asarray(X, dtype=np.float32)
+        out = np.concatenate([self.network(torch.as_tensor(X[i:i + batch])).numpy() for i in range(0, len(X), batch)])
+        return logits_to_output(out, self.task)
 
     def _save_files(self, directory):
         torch.save(self.network.state_dict(), directory / WEIGHTS)
         (directory / ARCH).write_text(json.dumps(self.arch, indent=2))
 
     @classmethod
-    def from_checkpoint(cls, checkpoint_dir: Path, name: str, task: str) -> "TorchModel":
+    def from_checkpoint(cls, checkpoint_dir: Path, name: str, task: str, best: bool = True) -> "TorchModel":
+        """best: the best epoch's weights (restore-best), else the checkpoint's own epoch."""
         checkpoint_dir = Path(checkpoint_dir)
         arch = json.loads((checkpoint_dir / ARCH).read_text())
         network = build_torch_model(arch)
-        network.load_state_dict(torch.load(checkpoint_dir / WEIGHTS, map_location="cpu", weights_only=True))
+        weights = checkpoint_dir / BEST_WEIGHTS
+        if not (best and weights.exists()):
+            weights = checkpoint_dir / WEIGHTS
+        network.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         return cls(name, task, network, arch)
 
     @classmethod
     def load(cls, directory: Path, meta: dict) -> "TorchModel":
-        return cls.from_checkpoint(directory, meta["name"], meta["task"])
+        return cls.from_checkpoint(directory, meta["name"], meta["task"], best=False)
 
 
 LOADERS["torch"] = TorchModel.load

@@ -69,8 +69,9 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
     # Every trial runs up to max_t epochs; ASHA decides who stops earlier. Early stopping inside
     # a trial stays on, as in a plain training run.
     base_settings = {**base.model_dump(), "epochs": settings.max_t}
+    network = base.models[0]
     trainable = tune.with_resources(
-        tune.with_parameters(_trial, base=loop_config("tune", base_settings, data, "tune",
+        tune.with_parameters(_trial, base=loop_config("tune", network, base_settings, data, "tune",
                                                       threads=max(1, int(settings.cpus_per_trial)))),
         {"cpu": settings.cpus_per_trial},
     )

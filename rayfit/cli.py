@@ -36,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a config key, e.g. --set torch.epochs=10 (repeatable)")
     run.add_argument("--verbose", action="store_true", help="show Ray's own output on the terminal")
 
+    resume = commands.add_parser("resume", help="finish an interrupted run from its checkpoints")
+    resume.add_argument("run_dir", help="the run directory of the interrupted run")
+    resume.add_argument("--verbose", action="store_true", help="show Ray's own output on the terminal")
+
     predict = commands.add_parser("predict", help="predict raw rows with a run's best model")
     predict.add_argument("run_dir", help="a finished run directory")
     predict.add_argument("--data", required=True, help="a .csv / .parquet file of raw rows")
@@ -52,6 +56,17 @@ def _run(args) -> int:
     exp = load_experiment(args.config, args.data, args.target, args.task, tuple(args.overrides))
     with Display(terminal_stream()) as display:
         run_dir = run_experiment(exp, args.out, display, verbose=args.verbose)
+        display.say(f"report: {run_dir / 'report.html'}")
+    return EXIT_OK
+
+
+def _resume(args) -> int:
+    from rayfit.pipeline import resume_experiment
+    from rayfit.progress import Display
+    from rayfit.run_dir import terminal_stream
+
+    with Display(terminal_stream()) as display:
+        run_dir = resume_experiment(args.run_dir, display, verbose=args.verbose)
         display.say(f"report: {run_dir / 'report.html'}")
     return EXIT_OK
 
@@ -74,7 +89,7 @@ def _predict(args) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return {"run": _run, "predict": _predict}[args.command](args)
+        return {"run": _run, "resume": _resume, "predict": _predict}[args.command](args)
     except UserError as exc:
         message = " ".join(str(exc).split())  # one line, whatever the message held
         print(f"error: {message}", file=sys.stderr)

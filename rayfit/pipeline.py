@@ -11,14 +11,15 @@ from typing import Optional
 import numpy as np
 import yaml
 
-from rayfit.config import CLASSIFICATION_METRICS, REGRESSION_METRICS, Experiment, to_yaml
+from rayfit.config import CLASSIFICATION_METRICS, REGRESSION_METRICS, Experiment, load_experiment, to_yaml
 from rayfit.data import Prepared, prepare
 from rayfit.data.preprocessing import save_preprocessing
 from rayfit.errors import UserError
-from rayfit.evaluation.fitted import FittedModel, SklearnModel
+from rayfit.evaluation.fitted import FittedModel, SklearnModel, load_model
 from rayfit.evaluation.metrics import default_primary_metric, is_better, score_model
 from rayfit.progress import Display
 from rayfit.run_dir import LOG_FILE, claim_run_dir, output_to_log, plan_run_dir
+from rayfit.run_record import RunRecord
 
 
 @dataclass
@@ -37,9 +38,10 @@ class RunState:
     prepared: Prepared
     run_dir: Path
     display: Display
+    record: RunRecord
     trained: dict[str, Trained] = field(default_factory=dict)
     stage_times: dict[str, float] = field(default_factory=dict)
-    search: Optional[object] = None  # tuning.search.SearchResult
+    search: Optional[dict] = None  # the Tune search's summary: best_params, trials, epochs, wall time
     owns_ray: bool = False  # this run started Ray (and stops it); False when joining a session
 
 
@@ -53,44 +55,82 @@ def primary_metric(exp: Experiment, task: str) -> str:
     return metric
 
 
-def run_experiment(exp: Experiment, out: Optional[str], display: Display, verbose: bool = False) -> Path:
-    """Everything `rayfit run` does. Bad input raises UserError before the run directory exists."""
-    run_path = plan_run_dir(out, exp.name)
+def _prepare(exp: Experiment, display: Display) -> tuple[Prepared, str, float]:
+    """Load, clean and split the data; every check that needs no Ray. Bad input raises UserError."""
     display.start("data", f"prepare {exp.data.source}")
     started = time.perf_counter()
     prepared = prepare(exp.data, exp.seed)
     metric = primary_metric(exp, prepared.task)
-    _check_networks(exp, prepared.kind)
+    _check_networks(exp, getattr(prepared, "kind", "tabular"))
     if not any([exp.baselines.enabled, exp.torch.enabled, exp.keras.enabled, exp.tune.enabled]):
         raise UserError("nothing to train: baselines, torch, keras and tune are all disabled")
     display.finish("data", f"{prepared.task}, {prepared.n_rows} rows -> {len(prepared.y_train)}/"
                            f"{len(prepared.y_val)}/{len(prepared.y_test)}, {prepared.n_features} features")
-    prep_time = time.perf_counter() - started
+    return prepared, metric, time.perf_counter() - started
 
+
+def run_experiment(exp: Experiment, out: Optional[str], display: Display, verbose: bool = False) -> Path:
+    """Everything `rayfit run` does. Bad input raises UserError before the run directory exists."""
+    run_path = plan_run_dir(out, exp.name)
+    prepared, metric, prep_time = _prepare(exp, display)
     existed = run_path.exists()
     run_dir = claim_run_dir(run_path)
-    display.attach_log(run_dir / LOG_FILE)
-    state = RunState(exp, prepared, run_dir, display, stage_times={"data": prep_time})
-    with output_to_log(run_dir / LOG_FILE, verbose):
+    (run_dir / "config.yaml").write_text(to_yaml(exp))
+    record = RunRecord.create(run_dir, exp.data.source)
+
+    def give_back():
+        # The request cannot run on this cluster: give back the directory claimed for it.
+        display.detach_log()
+        if existed:
+            for path in run_dir.iterdir():
+                path.unlink()
+        else:
+            shutil.rmtree(run_dir)
+
+    state = RunState(exp, prepared, run_dir, display, record, stage_times={"data": prep_time})
+    _execute(state, metric, verbose, on_preflight_error=give_back)
+    return run_dir
+
+
+def resume_experiment(run_dir: str, display: Display, verbose: bool = False) -> Path:
+    """`rayfit resume`: finished stages are loaded, unfinished ones run (Ray Train from its checkpoint)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"run directory not found: {run_dir}")
+    record = RunRecord.load(run_dir)
+    exp = load_experiment(str(run_dir / "config.yaml"))
+    record.check_source(exp.data.source)
+    prepared, metric, prep_time = _prepare(exp, display)
+    state = RunState(exp, prepared, run_dir.resolve(), display, record, stage_times={"data": prep_time})
+    for name, info in record.data["stages"].items():
+        if name == "tune":
+            state.search = info
+        else:
+            state.trained[name] = Trained(load_model(record.model_dir(name)), info["framework"],
+                                          info["train_time_s"], info.get("history", []))
+    display.say(f"resuming {run_dir}: {len(record.data['stages'])} stage(s) already finished")
+    _execute(state, metric, verbose)
+    return run_dir
+
+
+def _execute(state: RunState, metric: str, verbose: bool, on_preflight_error=None) -> None:
+    state.display.attach_log(state.run_dir / LOG_FILE)
+    with output_to_log(state.run_dir / LOG_FILE, verbose):
         try:
             try:
                 _start_ray(state)
             except UserError:
-                # The request cannot run on this cluster: give back the directory claimed for it.
-                display.detach_log()
-                if existed:
-                    (run_dir / LOG_FILE).unlink(missing_ok=True)
-                else:
-                    shutil.rmtree(run_dir)
+                if on_preflight_error:
+                    on_preflight_error()
                 raise
             _train_everything(state)
             _evaluate_and_write(state, metric)
+            state.record.finish()
         finally:
             if state.owns_ray:
                 import ray
 
                 ray.shutdown()  # inside the redirect: Ray flushes its deduplicated log lines here
-    return run_dir
 
 
 def _start_ray(state: RunState) -> None:
@@ -131,9 +171,16 @@ def _train_everything(state: RunState) -> None:
         settings = getattr(exp, framework)
         if settings.enabled:
             _run_neural(state, framework, settings, data)
-    if exp.tune.enabled:
+    if exp.tune.enabled and state.search is None:
         with _timed(state, "tune"):
             _run_search(state, data)
+
+
+def _finished(state: RunState, trained: Trained, name: str) -> None:
+    """A model is ready: keep it for evaluation and record it on disk for `rayfit resume`."""
+    state.trained[name] = trained
+    state.record.record(name, {"framework": trained.framework, "train_time_s": trained.train_time_s,
+                               "history": trained.history}, trained.model)
 
 
 def _check_networks(exp: Experiment, kind: str) -> None:
@@ -181,7 +228,9 @@ def _run_baselines(state: RunState, data) -> None:
     import ray
 
     exp, prepared, display = state.exp, state.prepared, state.display
-    names = exp.baselines.models
+    names = [name for name in exp.baselines.models if name not in state.trained]
+    if not names:
+        return
     display.start("baselines", "scikit-learn baselines", total=len(names))
     fit = ray.remote(num_cpus=1)(_fit_baseline_task)
     cw = prepared.class_weights if prepared.task == "classification" else None
@@ -191,7 +240,7 @@ def _run_baselines(state: RunState, data) -> None:
         ready, _ = ray.wait(list(pending), num_returns=1)
         name = pending.pop(ready[0])
         estimator, seconds = ray.get(ready[0])
-        state.trained[name] = Trained(SklearnModel(name, prepared.task, estimator, prepared.n_classes), "sklearn", seconds)
+        _finished(state, Trained(SklearnModel(name, prepared.task, estimator, prepared.n_classes), "sklearn", seconds), name)
         done += 1
         display.advance("baselines", done, len(names), f"{name} {seconds:.1f}s")
     display.finish("baselines", ", ".join(names))
@@ -210,12 +259,14 @@ def _run_neural(state: RunState, framework: str, settings, data) -> None:
     display = state.display
     for model in settings.models:
         name = f"{framework}_{model}"
+        if name in state.trained:
+            continue
         display.start(name, f"{name} x{settings.workers}", total=settings.epochs)
         display.say(f"{name}: batch {settings.batch_size} per worker, {settings.batch_size * settings.workers} global")
         hub = ProgressHub.remote()
         with _timed(state, name), display.follow(hub):
             result = fit_neural(framework, model, settings, data, state.run_dir / "checkpoints", progress=hub)
-        state.trained[name] = Trained(result.model, framework, result.train_time_s, result.history)
+        _finished(state, Trained(result.model, framework, result.train_time_s, result.history), name)
         display.finish(name, f"{len(result.history)} epochs, best epoch {result.best_epoch}, "
                              f"val_loss {min((h['val_loss'] for h in result.history), default=float('nan')):.4f}")
 
@@ -232,8 +283,10 @@ def _run_search(state: RunState, data) -> None:
         display.advance("tune", event["done"], settings.num_samples, info, echo=event.get("finished", False))
 
     search = run_search(settings, getattr(exp, settings.model), data, state.run_dir / "tune", on_event)
-    state.search = search
-    state.trained["torch_tuned"] = Trained(search.model, "torch", search.wall_time_s, search.history)
+    _finished(state, Trained(search.model, "torch", search.wall_time_s, search.history), "torch_tuned")
+    state.search = {"best_params": search.best_params, "trials": search.trials, "epochs_trained": search.epochs_trained,
+                    "epochs_budget": search.epochs_budget, "wall_time_s": search.wall_time_s}
+    state.record.record("tune", state.search)
     display.finish("tune", f"{len(search.trials)} trials, {search.epochs_trained}/{search.epochs_budget} epochs, "
                            f"best val_loss {search.trials[0]['val_loss']:.4f}")
 
@@ -266,7 +319,7 @@ def _evaluate_and_write(state: RunState, metric: str) -> None:
             best = name
     best_model = state.trained[best].model
     importance = []  # a pixel's importance says little; images get none
-    if prepared.kind != "image":
+    if getattr(prepared, "kind", "tabular") != "image":
         importance = permutation_importance(best_model, prepared.X_test, prepared.y_test, prepared.feature_names,
                                             metric, prepared.n_classes, exp.report.importance_repeats, exp.seed)
 
@@ -280,12 +333,11 @@ def _evaluate_and_write(state: RunState, metric: str) -> None:
     metrics = {"task": prepared.task, "primary_metric": metric, "best_model": best, "dataset": dataset,
                "models": scores}
     if state.search is not None:
-        metrics["tuning"] = {"trials": len(state.search.trials), "epochs_trained": state.search.epochs_trained,
-                             "epochs_budget": state.search.epochs_budget,
-                             "wall_time_s": round(state.search.wall_time_s, 3)}
+        metrics["tuning"] = {"trials": len(state.search["trials"]), "epochs_trained": state.search["epochs_trained"],
+                             "epochs_budget": state.search["epochs_budget"],
+                             "wall_time_s": round(state.search["wall_time_s"], 3)}
     (run_dir / "metrics.json").write_text(json.dumps(_plain(metrics), indent=2, allow_nan=False))
-    (run_dir / "config.yaml").write_text(to_yaml(exp))
-    best_params = state.search.best_params if state.search is not None else {}
+    best_params = state.search["best_params"] if state.search is not None else {}
     (run_dir / "best_params.yaml").write_text(yaml.safe_dump(_plain(best_params), sort_keys=False))
     display.finish("evaluate", f"best {best}: val {metric} {scores[best]['val'][metric]:.4f}, "
                                f"test {metric} {scores[best]['test'][metric]:.4f}")
@@ -298,7 +350,7 @@ def _evaluate_and_write(state: RunState, metric: str) -> None:
                  "split_sizes": {"train": len(prepared.y_train), "val": len(prepared.y_val), "test": len(prepared.y_test)}},
         models=scores, prep_log=prepared.log,
         histories={n: t.history for n, t in state.trained.items() if t.history},
-        best_params=best_params, trials=state.search.trials if state.search is not None else [],
+        best_params=best_params, trials=state.search["trials"] if state.search is not None else [],
         y_test=prepared.y_test, y_pred=best_model.predict(prepared.X_test), proba=best_model.predict_proba(prepared.X_test),
         class_names=prepared.class_names, importance=importance, config_yaml=to_yaml(exp),
         stage_times=state.stage_times, created=time.strftime("%Y-%m-%d %H:%M:%S"),

@@ -1,0 +1,94 @@
+"""What a run has finished, on disk: the basis of `rayfit resume`.
+
+`run_state.json` lists every finished stage (a trained model or the search) with what the report
+needs of it; the models themselves are saved under `models/<name>/`. A stage is recorded only
+once it is complete, so a run killed at any point resumes from its last finished stage, and an
+unfinished Ray Train run continues from its own latest checkpoint.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Optional
+
+from rayfit.errors import UserError
+
+STATE_FILE = "run_state.json"
+MODELS_DIR = "models"
+
+
+def source_digest(source: str) -> Optional[str]:
+    """sha256 of a data file (None for built-in sets): a resumed run must see the same data."""
+    path = Path(source)
+    if not path.exists():
+        return None
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+class RunRecord:
+    def __init__(self, run_dir: Path, data: dict):
+        self.run_dir = Path(run_dir)
+        self.data = data
+
+    @classmethod
+    def create(cls, run_dir: Path, source: str) -> "RunRecord":
+        record = cls(run_dir, {"status": "running", "source": source, "source_sha256": source_digest(source),
+                               "stages": {}})
+        record._write()
+        return record
+
+    @classmethod
+    def load(cls, run_dir: Path) -> "RunRecord":
+        path = Path(run_dir) / STATE_FILE
+        if not path.is_file():
+            raise UserError(f"{run_dir}: not a rayfit run directory (no {STATE_FILE})")
+        record = cls(run_dir, json.loads(path.read_text()))
+        if record.finished:
+            raise UserError(f"{run_dir}: this run already finished; nothing to resume")
+        return record
+
+    def check_source(self, source: str) -> None:
+        if source_digest(source) != self.data["source_sha256"]:
+            raise UserError(f"data.source: {source} changed since the run started; resume needs the same data")
+
+    @property
+    def finished(self) -> bool:
+        return self.data["status"] == "finished"
+
+    def done(self, stage: str) -> Optional[dict]:
+        return self.data["stages"].get(stage)
+
+    def model_dir(self, name: str) -> Path:
+        return self.run_dir / MODELS_DIR / name
+
+    def record(self, stage: str, info: dict, model=None) -> None:
+        """Mark a stage finished; its model (a FittedModel) is saved first, so a record implies a model."""
+        if model is not None:
+            model.save(self.model_dir(stage))
+        self.data["stages"][stage] = info
+        self._write()
+
+    def finish(self) -> None:
+        self.data["status"] = "finished"
+        self._write()
+
+    def _write(self) -> None:
+        # Write-then-rename: a run killed mid-write keeps its previous, whole record.
+        path = self.run_dir / STATE_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1, default=_plain))
+        tmp.replace(path)
+
+
+def _plain(value):
+    """numpy scalars (hyperparameters Tune sampled) as plain numbers."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")

@@ -1,0 +1,134 @@
+"""Faults: a training worker killed mid-run, and a driver killed mid-run then `rayfit resume`."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import torch
+
+from rayfit.cli import main
+from rayfit.config import TorchConfig
+from rayfit.progress import ProgressHub
+from rayfit.trainers.launch import TrainingData, fit_neural
+
+
+def _train_workers() -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if "RayTrainWorker" in " ".join(proc.info["cmdline"] or []):
+            found.append(proc)
+    return found
+
+
+def _slow_enough_data(rows: int = 12000, seed: int = 0) -> dict:
+    """Epochs of about a second on these cores: enough time to kill something mid-run."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((rows, 20)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] - X[:, 2] > 0).astype(np.int64)
+    cut = int(rows * 0.8)
+    return {"X_train": X[:cut], "y_train": y[:cut], "X_val": X[cut:], "y_val": y[cut:]}
+
+
+def test_a_killed_worker_costs_at_most_one_epoch(ray_session, tmp_path):
+    epochs = 6
+    hub = ProgressHub.remote()
+    data = TrainingData(ray_session.put(_slow_enough_data()), "classification", 1, None, seed=0)
+    settings = TorchConfig(epochs=epochs, workers=2, batch_size=16, patience=100, max_failures=2)
+    outcome = {}
+    thread = threading.Thread(target=lambda: outcome.update(
+        result=fit_neural("torch", "mlp", settings, data, tmp_path, progress=hub)))
+    thread.start()
+    seen, killed, epoch_at_kill = [], None, None
+    while thread.is_alive():
+        seen += [event["epoch"] for event in ray_session.get(hub.drain.remote())]
+        if killed is None and seen and max(seen) >= 2:
+            workers = _train_workers()
+            assert workers, "no Ray Train worker process found"
+            killed, epoch_at_kill = workers[-1].pid, max(seen)
+            os.kill(killed, signal.SIGKILL)  # a worker lost mid-run, as a node failure would
+        time.sleep(0.05)
+    thread.join()
+    seen += [event["epoch"] for event in ray_session.get(hub.drain.remote())]
+
+    assert killed is not None and epoch_at_kill < epochs, "the kill came after the last epoch"
+    assert not psutil.pid_exists(killed) or psutil.Process(killed).status() == psutil.STATUS_ZOMBIE
+    history = outcome["result"].history
+    assert [h["epoch"] for h in history] == list(range(1, epochs + 1))  # every epoch completed
+    assert sorted(set(seen)) == list(range(1, epochs + 1))
+    assert len(seen) - epochs <= 1, f"epochs run: {seen}"  # at most one epoch repeated
+
+
+EXPERIMENT = """
+name: resume
+data: {source: DATA, target: label}
+baselines: {enabled: false}
+keras: {enabled: false}
+tune: {enabled: false}
+torch: {epochs: 6, workers: 2, batch_size: 16, patience: 100, hidden_sizes: [32, 16]}
+report: {importance_repeats: 1}
+"""
+
+
+def _latest_checkpoint(run_dir: Path) -> Path:
+    return sorted(p for p in (run_dir / "checkpoints" / "torch_mlp").glob("checkpoint_*") if p.is_dir())[-1]
+
+
+def _weights(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_a_resumed_run_ends_with_the_same_weights(ray_session, tmp_path):
+    rows = _slow_enough_data(10000)
+    import pandas as pd
+
+    frame = pd.DataFrame(np.column_stack([rows["X_train"], rows["y_train"]]),
+                         columns=[f"x{i}" for i in range(20)] + ["label"])
+    frame["label"] = frame["label"].astype(int)
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    config = tmp_path / "exp.yaml"
+    config.write_text(EXPERIMENT.replace("DATA", str(tmp_path / "data.csv")))
+
+    # The uninterrupted run, in this process.
+    assert main(["run", str(config), "--out", str(tmp_path / "whole")]) == 0
+
+    # The same run in its own driver process, joined to this Ray cluster, killed after epoch 2.
+    address = ray_session.get_runtime_context().gcs_address
+    interrupted = tmp_path / "interrupted"
+    rayfit = Path(sys.executable).with_name("rayfit")
+    with open(tmp_path / "driver.log", "w") as log:
+        driver = subprocess.Popen([str(rayfit), "run", str(config), "--out", str(interrupted),
+                                   "--set", f"ray.address={address}"], stdout=log, stderr=log, start_new_session=True)
+        deadline = time.time() + 180
+        while time.time() < deadline and driver.poll() is None:
+            ckpt = interrupted / "checkpoints" / "torch_mlp"
+            if ckpt.is_dir() and len([p for p in ckpt.glob("checkpoint_*") if p.is_dir()]) >= 2:
+                break
+            time.sleep(0.1)
+        assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    assert not (interrupted / "report.html").exists()
+
+    assert main(["resume", str(interrupted)]) == 0
+    assert (interrupted / "report.html").is_file()
+    final_whole, final_resumed = _weights(_latest_checkpoint(tmp_path / "whole") / "model.pt"), \
+        _weights(_latest_checkpoint(interrupted) / "model.pt")
+    assert final_whole.keys() == final_resumed.keys()
+    for key in final_whole:
+        assert torch.equal(final_whole[key], final_resumed[key]), key
+    best_whole, best_resumed = (_weights(run / "models" / "torch_mlp" / "model.pt") for run in (tmp_path / "whole", interrupted))
+    assert all(torch.equal(best_whole[k], best_resumed[k]) for k in best_whole)
+
+
+def test_resume_refuses_a_finished_run(tmp_path, capsys):
+    (tmp_path / "run_state.json").write_text('{"status": "finished", "stages": {}}')
+    assert main(["resume", str(tmp_path)]) == 2
+    assert "already finished" in capsys.readouterr().err

@@ -36,7 +36,9 @@ class SplitConfig(_Section):
 
 
 class DataConfig(_Section):
-    source: str = "synthetic"  # built-in set name (see rayfit.data.builtin) or a .csv / .parquet path
+    # A built-in set name (see rayfit.data.builtin), a .csv / .parquet / .npz path, or a folder of
+    # one image subfolder per class.
+    source: str = "synthetic"
     target: Optional[str] = None  # target column; built-in sets know their own
     task: Literal["auto", "classification", "regression"] = "auto"  # auto: inferred from the target
     split: SplitConfig = SplitConfig()
@@ -53,6 +55,9 @@ class DataConfig(_Section):
     image_size: Optional[tuple[int, int]] = None  # image folders: resize to (height, width); default: the first image's
     window: Optional[int] = Field(None, ge=2)  # time-series CSV (kind: sequence): rows per input window
     horizon: int = Field(1, ge=1)  # time-series CSV: predict the target this many rows after the window
+    # Stream the training split to Ray Train workers through Ray Data (each worker reads only its
+    # shard, batch by batch) instead of handing every worker the arrays. auto: for Parquet sources.
+    streaming: Union[Literal["auto"], bool] = "auto"
 
 
 class BaselinesConfig(_Section):
@@ -372,9 +377,9 @@ def load_experiment(
 
 
 def _is_builtin(source: str) -> bool:
-    from rayfit.data.builtin import BUILTIN
+    from rayfit.data.builtin import BUILTIN, BUILTIN_ARRAYS
 
-    return source in BUILTIN
+    return source in BUILTIN or source in BUILTIN_ARRAYS
 
 
 def to_yaml(exp: Experiment) -> str:

@@ -14,6 +14,7 @@ import yaml
 from rayfit.config import CLASSIFICATION_METRICS, REGRESSION_METRICS, Experiment, load_experiment, to_yaml
 from rayfit.data import Prepared, prepare
 from rayfit.data.preprocessing import save_preprocessing
+from rayfit.data.streaming import should_stream, write_split
 from rayfit.errors import UserError
 from rayfit.evaluation.fitted import FittedModel, SklearnModel, load_model
 from rayfit.evaluation.metrics import default_primary_metric, is_better, score_model
@@ -155,8 +156,12 @@ def _train_everything(state: RunState) -> None:
     exp, prepared = state.exp, state.prepared
     arrays = {"X_train": prepared.X_train, "y_train": prepared.y_train,
               "X_val": prepared.X_val, "y_val": prepared.y_val}
+    stream = should_stream(exp.data, exp.data.source, getattr(prepared, "kind", "tabular"))
     data = TrainingData(
         ref=ray.put(arrays),  # once into the object store; every task, worker and trial reads it there
+        train_path=str(write_split(prepared.X_train, prepared.y_train, state.run_dir / "data" / "train.parquet"))
+        if stream else None,
+        val_ref=ray.put({"X_val": prepared.X_val, "y_val": prepared.y_val}) if stream else None,
         task=prepared.task,
         # Binary classification and regression: one output; multi-class: one logit per class.
         n_outputs=prepared.n_classes if prepared.task == "classification" and prepared.n_classes > 2 else 1,

@@ -129,9 +129,8 @@ def keras_train_loop_per_worker(config: dict) -> list[dict]:
 
     strategy = tf.distribute.MultiWorkerMirroredStrategy()  # TF_CONFIG comes from Ray Train
     n_outputs = config["n_outputs"]
-    X_train, y_train = data["X_train"], _targets(data["y_train"], task, n_outputs)
     X_val, y_val = data["X_val"], _targets(data["y_val"], task, n_outputs)
-    arch = architecture(settings, config["model"], X_train.shape[1:], n_outputs)
+    arch = architecture(settings, config["model"], X_val.shape[1:], n_outputs)
     loss_fn = _loss(keras, task, n_outputs)
 
     checkpoint = ray.train.get_checkpoint()  # set after a worker failure or by `rayfit resume`
@@ -145,22 +144,56 @@ def keras_train_loop_per_worker(config: dict) -> list[dict]:
             model = build_keras_model(arch)
             model.compile(optimizer=_optimizer(keras, settings), loss=loss_fn)
 
-    # The pipeline is batched by the global batch; tf.distribute shards it so each worker trains
-    # on batch_size rows per step. Whole batches only: uneven last steps across workers can hang.
-    global_batch = settings["batch_size"] * world
-    dataset = tf.data.Dataset.from_tensor_slices((X_train, y_train))
-    dataset = dataset.shuffle(len(X_train), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(global_batch, drop_remainder=len(X_train) >= global_batch)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    dataset = dataset.with_options(options)
-
+    epoch_dataset = _epoch_datasets(tf, config, data, n_outputs, world)
     callback = _make_epoch_callback(keras, config, arch, X_val, y_val, loss_fn, rank, state)
     if state is not None:
         with checkpoint.as_directory() as directory, np.load(Path(directory) / BEST_WEIGHTS) as saved:
             callback.best_weights = [saved[f"w{i}"] for i in range(len(saved.files))]
     class_weight = config.get("class_weights")
-    if state is None or not callback.stopper.should_stop:
-        model.fit(dataset, epochs=settings["epochs"], initial_epoch=state["epoch"] if state else 0, verbose=0,
-                  callbacks=[callback], class_weight=dict(enumerate(class_weight)) if class_weight else None)
+    class_weight = dict(enumerate(class_weight)) if class_weight else None
+    # One fit() per epoch: a streamed shard is a new pass each epoch, and the in-memory pipeline
+    # is reshuffled by epoch the same way, so a resumed run replays the same batches.
+    for epoch in range(state["epoch"] if state else 0, settings["epochs"]):
+        if callback.stopper.should_stop:
+            break
+        model.fit(epoch_dataset(epoch), epochs=epoch + 1, initial_epoch=epoch, verbose=0, callbacks=[callback],
+                  class_weight=class_weight)
     return callback.history
+
+
+def _epoch_datasets(tf, config, data, n_outputs, world):
+    """epoch -> a tf.data.Dataset of this epoch's batches."""
+    settings, task, seed = config["settings"], config["task"], config["seed"]
+    label_dtype = tf.int64 if task == "classification" and n_outputs > 1 else tf.float32
+
+    if config.get("streaming"):
+        # This worker's shard of the Ray Dataset, already split by Ray Train: no re-sharding.
+        shard = ray.train.get_dataset_shard("train")
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+
+        def labels_like_targets(x, y):  # as _targets: class indices, or a float column
+            y = tf.cast(y, label_dtype)
+            return x, (tf.reshape(y, (-1, 1)) if label_dtype == tf.float32 else y)
+
+        def streamed(epoch):
+            dataset = shard.to_tf("x", "y", batch_size=settings["batch_size"], local_shuffle_seed=seed + epoch,
+                                  local_shuffle_buffer_size=8 * settings["batch_size"])
+            return dataset.map(labels_like_targets).with_options(options)
+
+        return streamed
+
+    X_train, y_train = data["X_train"], _targets(data["y_train"], task, n_outputs)
+    # Batched by the global batch; tf.distribute shards it so each worker trains on batch_size rows
+    # per step. Whole batches only: uneven last steps across workers can hang.
+    global_batch = settings["batch_size"] * world
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+
+    def in_memory(epoch):
+        dataset = tf.data.Dataset.from_tensor_slices((X_train, y_train))
+        dataset = dataset.shuffle(len(X_train), seed=seed + epoch)
+        dataset = dataset.batch(global_batch, drop_remainder=len(X_train) >= global_batch)
+        return dataset.with_options(options)
+
+    return in_memory

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import ray
+import ray.data
 
 from rayfit.cluster.resources import check_worker_resources
 from rayfit.evaluation.fitted import FittedModel
@@ -22,7 +23,8 @@ class TrainingData:
     n_outputs: int  # classes for multi-class; 1 for binary (one logit) and regression
     class_weights: Optional[list[float]]
     seed: int
-
+    train_path: Optional[str] = None  # Parquet of the training split: Ray Train workers stream their shards
+    val_ref: Any = None  # with train_path: ObjectRef of {"X_val", "y_val"} only, so workers never get X_train
 
 @dataclass
 class NeuralResult:
@@ -56,9 +58,11 @@ FRAMEWORKS: dict[str, Callable[[], tuple]] = {"torch": _torch_framework, "keras"
 
 def loop_config(name: str, model: str, settings: dict, data: TrainingData, mode: str, progress=None,
                 threads: int = 1, use_gpu: bool = False) -> dict:
-    return {"name": name, "model": model, "settings": settings, "data": data.ref, "task": data.task,
+    streaming = mode == "train" and data.train_path is not None
+    return {"name": name, "model": model, "settings": settings, "data": data.val_ref if streaming else data.ref,
+            "task": data.task,
             "n_outputs": data.n_outputs, "class_weights": data.class_weights, "seed": data.seed, "mode": mode,
-            "progress": progress, "threads": threads, "use_gpu": use_gpu}
+            "progress": progress, "threads": threads, "use_gpu": use_gpu, "streaming": streaming}
 
 
 def fit_neural(framework: str, model: str, settings, data: TrainingData, storage: Path, progress=None) -> NeuralResult:
@@ -73,8 +77,13 @@ def fit_neural(framework: str, model: str, settings, data: TrainingData, storage
     trainer_cls, loop, load_checkpoint = FRAMEWORKS[framework]()
     use_gpu = check_worker_resources(framework, settings.workers, settings.cpus_per_worker, settings.gpu)
     resources = {"CPU": settings.cpus_per_worker, **({"GPU": settings.gpus_per_worker} if use_gpu else {})}
+    # The Parquet file is read into the object store before the workers start: they take every
+    # CPU, and Ray Data's read tasks, queued behind them, would wait forever. Each worker then
+    # streams only its shard's blocks from the object store (spilled to disk when it is full).
+    datasets = {"train": ray.data.read_parquet(data.train_path).materialize()} if data.train_path else None
     trainer = trainer_cls(
         loop,
+        datasets=datasets,
         train_loop_config=loop_config(name, model, settings.model_dump(), data, "train", progress,
                                       threads=int(settings.cpus_per_worker), use_gpu=use_gpu),
         scaling_config=ray.train.ScalingConfig(num_workers=settings.workers, use_gpu=use_gpu,

@@ -104,9 +104,8 @@ def train_loop_per_worker(config: dict) -> list[dict]:
     use_amp = device.type == "cuda" and settings["mixed_precision"] in ("auto", True)
 
     n_outputs = config["n_outputs"]
-    X_train, y_train = torch.as_tensor(data["X_train"]), _targets(data["y_train"], task, n_outputs)
     X_val, y_val = torch.as_tensor(data["X_val"]), _targets(data["y_val"], task, n_outputs)
-    arch = architecture(settings, config["model"], X_train.shape[1:], n_outputs)
+    arch = architecture(settings, config["model"], X_val.shape[1:], n_outputs)
 
     torch.manual_seed(seed)  # the same initial weights on every worker and in every rerun
     model = build_torch_model(arch)
@@ -130,28 +129,21 @@ def train_loop_per_worker(config: dict) -> list[dict]:
         scaler.load_state_dict(state["scaler"])
         history, best_weights, start_epoch = state["history"], state["best_weights"], state["epoch"] + 1
 
-    generator = torch.Generator()
-    loader = DataLoader(TensorDataset(X_train, y_train), batch_size=settings["batch_size"], shuffle=True,
-                        generator=generator, pin_memory=device.type == "cuda")
-    if mode == "train":
-        loader = ray.train.torch.prepare_data_loader(loader)  # DistributedSampler + device moves
+    batches = _batches(config, data, n_outputs, device)
 
     epochs = int(settings["epochs"])
     for epoch in range(start_epoch, epochs + 1):
         started = time.perf_counter()
         # Randomness is a function of (seed, epoch, rank): a resumed run replays exactly.
         torch.manual_seed(seed + 10_007 * epoch + rank)
-        generator.manual_seed(seed + epoch)
-        if hasattr(loader, "sampler") and hasattr(loader.sampler, "set_epoch"):
-            loader.sampler.set_epoch(epoch)
         lr = schedule.lr(epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
 
         model.train()
         total, count = torch.zeros((), device=device), torch.zeros((), device=device)
-        for xb, yb in loader:
-            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+        for xb, yb in batches(epoch):
+            xb, yb = xb.to(device, non_blocking=True), yb.to(device, y_val.dtype, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
                 loss = loss_fn(_squeeze(model(xb)), yb)
@@ -165,12 +157,14 @@ def train_loop_per_worker(config: dict) -> list[dict]:
                 nn.utils.clip_grad_norm_(model.parameters(), settings["grad_clip"])
             scaler.step(optimizer)
             scaler.update()
+        rows = int(count)  # this worker's share of the epoch
         if world > 1:
             # Mean training loss over every worker's samples (a sync point, once per epoch).
             torch.distributed.all_reduce(total)
             torch.distributed.all_reduce(count)
         metrics = {"epoch": epoch, "train_loss": float(total / count),
-                   **_evaluate(raw_model, X_val, y_val, loss_fn, task, device), "lr": lr}
+                   **_evaluate(raw_model, X_val, y_val, loss_fn, task, device), "lr": lr,
+                   "train_rows": rows}
         metrics["epoch_time_s"] = time.perf_counter() - started
         # Every worker computed the same val loss on the same weights, so every worker takes the
         # same early-stopping decision and Ray's report barrier stays in step.
@@ -187,6 +181,40 @@ def train_loop_per_worker(config: dict) -> list[dict]:
         if stopper.should_stop:
             break
     return history
+
+
+def _batches(config: dict, data: dict, n_outputs: int, device):
+    """epoch -> an iterable of (x, y) batches of this worker's share, reshuffled each epoch.
+
+    In memory: a DataLoader (Ray adds the DistributedSampler). Streaming: this worker's shard of
+    the Ray Dataset, read block by block, so no worker ever holds the whole training set.
+    """
+    settings, seed = config["settings"], config["seed"]
+    if config.get("streaming"):
+        shard = ray.train.get_dataset_shard("train")
+
+        def stream(epoch):
+            for batch in shard.iter_torch_batches(batch_size=settings["batch_size"], device=device,
+                                                  local_shuffle_buffer_size=8 * settings["batch_size"],
+                                                  local_shuffle_seed=seed + epoch):
+                yield batch["x"], batch["y"]
+
+        return stream
+
+    X, y = torch.as_tensor(data["X_train"]), _targets(data["y_train"], config["task"], n_outputs)
+    generator = torch.Generator()
+    loader = DataLoader(TensorDataset(X, y), batch_size=settings["batch_size"], shuffle=True,
+                        generator=generator, pin_memory=device.type == "cuda")
+    if config["mode"] == "train":
+        loader = ray.train.torch.prepare_data_loader(loader)  # DistributedSampler + device moves
+
+    def in_memory(epoch):
+        generator.manual_seed(seed + epoch)  # the order is a function of the epoch: resumable
+        if hasattr(loader, "sampler") and hasattr(loader.sampler, "set_epoch"):
+            loader.sampler.set_epoch(epoch)
+        return loader
+
+    return in_memory
 
 
 def _load_state(checkpoint, model: nn.Module) -> Optional[dict]:

@@ -62,7 +62,7 @@ def _prepare(exp: Experiment, display: Display) -> tuple[Prepared, str, float]:
     started = time.perf_counter()
     prepared = prepare(exp.data, exp.seed)
     metric = primary_metric(exp, prepared.task)
-    _check_networks(exp, getattr(prepared, "kind", "tabular"))
+    _check_networks(exp, prepared.kind)
     if not any([exp.baselines.enabled, exp.torch.enabled, exp.keras.enabled, exp.tune.enabled]):
         raise UserError("nothing to train: baselines, torch, keras and tune are all disabled")
     display.finish("data", f"{prepared.task}, {prepared.n_rows} rows -> {len(prepared.y_train)}/"
@@ -156,7 +156,7 @@ def _train_everything(state: RunState) -> None:
     exp, prepared = state.exp, state.prepared
     arrays = {"X_train": prepared.X_train, "y_train": prepared.y_train,
               "X_val": prepared.X_val, "y_val": prepared.y_val}
-    stream = should_stream(exp.data, exp.data.source, getattr(prepared, "kind", "tabular"))
+    stream = should_stream(exp.data, exp.data.source, prepared.kind)
     data = TrainingData(
         ref=ray.put(arrays),  # once into the object store; every task, worker and trial reads it there
         train_path=str(write_split(prepared.X_train, prepared.y_train, state.run_dir / "data" / "train.parquet"))
@@ -324,7 +324,7 @@ def _evaluate_and_write(state: RunState, metric: str) -> None:
             best = name
     best_model = state.trained[best].model
     importance = []  # a pixel's importance says little; images get none
-    if getattr(prepared, "kind", "tabular") != "image":
+    if prepared.kind != "image":
         importance = permutation_importance(best_model, prepared.X_test, prepared.y_test, prepared.feature_names,
                                             metric, prepared.n_classes, exp.report.importance_repeats, exp.seed)
 

@@ -1,12 +1,18 @@
-"""Predict raw rows with a finished run's exported model and its fitted preprocessing."""
+"""Predict raw input with a finished run's exported model and its fitted preprocessing.
+
+Tables and time series take raw rows (.csv / .parquet / a 2-D .npz); image and sequence runs take
+an .npz file whose array `x` holds the raw examples.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from rayfit.data import load_table
-from rayfit.data.preprocessing import load_preprocessing
+from rayfit.data.arrays import NPZ_SUFFIXES, read_npz
+from rayfit.data.preprocessing import Preprocessing, load_preprocessing
 from rayfit.errors import UserError
 from rayfit.evaluation.fitted import MODEL_META, load_model
 
@@ -15,13 +21,25 @@ def predict_file(run_dir: str, data: str) -> pd.DataFrame:
     model_dir = Path(run_dir) / "model"
     if not (model_dir / MODEL_META).is_file():
         raise UserError(f"{run_dir}: not a finished rayfit run (no model/{MODEL_META})")
-    frame, _ = load_table(data)
     preprocessing = load_preprocessing(model_dir)
     model = load_model(model_dir)
-    X = preprocessing.transform(frame)
+    X = preprocessing.transform(_read_raw(data, preprocessing))
     out = pd.DataFrame({"prediction": preprocessing.decode(model.predict(X))})
+    if preprocessing.kind == "sequence" and preprocessing.takes_rows:
+        # One window per possible last row; its target lies `horizon` rows after that row.
+        window = preprocessing.input_shape[0]
+        out.insert(0, "last_row", np.arange(window - 1, window - 1 + len(out)))
     proba = model.predict_proba(X)
     if proba is not None:
         for i, name in enumerate(preprocessing.class_names):
             out[f"proba_{name}"] = proba[:, i]
     return out
+
+
+def _read_raw(data: str, preprocessing: Preprocessing):
+    if preprocessing.takes_rows:
+        return load_table(data)[0]
+    if Path(data).suffix.lower() not in NPZ_SUFFIXES:
+        raise UserError(f"--data {data}: this run's model takes {preprocessing.kind} arrays; "
+                        f"give an .npz file with the raw examples as array 'x'")
+    return read_npz(data, need_y=False)[0]

@@ -1,10 +1,13 @@
-"""Built-in data sets: a name -> a loader returning (frame, target column). All load offline."""
+"""Built-in data sets: a name -> a loader returning (frame, target column), or (x, labels) for
+array sets. All load offline."""
 from __future__ import annotations
 
 from typing import Callable
 
 import numpy as np
 import pandas as pd
+
+from rayfit.data.sequences import synthetic_sequences
 
 
 def synthetic() -> tuple[pd.DataFrame, str]:
@@ -39,4 +42,9 @@ BUILTIN: dict[str, Callable[[], tuple[pd.DataFrame, str]]] = {
     "iris": _sklearn_set("iris", named_classes=True),
     "digits": _sklearn_set("digits", named_classes=False),
     "diabetes": _sklearn_set("diabetes", named_classes=False),  # regression
+}
+
+# Sets of examples that are not table rows: name -> loader returning (x, labels).
+BUILTIN_ARRAYS: dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]] = {
+    "sequences": synthetic_sequences,  # (1200, 30, 2) waves: sine / square / sawtooth
 }

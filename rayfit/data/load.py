@@ -1,4 +1,5 @@
-"""One table from a source: a built-in set name, a .csv file, or a .parquet file / directory."""
+"""One table from a source: a built-in set name, a .csv file, a .parquet file / directory, or an .npz
+file with a 2-D `x`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +7,8 @@ from typing import Optional
 
 import pandas as pd
 
-from rayfit.data.builtin import BUILTIN
+from rayfit.data.arrays import NPZ_SUFFIXES, npz_frame
+from rayfit.data.builtin import BUILTIN, BUILTIN_ARRAYS
 from rayfit.errors import UserError
 
 CSV_SUFFIXES = (".csv",)
@@ -14,10 +16,12 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
 def load_table(source: str) -> tuple[pd.DataFrame, Optional[str]]:
-    """The table and its default target column (None for a file: the user names it)."""
+    """The table and its default target column (None for a .csv / .parquet file: the user names it)."""
     if source in BUILTIN:
         return BUILTIN[source]()
     path = Path(source)
+    if path.suffix.lower() in NPZ_SUFFIXES:
+        return npz_frame(path), "y"
     reader = _reader_for(path)
     if not path.exists():
         raise UserError(f"data file not found: {path}")
@@ -43,6 +47,7 @@ def _reader_for(path: Path):
         return pd.read_csv
     if suffix in PARQUET_SUFFIXES or (path.is_dir() and any(p.suffix in PARQUET_SUFFIXES for p in path.iterdir())):
         return pd.read_parquet
-    supported = ", ".join(CSV_SUFFIXES + PARQUET_SUFFIXES)
+    supported = ", ".join(CSV_SUFFIXES + PARQUET_SUFFIXES + NPZ_SUFFIXES)
     raise UserError(f"unsupported data source {str(path)!r}: expected a {supported} file "
-                    f"(or a directory of .parquet files) or a built-in set ({', '.join(BUILTIN)})")
+                    f"(or a directory of .parquet files, or of one image subfolder per class) "
+                    f"or a built-in set ({', '.join([*BUILTIN, *BUILTIN_ARRAYS])})")

@@ -1,8 +1,13 @@
-"""Load -> clean -> split -> fit the preprocessing on train only: the arrays every model trains on."""
+"""Load -> clean -> split -> fit the preprocessing on train only: the arrays every model trains on.
+
+Tables give 2-D rows; images (N, H, W, C) and sequences (N, T, F) come from rayfit.data.arrays, and
+windows of a time-series table from rayfit.data.sequences.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+import math
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -12,8 +17,10 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from rayfit.config import DataConfig
 from rayfit.data import clean
+from rayfit.data.arrays import ChannelStandardizer, load_examples, resolve_kind
 from rayfit.data.load import load_table
 from rayfit.data.preprocessing import DatetimeExpander, build_columns
+from rayfit.data.sequences import WindowedSeries, chronological_ranges, numeric_columns, windows_in
 from rayfit.data.target import detect_task, encode_classes, regression_values, resolve_target
 from rayfit.errors import UserError
 
@@ -26,24 +33,34 @@ AUTO_WEIGHT_RATIO = 1.5  # class_weight auto: weight classes when the largest is
 class Prepared:
     task: str  # "classification" | "regression"
     target: str
-    X_train: np.ndarray  # float32, preprocessed
+    X_train: np.ndarray  # float32, preprocessed: (N, features), (N, H, W, C) images or (N, T, F) sequences
     X_val: np.ndarray
     X_test: np.ndarray
     y_train: np.ndarray  # int64 class indices (classification) or float32 values (regression)
     y_val: np.ndarray
     y_test: np.ndarray
-    feature_names: list[str]  # encoded names: "age", "city=Paris", "signup_year"
-    raw_columns: list[str]  # the input columns the preprocessor expects
+    # Encoded names: "age", "city=Paris", "signup_year"; the channels of images and sequences.
+    feature_names: list[str]
+    raw_columns: list[str]  # the input columns the preprocessor expects; none for arrays
     class_names: Optional[list[str]]
     class_weights: Optional[dict[int, float]]
-    preprocessor: Pipeline  # fitted on the train split only
+    # Fitted on the train split only; transform(raw) -> float32. A Pipeline for tables, a
+    # ChannelStandardizer for arrays, a WindowedSeries for a time-series table.
+    preprocessor: Any
     log: list[str] = field(default_factory=list)  # every cleaning and preprocessing action, readable
-    n_rows: int = 0  # rows after cleaning
+    n_rows: int = 0  # rows (or examples) after cleaning
     source: str = ""
+    kind: str = "tabular"  # "tabular" | "image" | "sequence"
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One example's shape: (features,), (H, W, C) or (T, F)."""
+        return tuple(self.X_train.shape[1:])
 
     @property
     def n_features(self) -> int:
-        return self.X_train.shape[1]
+        """Input values per example: the columns of a table, every pixel or step of the others."""
+        return math.prod(self.input_shape)
 
     @property
     def n_classes(self) -> Optional[int]:
@@ -51,6 +68,11 @@ class Prepared:
 
 
 def prepare(cfg: DataConfig, seed: int) -> Prepared:
+    kind, own_kind = resolve_kind(cfg)
+    if kind == "sequence" and own_kind == "tabular":
+        return _prepare_time_series(cfg)  # chronological: nothing to shuffle, no seed
+    if kind != "tabular":
+        return _prepare_examples(cfg, seed, kind)
     frame, default_target = load_table(cfg.source)
     frame.columns = [str(c) for c in frame.columns]
     target = resolve_target(frame, cfg, default_target)
@@ -66,9 +88,7 @@ def prepare(cfg: DataConfig, seed: int) -> Prepared:
     frame = frame.reset_index(drop=True)
     if frame.shape[1] < 2:
         raise UserError(f"no feature columns left in {cfg.source} after cleaning (only the target {target!r})")
-    if len(frame) < MIN_ROWS:
-        raise UserError(f"too few rows for a {_split_label(cfg)} split: {len(frame)} rows after cleaning "
-                        f"(need at least {MIN_ROWS})")
+    _check_enough_rows(len(frame), cfg)
 
     task = detect_task(frame[target], cfg.task, log)
     if task == "classification":
@@ -96,6 +116,100 @@ def prepare(cfg: DataConfig, seed: int) -> Prepared:
     )
 
 
+def _prepare_examples(cfg: DataConfig, seed: int, kind: str) -> Prepared:
+    """Images or sequences: a stratified random split, then per-channel scaling fitted on train."""
+    examples = load_examples(cfg, kind)
+    log = [examples.description]
+    labels = pd.Series(examples.labels, name=examples.target)
+    x = examples.x
+    missing = labels.isna().to_numpy()
+    if missing.any():
+        log.append(f"dropped {int(missing.sum())} example(s) with a missing label")
+        x, labels = x[~missing], labels[~missing].reset_index(drop=True)
+    if not np.isfinite(x).all():
+        raise UserError(f"{cfg.source}: the examples hold {int((~np.isfinite(x)).sum())} missing or infinite "
+                        f"values; {kind} data must be complete")
+    _check_enough_rows(len(x), cfg)
+    task = detect_task(labels, cfg.task, log)
+    y, class_names = encode_classes(labels, log) if task == "classification" else (regression_values(labels), None)
+    stratified = task == "classification" and cfg.stratify
+    train, val, test = _split(len(x), y, cfg, seed, stratified, len(class_names or ()), log)
+    scaler = ChannelStandardizer().fit(x[train])
+    log.append(f"standardized {x.shape[-1]} {kind} channel(s) (mean and std fitted on train)")
+    weights = _class_weights(y[train], len(class_names), cfg.class_weight, log) if class_names else None
+    return Prepared(
+        task=task, target=examples.target,
+        X_train=scaler.transform(x[train]), X_val=scaler.transform(x[val]), X_test=scaler.transform(x[test]),
+        y_train=y[train], y_val=y[val], y_test=y[test],
+        feature_names=examples.channel_names, raw_columns=[], class_names=class_names, class_weights=weights,
+        preprocessor=scaler, log=log, n_rows=len(x), source=cfg.source, kind=kind,
+    )
+
+
+def _prepare_time_series(cfg: DataConfig) -> Prepared:
+    """Windows of consecutive rows of a numeric table, each predicting the target `horizon` rows later.
+
+    The split is chronological and each part's windows lie within its own rows, so no training
+    window sees a validation or test target.
+    """
+    if cfg.window is None:
+        raise UserError("data.window: required for a time-series CSV (kind: sequence)")
+    frame, default_target = load_table(cfg.source)
+    target = resolve_target(frame, cfg, default_target)
+    numeric_columns(frame, cfg.source)
+    log: list[str] = []
+    if cfg.drop_constant:
+        frame = clean.drop_constant_columns(frame, target, log)
+    if cfg.drop_id_like:
+        frame = clean.drop_id_like_columns(frame, target, log)
+    columns = list(frame.columns)
+    missing = int(frame.isna().sum().sum())
+    if missing:
+        # Time order matters: the last known value, not a median over the future.
+        frame = frame.ffill().bfill()
+        log.append(f"filled {missing} missing value(s) with the previous row's (the next row's at the start)")
+    _check_enough_rows(len(frame), cfg)
+    task = detect_task(frame[target], cfg.task, log)
+    y, class_names = (encode_classes(frame[target], log) if task == "classification"
+                      else (regression_values(frame[target]), None))
+
+    window, horizon = cfg.window, cfg.horizon
+    ranges = chronological_ranges(len(frame), _split_sizes(len(frame), cfg))
+    counts = {part: windows_in(len(rows), window, horizon) for part, rows in ranges.items()}
+    for part, rows in ranges.items():
+        if counts[part] < 1:
+            raise UserError(f"too few rows for a {_split_label(cfg)} chronological split: the {part} split has "
+                            f"{len(rows)} rows, fewer than a window of {window} plus a horizon of {horizon} "
+                            f"(need at least {window + horizon})")
+    series = WindowedSeries(columns, window).fit(frame.iloc[ranges["train"]])
+
+    parts = {}
+    for part, rows in ranges.items():
+        first_target = rows.start + window - 1 + horizon  # the target of the part's first window
+        parts[part] = (series.transform(frame.iloc[rows])[:counts[part]], y[first_target:rows.stop])
+    ahead = f"{horizon} row{'s' if horizon > 1 else ''} ahead"
+    log.append(f"built {sum(counts.values())} windows of {window} rows x {len(columns)} columns "
+               f"predicting {target!r} {ahead}")
+    log.append(f"split chronologically {_split_label(cfg)} (no shuffling): rows "
+               + ", ".join(f"{rows.start}-{rows.stop - 1} {part} ({counts[part]} windows)"
+                           for part, rows in ranges.items()))
+    log.append(f"standardized {len(columns)} sequence channel(s) (mean and std fitted on the train rows)")
+    (X_train, y_train), (X_val, y_val), (X_test, y_test) = parts["train"], parts["val"], parts["test"]
+    weights = _class_weights(y_train, len(class_names), cfg.class_weight, log) if class_names else None
+    return Prepared(
+        task=task, target=target, X_train=X_train, X_val=X_val, X_test=X_test,
+        y_train=y_train, y_val=y_val, y_test=y_test, feature_names=columns, raw_columns=columns,
+        class_names=class_names, class_weights=weights, preprocessor=series, log=log,
+        n_rows=len(frame), source=cfg.source, kind="sequence",
+    )
+
+
+def _check_enough_rows(n: int, cfg: DataConfig) -> None:
+    if n < MIN_ROWS:
+        raise UserError(f"too few rows for a {_split_label(cfg)} split: {n} rows after cleaning "
+                        f"(need at least {MIN_ROWS})")
+
+
 def _split_label(cfg: DataConfig) -> str:
     return "/".join(f"{fraction * 100:g}" for fraction in (cfg.split.train, cfg.split.val, cfg.split.test))
 
@@ -103,8 +217,7 @@ def _split_label(cfg: DataConfig) -> str:
 def _split(n: int, y: np.ndarray, cfg: DataConfig, seed: int, stratified: bool, n_classes: int, log: list[str]):
     """Row positions of train, val and test; sizes are whole numbers so 1000 rows give exactly 700/150/150."""
     label = f"{_split_label(cfg)}{' stratified' if stratified else ''} split"
-    sizes = {"test": round(n * cfg.split.test), "val": round(n * cfg.split.val)}
-    sizes = {"train": n - sizes["test"] - sizes["val"], **sizes}
+    sizes = _split_sizes(n, cfg)
     if stratified:
         counts = np.bincount(y, minlength=n_classes)
         if counts.min() < MIN_ROWS_PER_CLASS:
@@ -126,6 +239,11 @@ def _split(n: int, y: np.ndarray, cfg: DataConfig, seed: int, stratified: bool, 
     how = ", stratified by the target" if stratified else ""
     log.append(f"split {n} rows into {len(train)}/{len(val)}/{len(test)} (train/val/test{how}, seed {seed})")
     return train, val, test
+
+
+def _split_sizes(n: int, cfg: DataConfig) -> dict[str, int]:
+    sizes = {"test": round(n * cfg.split.test), "val": round(n * cfg.split.val)}
+    return {"train": n - sizes["test"] - sizes["val"], **sizes}
 
 
 def _fit_preprocessor(features: pd.DataFrame, train_rows: np.ndarray, kinds: dict[str, list[str]], cfg: DataConfig,

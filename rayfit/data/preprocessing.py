@@ -1,7 +1,8 @@
 """The fitted preprocessing: datetime parts, imputation, scaling, encoding; saved with a run's model.
 
 The pipeline is fitted on the train split only and later applied to raw rows, which may lack the
-target column and may hold categories never seen in training.
+target column and may hold categories never seen in training. Image and sequence runs save their
+per-channel scaling instead, applied to raw arrays (or, for a time-series table, to raw rows).
 """
 from __future__ import annotations
 
@@ -108,22 +109,38 @@ def build_columns(numeric: list[str], onehot: list[str], ordinal: list[str]) -> 
 
 @dataclass
 class Preprocessing:
-    """A saved preprocessing, ready for raw rows: `transform` them, `decode` predicted class indices."""
+    """A saved preprocessing, ready for raw input: `transform` it, `decode` predicted class indices."""
 
-    pipeline: Pipeline
+    pipeline: Pipeline  # or, for images and sequences, a ChannelStandardizer / WindowedSeries
     task: str
     target: str
     raw_columns: list[str]
     feature_names: list[str]
     class_names: Optional[list[str]]
+    kind: str = "tabular"  # runs saved before images and sequences were supported are tables
+    input_shape: Optional[list[int]] = None  # one preprocessed example's shape
 
-    def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        missing = [c for c in self.raw_columns if c not in frame.columns]
+    @property
+    def takes_rows(self) -> bool:
+        """Raw input is a table of rows (tables, time series) rather than an array of examples."""
+        return self.kind == "tabular" or bool(self.raw_columns)
+
+    def transform(self, data) -> np.ndarray:
+        """Raw input -> model input. Tables take a DataFrame of raw rows, and a time series gives one
+        window per possible last row; image and sequence runs take a raw array of examples."""
+        if not self.takes_rows:
+            if isinstance(data, pd.DataFrame):
+                shape = ", ".join(map(str, self.input_shape))
+                raise UserError(f"this model takes {self.kind} arrays of shape (N, {shape}), not a table")
+            return np.asarray(self.pipeline.transform(np.asarray(data)), dtype=np.float32)
+        if not isinstance(data, pd.DataFrame):
+            raise UserError("this model takes a table of raw rows, not an array")
+        missing = [c for c in self.raw_columns if c not in data.columns]
         if missing:
             shown = ", ".join(missing[:10]) + (f" (and {len(missing) - 10} more)" if len(missing) > 10 else "")
             raise UserError(f"the data lacks {len(missing)} column{'s' if len(missing) > 1 else ''} "
                             f"the model was trained on: {shown}")
-        return np.asarray(self.pipeline.transform(frame[self.raw_columns]), dtype=np.float32)
+        return np.asarray(self.pipeline.transform(data[self.raw_columns]), dtype=np.float32)
 
     def decode(self, predictions) -> np.ndarray:
         """Class indices -> class names (classification); values pass through (regression)."""
@@ -143,6 +160,8 @@ def save_preprocessing(prepared: "Prepared", directory) -> None:
         "raw_columns": prepared.raw_columns,
         "feature_names": prepared.feature_names,
         "class_names": prepared.class_names,
+        "kind": prepared.kind,
+        "input_shape": list(prepared.input_shape),
     }
     (directory / PREPROCESSING_META).write_text(json.dumps(meta, indent=2))
 

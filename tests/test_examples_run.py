@@ -1,0 +1,34 @@
+"""Smoke runs of the image and sequence example configs, shortened: the whole pipeline per input kind."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rayfit.cli import main
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+SHORT = {
+    "digits_cnn.yaml": ["torch.model=cnn", "torch.epochs=3", "keras.epochs=3", "tune.num_samples=2", "tune.max_t=2",
+                        "tune.grace_period=1"],
+    "sequence.yaml": ["torch.epochs=8"],
+}
+NEURAL = {"digits_cnn.yaml": {"torch_cnn", "keras_cnn", "torch_tuned"}, "sequence.yaml": {"torch_rnn", "torch_transformer"}}
+
+
+@pytest.mark.parametrize("example", list(SHORT))
+def test_example_runs_end_to_end(example, ray_session, tmp_path):
+    argv = ["run", str(EXAMPLES / example), "--out", str(tmp_path / "run")]
+    for override in SHORT[example]:
+        argv += ["--set", override]
+    assert main(argv) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert NEURAL[example] <= set(metrics["models"])
+    dummy = metrics["models"]["dummy"]["test"]["accuracy"]
+    for name in NEURAL[example]:
+        assert metrics["models"][name]["test"]["accuracy"] > dummy + 0.1, (name, metrics["models"][name]["test"])
+    report = (tmp_path / "run" / "report.md").read_text()
+    curves = report[report.index("## Learning curves"):]
+    assert all(f"| {name} |" in curves for name in NEURAL[example])  # every neural model's curve
+    assert (tmp_path / "run" / "plots" / "learning_curves.png").is_file()

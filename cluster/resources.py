@@ -29,7 +29,14 @@ def check_worker_resources(key: str, workers: int, cpus_per_worker: float, gpu: 
     return use_gpu
 
 
-def check_trial_resources(cpus_per_trial: float) -> None:
-    cpus, _ = cluster_totals()
+def check_trial_resources(cpus_per_trial: float, gpus_per_trial: float = 0) -> bool:
+    """Validate one Tune trial's request (fractions pack several on a device); returns whether it uses GPUs."""
+    cpus, gpus = cluster_totals()
     if cpus_per_trial > cpus:
         raise UserError(f"tune.cpus_per_trial: {cpus_per_trial:g} CPUs per trial, the Ray cluster has {cpus:g}")
+    if gpus_per_trial > 0 and gpus == 0:
+        raise UserError(f"tune.gpus_per_trial: {gpus_per_trial:g}, but the Ray cluster has no GPU "
+                        "(set tune.gpus_per_trial: 0)")
+    if gpus_per_trial > gpus:
+        raise UserError(f"tune.gpus_per_trial: {gpus_per_trial:g} GPUs per trial, the Ray cluster has {gpus:g}")
+    return gpus_per_trial > 0

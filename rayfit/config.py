@@ -173,35 +173,42 @@ class KerasConfig(NeuralConfig):
     FRAMEWORK: ClassVar[str] = "keras"
 
 
+SEARCH_KINDS = ("uniform", "loguniform", "quniform", "randint", "choice", "grid")
+
+
 class SearchDim(_Section):
     """One hyperparameter's distribution; exactly one key is set."""
 
-    uniform: Optional[tuple[float, float]] = None
-    loguniform: Optional[tuple[float, float]] = None
+    uniform: Optional[tuple[float, float]] = None  # [low, high]
+    loguniform: Optional[tuple[float, float]] = None  # [low, high], both > 0
+    quniform: Optional[tuple[float, float, float]] = None  # [low, high, q]: uniform, rounded to multiples of q
     randint: Optional[tuple[int, int]] = None  # [low, high): high excluded
-    choice: Optional[list[Any]] = None
+    choice: Optional[list[Any]] = None  # one of the values, at random
+    grid: Optional[list[Any]] = None  # every value, each in its own trial(s)
 
     @model_validator(mode="after")
     def _one_kind(self):
-        kinds = [k for k in ("uniform", "loguniform", "randint", "choice") if getattr(self, k) is not None]
+        kinds = [k for k in SEARCH_KINDS if getattr(self, k) is not None]
         if len(kinds) != 1:
-            raise ValueError("give exactly one of uniform, loguniform, randint, choice")
+            raise ValueError(f"give exactly one of {', '.join(SEARCH_KINDS)}")
         kind = kinds[0]
         value = getattr(self, kind)
-        if kind == "choice":
+        if kind in ("choice", "grid"):
             if not value:
-                raise ValueError("choice needs at least one value")
+                raise ValueError(f"{kind} needs at least one value")
         else:
-            low, high = value
+            low, high = value[0], value[1]
             if not low < high:
                 raise ValueError(f"{kind} bounds must be ordered low < high, got [{low}, {high}]")
             if kind == "loguniform" and low <= 0:
                 raise ValueError(f"loguniform bounds must be positive, got [{low}, {high}]")
+            if kind == "quniform" and not 0 < value[2] <= high - low:
+                raise ValueError(f"quniform step q must be in (0, high - low], got {value[2]}")
         return self
 
     @property
     def kind(self) -> str:
-        return next(k for k in ("uniform", "loguniform", "randint", "choice") if getattr(self, k) is not None)
+        return next(k for k in SEARCH_KINDS if getattr(self, k) is not None)
 
 
 TUNABLE = ("hidden_sizes", "activation", "dropout", "norm", "epochs", "batch_size", "optimizer", "lr", "momentum",
@@ -217,16 +224,26 @@ def _default_space() -> dict[str, SearchDim]:
     }
 
 
+SEARCHERS = ("random", "grid", "optuna", "hyperopt", "bohb")
+TUNE_SCHEDULERS = ("fifo", "asha", "hyperband", "median", "pbt", "pb2")
+
+
 class TuneSettings(_Section):
     enabled: bool = True
-    model: Literal["torch"] = "torch"  # which framework's network is searched
-    num_samples: int = Field(8, ge=1)  # trials
-    scheduler: Literal["asha", "fifo"] = "asha"  # asha stops bad trials early
+    model: Literal["torch"] = "torch"  # which framework's network is searched (its first torch.model)
+    num_samples: int = Field(8, ge=1)  # trials (with grid dimensions: repeats of the whole grid)
+    searcher: Literal[SEARCHERS] = "random"  # how configurations are proposed; optuna is TPE
+    scheduler: Literal[TUNE_SCHEDULERS] = "asha"  # which trials stop early (asha, hyperband, median) or evolve (pbt)
     max_t: int = Field(20, ge=1)  # epochs a trial may run at most
     grace_period: int = Field(2, ge=1)  # epochs every trial runs before it may be stopped
-    reduction_factor: float = Field(3, gt=1)
-    max_concurrent_trials: Optional[int] = Field(None, ge=1)  # None: as many as the CPUs allow
+    reduction_factor: float = Field(3, gt=1)  # asha / hyperband: keep 1 / reduction_factor at each rung
+    perturbation_interval: int = Field(4, ge=1)  # pbt / pb2: epochs between exploit-and-explore steps
+    metric: str = "val_loss"  # the validation metric trials are compared by
+    mode: Literal["min", "max"] = "min"
+    max_concurrent_trials: Optional[int] = Field(None, ge=1)  # None: as many as the resources allow
     cpus_per_trial: float = Field(1, gt=0)
+    gpus_per_trial: float = Field(0, ge=0)  # fractions pack trials: 0.25 runs four on one GPU
+    time_budget_s: Optional[float] = Field(None, gt=0)  # end the search (gracefully) after this long
     space: dict[str, SearchDim] = Field(default_factory=_default_space)
 
     @field_validator("space")
@@ -237,10 +254,31 @@ class TuneSettings(_Section):
                 raise ValueError(f"cannot tune {name!r}; tunable: {', '.join(TUNABLE)}")
         return space
 
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, metric: str) -> str:
+        if metric not in ("val_loss", "val_accuracy"):
+            raise ValueError(f"{metric!r} is not reported by trials; choose from val_loss, val_accuracy")
+        return metric
+
     @model_validator(mode="after")
-    def _grace_within_budget(self):
+    def _consistent(self):
+        expected = "min" if self.metric == "val_loss" else "max"
+        if self.mode != expected:
+            raise ValueError(f"mode for {self.metric} is {expected}, not {self.mode}")
         if self.grace_period > self.max_t:
             raise ValueError(f"grace_period ({self.grace_period}) must not exceed max_t ({self.max_t})")
+        if self.scheduler in ("pbt", "pb2") and self.perturbation_interval >= self.max_t:
+            raise ValueError(f"perturbation_interval ({self.perturbation_interval}) must be below max_t "
+                             f"({self.max_t}) for {self.scheduler} to exploit anything")
+        grid = [name for name, dim in self.space.items() if dim.kind == "grid"]
+        if self.searcher not in ("random", "grid") and grid:
+            raise ValueError(f"grid dimensions ({', '.join(grid)}) need searcher random or grid, not {self.searcher}")
+        if self.searcher == "grid" and len(grid) != len(self.space):
+            raise ValueError("searcher grid needs every space dimension to be a grid: [...]")
+        if self.scheduler == "pb2" and any(dim.kind not in ("uniform", "loguniform", "quniform")
+                                           for dim in self.space.values()):
+            raise ValueError("pb2 searches continuous dimensions only (uniform, loguniform, quniform)")
         return self
 
 

@@ -215,7 +215,7 @@ def _preflight(exp: Experiment) -> None:
         if settings.enabled:
             check_worker_resources(framework, settings.workers, settings.cpus_per_worker, settings.gpu)
     if exp.tune.enabled:
-        check_trial_resources(exp.tune.cpus_per_trial)
+        check_trial_resources(exp.tune.cpus_per_trial, exp.tune.gpus_per_trial)
 
 
 class _timed:

@@ -241,8 +241,9 @@ def _report(config, mode, rank, metrics, model, arch, train_state, improved) -> 
                               "epochs": config["settings"]["epochs"], "metrics": metrics})
     report, checkpoint_cls = (ray.train.report, ray.train.Checkpoint) if mode == "train" else (tune.report, tune.Checkpoint)
     # Ray Train: a checkpoint every epoch, from rank 0 (the others hold the same weights).
-    # Tune: only when the trial improves, so a small trial is not dominated by checkpoint I/O.
-    write = rank == 0 if mode == "train" else improved
+    # Tune: only when the trial improves, so a small trial is not dominated by checkpoint I/O
+    # (every epoch under PBT, which restarts trials from each other's latest checkpoints).
+    write = rank == 0 if mode == "train" else (improved or config.get("checkpoint_every_epoch", False))
     if not write:
         report(metrics)
         return

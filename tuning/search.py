@@ -13,7 +13,9 @@ from rayfit.cluster.resources import check_trial_resources, cluster_totals
 from rayfit.config import NeuralConfig, TuneSettings
 from rayfit.evaluation.fitted import FittedModel
 from rayfit.trainers.launch import TrainingData, loop_config
-from rayfit.tuning.schedulers import SCHEDULERS
+from rayfit.errors import UserError
+from rayfit.tuning.schedulers import EXPLOITING
+from rayfit.tuning.searchers import build_searcher, scheduler_for
 from rayfit.tuning.space import to_param_space
 
 
@@ -25,7 +27,7 @@ class SearchResult:
     history: list[dict]  # the best trial's per-epoch metrics
     wall_time_s: float
     epochs_trained: int
-    epochs_budget: int  # num_samples * max_t: what running every trial to the end would cost
+    epochs_budget: int  # trials * max_t: what running every trial to the end would cost
     extra: dict = field(default_factory=dict)
 
 
@@ -63,47 +65,60 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
                on_event=None) -> SearchResult:
     from rayfit.trainers.torch_model import TorchModel
 
-    check_trial_resources(settings.cpus_per_trial)
-    total_cpus, _ = cluster_totals()
-    concurrent = settings.max_concurrent_trials or max(1, int(total_cpus // settings.cpus_per_trial))
-    # Every trial runs up to max_t epochs; ASHA decides who stops earlier. Early stopping inside
-    # a trial stays on, as in a plain training run.
+    use_gpu = check_trial_resources(settings.cpus_per_trial, settings.gpus_per_trial)
+    total_cpus, total_gpus = cluster_totals()
+    fits = int(total_cpus // settings.cpus_per_trial)
+    if use_gpu:
+        fits = min(fits, int(total_gpus // settings.gpus_per_trial))
+    concurrent = settings.max_concurrent_trials or max(1, fits)
+    # Every trial runs up to max_t epochs; the scheduler decides who stops earlier. Early stopping
+    # inside a trial stays on, as in a plain training run.
     base_settings = {**base.model_dump(), "epochs": settings.max_t}
     network = base.models[0]
-    trainable = tune.with_resources(
-        tune.with_parameters(_trial, base=loop_config("tune", network, base_settings, data, "tune",
-                                                      threads=max(1, int(settings.cpus_per_trial)))),
-        {"cpu": settings.cpus_per_trial},
-    )
-    tuner = tune.Tuner(
-        trainable,
-        param_space=to_param_space(settings.space),
-        tune_config=tune.TuneConfig(
-            metric="val_loss", mode="min", num_samples=settings.num_samples,
-            scheduler=SCHEDULERS[settings.scheduler](settings),
-            search_alg=tune.search.BasicVariantGenerator(random_state=data.seed),
-            max_concurrent_trials=concurrent,
-            reuse_actors=True,  # about 1 s of actor start-up saved per trial on a laptop
-        ),
-        run_config=tune.RunConfig(
-            name="search", storage_path=str(Path(storage).resolve()), verbose=0,
-            # Keeping every (small) checkpoint: with num_to_keep set, Tune snapshots its state
-            # after each checkpoint, which dominates a small trial.
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
-            callbacks=[_TrialProgress(on_event)] if on_event else [],
-        ),
-    )
+    trial_base = loop_config("tune", network, base_settings, data, "tune",
+                             threads=max(1, int(settings.cpus_per_trial)), use_gpu=use_gpu)
+    # PBT restarts trials from other trials' latest checkpoints: checkpoint every epoch for it.
+    trial_base["checkpoint_every_epoch"] = settings.scheduler in EXPLOITING
+    resources = {"cpu": settings.cpus_per_trial, **({"gpu": settings.gpus_per_trial} if use_gpu else {})}
+    trainable = tune.with_resources(tune.with_parameters(_trial, base=trial_base), resources)
+    path = Path(storage).resolve() / "search"
+    callbacks = [_TrialProgress(on_event)] if on_event else []
+    if tune.Tuner.can_restore(path):
+        # `rayfit resume`: finished trials are kept, unfinished ones continue from their checkpoints.
+        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=to_param_space(settings.space),
+            tune_config=tune.TuneConfig(
+                metric=settings.metric, mode=settings.mode, num_samples=settings.num_samples,
+                scheduler=scheduler_for(settings),
+                search_alg=build_searcher(settings, data.seed, concurrent),
+                max_concurrent_trials=concurrent,
+                time_budget_s=settings.time_budget_s,
+                reuse_actors=True,  # about 1 s of actor start-up saved per trial on a laptop
+            ),
+            run_config=tune.RunConfig(
+                name=path.name, storage_path=str(path.parent), verbose=0,
+                # Keeping every (small) checkpoint: with num_to_keep set, Tune snapshots its state
+                # after each checkpoint, which dominates a small trial.
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+                callbacks=callbacks,
+            ),
+        )
     started = time.perf_counter()
     grid = tuner.fit()
     wall = time.perf_counter() - started
 
+    better = min if settings.mode == "min" else max
     trials = []
     for result in grid:
         if result.error is not None:
             raise RuntimeError(f"tune trial failed: {result.error}")
         frame = result.metrics_dataframe
-        history = frame[["epoch", "train_loss", "val_loss"] + (["val_accuracy"] if "val_accuracy" in frame else [])].to_dict("records") if frame is not None else []
-        best_row = min(history, key=lambda r: r["val_loss"]) if history else {}
+        columns = [c for c in ("epoch", "train_loss", "val_loss", "val_accuracy", "lr") if frame is not None and c in frame]
+        history = frame[columns].to_dict("records") if frame is not None else []
+        best_row = better(history, key=lambda r: r[settings.metric]) if history else {}
         trials.append({
             "trial_id": result.metrics.get("trial_id", Path(result.path).name),
             "params": {k: result.config[k] for k in settings.space},
@@ -115,9 +130,11 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
             "history": history,
             "_result": result,
         })
-    best_trial = min(trials, key=lambda t: t["val_loss"])
-    checkpoint = best_trial["_result"].checkpoint
-    with checkpoint.as_directory() as directory:
+    if not trials or all(t["_result"].checkpoint is None for t in trials):
+        raise UserError("tune: no trial finished an epoch (is tune.time_budget_s too short?)")
+    finished = [t for t in trials if t["_result"].checkpoint is not None]
+    best_trial = better(finished, key=lambda t: t.get(settings.metric, math.nan))
+    with best_trial["_result"].checkpoint.as_directory() as directory:
         model = TorchModel.from_checkpoint(Path(directory), "torch_tuned", data.task)
     for trial in trials:
         trial.pop("_result")
@@ -125,5 +142,5 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
     return SearchResult(
         model=model, best_params=best_trial["params"], trials=trials, history=best_trial["history"],
         wall_time_s=wall, epochs_trained=sum(t["epochs"] for t in trials),
-        epochs_budget=settings.num_samples * settings.max_t,
+        epochs_budget=len(trials) * settings.max_t,
     )

@@ -1,0 +1,82 @@
+"""Ray Tune searches: schedulers stop or evolve trials, searchers propose, resources are checked."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rayfit.cluster.resources import check_trial_resources
+from rayfit.config import TorchConfig, TuneSettings, validate
+from rayfit.errors import UserError
+from rayfit.trainers.launch import TrainingData
+from rayfit.tuning.search import run_search
+
+BASE = TorchConfig(hidden_sizes=[16], patience=100, batch_size=32)  # no early stopping inside trials
+
+
+@pytest.fixture(scope="module")
+def data(ray_session):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((320, 6)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 0).astype(np.int64)
+    arrays = {"X_train": X[:240], "y_train": y[:240], "X_val": X[240:], "y_val": y[240:]}
+    return TrainingData(ray_session.put(arrays), "classification", 1, None, seed=0)
+
+
+def test_asha_stops_trials_early(data, tmp_path):
+    settings = TuneSettings(num_samples=8, max_t=8, grace_period=1, reduction_factor=2, scheduler="asha",
+                            space={"lr": {"loguniform": [1e-4, 1e-1]}})
+    search = run_search(settings, BASE, data, tmp_path)
+    assert len(search.trials) == 8
+    assert search.epochs_trained < 8 * 8, search.epochs_trained
+    assert any(t["status"] == "stopped early" for t in search.trials)
+    assert search.model.predict_proba(np.zeros((2, 6), np.float32)).shape == (2, 2)
+
+
+def test_pbt_changes_a_trials_configuration_from_a_checkpoint(data, tmp_path):
+    settings = TuneSettings(num_samples=4, max_t=6, perturbation_interval=2, scheduler="pbt",
+                            space={"lr": {"loguniform": [1e-4, 1e-1]}})
+    search = run_search(settings, BASE, data, tmp_path)
+    # With no LR schedule a trial's lr is constant unless PBT exploited another trial and mutated it.
+    changed = [t for t in search.trials if len({round(h["lr"], 12) for h in t["history"]}) > 1]
+    assert changed, [t["history"] for t in search.trials]
+
+
+def test_optuna_proposes_every_trial(data, tmp_path):
+    settings = TuneSettings(num_samples=3, max_t=2, grace_period=1, searcher="optuna", scheduler="fifo",
+                            space={"lr": {"loguniform": [1e-4, 1e-1]}, "hidden_sizes": {"choice": [[8], [16, 8]]},
+                                   "dropout": {"quniform": [0.0, 0.4, 0.1]}})
+    search = run_search(settings, BASE, data, tmp_path)
+    assert len(search.trials) == 3
+    assert len({t["params"]["lr"] for t in search.trials}) == 3
+    assert all(t["params"]["hidden_sizes"] in ([8], [16, 8]) for t in search.trials)
+
+
+def test_grid_search_runs_every_combination(data, tmp_path):
+    settings = TuneSettings(num_samples=1, max_t=1, grace_period=1, searcher="grid", scheduler="fifo",
+                            space={"lr": {"grid": [0.001, 0.01]}, "batch_size": {"grid": [16, 32]}})
+    search = run_search(settings, BASE, data, tmp_path)
+    combos = sorted((t["params"]["lr"], t["params"]["batch_size"]) for t in search.trials)
+    assert combos == [(0.001, 16), (0.001, 32), (0.01, 16), (0.01, 32)]
+
+
+def test_resource_requests_are_checked(ray_session):
+    assert validate({"tune": {"gpus_per_trial": 0.25}}).tune.gpus_per_trial == 0.25  # fractions pack trials
+    if ray_session.cluster_resources().get("GPU", 0) == 0:
+        with pytest.raises(UserError, match="tune.gpus_per_trial: 0.25, but the Ray cluster has no GPU"):
+            check_trial_resources(1, 0.25)
+    with pytest.raises(UserError, match="tune.cpus_per_trial: 64 CPUs per trial"):
+        check_trial_resources(64)
+
+
+@pytest.mark.parametrize("raw, fragment", [
+    ({"tune": {"searcher": "optuna", "space": {"lr": {"grid": [0.1, 0.2]}}}}, "need searcher random or grid"),
+    ({"tune": {"searcher": "grid", "space": {"lr": {"uniform": [0.1, 0.2]}}}}, "every space dimension to be a grid"),
+    ({"tune": {"scheduler": "pbt", "max_t": 4, "perturbation_interval": 4}}, "perturbation_interval (4) must be below"),
+    ({"tune": {"metric": "val_accuracy"}}, "mode for val_accuracy is max"),
+    ({"tune": {"space": {"dropout": {"quniform": [0, 0.5, 0.9]}}}}, "quniform step q"),
+    ({"tune": {"scheduler": "bogus"}}, "tune.scheduler"),
+])
+def test_invalid_searches_are_refused(raw, fragment):
+    with pytest.raises(UserError, match=None) as info:
+        validate(raw)
+    assert fragment in str(info.value)

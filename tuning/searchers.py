@@ -1,0 +1,71 @@
+"""Search algorithms: name -> builder(TuneSettings, seed). Model-based ones (optuna, hyperopt, bohb)
+are limited to max_concurrent_trials so they learn from finished trials before proposing more."""
+from __future__ import annotations
+
+from typing import Callable
+
+from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+
+from rayfit.errors import UserError
+
+
+def _needs(package: str, searcher: str):
+    raise UserError(f"tune.searcher: {searcher} needs the {package} package (pip install {package}); "
+                    f"or use random, grid or optuna")
+
+
+def _optuna(s, seed):
+    from optuna.samplers import TPESampler
+    from ray.tune.search.optuna import OptunaSearch
+
+    return OptunaSearch(sampler=TPESampler(seed=seed))
+
+
+def _hyperopt(s, seed):
+    try:
+        from ray.tune.search.hyperopt import HyperOptSearch
+
+        import hyperopt  # noqa: F401
+    except ImportError:
+        _needs("hyperopt", "hyperopt")
+    return HyperOptSearch(random_state_seed=seed)
+
+
+def _bohb(s, seed):
+    try:
+        from ray.tune.search.bohb import TuneBOHB
+
+        import ConfigSpace  # noqa: F401
+        import hpbandster  # noqa: F401
+    except ImportError:
+        _needs("hpbandster ConfigSpace", "bohb")
+    return TuneBOHB(seed=seed)
+
+
+SEARCHERS: dict[str, Callable] = {
+    "random": lambda s, seed: BasicVariantGenerator(random_state=seed),
+    "grid": lambda s, seed: BasicVariantGenerator(random_state=seed),  # grid dimensions are expanded by Tune
+    "optuna": _optuna,
+    "hyperopt": _hyperopt,
+    "bohb": _bohb,
+}
+MODEL_BASED = {"optuna", "hyperopt", "bohb"}
+
+
+def build_searcher(settings, seed: int, concurrent: int):
+    searcher = SEARCHERS[settings.searcher](settings, seed)
+    if settings.searcher in MODEL_BASED:
+        searcher = ConcurrencyLimiter(searcher, max_concurrent=concurrent)
+    return searcher
+
+
+def scheduler_for(settings):
+    """BOHB comes with its own scheduler (HyperBandForBOHB); every other searcher takes the configured one."""
+    from rayfit.tuning.schedulers import SCHEDULERS
+
+    if settings.searcher == "bohb":
+        from ray.tune.schedulers import HyperBandForBOHB
+
+        return HyperBandForBOHB(time_attr="training_iteration", max_t=settings.max_t,
+                                reduction_factor=settings.reduction_factor)
+    return SCHEDULERS[settings.scheduler](settings)

@@ -132,3 +132,63 @@ def test_resume_refuses_a_finished_run(tmp_path, capsys):
     (tmp_path / "run_state.json").write_text('{"status": "finished", "stages": {}}')
     assert main(["resume", str(tmp_path)]) == 2
     assert "already finished" in capsys.readouterr().err
+
+
+SEARCH = """
+name: search
+data: {source: DATA, target: label}
+baselines: {enabled: false}
+torch: {enabled: false, hidden_sizes: [32], patience: 100, batch_size: 4}
+keras: {enabled: false}
+tune: {num_samples: 8, max_t: 8, scheduler: fifo, max_concurrent_trials: 2, space: {lr: {loguniform: [0.0001, 0.01]}}}
+report: {importance_repeats: 1}
+"""
+
+
+def _finished_trials(search_dir: Path, epochs: int) -> dict[str, int]:
+    """trial directory -> results written, for the trials that reached the last epoch."""
+    counts = {}
+    for result in search_dir.glob("*/result.json"):
+        lines = len(result.read_text().splitlines())
+        if lines >= epochs:
+            counts[result.parent.name] = lines
+    return counts
+
+
+def test_a_killed_search_is_finished_by_resume(ray_session, tmp_path):
+    rows = _slow_enough_data(3000)
+    import pandas as pd
+
+    frame = pd.DataFrame(rows["X_train"], columns=[f"x{i}" for i in range(20)])
+    frame["label"] = rows["y_train"]
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    config = tmp_path / "search.yaml"
+    config.write_text(SEARCH.replace("DATA", str(tmp_path / "data.csv")))
+
+    address = ray_session.get_runtime_context().gcs_address
+    run_dir = tmp_path / "run"
+    search_dir = run_dir / "tune" / "search"
+    rayfit = Path(sys.executable).with_name("rayfit")
+    with open(tmp_path / "driver.log", "w") as log:
+        driver = subprocess.Popen([str(rayfit), "run", str(config), "--out", str(run_dir),
+                                   "--set", f"ray.address={address}"], stdout=log, stderr=log, start_new_session=True)
+        deadline = time.time() + 240
+        while time.time() < deadline and driver.poll() is None and len(_finished_trials(search_dir, 8)) < 2:
+            time.sleep(0.1)
+        time.sleep(2)  # past Tune's next snapshot of the search state (one a second)
+        assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    before = _finished_trials(search_dir, 8)
+    assert 2 <= len(before) < 8
+
+    assert main(["resume", str(run_dir)]) == 0
+    import json
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["tuning"]["trials"] == 8
+    after = _finished_trials(search_dir, 8)
+    assert len(after) == 8
+    for trial, lines in before.items():
+        assert after[trial] == lines, f"finished trial {trial} ran again"
+    assert (run_dir / "report.html").is_file() and "torch_tuned" in metrics["models"]

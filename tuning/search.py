@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,9 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
     trial_base["checkpoint_every_epoch"] = settings.scheduler in EXPLOITING
     resources = {"cpu": settings.cpus_per_trial, **({"gpu": settings.gpus_per_trial} if use_gpu else {})}
     trainable = tune.with_resources(tune.with_parameters(_trial, base=trial_base), resources)
+    # Tune snapshots the search's state every >= 10 s by default; a driver killed in between would
+    # rerun trials that had finished. A small search's snapshot takes milliseconds: take one a second.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     path = Path(storage).resolve() / "search"
     callbacks = [_TrialProgress(on_event)] if on_event else []
     if tune.Tuner.can_restore(path):

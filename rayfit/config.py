@@ -224,13 +224,35 @@ def _default_space() -> dict[str, SearchDim]:
     }
 
 
+# Baselines a search can tune, with their tunable hyperparameters and a default space.
+BASELINE_SPACES = {
+    "gradient_boosting": {
+        "learning_rate": SearchDim(loguniform=(0.01, 0.3)),
+        "max_leaf_nodes": SearchDim(randint=(8, 64)),
+        "min_samples_leaf": SearchDim(randint=(5, 50)),
+        "l2_regularization": SearchDim(loguniform=(1e-4, 1.0)),
+    },
+    "random_forest": {
+        "max_depth": SearchDim(choice=[None, 4, 8, 16]),
+        "min_samples_leaf": SearchDim(randint=(1, 20)),
+        "max_features": SearchDim(choice=["sqrt", 0.5, 1.0]),
+    },
+    "linear": {"C": SearchDim(loguniform=(1e-3, 100.0))},
+}
+BASELINE_TUNABLE = {
+    "gradient_boosting": ("learning_rate", "max_leaf_nodes", "min_samples_leaf", "l2_regularization", "max_depth"),
+    "random_forest": ("max_depth", "min_samples_leaf", "max_features", "min_samples_split"),
+    "linear": ("C",),
+}
 SEARCHERS = ("random", "grid", "optuna", "hyperopt", "bohb")
 TUNE_SCHEDULERS = ("fifo", "asha", "hyperband", "median", "pbt", "pb2")
 
 
 class TuneSettings(_Section):
     enabled: bool = True
-    model: Literal["torch"] = "torch"  # which framework's network is searched (its first torch.model)
+    # What is searched: the first torch.model network, or a baseline (trained in steps of trees so
+    # a scheduler can stop it early: gradient_boosting, random_forest; linear is a single step).
+    model: Literal["torch", "gradient_boosting", "random_forest", "linear"] = "torch"
     num_samples: int = Field(8, ge=1)  # trials (with grid dimensions: repeats of the whole grid)
     searcher: Literal[SEARCHERS] = "random"  # how configurations are proposed; optuna is TPE
     scheduler: Literal[TUNE_SCHEDULERS] = "asha"  # which trials stop early (asha, hyperband, median) or evolve (pbt)
@@ -246,13 +268,15 @@ class TuneSettings(_Section):
     time_budget_s: Optional[float] = Field(None, gt=0)  # end the search (gracefully) after this long
     space: dict[str, SearchDim] = Field(default_factory=_default_space)
 
-    @field_validator("space")
-    @classmethod
-    def _tunable(cls, space: dict[str, SearchDim]) -> dict[str, SearchDim]:
-        for name in space:
-            if name not in TUNABLE:
-                raise ValueError(f"cannot tune {name!r}; tunable: {', '.join(TUNABLE)}")
-        return space
+    @model_validator(mode="after")
+    def _tunable(self):
+        if self.model in BASELINE_SPACES and "space" not in self.model_fields_set:
+            self.__dict__["space"] = dict(BASELINE_SPACES[self.model])  # the baseline's own default space
+        tunable = TUNABLE if self.model == "torch" else BASELINE_TUNABLE[self.model]
+        for name in self.space:
+            if name not in tunable:
+                raise ValueError(f"space: cannot tune {name!r} of {self.model}; tunable: {', '.join(tunable)}")
+        return self
 
     @field_validator("metric")
     @classmethod
@@ -300,6 +324,7 @@ class Experiment(_Section):
     torch: TorchConfig = TorchConfig()
     keras: KerasConfig = KerasConfig()
     tune: TuneSettings = TuneSettings()
+    searches: list[TuneSettings] = []  # more searches beside `tune`, e.g. one over gradient_boosting
     ray: RayConfig = RayConfig()
     report: ReportConfig = ReportConfig()
 

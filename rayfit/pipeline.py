@@ -42,7 +42,13 @@ class RunState:
     record: RunRecord
     trained: dict[str, Trained] = field(default_factory=dict)
     stage_times: dict[str, float] = field(default_factory=dict)
-    search: Optional[dict] = None  # the Tune search's summary: best_params, trials, epochs, wall time
+    # tuned model name -> its search's summary (best_params, trials, epochs, wall time); the first
+    # one (`tune`) is the report's tuning section and best_params.yaml
+    searches: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def search(self) -> Optional[dict]:
+        return next(iter(self.searches.values()), None)
     owns_ray: bool = False  # this run started Ray (and stops it); False when joining a session
 
 
@@ -63,7 +69,8 @@ def _prepare(exp: Experiment, display: Display) -> tuple[Prepared, str, float]:
     prepared = prepare(exp.data, exp.seed)
     metric = primary_metric(exp, prepared.task)
     _check_networks(exp, prepared.kind)
-    if not any([exp.baselines.enabled, exp.torch.enabled, exp.keras.enabled, exp.tune.enabled]):
+    if not any([exp.baselines.enabled, exp.torch.enabled, exp.keras.enabled, exp.tune.enabled,
+                any(s.enabled for s in exp.searches)]):
         raise UserError("nothing to train: baselines, torch, keras and tune are all disabled")
     display.finish("data", f"{prepared.task}, {prepared.n_rows} rows -> {len(prepared.y_train)}/"
                            f"{len(prepared.y_val)}/{len(prepared.y_test)}, {prepared.n_features} features")
@@ -104,8 +111,8 @@ def resume_experiment(run_dir: str, display: Display, verbose: bool = False) -> 
     prepared, metric, prep_time = _prepare(exp, display)
     state = RunState(exp, prepared, run_dir.resolve(), display, record, stage_times={"data": prep_time})
     for name, info in record.data["stages"].items():
-        if name == "tune":
-            state.search = info
+        if name.startswith("search:"):
+            state.searches[name.removeprefix("search:")] = info
         else:
             state.trained[name] = Trained(load_model(record.model_dir(name)), info["framework"],
                                           info["train_time_s"], info.get("history", []))
@@ -176,9 +183,12 @@ def _train_everything(state: RunState) -> None:
         settings = getattr(exp, framework)
         if settings.enabled:
             _run_neural(state, framework, settings, data)
-    if exp.tune.enabled and state.search is None:
-        with _timed(state, "tune"):
-            _run_search(state, data)
+    from rayfit.tuning.search import tuned_name
+
+    for settings in ([exp.tune] if exp.tune.enabled else []) + list(exp.searches):
+        if settings.enabled and tuned_name(settings) not in state.searches:
+            with _timed(state, tuned_name(settings)):
+                _run_search(state, settings, data)
 
 
 def _finished(state: RunState, trained: Trained, name: str) -> None:
@@ -201,7 +211,7 @@ def _check_networks(exp: Experiment, kind: str) -> None:
             if kind not in accepted:
                 raise UserError(f"{framework}.model: {model!r} takes {' or '.join(accepted)} input, "
                                 f"but {exp.data.source} is {kind} data")
-    if exp.tune.enabled and kind not in NETWORKS["torch"][exp.torch.models[0]]:
+    if exp.tune.enabled and exp.tune.model == "torch" and kind not in NETWORKS["torch"][exp.torch.models[0]]:
         raise UserError(f"tune: searches torch.model {exp.torch.models[0]!r}, which takes "
                         f"{' or '.join(NETWORKS['torch'][exp.torch.models[0]])} input, not {kind}")
 
@@ -214,8 +224,9 @@ def _preflight(exp: Experiment) -> None:
         settings = getattr(exp, framework)
         if settings.enabled:
             check_worker_resources(framework, settings.workers, settings.cpus_per_worker, settings.gpu)
-    if exp.tune.enabled:
-        check_trial_resources(exp.tune.cpus_per_trial, exp.tune.gpus_per_trial)
+    for search in [exp.tune, *exp.searches]:
+        if search.enabled:
+            check_trial_resources(search.cpus_per_trial, search.gpus_per_trial)
 
 
 class _timed:
@@ -276,24 +287,28 @@ def _run_neural(state: RunState, framework: str, settings, data) -> None:
                              f"val_loss {min((h['val_loss'] for h in result.history), default=float('nan')):.4f}")
 
 
-def _run_search(state: RunState, data) -> None:
-    from rayfit.tuning.search import run_search
+def _run_search(state: RunState, settings, data) -> None:
+    """One Tune search; its tuned model joins the evaluation, its summary the report."""
+    from rayfit.tuning.search import run_search, tuned_name
 
     exp, display = state.exp, state.display
-    settings = exp.tune
-    display.start("tune", f"tune {settings.model} ({settings.scheduler})", total=settings.num_samples)
+    name = tuned_name(settings)
+    display.start(name, f"tune {settings.model} ({settings.searcher}, {settings.scheduler})", total=settings.num_samples)
 
     def on_event(event):
         info = f"trial {event['trial']}" + (f" epoch {event['epoch']}" if event.get("epoch") else "")
-        display.advance("tune", event["done"], settings.num_samples, info, echo=event.get("finished", False))
+        display.advance(name, event["done"], settings.num_samples, info, echo=event.get("finished", False))
 
-    search = run_search(settings, getattr(exp, settings.model), data, state.run_dir / "tune", on_event)
-    _finished(state, Trained(search.model, "torch", search.wall_time_s, search.history), "torch_tuned")
-    state.search = {"best_params": search.best_params, "trials": search.trials, "epochs_trained": search.epochs_trained,
-                    "epochs_budget": search.epochs_budget, "wall_time_s": search.wall_time_s}
-    state.record.record("tune", state.search)
-    display.finish("tune", f"{len(search.trials)} trials, {search.epochs_trained}/{search.epochs_budget} epochs, "
-                           f"best val_loss {search.trials[0]['val_loss']:.4f}")
+    search = run_search(settings, exp.torch, data, state.run_dir / "tune", on_event, state.prepared.n_classes)
+    framework = "torch" if settings.model == "torch" else "sklearn"
+    _finished(state, Trained(search.model, framework, search.wall_time_s, search.history), name)
+    summary = {"model": settings.model, "best_params": search.best_params, "trials": search.trials,
+               "epochs_trained": search.epochs_trained, "epochs_budget": search.epochs_budget,
+               "wall_time_s": search.wall_time_s}
+    state.searches[name] = summary
+    state.record.record(f"search:{name}", summary)
+    display.finish(name, f"{len(search.trials)} trials, {search.epochs_trained}/{search.epochs_budget} epochs, "
+                         f"best val_loss {search.trials[0]['val_loss']:.4f}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -337,10 +352,12 @@ def _evaluate_and_write(state: RunState, metric: str) -> None:
         dataset["classes"] = prepared.n_classes
     metrics = {"task": prepared.task, "primary_metric": metric, "best_model": best, "dataset": dataset,
                "models": scores}
-    if state.search is not None:
-        metrics["tuning"] = {"trials": len(state.search["trials"]), "epochs_trained": state.search["epochs_trained"],
-                             "epochs_budget": state.search["epochs_budget"],
-                             "wall_time_s": round(state.search["wall_time_s"], 3)}
+    summaries = {name: {"model": s["model"], "trials": len(s["trials"]), "epochs_trained": s["epochs_trained"],
+                        "epochs_budget": s["epochs_budget"], "wall_time_s": round(s["wall_time_s"], 3),
+                        "best_params": s["best_params"]} for name, s in state.searches.items()}
+    if summaries:
+        metrics["tuning"] = next(iter(summaries.values()))  # the first search, as before
+        metrics["searches"] = summaries
     (run_dir / "metrics.json").write_text(json.dumps(_plain(metrics), indent=2, allow_nan=False))
     best_params = state.search["best_params"] if state.search is not None else {}
     (run_dir / "best_params.yaml").write_text(yaml.safe_dump(_plain(best_params), sort_keys=False))

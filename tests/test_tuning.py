@@ -80,3 +80,12 @@ def test_invalid_searches_are_refused(raw, fragment):
     with pytest.raises(UserError, match=None) as info:
         validate(raw)
     assert fragment in str(info.value)
+
+
+def test_asha_stops_gradient_boosting_trials_early(data, tmp_path):
+    settings = TuneSettings(model="gradient_boosting", num_samples=6, max_t=6, grace_period=1, reduction_factor=2)
+    assert set(settings.space) == {"learning_rate", "max_leaf_nodes", "min_samples_leaf", "l2_regularization"}
+    search = run_search(settings, BASE, data, tmp_path, n_classes=2)
+    assert len(search.trials) == 6 and search.epochs_trained < 6 * 6
+    assert search.model.name == "gradient_boosting_tuned"
+    assert search.model.predict_proba(np.zeros((3, 6), np.float32)).shape == (3, 2)

@@ -8,13 +8,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import joblib
 from ray import tune
 
 from rayfit.cluster.resources import check_trial_resources, cluster_totals
 from rayfit.config import NeuralConfig, TuneSettings
-from rayfit.evaluation.fitted import FittedModel
-from rayfit.trainers.launch import TrainingData, loop_config
 from rayfit.errors import UserError
+from rayfit.evaluation.fitted import FittedModel, SklearnModel
+from rayfit.trainers.launch import TrainingData, loop_config
+from rayfit.tuning.baseline_trial import ESTIMATOR_FILE, baseline_trial
 from rayfit.tuning.schedulers import EXPLOITING
 from rayfit.tuning.searchers import build_searcher, scheduler_for
 from rayfit.tuning.space import to_param_space
@@ -62,8 +64,17 @@ class _TrialProgress(tune.Callback):
             self.on_event({"stage": "tune", "trial": trial.trial_id, "done": self.done, "finished": True})
 
 
+def tuned_name(settings: TuneSettings) -> str:
+    """The tuned model's name in the report: torch_tuned, gradient_boosting_tuned, ..."""
+    return f"{settings.model}_tuned"
+
+
+def search_name(settings: TuneSettings) -> str:
+    return "search" if settings.model == "torch" else f"search_{settings.model}"
+
+
 def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, storage: Path,
-               on_event=None) -> SearchResult:
+               on_event=None, n_classes: Optional[int] = None) -> SearchResult:
     from rayfit.trainers.torch_model import TorchModel
 
     use_gpu = check_trial_resources(settings.cpus_per_trial, settings.gpus_per_trial)
@@ -75,17 +86,20 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
     # Every trial runs up to max_t epochs; the scheduler decides who stops earlier. Early stopping
     # inside a trial stays on, as in a plain training run.
     base_settings = {**base.model_dump(), "epochs": settings.max_t}
-    network = base.models[0]
-    trial_base = loop_config("tune", network, base_settings, data, "tune",
+    trial_base = loop_config("tune", base.models[0], base_settings, data, "tune",
                              threads=max(1, int(settings.cpus_per_trial)), use_gpu=use_gpu)
     # PBT restarts trials from other trials' latest checkpoints: checkpoint every epoch for it.
     trial_base["checkpoint_every_epoch"] = settings.scheduler in EXPLOITING
+    trial_fn = _trial
+    if settings.model != "torch":
+        trial_fn = baseline_trial
+        trial_base.update(baseline=settings.model, max_t=settings.max_t)
     resources = {"cpu": settings.cpus_per_trial, **({"gpu": settings.gpus_per_trial} if use_gpu else {})}
-    trainable = tune.with_resources(tune.with_parameters(_trial, base=trial_base), resources)
+    trainable = tune.with_resources(tune.with_parameters(trial_fn, base=trial_base), resources)
     # Tune snapshots the search's state every >= 10 s by default; a driver killed in between would
     # rerun trials that had finished. A small search's snapshot takes milliseconds: take one a second.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
-    path = Path(storage).resolve() / "search"
+    path = Path(storage).resolve() / search_name(settings)
     callbacks = [_TrialProgress(on_event)] if on_event else []
     if tune.Tuner.can_restore(path):
         # `rayfit resume`: finished trials are kept, unfinished ones continue from their checkpoints.
@@ -139,7 +153,11 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
     finished = [t for t in trials if t["_result"].checkpoint is not None]
     best_trial = better(finished, key=lambda t: t.get(settings.metric, math.nan))
     with best_trial["_result"].checkpoint.as_directory() as directory:
-        model = TorchModel.from_checkpoint(Path(directory), "torch_tuned", data.task)
+        if settings.model == "torch":
+            model = TorchModel.from_checkpoint(Path(directory), tuned_name(settings), data.task)
+        else:
+            estimator = joblib.load(Path(directory) / ESTIMATOR_FILE)
+            model = SklearnModel(tuned_name(settings), data.task, estimator, n_classes)
     for trial in trials:
         trial.pop("_result")
     trials.sort(key=lambda t: t["val_loss"])

@@ -1,0 +1,64 @@
+"""A Tune trial over a scikit-learn baseline, trained in steps so schedulers can stop it early.
+
+Gradient boosting and random forests grow by a number of trees per step (warm start), each step
+reported like an epoch of a network; a linear model is one step.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import joblib
+import numpy as np
+import ray
+from ray import tune
+from sklearn.metrics import accuracy_score, log_loss, mean_squared_error
+
+from rayfit.evaluation.baselines import BASELINES
+
+# baseline -> (the parameter that grows, how much per step)
+GROWTH = {"gradient_boosting": ("max_iter", 10), "random_forest": ("n_estimators", 20)}
+ESTIMATOR_FILE = "estimator.joblib"
+
+
+def _val_metrics(estimator, X, y, task) -> dict:
+    if task == "classification":
+        proba = estimator.predict_proba(X)
+        labels = list(estimator.classes_)
+        return {"val_loss": float(log_loss(y, np.clip(proba, 1e-15, 1), labels=labels)),
+                "val_accuracy": float(accuracy_score(y, np.asarray(labels)[proba.argmax(axis=1)]))}
+    return {"val_loss": float(mean_squared_error(y, estimator.predict(X)))}
+
+
+def baseline_trial(config: dict, base: dict) -> None:
+    from threadpoolctl import threadpool_limits
+
+    data = base["data"]
+    if isinstance(data, ray.ObjectRef):
+        data = ray.get(data)
+    X, y = data["X_train"].reshape(len(data["X_train"]), -1), data["y_train"]
+    X_val, y_val = data["X_val"].reshape(len(data["X_val"]), -1), data["y_val"]
+    name, task = base["baseline"], base["task"]
+    weights = base.get("class_weights")
+    estimator = BASELINES[name](task, dict(enumerate(weights)) if weights else None, base["seed"])
+    estimator.set_params(**config)
+    growth = GROWTH.get(name)
+    steps = base["max_t"] if growth else 1
+    if growth:
+        estimator.set_params(warm_start=True)
+        if name == "gradient_boosting":
+            estimator.set_params(early_stopping=False)  # the scheduler decides when to stop
+    best = float("inf")
+    for step in range(1, steps + 1):
+        if growth:
+            estimator.set_params(**{growth[0]: growth[1] * step})
+        with threadpool_limits(limits=base.get("threads", 1)):
+            estimator.fit(X, y)
+        metrics = {"epoch": step, **_val_metrics(estimator, X_val, y_val, task)}
+        if metrics["val_loss"] < best:
+            best = metrics["val_loss"]
+            with tempfile.TemporaryDirectory() as tmp:
+                joblib.dump(estimator, Path(tmp) / ESTIMATOR_FILE)
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+        else:
+            tune.report(metrics)

@@ -114,6 +114,33 @@ def tuning_curves(ctx: ReportContext, path: Path) -> bool:
     return _save(fig, path)
 
 
+def tuning_parameters(ctx: ReportContext, path: Path) -> bool:
+    """Each hyperparameter against the trial's best val loss: which settings mattered."""
+    trials = [t for t in ctx.trials if t.get("params") and not is_missing(t.get("val_loss"))]
+    names = sorted({name for t in trials for name in t["params"]})
+    if len(trials) < 2 or not names:
+        return False
+    fig = Figure(figsize=(3.6 * len(names), 3.4))
+    axes = np.atleast_1d(fig.subplots(1, len(names)))
+    losses = [t["val_loss"] for t in trials]
+    for ax, name in zip(axes, names):
+        values = [t["params"].get(name) for t in trials]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        if numeric:
+            ax.scatter(values, losses, s=18, alpha=0.8)
+            positive = all(v > 0 for v in values)
+            if positive and max(values) / min(values) > 50:
+                ax.set_xscale("log")  # a log-uniform dimension spreads over decades
+        else:
+            labels = sorted({str(v) for v in values})
+            ax.scatter([labels.index(str(v)) for v in values], losses, s=18, alpha=0.8)
+            ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=7)
+        ax.set_xlabel(name)
+    axes[0].set_ylabel("best val loss")
+    fig.suptitle(f"Hyperparameters against validation loss ({len(trials)} trials)")
+    return _save(fig, path)
+
+
 def _class_count(ctx: ReportContext) -> int:
     if ctx.class_names:
         return len(ctx.class_names)
@@ -202,6 +229,7 @@ PLOTS: dict[str, Callable[[ReportContext, Path], bool]] = {
     "model_comparison": model_comparison,
     "learning_curves": learning_curves,
     "tuning_curves": tuning_curves,
+    "tuning_parameters": tuning_parameters,
     "confusion_matrix": confusion_matrix,
     "roc_curve": roc_curve,
     "feature_importance": feature_importance,

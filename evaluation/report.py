@@ -24,6 +24,7 @@ PLOT_TITLES = {
     "model_comparison": "Model comparison",
     "learning_curves": "Learning curves",
     "tuning_curves": "Tuning curves",
+    "tuning_parameters": "Hyperparameters against validation loss",
     "confusion_matrix": "Confusion matrix",
     "roc_curve": "ROC curve",
     "feature_importance": "Feature importance",
@@ -176,7 +177,7 @@ def _tuning(ctx: ReportContext, plots: dict[str, Path]) -> list[Block]:
     if ctx.trials:
         blocks.append(Paragraph(_tuning_budget(ctx.trials)))
         blocks += [Paragraph(f"Top {min(TOP_TRIALS, len(ctx.trials))} trials by val loss:"), _trials_table(ctx.trials)]
-    return blocks + _images(plots, "tuning_curves")
+    return blocks + _images(plots, "tuning_curves", "tuning_parameters")
 
 
 def _tuning_budget(trials: list[dict]) -> str:

@@ -17,8 +17,8 @@ from rayfit.evaluation.report import format_value, write_report
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ODD_NAME = "<b>x</b>"  # a model name that must come out escaped in HTML
 PREP_LOG = ["dropped 3 duplicate rows", "imputed 5 missing values in 'age' with the median"]
-CLASSIFICATION_PLOTS = {"model_comparison", "learning_curves", "tuning_curves", "confusion_matrix",
-                        "roc_curve", "feature_importance"}
+CLASSIFICATION_PLOTS = {"model_comparison", "learning_curves", "tuning_curves", "tuning_parameters",
+                        "confusion_matrix", "roc_curve", "feature_importance"}
 REGRESSION_PLOTS = {"model_comparison", "feature_importance", "predicted_vs_actual", "residuals"}
 
 

@@ -250,9 +250,9 @@ TUNE_SCHEDULERS = ("fifo", "asha", "hyperband", "median", "pbt", "pb2")
 
 class TuneSettings(_Section):
     enabled: bool = True
-    # What is searched: the first torch.model network, or a baseline (trained in steps of trees so
+    # What is searched: the first torch.model / keras.model network, or a baseline (trained in steps of trees so
     # a scheduler can stop it early: gradient_boosting, random_forest; linear is a single step).
-    model: Literal["torch", "gradient_boosting", "random_forest", "linear"] = "torch"
+    model: Literal["torch", "keras", "gradient_boosting", "random_forest", "linear"] = "torch"
     num_samples: int = Field(8, ge=1)  # trials (with grid dimensions: repeats of the whole grid)
     searcher: Literal[SEARCHERS] = "random"  # how configurations are proposed; optuna is TPE
     scheduler: Literal[TUNE_SCHEDULERS] = "asha"  # which trials stop early (asha, hyperband, median) or evolve (pbt)
@@ -272,7 +272,7 @@ class TuneSettings(_Section):
     def _tunable(self):
         if self.model in BASELINE_SPACES and "space" not in self.model_fields_set:
             self.__dict__["space"] = dict(BASELINE_SPACES[self.model])  # the baseline's own default space
-        tunable = TUNABLE if self.model == "torch" else BASELINE_TUNABLE[self.model]
+        tunable = BASELINE_TUNABLE.get(self.model, TUNABLE)
         for name in self.space:
             if name not in tunable:
                 raise ValueError(f"space: cannot tune {name!r} of {self.model}; tunable: {', '.join(tunable)}")

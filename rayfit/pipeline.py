@@ -211,9 +211,12 @@ def _check_networks(exp: Experiment, kind: str) -> None:
             if kind not in accepted:
                 raise UserError(f"{framework}.model: {model!r} takes {' or '.join(accepted)} input, "
                                 f"but {exp.data.source} is {kind} data")
-    if exp.tune.enabled and exp.tune.model == "torch" and kind not in NETWORKS["torch"][exp.torch.models[0]]:
-        raise UserError(f"tune: searches torch.model {exp.torch.models[0]!r}, which takes "
-                        f"{' or '.join(NETWORKS['torch'][exp.torch.models[0]])} input, not {kind}")
+    for key, search in [("tune", exp.tune)] + [(f"searches.{i}", s) for i, s in enumerate(exp.searches)]:
+        if search.enabled and search.model in NETWORKS:
+            network = getattr(exp, search.model).models[0]
+            if kind not in NETWORKS[search.model][network]:
+                raise UserError(f"{key}: searches {search.model}.model {network!r}, which takes "
+                                f"{' or '.join(NETWORKS[search.model][network])} input, not {kind}")
 
 
 def _preflight(exp: Experiment) -> None:
@@ -299,8 +302,9 @@ def _run_search(state: RunState, settings, data) -> None:
         info = f"trial {event['trial']}" + (f" epoch {event['epoch']}" if event.get("epoch") else "")
         display.advance(name, event["done"], settings.num_samples, info, echo=event.get("finished", False))
 
-    search = run_search(settings, exp.torch, data, state.run_dir / "tune", on_event, state.prepared.n_classes)
-    framework = "torch" if settings.model == "torch" else "sklearn"
+    base = exp.keras if settings.model == "keras" else exp.torch
+    search = run_search(settings, base, data, state.run_dir / "tune", on_event, state.prepared.n_classes)
+    framework = settings.model if settings.model in ("torch", "keras") else "sklearn"
     _finished(state, Trained(search.model, framework, search.wall_time_s, search.history), name)
     summary = {"model": settings.model, "best_params": search.best_params, "trials": search.trials,
                "epochs_trained": search.epochs_trained, "epochs_budget": search.epochs_budget,

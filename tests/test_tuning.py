@@ -89,3 +89,14 @@ def test_asha_stops_gradient_boosting_trials_early(data, tmp_path):
     assert len(search.trials) == 6 and search.epochs_trained < 6 * 6
     assert search.model.name == "gradient_boosting_tuned"
     assert search.model.predict_proba(np.zeros((3, 6), np.float32)).shape == (3, 2)
+
+
+def test_a_keras_network_is_tunable(data, tmp_path):
+    from rayfit.config import KerasConfig
+
+    settings = TuneSettings(model="keras", num_samples=2, max_t=3, grace_period=1, scheduler="fifo",
+                            space={"lr": {"loguniform": [1e-3, 3e-2]}})
+    search = run_search(settings, KerasConfig(hidden_sizes=[16], patience=100), data, tmp_path, n_classes=2)
+    assert len(search.trials) == 2 and all(t["epochs"] == 3 for t in search.trials)
+    assert search.model.kind == "keras" and search.model.name == "keras_tuned"
+    assert search.model.predict_proba(np.zeros((2, 6), np.float32)).shape == (2, 2)

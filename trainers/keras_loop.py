@@ -1,4 +1,4 @@
-"""The Keras training loop for a Ray Train worker (MultiWorkerMirroredStrategy).
+"""The Keras training loop for a Ray Train worker (MultiWorkerMirroredStrategy) or a Tune trial.
 
 Plain Keras: build and compile under the strategy's scope, `fit` on a `tf.data` pipeline. Ray
 appears where a checkpoint is restored (`get_checkpoint`) and in the epoch-end callback, which
@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import ray
 import ray.train
+from ray import tune
 
 from rayfit.trainers.keras_model import ARCH, BEST_WEIGHTS, MODEL_FILE
 from rayfit.trainers.keras_models import build_keras_model
@@ -54,7 +55,7 @@ def _make_epoch_callback(keras, config, arch, X_val, y_val, loss_fn, rank, state
     settings, task = config["settings"], config["task"]
 
     class ReportEpoch(keras.callbacks.Callback):
-        """Learning rate, validation, early stopping and a checkpoint every epoch, reported to Ray Train."""
+        """Learning rate, validation, early stopping and checkpoints, reported to Ray Train or Tune."""
 
         def __init__(self):
             super().__init__()
@@ -90,11 +91,18 @@ def _make_epoch_callback(keras, config, arch, X_val, y_val, loss_fn, rank, state
             if progress is not None and rank == 0:
                 progress.push.remote({"stage": config["name"], "epoch": epoch + 1,
                                       "epochs": settings["epochs"], "metrics": metrics})
-            with tempfile.TemporaryDirectory() as tmp:
-                # Every worker saves (saving may synchronise mirrored variables); rank 0's is kept.
-                self._write(Path(tmp), epoch + 1)
-                checkpoint = ray.train.Checkpoint.from_directory(tmp) if rank == 0 else None
-                ray.train.report(metrics, checkpoint=checkpoint)
+            if config["mode"] == "tune" and not (improved or config.get("checkpoint_every_epoch")):
+                tune.report(metrics)  # a trial checkpoints when it improves (every epoch under PBT)
+            elif config["mode"] == "tune":
+                with tempfile.TemporaryDirectory() as tmp:
+                    self._write(Path(tmp), epoch + 1)
+                    tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+            else:
+                with tempfile.TemporaryDirectory() as tmp:
+                    # Every worker saves (saving may synchronise mirrored variables); rank 0's is kept.
+                    self._write(Path(tmp), epoch + 1)
+                    checkpoint = ray.train.Checkpoint.from_directory(tmp) if rank == 0 else None
+                    ray.train.report(metrics, checkpoint=checkpoint)
             if self.stopper.should_stop:
                 self.model.stop_training = True
 
@@ -118,22 +126,30 @@ def keras_train_loop_per_worker(config: dict) -> list[dict]:
     data = config["data"]
     if isinstance(data, ray.ObjectRef):
         data = ray.get(data)
-    context = ray.train.get_context()
-    rank, world = context.get_world_rank(), context.get_world_size()
     threads = max(1, int(config.get("threads", 1)))
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass  # already set in this process (a reused Tune trial actor)
     keras.utils.set_random_seed(seed)
     if tf.config.list_physical_devices("GPU") and settings["mixed_precision"] in ("auto", True):
         keras.mixed_precision.set_global_policy("mixed_float16")
 
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()  # TF_CONFIG comes from Ray Train
+    if config["mode"] == "train":
+        context = ray.train.get_context()
+        rank, world = context.get_world_rank(), context.get_world_size()
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()  # TF_CONFIG comes from Ray Train
+        checkpoint = ray.train.get_checkpoint()  # set after a worker failure or by `rayfit resume`
+    else:  # a Tune trial: one process, the default strategy
+        rank, world = 0, 1
+        strategy = tf.distribute.get_strategy()
+        checkpoint = tune.get_checkpoint()  # set when a trial is resumed or exploited (PBT)
     n_outputs = config["n_outputs"]
     X_val, y_val = data["X_val"], _targets(data["y_val"], task, n_outputs)
     arch = architecture(settings, config["model"], X_val.shape[1:], n_outputs)
     loss_fn = _loss(keras, task, n_outputs)
 
-    checkpoint = ray.train.get_checkpoint()  # set after a worker failure or by `rayfit resume`
     state = None
     with strategy.scope():
         if checkpoint is not None:

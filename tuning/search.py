@@ -34,12 +34,23 @@ class SearchResult:
     extra: dict = field(default_factory=dict)
 
 
-def _trial(config: dict, base: dict) -> None:
+def _torch_trial(config: dict, base: dict) -> None:
     """One Tune trial: the framework's own training loop, run in-process."""
     from rayfit.trainers.torch_loop import train_loop_per_worker
 
     settings = {**base["settings"], **config}
     train_loop_per_worker({**base, "settings": settings})
+
+
+def _keras_trial(config: dict, base: dict) -> None:
+    """One Tune trial of a Keras network, in-process (Keras 3 or tf-keras both work in one process)."""
+    from rayfit.trainers.keras_loop import keras_train_loop_per_worker
+
+    keras_train_loop_per_worker({**base, "settings": {**base["settings"], **config}})
+
+
+# framework -> trial function; any other model is a baseline
+TRIALS = {"torch": _torch_trial, "keras": _keras_trial}
 
 
 class _TrialProgress(tune.Callback):
@@ -90,9 +101,8 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
                              threads=max(1, int(settings.cpus_per_trial)), use_gpu=use_gpu)
     # PBT restarts trials from other trials' latest checkpoints: checkpoint every epoch for it.
     trial_base["checkpoint_every_epoch"] = settings.scheduler in EXPLOITING
-    trial_fn = _trial
-    if settings.model != "torch":
-        trial_fn = baseline_trial
+    trial_fn = TRIALS.get(settings.model, baseline_trial)
+    if settings.model not in TRIALS:
         trial_base.update(baseline=settings.model, max_t=settings.max_t)
     resources = {"cpu": settings.cpus_per_trial, **({"gpu": settings.gpus_per_trial} if use_gpu else {})}
     trainable = tune.with_resources(tune.with_parameters(trial_fn, base=trial_base), resources)
@@ -112,7 +122,6 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
                 metric=settings.metric, mode=settings.mode, num_samples=settings.num_samples,
                 scheduler=scheduler_for(settings),
                 search_alg=build_searcher(settings, data.seed, concurrent),
-                max_concurrent_trials=concurrent,
                 time_budget_s=settings.time_budget_s,
                 reuse_actors=True,  # about 1 s of actor start-up saved per trial on a laptop
             ),
@@ -155,6 +164,10 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
     with best_trial["_result"].checkpoint.as_directory() as directory:
         if settings.model == "torch":
             model = TorchModel.from_checkpoint(Path(directory), tuned_name(settings), data.task)
+        elif settings.model == "keras":
+            from rayfit.trainers.keras_model import KerasModel
+
+            model = KerasModel.from_checkpoint(Path(directory), tuned_name(settings), data.task)
         else:
             estimator = joblib.load(Path(directory) / ESTIMATOR_FILE)
             model = SklearnModel(tuned_name(settings), data.task, estimator, n_classes)

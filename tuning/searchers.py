@@ -43,8 +43,10 @@ def _bohb(s, seed):
 
 
 SEARCHERS: dict[str, Callable] = {
-    "random": lambda s, seed: BasicVariantGenerator(random_state=seed),
-    "grid": lambda s, seed: BasicVariantGenerator(random_state=seed),  # grid dimensions are expanded by Tune
+    # Random and grid trials are limited only when asked: resources already bound them, and PBT
+    # needs its whole population alive to exploit within it. Tune expands grid dimensions itself.
+    "random": lambda s, seed: BasicVariantGenerator(random_state=seed, max_concurrent=s.max_concurrent_trials or 0),
+    "grid": lambda s, seed: BasicVariantGenerator(random_state=seed, max_concurrent=s.max_concurrent_trials or 0),
     "optuna": _optuna,
     "hyperopt": _hyperopt,
     "bohb": _bohb,
@@ -53,6 +55,8 @@ MODEL_BASED = {"optuna", "hyperopt", "bohb"}
 
 
 def build_searcher(settings, seed: int, concurrent: int):
+    """The searcher with its concurrency limit: Tune ignores TuneConfig's max_concurrent_trials for
+    a variant generator, so the limit lives with the searcher."""
     searcher = SEARCHERS[settings.searcher](settings, seed)
     if settings.searcher in MODEL_BASED:
         searcher = ConcurrencyLimiter(searcher, max_concurrent=concurrent)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -31,7 +31,6 @@ class SearchResult:
     wall_time_s: float
     epochs_trained: int
     epochs_budget: int  # trials * max_t: what running every trial to the end would cost
-    extra: dict = field(default_factory=dict)
 
 
 def _torch_trial(config: dict, base: dict) -> None:

@@ -5,7 +5,6 @@ import json
 import os
 import tempfile
 from contextlib import contextmanager
-from pathlib import Path
 
 import pandas as pd
 import pytest

@@ -266,6 +266,12 @@ class TuneSettings(_Section):
     cpus_per_trial: float = Field(1, gt=0)
     gpus_per_trial: float = Field(0, ge=0)  # fractions pack trials: 0.25 runs four on one GPU
     time_budget_s: Optional[float] = Field(None, gt=0)  # end the search (gracefully) after this long
+    # inline: a trial trains the network itself (no worker group: cheap for small models);
+    # distributed: a trial launches a Ray Train run of workers_per_trial workers sharing the trial's
+    # cpus_per_trial / gpus_per_trial; auto: distributed for streamed data, more than one GPU per
+    # trial or a trial too big to train alone, inline otherwise. Baselines always train inline.
+    trial_mode: Literal["auto", "inline", "distributed"] = "auto"
+    workers_per_trial: int = Field(2, ge=1)
     space: dict[str, SearchDim] = Field(default_factory=_default_space)
 
     @model_validator(mode="after")
@@ -300,6 +306,14 @@ class TuneSettings(_Section):
             raise ValueError(f"grid dimensions ({', '.join(grid)}) need searcher random or grid, not {self.searcher}")
         if self.searcher == "grid" and len(grid) != len(self.space):
             raise ValueError("searcher grid needs every space dimension to be a grid: [...]")
+        if self.trial_mode == "distributed" and self.model not in ("torch", "keras"):
+            raise ValueError(f"trial_mode distributed trains networks (torch, keras); {self.model} trains inline")
+        if self.trial_mode == "distributed" and self.cpus_per_trial / self.workers_per_trial < 0.1:
+            raise ValueError(f"cpus_per_trial ({self.cpus_per_trial:g}) leaves under 0.1 CPU for each of "
+                             f"a distributed trial's {self.workers_per_trial} workers")
+        if self.trial_mode == "distributed" and self.scheduler in ("pbt", "pb2"):
+            raise ValueError(f"{self.scheduler} restarts trials from Tune checkpoints, which a distributed "
+                             "trial keeps in its Ray Train run; use trial_mode: inline")
         if self.scheduler == "pb2" and any(dim.kind not in ("uniform", "loguniform", "quniform")
                                            for dim in self.space.values()):
             raise ValueError("pb2 searches continuous dimensions only (uniform, loguniform, quniform)")

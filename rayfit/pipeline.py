@@ -175,6 +175,8 @@ def _train_everything(state: RunState) -> None:
         class_weights=([prepared.class_weights[i] for i in range(prepared.n_classes)]
                        if prepared.class_weights else None),
         seed=exp.seed,
+        train_rows=len(prepared.X_train),
+        input_shape=tuple(prepared.X_train.shape[1:]),
     )
     if exp.baselines.enabled:
         with _timed(state, "baselines"):
@@ -308,7 +310,8 @@ def _run_search(state: RunState, settings, data) -> None:
     _finished(state, Trained(search.model, framework, search.wall_time_s, search.history), name)
     summary = {"model": settings.model, "best_params": search.best_params, "trials": search.trials,
                "epochs_trained": search.epochs_trained, "epochs_budget": search.epochs_budget,
-               "wall_time_s": search.wall_time_s}
+               "wall_time_s": search.wall_time_s, "trial_mode": search.trial_mode,
+               "trial_mode_reason": search.trial_mode_reason}
     state.searches[name] = summary
     state.record.record(f"search:{name}", summary)
     display.finish(name, f"{len(search.trials)} trials, {search.epochs_trained}/{search.epochs_budget} epochs, "
@@ -358,7 +361,8 @@ def _evaluate_and_write(state: RunState, metric: str) -> None:
                "models": scores}
     summaries = {name: {"model": s["model"], "trials": len(s["trials"]), "epochs_trained": s["epochs_trained"],
                         "epochs_budget": s["epochs_budget"], "wall_time_s": round(s["wall_time_s"], 3),
-                        "best_params": s["best_params"]} for name, s in state.searches.items()}
+                        "best_params": s["best_params"], "trial_mode": s.get("trial_mode", "inline")}
+                 for name, s in state.searches.items()}
     if summaries:
         metrics["tuning"] = next(iter(summaries.values()))  # the first search, as before
         metrics["searches"] = summaries

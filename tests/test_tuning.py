@@ -91,3 +91,76 @@ def test_a_keras_network_is_tunable(data, tmp_path):
     assert len(search.trials) == 2 and all(t["epochs"] == 3 for t in search.trials)
     assert search.model.kind == "keras" and search.model.name == "keras_tuned"
     assert search.model.predict_proba(np.zeros((2, 6), np.float32)).shape == (2, 2)
+
+
+def _lineage_changes(trial: dict) -> list[int]:
+    """Epochs at which a trial's learning rate changed (constant within a run: only PBT changes it)."""
+    history = trial["history"]
+    return [b["epoch"] for a, b in zip(history, history[1:]) if not np.isclose(a["lr"], b["lr"])]
+
+
+def test_pbt_exploits_a_better_trials_checkpoint(data, tmp_path):
+    # Four trials at once (half a CPU each), one with a hopeless learning rate: at epoch 2, 4 or 6 the
+    # worst trial takes the best one's checkpoint and a perturbed lr, and trains on from there.
+    settings = TuneSettings(num_samples=4, max_t=8, scheduler="pbt", perturbation_interval=2, cpus_per_trial=0.5,
+                            space={"lr": {"loguniform": [1e-6, 0.3]}})
+    search = run_search(settings, BASE, data, tmp_path)
+    assert search.trial_mode == "inline"
+    assert len(search.trials) == 4
+    exploited = [t for t in search.trials if _lineage_changes(t)]
+    assert exploited, [t["params"] for t in search.trials]
+    for trial in exploited:
+        # The lineage is whole: the donor's epochs, then this trial's, with no gap or repeat...
+        assert [h["epoch"] for h in trial["history"]] == list(range(1, len(trial["history"]) + 1))
+        # ...and the configuration changed at a perturbation point, after an epoch the donor saved.
+        assert all((epoch - 1) % 2 == 0 for epoch in _lineage_changes(trial))
+        assert np.isclose(trial["history"][-1]["lr"], trial["params"]["lr"])
+
+
+@pytest.mark.parametrize("searcher, scheduler, package", [
+    ("hyperopt", "fifo", "hyperopt"), ("bohb", "asha", "hpbandster"), ("random", "pb2", "GPy")])
+def test_optional_algorithms_run_where_their_packages_install(data, tmp_path, searcher, scheduler, package):
+    pytest.importorskip(package)
+    settings = TuneSettings(num_samples=4, max_t=4, grace_period=1, perturbation_interval=2, searcher=searcher,
+                            scheduler=scheduler, max_concurrent_trials=2, space={"lr": {"loguniform": [1e-4, 1e-1]}})
+    search = run_search(settings, BASE, data, tmp_path)
+    assert len(search.trials) == 4
+    assert len({t["params"]["lr"] for t in search.trials}) > 1  # the algorithm proposed, not one point
+    assert all(1 <= t["epochs"] <= 4 for t in search.trials)
+
+
+def test_a_distributed_trial_trains_through_its_own_ray_train_run(data, tmp_path):
+    # Each trial launches a 2-worker DDP run on the trial's 2 CPUs; Tune sees every epoch.
+    settings = TuneSettings(num_samples=2, max_t=2, scheduler="fifo", trial_mode="distributed",
+                            workers_per_trial=2, cpus_per_trial=2, space={"lr": {"loguniform": [1e-3, 1e-1]}})
+    search = run_search(settings, BASE, data, tmp_path)
+    assert search.trial_mode == "distributed"
+    assert len(search.trials) == 2 and all(t["epochs"] == 2 for t in search.trials)
+    assert [h["epoch"] for h in search.history] == [1, 2]
+    runs = {p.parent.parent for p in (tmp_path / "search").glob("*/train/checkpoint_*") if p.is_dir()}
+    assert len(runs) == 2, runs  # one Ray Train run, with its checkpoints, in each trial's directory
+    assert search.model.predict_proba(np.zeros((2, 6), np.float32)).shape == (2, 2)
+
+
+@pytest.mark.parametrize("overrides, flops, streaming, expected", [
+    ({}, 1e8, False, "inline"),  # a small network: no worker group
+    ({}, 1e13, False, "distributed"),  # big enough to pay for a Ray Train launch
+    ({"workers_per_trial": 1}, 1e13, False, "inline"),  # one worker buys nothing
+    ({}, 1e8, True, "distributed"),  # streamed data is read by Ray Train workers
+    ({"gpus_per_trial": 2}, 1e8, False, "distributed"),
+    ({"scheduler": "pbt", "max_t": 8}, 1e13, False, "inline"),  # PBT exploits Tune checkpoints
+    ({"trial_mode": "inline"}, 1e13, True, "inline"),  # the user's word wins
+    ({"model": "gradient_boosting"}, 1e13, False, "inline"),
+])
+def test_auto_trial_mode(overrides, flops, streaming, expected):
+    from rayfit.tuning.trial_mode import choose_trial_mode
+
+    settings = TuneSettings(cpus_per_trial=2, **overrides)
+    assert choose_trial_mode(settings, streaming, flops).mode == expected
+
+
+def test_distributed_trials_refuse_what_they_cannot_do():
+    with pytest.raises(UserError, match="restarts trials from Tune checkpoints"):
+        validate({"tune": {"trial_mode": "distributed", "scheduler": "pbt", "max_t": 8}})
+    with pytest.raises(UserError, match="gradient_boosting trains inline"):
+        validate({"tune": {"trial_mode": "distributed", "model": "gradient_boosting"}})

@@ -25,6 +25,8 @@ class TrainingData:
     seed: int
     train_path: Optional[str] = None  # Parquet of the training split: Ray Train workers stream their shards
     val_ref: Any = None  # with train_path: ObjectRef of {"X_val", "y_val"} only, so workers never get X_train
+    train_rows: int = 0  # the training split's size and one row's shape: what a trial's cost is estimated from
+    input_shape: tuple = ()
 
 @dataclass
 class NeuralResult:

@@ -124,6 +124,10 @@ def train_loop_per_worker(config: dict) -> list[dict]:
     start_epoch = 1
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
+        for group in optimizer.param_groups:  # a PBT exploit keeps the weights, not the donor's settings
+            for key in ("weight_decay", "momentum"):
+                if key in group:
+                    group[key] = settings[key]
         schedule.load_state_dict(state["schedule"])
         stopper.load_state_dict(state["stopper"])
         scaler.load_state_dict(state["scaler"])

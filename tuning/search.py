@@ -1,6 +1,7 @@
-"""A hyperparameter search over a neural model, each trial training inside itself (no worker group)."""
+"""A hyperparameter search over a network or a baseline; each trial trains inline or through Ray Train."""
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -9,7 +10,9 @@ from pathlib import Path
 from typing import Optional
 
 import joblib
+import ray.data
 from ray import tune
+from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 
 from rayfit.cluster.resources import check_trial_resources, cluster_totals
 from rayfit.config import NeuralConfig, TuneSettings
@@ -20,6 +23,9 @@ from rayfit.tuning.baseline_trial import ESTIMATOR_FILE, baseline_trial
 from rayfit.tuning.schedulers import EXPLOITING
 from rayfit.tuning.searchers import build_searcher, scheduler_for
 from rayfit.tuning.space import to_param_space
+from rayfit.tuning.trial_mode import TrialMode, choose_trial_mode, distributed_trial, estimated_flops
+
+HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "val_accuracy", "lr")
 
 
 @dataclass
@@ -31,6 +37,8 @@ class SearchResult:
     wall_time_s: float
     epochs_trained: int
     epochs_budget: int  # trials * max_t: what running every trial to the end would cost
+    trial_mode: str = "inline"  # inline or distributed (see tuning/trial_mode.py)
+    trial_mode_reason: str = ""
 
 
 def _torch_trial(config: dict, base: dict) -> None:
@@ -85,26 +93,16 @@ def search_name(settings: TuneSettings) -> str:
 
 def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, storage: Path,
                on_event=None, n_classes: Optional[int] = None) -> SearchResult:
-    from rayfit.trainers.torch_model import TorchModel
-
     use_gpu = check_trial_resources(settings.cpus_per_trial, settings.gpus_per_trial)
     total_cpus, total_gpus = cluster_totals()
     fits = int(total_cpus // settings.cpus_per_trial)
     if use_gpu:
         fits = min(fits, int(total_gpus // settings.gpus_per_trial))
     concurrent = settings.max_concurrent_trials or max(1, fits)
-    # Every trial runs up to max_t epochs; the scheduler decides who stops earlier. Early stopping
-    # inside a trial stays on, as in a plain training run.
-    base_settings = {**base.model_dump(), "epochs": settings.max_t}
-    trial_base = loop_config("tune", base.models[0], base_settings, data, "tune",
-                             threads=max(1, int(settings.cpus_per_trial)), use_gpu=use_gpu)
-    # PBT restarts trials from other trials' latest checkpoints: checkpoint every epoch for it.
-    trial_base["checkpoint_every_epoch"] = settings.scheduler in EXPLOITING
-    trial_fn = TRIALS.get(settings.model, baseline_trial)
-    if settings.model not in TRIALS:
-        trial_base.update(baseline=settings.model, max_t=settings.max_t)
-    resources = {"cpu": settings.cpus_per_trial, **({"gpu": settings.gpus_per_trial} if use_gpu else {})}
-    trainable = tune.with_resources(tune.with_parameters(trial_fn, base=trial_base), resources)
+    mode = _trial_mode(settings, base, data)
+    trial_fn, trial_base = _trainable(settings, base, data, mode, use_gpu)
+    trainable = tune.with_resources(tune.with_parameters(trial_fn, base=trial_base),
+                                    mode.trial_resources(settings, use_gpu))
     # Tune snapshots the search's state every >= 10 s by default; a driver killed in between would
     # rerun trials that had finished. A small search's snapshot takes milliseconds: take one a second.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
@@ -120,9 +118,11 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
             tune_config=tune.TuneConfig(
                 metric=settings.metric, mode=settings.mode, num_samples=settings.num_samples,
                 scheduler=scheduler_for(settings),
-                search_alg=build_searcher(settings, data.seed, concurrent),
+                search_alg=build_searcher(settings, data.seed, concurrent, bounded_by_resources=mode.mode == "inline"),
                 time_budget_s=settings.time_budget_s,
-                reuse_actors=True,  # about 1 s of actor start-up saved per trial on a laptop
+                # About 1 s of actor start-up saved per inline trial on a laptop. A distributed
+                # trial's actor owns its Ray Train run: a stopped trial's actor must go with it.
+                reuse_actors=mode.mode == "inline",
             ),
             run_config=tune.RunConfig(
                 name=path.name, storage_path=str(path.parent), verbose=0,
@@ -141,9 +141,8 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
     for result in grid:
         if result.error is not None:
             raise RuntimeError(f"tune trial failed: {result.error}")
-        frame = result.metrics_dataframe
-        columns = [c for c in ("epoch", "train_loss", "val_loss", "val_accuracy", "lr") if frame is not None and c in frame]
-        history = frame[columns].to_dict("records") if frame is not None else []
+        checkpoint = _latest_checkpoint(result)
+        history = _trial_history(result, checkpoint)
         best_row = better(history, key=lambda r: r[settings.metric]) if history else {}
         trials.append({
             "trial_id": result.metrics.get("trial_id", Path(result.path).name),
@@ -154,27 +153,91 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
             "max_epochs": settings.max_t,
             "status": "completed" if len(history) >= settings.max_t else "stopped early",
             "history": history,
-            "_result": result,
+            "_checkpoint": checkpoint,
         })
-    if not trials or all(t["_result"].checkpoint is None for t in trials):
+    finished = [t for t in trials if t["_checkpoint"] is not None]
+    if not finished:
         raise UserError("tune: no trial finished an epoch (is tune.time_budget_s too short?)")
-    finished = [t for t in trials if t["_result"].checkpoint is not None]
     best_trial = better(finished, key=lambda t: t.get(settings.metric, math.nan))
-    with best_trial["_result"].checkpoint.as_directory() as directory:
-        if settings.model == "torch":
-            model = TorchModel.from_checkpoint(Path(directory), tuned_name(settings), data.task)
-        elif settings.model == "keras":
-            from rayfit.trainers.keras_model import KerasModel
-
-            model = KerasModel.from_checkpoint(Path(directory), tuned_name(settings), data.task)
-        else:
-            estimator = joblib.load(Path(directory) / ESTIMATOR_FILE)
-            model = SklearnModel(tuned_name(settings), data.task, estimator, n_classes)
+    model = _load_tuned(settings, best_trial["_checkpoint"], data.task, n_classes)
     for trial in trials:
-        trial.pop("_result")
+        trial.pop("_checkpoint")
     trials.sort(key=lambda t: t["val_loss"])
     return SearchResult(
         model=model, best_params=best_trial["params"], trials=trials, history=best_trial["history"],
         wall_time_s=wall, epochs_trained=sum(t["epochs"] for t in trials),
-        epochs_budget=len(trials) * settings.max_t,
+        epochs_budget=len(trials) * settings.max_t, trial_mode=mode.mode, trial_mode_reason=mode.reason,
     )
+
+
+def _trial_mode(settings: TuneSettings, base: NeuralConfig, data: TrainingData) -> TrialMode:
+    flops = 0.0
+    if settings.model in TRIALS and settings.trial_mode == "auto" and data.input_shape:
+        flops = estimated_flops(base, data.input_shape, data.n_outputs, data.train_rows, settings.max_t)
+    return choose_trial_mode(settings, data.train_path is not None, flops)
+
+
+def _trainable(settings: TuneSettings, base: NeuralConfig, data: TrainingData, mode: TrialMode, use_gpu: bool):
+    """(trial function, its constant arguments) for the search's model and trial mode."""
+    # Every trial runs up to max_t epochs; the scheduler decides who stops earlier. Early stopping
+    # inside a trial stays on, as in a plain training run.
+    base_settings = {**base.model_dump(), "epochs": settings.max_t}
+    if mode.mode == "distributed":
+        workers = mode.worker_resources(settings, use_gpu)
+        loop = loop_config("tune", base.models[0], base_settings, data, "train",
+                           threads=max(1, round(workers["CPU"])), use_gpu=use_gpu)
+        # Read once here, shared by every trial's workers (see fit_neural on why it is materialized).
+        dataset = ray.data.read_parquet(data.train_path).materialize() if data.train_path else None
+        return distributed_trial, {
+            "framework": settings.model, "loop": loop, "workers": mode.workers, "use_gpu": use_gpu,
+            "worker_resources": workers, "max_failures": base.max_failures, "train_dataset": dataset}
+    trial_base = loop_config("tune", base.models[0], base_settings, data, "tune",
+                             threads=max(1, int(settings.cpus_per_trial)), use_gpu=use_gpu)
+    # PBT restarts trials from other trials' latest checkpoints: checkpoint every epoch for it.
+    trial_base["checkpoint_every_epoch"] = settings.scheduler in EXPLOITING
+    if settings.model not in TRIALS:
+        trial_base.update(baseline=settings.model, max_t=settings.max_t)
+    return TRIALS.get(settings.model, baseline_trial), trial_base
+
+
+def _latest_checkpoint(result) -> Optional[Path]:
+    """The trial's latest checkpoint directory: Tune's (inline trials) or its Ray Train run's
+    (distributed trials report the path with their metrics)."""
+    if result.checkpoint is not None:
+        return Path(result.checkpoint.path)
+    frame = result.metrics_dataframe
+    if frame is not None and CHECKPOINT_PATH_KEY in frame:
+        paths = frame[CHECKPOINT_PATH_KEY].dropna()
+        if len(paths):
+            return Path(paths.iloc[-1])
+    return None
+
+
+def _trial_history(result, checkpoint: Optional[Path]) -> list[dict]:
+    """Per-epoch metrics of the trial's whole lineage.
+
+    A network's checkpoint carries its history, including the epochs a PBT donor trained before
+    this trial took its weights (Tune's own record of the trial starts again at each exploit).
+    Epochs reported after that checkpoint come from Tune's record.
+    """
+    frame = result.metrics_dataframe
+    reported = frame[[c for c in HISTORY_KEYS if c in frame]].to_dict("records") if frame is not None else []
+    lineage = []
+    if checkpoint is not None and (checkpoint / "history.json").exists():
+        lineage = [{k: row[k] for k in HISTORY_KEYS if k in row}
+                   for row in json.loads((checkpoint / "history.json").read_text())]
+    last = lineage[-1]["epoch"] if lineage else 0
+    return lineage + [row for row in reported if row["epoch"] > last]
+
+
+def _load_tuned(settings: TuneSettings, directory: Path, task: str, n_classes: Optional[int]) -> FittedModel:
+    """The best trial's checkpoint as the tuned model (its best epoch's weights)."""
+    if settings.model == "torch":
+        from rayfit.trainers.torch_model import TorchModel
+
+        return TorchModel.from_checkpoint(directory, tuned_name(settings), task)
+    if settings.model == "keras":
+        from rayfit.trainers.keras_model import KerasModel
+
+        return KerasModel.from_checkpoint(directory, tuned_name(settings), task)
+    return SklearnModel(tuned_name(settings), task, joblib.load(directory / ESTIMATOR_FILE), n_classes)

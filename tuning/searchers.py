@@ -45,8 +45,8 @@ def _bohb(s, seed):
 SEARCHERS: dict[str, Callable] = {
     # Random and grid trials are limited only when asked: resources already bound them, and PBT
     # needs its whole population alive to exploit within it. Tune expands grid dimensions itself.
-    "random": lambda s, seed: BasicVariantGenerator(random_state=seed, max_concurrent=s.max_concurrent_trials or 0),
-    "grid": lambda s, seed: BasicVariantGenerator(random_state=seed, max_concurrent=s.max_concurrent_trials or 0),
+    "random": lambda s, seed: BasicVariantGenerator(random_state=seed),
+    "grid": lambda s, seed: BasicVariantGenerator(random_state=seed),
     "optuna": _optuna,
     "hyperopt": _hyperopt,
     "bohb": _bohb,
@@ -54,12 +54,19 @@ SEARCHERS: dict[str, Callable] = {
 MODEL_BASED = {"optuna", "hyperopt", "bohb"}
 
 
-def build_searcher(settings, seed: int, concurrent: int):
+def build_searcher(settings, seed: int, concurrent: int, bounded_by_resources: bool = True):
     """The searcher with its concurrency limit: Tune ignores TuneConfig's max_concurrent_trials for
-    a variant generator, so the limit lives with the searcher."""
+    a variant generator, so the limit lives with the searcher.
+
+    bounded_by_resources: whether the trials' own resource requests keep them from oversubscribing
+    the cluster. A distributed trial's actor takes a sliver of a CPU while its workers ask later:
+    unbounded, every trial would start and none could place its workers.
+    """
     searcher = SEARCHERS[settings.searcher](settings, seed)
     if settings.searcher in MODEL_BASED:
-        searcher = ConcurrencyLimiter(searcher, max_concurrent=concurrent)
+        return ConcurrencyLimiter(searcher, max_concurrent=concurrent)
+    limit = settings.max_concurrent_trials or (0 if bounded_by_resources else concurrent)
+    searcher.max_concurrent = limit  # BasicVariantGenerator's own limit (0: none)
     return searcher
 
 

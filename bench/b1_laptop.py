@@ -1,0 +1,78 @@
+"""B1, laptop overhead: `rayfit run bench/configs/b1.yaml` against bench/plain_script.py.
+
+Both do the seed example's work on the quickstart data (three scikit-learn baselines, a PyTorch
+and a Keras MLP 64-32 with dropout 0.3 for 50 epochs at batch 32, five test metrics, a comparison
+plot). Each side is timed from process start to exit, so interpreter start-up and imports count on
+both sides, and rayfit's Ray start-up, Ray Train launches, checkpoints and report count on its side.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.harness import alternate, check, finding, median, ratio
+from bench.paths import BENCH, REPO
+from bench.plain_script import METRICS
+from bench.ray_session import scratch
+
+CONFIG = BENCH / "configs" / "b1.yaml"
+TARGET = 2.0  # rayfit's wall time at most this many times the plain script's
+
+
+def _rayfit_command() -> list[str]:
+    script = Path(sys.executable).parent / "rayfit"  # the console script of this environment
+    return [str(script)] if script.exists() else [sys.executable, "-c", "from rayfit.cli import main; main()"]
+
+
+def _timed(command: list[str], what: str) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1200)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return elapsed
+
+
+def _test_scores(metrics_path: Path, nested: bool) -> dict:
+    models = json.loads(metrics_path.read_text())["models"]
+    return {name: {m: (entry["test"] if nested else entry).get(m) for m in METRICS} for name, entry in models.items()}
+
+
+def run(quick: bool) -> dict:
+    epochs, repeats = (3, 1) if quick else (50, 2)
+    with scratch("b1") as work:
+        def rayfit_side(repeat: int) -> dict:
+            out = work / f"rayfit-{repeat}"
+            command = [*_rayfit_command(), "run", str(CONFIG), "--out", str(out),
+                       "--set", f"torch.epochs={epochs}", "--set", f"keras.epochs={epochs}",
+                       "--set", f"torch.patience={epochs}", "--set", f"keras.patience={epochs}"]
+            seconds = _timed(command, "rayfit run")
+            models = json.loads((out / "metrics.json").read_text())["models"]
+            return {"wall_s": seconds, "scores": _test_scores(out / "metrics.json", nested=True),
+                    "train_time_s": {name: entry["train_time_s"] for name, entry in models.items()}}
+
+        def plain_side(repeat: int) -> dict:
+            out = work / f"plain-{repeat}"
+            command = [sys.executable, str(BENCH / "plain_script.py"), "--out", str(out), "--epochs", str(epochs)]
+            seconds = _timed(command, "plain script")
+            return {"wall_s": seconds, "scores": _test_scores(out / "metrics.json", nested=False),
+                    "stage_times_s": json.loads((out / "metrics.json").read_text())["stage_times_s"]}
+
+        samples = alternate({"plain": plain_side, "rayfit": rayfit_side}, repeats, "B1")
+    rayfit_s = median([s["wall_s"] for s in samples["rayfit"]])
+    plain_s = median([s["wall_s"] for s in samples["plain"]])
+    slowdown = ratio(rayfit_s, plain_s)
+    figures = {
+        "rayfit_wall_s": rayfit_s, "plain_wall_s": plain_s, "repeats": repeats, "epochs": epochs,
+        "rayfit_wall_s_each": [s["wall_s"] for s in samples["rayfit"]],
+        "plain_wall_s_each": [s["wall_s"] for s in samples["plain"]],
+        "rayfit_train_time_s": samples["rayfit"][-1]["train_time_s"],
+        "plain_stage_times_s": samples["plain"][-1]["stage_times_s"],
+        # The same work should give comparable models: test accuracy of each side's last run.
+        "test_accuracy": {"rayfit": {n: s["accuracy"] for n, s in samples["rayfit"][-1]["scores"].items()},
+                          "plain": {n: s["accuracy"] for n, s in samples["plain"][-1]["scores"].items()}},
+    }
+    return finding(figures, [check("rayfit / plain wall time", slowdown, "<=", TARGET)])

@@ -1,0 +1,93 @@
+"""B4, tuning: a 32-trial ASHA search over the PyTorch MLP on the quickstart data against the same
+trials run to their full budget (FIFO), both through `rayfit.tuning.search.run_search`.
+
+The searcher is rayfit's seeded random search, so both schedulers see the same 32 configurations
+(checked: `same_trials`). Early stopping inside a trial is switched off on both sides (patience =
+max_t) so that "full budget" means every trial trains max_t epochs and the only difference is the
+scheduler. Three targets: ASHA's epochs <= 1/3 of the full budget's, its best validation accuracy
+within 0.5 points of the full budget's, and its wall time <= 1.5x the sum of its trials' own
+training time (rayfit's per-epoch epoch_time_s, training + validation, as each trial reported it).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.harness import alternate, check, finding, median, ratio
+from bench.ray_session import scratch, training_data
+
+
+def _quickstart_data():
+    from rayfit.config import DataConfig
+    from rayfit.data import prepare
+
+    prepared = prepare(DataConfig(source="synthetic"), seed=0)  # what `rayfit run` trains on
+    return training_data({"X_train": prepared.X_train, "y_train": prepared.y_train,
+                          "X_val": prepared.X_val, "y_val": prepared.y_val}), len(prepared.y_val)
+
+
+def _trial_training_seconds(search_dir: Path) -> tuple[float, int]:
+    """Sum of epoch_time_s over every result each trial reported to Tune (its result.json)."""
+    seconds, rows = 0.0, 0
+    for results in search_dir.glob("*/result.json"):
+        for line in results.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                if "epoch_time_s" in row:
+                    seconds += float(row["epoch_time_s"])
+                    rows += 1
+    return seconds, rows
+
+
+def _search(scheduler: str, sizes: dict, data, storage: Path) -> dict:
+    from rayfit.config import TorchConfig, TuneSettings
+    from rayfit.tuning.search import run_search, search_name
+
+    settings = TuneSettings(num_samples=sizes["trials"], scheduler=scheduler, max_t=sizes["max_t"],
+                            grace_period=sizes["grace"], reduction_factor=3)
+    base = TorchConfig(hidden_sizes=[64, 32], patience=sizes["max_t"])  # the quickstart's torch section
+    result = run_search(settings, base, data, storage)
+    trained_s, reported = _trial_training_seconds(storage / search_name(settings))
+    picked = result.trials[0]  # sorted by val_loss: the trial the search returns
+    return {
+        "wall_s": result.wall_time_s, "epochs_trained": result.epochs_trained, "epochs_budget": result.epochs_budget,
+        "picked_val_accuracy": picked.get("val_accuracy"),
+        "max_val_accuracy": max(row.get("val_accuracy", 0.0) for t in result.trials for row in t["history"]),
+        "trial_training_s": trained_s, "epochs_reported": reported,
+        "params": sorted(json.dumps(t["params"], sort_keys=True) for t in result.trials),
+        "trial_mode": getattr(result, "trial_mode", "inline"),
+    }
+
+
+def run(quick: bool) -> dict:
+    sizes = {"trials": 4, "max_t": 4, "grace": 1, "repeats": 1} if quick else \
+            {"trials": 32, "max_t": 20, "grace": 2, "repeats": 1}
+    data, val_rows = _quickstart_data()
+    with scratch("b4") as work:
+        samples = alternate({
+            "asha": lambda r: _search("asha", sizes, data, work / f"asha-{r}"),
+            "fifo": lambda r: _search("fifo", sizes, data, work / f"fifo-{r}"),
+        }, sizes["repeats"], "B4")
+    asha, fifo = samples["asha"], samples["fifo"]
+    epochs_ratio = ratio(median([s["epochs_trained"] for s in asha]), median([s["epochs_trained"] for s in fifo]))
+    gap_points = 100 * (median([s["picked_val_accuracy"] for s in fifo]) - median([s["picked_val_accuracy"] for s in asha]))
+    asha_wall = median([s["wall_s"] for s in asha])
+    asha_trained = median([s["trial_training_s"] for s in asha])
+    figures = {
+        **{k: sizes[k] for k in ("trials", "max_t", "grace", "repeats")}, "val_rows": val_rows,
+        "one_val_row_points": 100 / val_rows,  # the accuracy step: one validation row
+        "same_trials": all(a["params"] == f["params"] for a, f in zip(asha, fifo)),
+        "trial_mode": asha[-1]["trial_mode"],
+        **{f"{name}_{key}": median([s[key] for s in runs]) for name, runs in (("asha", asha), ("fifo", fifo))
+           for key in ("wall_s", "epochs_trained", "epochs_budget", "picked_val_accuracy", "max_val_accuracy",
+                       "trial_training_s", "epochs_reported")},
+        "epochs_ratio": epochs_ratio, "accuracy_gap_points": gap_points,
+        "asha_wall_over_training": ratio(asha_wall, asha_trained),
+        "fifo_wall_over_training": ratio(median([s["wall_s"] for s in fifo]),
+                                         median([s["trial_training_s"] for s in fifo])),
+    }
+    return finding(figures, [
+        check("ASHA epochs / full budget's", epochs_ratio, "<=", round(1 / 3, 3)),
+        check("best val accuracy: full budget - ASHA", gap_points, "<=", 0.5, " points"),
+        check("ASHA wall / its trials' training", figures["asha_wall_over_training"], "<=", 1.5),
+    ])

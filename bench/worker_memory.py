@@ -1,0 +1,77 @@
+"""Peak memory of Ray Train worker processes, read from outside them.
+
+rayfit's loop does not report its own memory, so a driver thread watches this process's
+descendants (a local Ray session's workers are children of its raylet, which this process
+started: another Ray session on the machine is never counted) whose process title names a Ray
+Train worker. For each it keeps the kernel's high-water mark of resident memory (VmHWM in
+/proc/PID/status: the true peak, not a sample of it) and the largest unique set size seen
+(private memory, without shared libraries and object-store pages mapped in; sampled).
+"""
+from __future__ import annotations
+
+import threading
+from typing import Optional
+
+import psutil
+
+WORKER_TITLE = "RayTrainWorker"  # Ray sets worker process titles to ray::<actor class>.<method>
+
+
+def _high_water_mb(pid: int) -> Optional[float]:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return None
+
+
+class PeakWorkerMemory:
+    """with PeakWorkerMemory() as memory: ...; memory.summary() -> peak MB per worker and the largest."""
+
+    def __init__(self, interval_s: float = 0.2, title: str = WORKER_TITLE):
+        self.interval_s, self.title = interval_s, title
+        self.peaks: dict[int, dict] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _workers(self) -> list[psutil.Process]:
+        found = []
+        for process in psutil.Process().children(recursive=True):
+            try:
+                if self.title in " ".join(process.cmdline()):
+                    found.append(process)
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+        return found
+
+    def _watch(self) -> None:
+        while True:
+            for process in self._workers():
+                try:
+                    uss = process.memory_full_info().uss / 2**20
+                except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                    continue
+                hwm = _high_water_mb(process.pid)
+                peak = self.peaks.setdefault(process.pid, {"peak_rss_mb": 0.0, "peak_uss_mb": 0.0})
+                peak["peak_rss_mb"] = max(peak["peak_rss_mb"], hwm or 0.0)
+                peak["peak_uss_mb"] = max(peak["peak_uss_mb"], uss)
+            if self._stop.wait(self.interval_s):
+                return
+
+    def summary(self) -> dict:
+        workers = list(self.peaks.values())
+        return {"workers_seen": len(workers),
+                "peak_rss_mb": max((w["peak_rss_mb"] for w in workers), default=None),
+                "peak_uss_mb": max((w["peak_uss_mb"] for w in workers), default=None),
+                "per_worker": workers}

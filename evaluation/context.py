@@ -44,6 +44,10 @@ class ReportContext:
     best_params: dict[str, Any] = field(default_factory=dict)  # hyperparameters the search chose
     # {"trial_id", "params", "val_loss", "val_accuracy"?, "epochs", "status", "history": [{"epoch", "val_loss"}]}
     trials: list[dict[str, Any]] = field(default_factory=list)
+    # every search by tuned model name, the first being the one above: {"model", "searcher",
+    # "scheduler", "trial_mode", "trial_mode_reason", "best_params", "trials", "epochs_trained",
+    # "epochs_budget", "wall_time_s"}
+    searches: dict[str, dict[str, Any]] = field(default_factory=dict)
     y_test: np.ndarray = field(default_factory=lambda: np.empty(0))  # true test targets
     y_pred: np.ndarray = field(default_factory=lambda: np.empty(0))  # best model; class indices if classification
     proba: Optional[np.ndarray] = None  # n x k class probabilities of the best model (classification)

@@ -9,6 +9,7 @@ backend the calling process (a notebook, a desktop session) has chosen.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -238,6 +239,14 @@ PLOTS: dict[str, Callable[[ReportContext, Path], bool]] = {
 }
 
 
+# Drawn once per search: the first search's under the plain name, every other one's as <name>_<search>.
+SEARCH_PLOTS = ("tuning_curves", "tuning_parameters")
+
+
+def search_plot_name(plot: str, search: str, first: bool) -> str:
+    return plot if first else f"{plot}_{search}"
+
+
 def render_all(ctx: ReportContext, plots_dir: Path) -> dict[str, Path]:
     """Draw every entry that applies to `plots_dir/<name>.png`; returns name -> path of those drawn."""
     plots_dir = Path(plots_dir)
@@ -246,4 +255,10 @@ def render_all(ctx: ReportContext, plots_dir: Path) -> dict[str, Path]:
         path = plots_dir / f"{name}.png"
         if draw(ctx, path):
             drawn[name] = path
+    for i, (search, summary) in enumerate(list(ctx.searches.items())[1:], start=1):
+        one = replace(ctx, trials=summary["trials"], best_params=summary["best_params"])
+        for plot in SEARCH_PLOTS:
+            name = search_plot_name(plot, search, first=False)
+            if PLOTS[plot](one, plots_dir / f"{name}.png"):
+                drawn[name] = plots_dir / f"{name}.png"
     return drawn

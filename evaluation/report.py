@@ -16,6 +16,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from .context import ReportContext, higher_is_better, is_missing
+from .plots import SEARCH_PLOTS, search_plot_name
 
 MISSING = "–"
 TOP_TRIALS = 10
@@ -168,16 +169,39 @@ def _learning(ctx: ReportContext, plots: dict[str, Path]) -> list[Block]:
 
 
 def _tuning(ctx: ReportContext, plots: dict[str, Path]) -> list[Block]:
+    if ctx.searches:
+        blocks: list[Block] = []
+        for i, (name, search) in enumerate(ctx.searches.items()):
+            plot_names = [search_plot_name(plot, name, first=i == 0) for plot in SEARCH_PLOTS]
+            blocks += _one_search(f"Tuning: {name}", search["best_params"], search["trials"], plots, plot_names,
+                                  _search_setup(search))
+        return blocks
     if not ctx.trials and not ctx.best_params:
         return []
-    blocks: list[Block] = [Heading("Tuning")]
-    if ctx.best_params:
+    return _one_search("Tuning", ctx.best_params, ctx.trials, plots, list(SEARCH_PLOTS), None)
+
+
+def _search_setup(search: dict) -> str:
+    """How the search ran: its model, searcher, scheduler, trial mode and time."""
+    parts = [f"Searched {search.get('model')} with {search.get('searcher', 'random')} proposals and "
+             f"the {search.get('scheduler', 'asha')} scheduler"]
+    if search.get("trial_mode"):
+        parts.append(f"trials trained {search['trial_mode']} ({search.get('trial_mode_reason', '')})")
+    if search.get("wall_time_s") is not None:
+        parts.append(f"{search['wall_time_s']:.1f} s wall")
+    return "; ".join(parts) + "."
+
+
+def _one_search(title: str, best_params: dict, trials: list[dict], plots: dict[str, Path], plot_names: list[str],
+                setup) -> list[Block]:
+    blocks: list[Block] = [Heading(title)] + ([Paragraph(setup)] if setup else [])
+    if best_params:
         blocks += [Paragraph("Best hyperparameters:"),
-                   Table(["Parameter", "Value"], [[k, v] for k, v in ctx.best_params.items()])]
-    if ctx.trials:
-        blocks.append(Paragraph(_tuning_budget(ctx.trials)))
-        blocks += [Paragraph(f"Top {min(TOP_TRIALS, len(ctx.trials))} trials by val loss:"), _trials_table(ctx.trials)]
-    return blocks + _images(plots, "tuning_curves", "tuning_parameters")
+                   Table(["Parameter", "Value"], [[k, v] for k, v in best_params.items()])]
+    if trials:
+        blocks.append(Paragraph(_tuning_budget(trials)))
+        blocks += [Paragraph(f"Top {min(TOP_TRIALS, len(trials))} trials by val loss:"), _trials_table(trials)]
+    return blocks + _images(plots, *plot_names)
 
 
 def _tuning_budget(trials: list[dict]) -> str:
@@ -254,8 +278,18 @@ def _config(ctx: ReportContext) -> list[Block]:
     return [Heading("Resolved configuration"), Code(ctx.config_yaml, "yaml")]
 
 
+def _plot_title(name: str) -> str:
+    """A plot's title; one drawn per search (<plot>_<search>) names its search."""
+    if name in PLOT_TITLES:
+        return PLOT_TITLES[name]
+    for plot in SEARCH_PLOTS:
+        if name.startswith(plot + "_"):
+            return f"{PLOT_TITLES[plot]} ({name.removeprefix(plot + '_')})"
+    return name
+
+
 def _images(plots: dict[str, Path], *names: str) -> list[Block]:
-    return [Image(PLOT_TITLES.get(name, name), Path(plots[name])) for name in names if name in plots]
+    return [Image(_plot_title(name), Path(plots[name])) for name in names if name in plots]
 
 
 def build_report(ctx: ReportContext, plots: dict[str, Path]) -> list[Block]:

@@ -260,6 +260,7 @@ class TuneSettings(_Section):
     grace_period: int = Field(2, ge=1)  # epochs every trial runs before it may be stopped
     reduction_factor: float = Field(3, gt=1)  # asha / hyperband: keep 1 / reduction_factor at each rung
     perturbation_interval: int = Field(4, ge=1)  # pbt / pb2: epochs between exploit-and-explore steps
+    quantile_fraction: float = Field(0.25, gt=0, le=0.5)  # pbt / pb2: the bottom share that clones the top share
     metric: str = "val_loss"  # the validation metric trials are compared by
     mode: Literal["min", "max"] = "min"
     max_concurrent_trials: Optional[int] = Field(None, ge=1)  # None: as many as the resources allow

@@ -308,7 +308,8 @@ def _run_search(state: RunState, settings, data) -> None:
     search = run_search(settings, base, data, state.run_dir / "tune", on_event, state.prepared.n_classes)
     framework = settings.model if settings.model in ("torch", "keras") else "sklearn"
     _finished(state, Trained(search.model, framework, search.wall_time_s, search.history), name)
-    summary = {"model": settings.model, "best_params": search.best_params, "trials": search.trials,
+    summary = {"model": settings.model, "searcher": settings.searcher, "scheduler": settings.scheduler,
+               "best_params": search.best_params, "trials": search.trials,
                "epochs_trained": search.epochs_trained, "epochs_budget": search.epochs_budget,
                "wall_time_s": search.wall_time_s, "trial_mode": search.trial_mode,
                "trial_mode_reason": search.trial_mode_reason}
@@ -359,7 +360,8 @@ def _evaluate_and_write(state: RunState, metric: str) -> None:
         dataset["classes"] = prepared.n_classes
     metrics = {"task": prepared.task, "primary_metric": metric, "best_model": best, "dataset": dataset,
                "models": scores}
-    summaries = {name: {"model": s["model"], "trials": len(s["trials"]), "epochs_trained": s["epochs_trained"],
+    summaries = {name: {"model": s["model"], "searcher": s.get("searcher"), "scheduler": s.get("scheduler"),
+                        "trials": len(s["trials"]), "epochs_trained": s["epochs_trained"],
                         "epochs_budget": s["epochs_budget"], "wall_time_s": round(s["wall_time_s"], 3),
                         "best_params": s["best_params"], "trial_mode": s.get("trial_mode", "inline")}
                  for name, s in state.searches.items()}
@@ -381,6 +383,7 @@ def _evaluate_and_write(state: RunState, metric: str) -> None:
         models=scores, prep_log=prepared.log,
         histories={n: t.history for n, t in state.trained.items() if t.history},
         best_params=best_params, trials=state.search["trials"] if state.search is not None else [],
+        searches=state.searches,
         y_test=prepared.y_test, y_pred=best_model.predict(prepared.X_test), proba=best_model.predict_proba(prepared.X_test),
         class_names=prepared.class_names, importance=importance, config_yaml=to_yaml(exp),
         stage_times=state.stage_times, created=time.strftime("%Y-%m-%d %H:%M:%S"),

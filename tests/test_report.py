@@ -188,3 +188,29 @@ def test_regression_report(regression_ctx, tmp_path):
 ])
 def test_format_value(value, text):
     assert format_value(value) == text
+
+
+def test_every_search_gets_its_own_tuning_section(classification_ctx, tmp_path):
+    from dataclasses import replace
+
+    torch_search = {"model": "torch", "searcher": "random", "scheduler": "asha", "trial_mode": "inline",
+                    "trial_mode_reason": "small network", "best_params": classification_ctx.best_params,
+                    "trials": classification_ctx.trials, "wall_time_s": 8.2}
+    gbm_trials = [_trial("g_00", 6, 0.02), _trial("g_01", 1, 0.4, "STOPPED")]
+    gbm_search = {"model": "gradient_boosting", "searcher": "optuna", "scheduler": "asha", "trial_mode": "inline",
+                  "trial_mode_reason": "baselines train inside the trial", "best_params": {"learning_rate": 0.1},
+                  "trials": gbm_trials, "wall_time_s": 7.9}
+    ctx = replace(classification_ctx, searches={"torch_tuned": torch_search, "gradient_boosting_tuned": gbm_search})
+    plots, md, page = _render(ctx, tmp_path)
+    # The first search keeps the plain plot names; the second gets its own, with its own trials.
+    assert {"tuning_curves", "tuning_parameters", "tuning_curves_gradient_boosting_tuned",
+            "tuning_parameters_gradient_boosting_tuned"} <= set(plots)
+    _assert_valid_pngs(plots)
+    first, second = md.index("## Tuning: torch_tuned"), md.index("## Tuning: gradient_boosting_tuned")
+    assert first < second
+    gbm_section = md[second:]
+    assert "optuna proposals" in gbm_section and "| learning_rate | 0.1 |" in gbm_section
+    assert "2 trials; 7 epochs trained of a 12-epoch budget" in gbm_section
+    assert "](plots/tuning_curves_gradient_boosting_tuned.png)" in gbm_section
+    assert "3 trials; 16 epochs trained" in md[first:second]
+    assert "Tuning curves (gradient_boosting_tuned)" in page

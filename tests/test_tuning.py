@@ -100,20 +100,21 @@ def _lineage_changes(trial: dict) -> list[int]:
 
 
 def test_pbt_exploits_a_better_trials_checkpoint(data, tmp_path):
-    # Four trials at once (half a CPU each), one with a hopeless learning rate: at epoch 2, 4 or 6 the
-    # worst trial takes the best one's checkpoint and a perturbed lr, and trains on from there.
-    settings = TuneSettings(num_samples=4, max_t=8, scheduler="pbt", perturbation_interval=2, cpus_per_trial=0.5,
-                            space={"lr": {"loguniform": [1e-6, 0.3]}})
+    # Four trials at once (half a CPU each), most with hopeless learning rates. At each epoch a trial in
+    # the bottom half may take a top-half trial's checkpoint and a perturbed lr, and train on from there.
+    settings = TuneSettings(num_samples=4, max_t=8, scheduler="pbt", perturbation_interval=1, quantile_fraction=0.5,
+                            cpus_per_trial=0.5, space={"lr": {"loguniform": [1e-6, 0.3]}})
     search = run_search(settings, BASE, data, tmp_path)
     assert search.trial_mode == "inline"
     assert len(search.trials) == 4
     exploited = [t for t in search.trials if _lineage_changes(t)]
     assert exploited, [t["params"] for t in search.trials]
+    exploits = (tmp_path / "search" / "pbt_global.txt").read_text().splitlines()
+    assert len(exploits) >= len(exploited)  # Tune's own log of exploits agrees
     for trial in exploited:
         # The lineage is whole: the donor's epochs, then this trial's, with no gap or repeat...
         assert [h["epoch"] for h in trial["history"]] == list(range(1, len(trial["history"]) + 1))
-        # ...and the configuration changed at a perturbation point, after an epoch the donor saved.
-        assert all((epoch - 1) % 2 == 0 for epoch in _lineage_changes(trial))
+        # ...and it ends with the configuration the trial finished with.
         assert np.isclose(trial["history"][-1]["lr"], trial["params"]["lr"])
 
 

@@ -7,6 +7,7 @@ reported with a checkpoint (`report`).
 from __future__ import annotations
 
 import json
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -170,6 +171,8 @@ def train_loop_per_worker(config: dict) -> list[dict]:
                    **_evaluate(raw_model, X_val, y_val, loss_fn, task, device), "lr": lr,
                    "train_rows": rows}
         metrics["epoch_time_s"] = time.perf_counter() - started
+        # This process's peak resident memory so far (Linux: KiB): what streaming keeps flat.
+        metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         # Every worker computed the same val loss on the same weights, so every worker takes the
         # same early-stopping decision and Ray's report barrier stays in step.
         improved = stopper.step(metrics["val_loss"], epoch)

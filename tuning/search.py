@@ -25,7 +25,7 @@ from rayfit.tuning.searchers import build_searcher, scheduler_for
 from rayfit.tuning.space import to_param_space
 from rayfit.tuning.trial_mode import TrialMode, choose_trial_mode, distributed_trial, estimated_flops
 
-HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "val_accuracy", "lr")
+HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "val_accuracy", "lr", "epoch_time_s")
 
 
 @dataclass

@@ -218,7 +218,7 @@ def _trial_history(result, checkpoint: Optional[Path]) -> list[dict]:
 
     A network's checkpoint carries its history, including the epochs a PBT donor trained before
     this trial took its weights (Tune's own record of the trial starts again at each exploit).
-    Epochs reported after that checkpoint come from Tune's record.
+    Epochs reported after that checkpoint come from Tune's record, once each.
     """
     frame = result.metrics_dataframe
     reported = frame[[c for c in HISTORY_KEYS if c in frame]].to_dict("records") if frame is not None else []
@@ -227,7 +227,9 @@ def _trial_history(result, checkpoint: Optional[Path]) -> list[dict]:
         lineage = [{k: row[k] for k in HISTORY_KEYS if k in row}
                    for row in json.loads((checkpoint / "history.json").read_text())]
     last = lineage[-1]["epoch"] if lineage else 0
-    return lineage + [row for row in reported if row["epoch"] > last]
+    # A trial resumed after a killed driver reruns the epochs after its checkpoint: the rerun counts.
+    after = {row["epoch"]: row for row in reported if row["epoch"] > last}
+    return lineage + [after[epoch] for epoch in sorted(after)]
 
 
 def _load_tuned(settings: TuneSettings, directory: Path, task: str, n_classes: Optional[int]) -> FittedModel:

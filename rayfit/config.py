@@ -131,6 +131,10 @@ class NeuralConfig(_Section):
     restore_best: bool = True  # the final model is the best epoch's, not the last one's
     # -- workers and devices
     workers: int = Field(2, ge=1)  # Ray Train data-parallel workers
+    # ray_train: a Ray Train worker group of `workers`; task: one Ray task running the same loop (no
+    # worker group to start: seconds, not tens of seconds); auto: task when the whole training is
+    # estimated to take less than a worker group costs to pay back (see trainers/launch.py)
+    launch: Literal["auto", "ray_train", "task"] = "auto"
     cpus_per_worker: float = Field(1, gt=0)
     gpus_per_worker: float = Field(1, gt=0)  # when training on GPUs
     gpu: Union[Literal["auto"], bool] = "auto"  # auto: use GPUs when the cluster has them

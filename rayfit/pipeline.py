@@ -31,6 +31,7 @@ class Trained:
     framework: str
     train_time_s: float
     history: list[dict] = field(default_factory=list)
+    launch: str = ""  # networks: "ray_train" (a worker group) or "task" (one Ray task)
 
 
 @dataclass
@@ -115,7 +116,7 @@ def resume_experiment(run_dir: str, display: Display, verbose: bool = False) -> 
             state.searches[name.removeprefix("search:")] = info
         else:
             state.trained[name] = Trained(load_model(record.model_dir(name)), info["framework"],
-                                          info["train_time_s"], info.get("history", []))
+                                          info["train_time_s"], info.get("history", []), info.get("launch", ""))
     display.say(f"resuming {run_dir}: {len(record.data['stages'])} stage(s) already finished")
     _execute(state, metric, verbose)
     return run_dir
@@ -178,13 +179,7 @@ def _train_everything(state: RunState) -> None:
         train_rows=len(prepared.X_train),
         input_shape=tuple(prepared.X_train.shape[1:]),
     )
-    if exp.baselines.enabled:
-        with _timed(state, "baselines"):
-            _run_baselines(state, data)
-    for framework in ("torch", "keras"):
-        settings = getattr(exp, framework)
-        if settings.enabled:
-            _run_neural(state, framework, settings, data)
+    _train_models(state, data)
     from rayfit.tuning.search import tuned_name
 
     for settings in ([exp.tune] if exp.tune.enabled else []) + list(exp.searches):
@@ -197,7 +192,7 @@ def _finished(state: RunState, trained: Trained, name: str) -> None:
     """A model is ready: keep it for evaluation and record it on disk for `rayfit resume`."""
     state.trained[name] = trained
     state.record.record(name, {"framework": trained.framework, "train_time_s": trained.train_time_s,
-                               "history": trained.history}, trained.model)
+                               "history": trained.history, "launch": trained.launch}, trained.model)
 
 
 def _check_networks(exp: Experiment, kind: str) -> None:
@@ -245,51 +240,100 @@ class _timed:
         self.state.stage_times[self.stage] = time.perf_counter() - self.started
 
 
-def _run_baselines(state: RunState, data) -> None:
+def _train_models(state: RunState, data) -> None:
+    """Baselines and networks, side by side where they can be: baseline tasks and single-task
+    networks run concurrently (each takes its CPUs); Ray Train worker groups run one at a time."""
+    from rayfit.progress import ProgressHub
+
+    exp, display = state.exp, state.display
+    networks = [(framework, model) for framework in ("torch", "keras") if getattr(exp, framework).enabled
+                for model in getattr(exp, framework).models if f"{framework}_{model}" not in state.trained]
+    hub = ProgressHub.remote()  # every network's epochs, tagged with its name
+    with display.follow(hub):
+        started = time.perf_counter()
+        baselines = _start_baselines(state, data) if exp.baselines.enabled else {}
+        in_tasks, in_groups = [], []
+        for framework, model in networks:
+            pending = _start_network(state, framework, model, data, hub)
+            (in_tasks if pending is not None else in_groups).append((framework, model, pending))
+        _collect_baselines(state, baselines)
+        state.stage_times["baselines"] = time.perf_counter() - started
+        for framework, model, _ in in_groups:
+            _run_worker_group(state, framework, model, data, hub)
+        for framework, model, pending in in_tasks:
+            result = pending.result()
+            _network_finished(state, framework, pending.name, result, "task")
+            state.stage_times[pending.name] = result.train_time_s
+
+
+def _start_network(state: RunState, framework: str, model: str, data, hub):
+    """Decide how a network trains; a single task starts now (returned), a worker group later (None)."""
+    from rayfit.cluster.resources import check_worker_resources
+    from rayfit.trainers.launch import choose_launch, start_in_task
+
+    settings, display = getattr(state.exp, framework), state.display
+    name = f"{framework}_{model}"
+    use_gpu = check_worker_resources(framework, settings.workers, settings.cpus_per_worker, settings.gpu)
+    launch = choose_launch(framework, model, settings, data, use_gpu)
+    if launch.kind == "ray_train":
+        display.say(f"{name}: Ray Train, {settings.workers} workers ({launch.reason})")
+        return None
+    display.start(name, f"{name} (one task)", total=settings.epochs)
+    display.say(f"{name}: one Ray task, batch {settings.batch_size} ({launch.reason})")
+    return start_in_task(framework, model, settings, data, state.run_dir / "checkpoints", use_gpu, progress=hub)
+
+
+def _run_worker_group(state: RunState, framework: str, model: str, data, hub) -> None:
+    from rayfit.trainers.launch import fit_neural
+
+    settings, display = getattr(state.exp, framework), state.display
+    name = f"{framework}_{model}"
+    display.start(name, f"{name} x{settings.workers}", total=settings.epochs)
+    display.say(f"{name}: batch {settings.batch_size} per worker, {settings.batch_size * settings.workers} global")
+    with _timed(state, name):
+        result = fit_neural(framework, model, settings, data, state.run_dir / "checkpoints", progress=hub)
+    _network_finished(state, framework, name, result, "ray_train")
+
+
+def _network_finished(state: RunState, framework: str, name: str, result, launch: str) -> None:
+    _finished(state, Trained(result.model, framework, result.train_time_s, result.history, launch), name)
+    state.display.finish(name, f"{len(result.history)} epochs, best epoch {result.best_epoch}, "
+                               f"val_loss {min((h['val_loss'] for h in result.history), default=float('nan')):.4f}")
+
+
+def _start_baselines(state: RunState, data) -> dict:
+    """Submit every unfinished baseline as a Ray task: ObjectRef -> name."""
     import ray
 
     exp, prepared, display = state.exp, state.prepared, state.display
     names = [name for name in exp.baselines.models if name not in state.trained]
-    if not names:
-        return
-    display.start("baselines", "scikit-learn baselines", total=len(names))
+    if names:
+        display.start("baselines", "scikit-learn baselines", total=len(names))
     fit = ray.remote(num_cpus=1)(_fit_baseline_task)
     cw = prepared.class_weights if prepared.task == "classification" else None
-    pending = {fit.remote(name, prepared.task, cw, exp.seed, data.ref): name for name in names}
-    done = 0
+    return {fit.remote(name, prepared.task, cw, exp.seed, data.ref): name for name in names}
+
+
+def _collect_baselines(state: RunState, pending: dict) -> None:
+    import ray
+
+    prepared, display = state.prepared, state.display
+    total, done = len(pending), 0
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
         name = pending.pop(ready[0])
         estimator, seconds = ray.get(ready[0])
         _finished(state, Trained(SklearnModel(name, prepared.task, estimator, prepared.n_classes), "sklearn", seconds), name)
         done += 1
-        display.advance("baselines", done, len(names), f"{name} {seconds:.1f}s")
-    display.finish("baselines", ", ".join(names))
+        display.advance("baselines", done, total, f"{name} {seconds:.1f}s")
+    if total:
+        display.finish("baselines", ", ".join(n for n in state.exp.baselines.models))
 
 
 def _fit_baseline_task(name, task, class_weight, seed, arrays):
     from rayfit.evaluation.baselines import fit_baseline
 
     return fit_baseline(name, task, class_weight, seed, arrays["X_train"], arrays["y_train"])
-
-
-def _run_neural(state: RunState, framework: str, settings, data) -> None:
-    from rayfit.progress import ProgressHub
-    from rayfit.trainers.launch import fit_neural
-
-    display = state.display
-    for model in settings.models:
-        name = f"{framework}_{model}"
-        if name in state.trained:
-            continue
-        display.start(name, f"{name} x{settings.workers}", total=settings.epochs)
-        display.say(f"{name}: batch {settings.batch_size} per worker, {settings.batch_size * settings.workers} global")
-        hub = ProgressHub.remote()
-        with _timed(state, name), display.follow(hub):
-            result = fit_neural(framework, model, settings, data, state.run_dir / "checkpoints", progress=hub)
-        _finished(state, Trained(result.model, framework, result.train_time_s, result.history), name)
-        display.finish(name, f"{len(result.history)} epochs, best epoch {result.best_epoch}, "
-                             f"val_loss {min((h['val_loss'] for h in result.history), default=float('nan')):.4f}")
 
 
 def _run_search(state: RunState, settings, data) -> None:
@@ -339,6 +383,7 @@ def _evaluate_and_write(state: RunState, metric: str) -> None:
             "test": score_model(trained.model, prepared.X_test, prepared.y_test, prepared.n_classes),
             "val": score_model(trained.model, prepared.X_val, prepared.y_val, prepared.n_classes),
             "train_time_s": round(trained.train_time_s, 3),
+            **({"launch": trained.launch} if trained.launch else {}),
         }
         display.advance("evaluate", i, len(state.trained), name, echo=False)
     best = None

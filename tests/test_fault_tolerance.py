@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import psutil
+import pytest
 import torch
 
 from rayfit.cli import main
@@ -19,12 +20,22 @@ from rayfit.progress import ProgressHub
 from rayfit.trainers.launch import TrainingData, fit_neural
 
 
-def _train_workers() -> list[psutil.Process]:
+def _train_workers(marker: str) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["cmdline"]):
-        if "RayTrainWorker" in " ".join(proc.info["cmdline"] or []):
+        if marker in " ".join(proc.info["cmdline"] or []):
             found.append(proc)
     return found
+
+
+def _fit_in_task(framework, model, settings, data, storage, progress):
+    from rayfit.trainers.launch import start_in_task
+
+    return start_in_task(framework, model, settings, data, storage, use_gpu=False, progress=progress).result()
+
+
+# launch -> (how it trains, the process title of what trains)
+LAUNCHES = {"ray_train": (fit_neural, "RayTrainWorker"), "task": (_fit_in_task, "rayfit.train[torch_mlp]")}
 
 
 def _slow_enough_data(rows: int = 12000, seed: int = 0) -> dict:
@@ -36,21 +47,23 @@ def _slow_enough_data(rows: int = 12000, seed: int = 0) -> dict:
     return {"X_train": X[:cut], "y_train": y[:cut], "X_val": X[cut:], "y_val": y[cut:]}
 
 
-def test_a_killed_worker_costs_at_most_one_epoch(ray_session, tmp_path):
+@pytest.mark.parametrize("launch", LAUNCHES)
+def test_a_killed_worker_costs_at_most_one_epoch(ray_session, tmp_path, launch):
+    fit, marker = LAUNCHES[launch]
     epochs = 6
     hub = ProgressHub.remote()
     data = TrainingData(ray_session.put(_slow_enough_data()), "classification", 1, None, seed=0)
     settings = TorchConfig(epochs=epochs, workers=2, batch_size=16, patience=100, max_failures=2)
     outcome = {}
     thread = threading.Thread(target=lambda: outcome.update(
-        result=fit_neural("torch", "mlp", settings, data, tmp_path, progress=hub)))
+        result=fit("torch", "mlp", settings, data, tmp_path, progress=hub)))
     thread.start()
     seen, killed, epoch_at_kill = [], None, None
     while thread.is_alive():
         seen += [event["epoch"] for event in ray_session.get(hub.drain.remote())]
         if killed is None and seen and max(seen) >= 2:
-            workers = _train_workers()
-            assert workers, "no Ray Train worker process found"
+            workers = _train_workers(marker)
+            assert workers, f"no {marker} process found"
             killed, epoch_at_kill = workers[-1].pid, max(seen)
             os.kill(killed, signal.SIGKILL)  # a worker lost mid-run, as a node failure would
         time.sleep(0.05)
@@ -71,7 +84,7 @@ data: {source: DATA, target: label}
 baselines: {enabled: false}
 keras: {enabled: false}
 tune: {enabled: false}
-torch: {epochs: 6, workers: 2, batch_size: 16, patience: 100, hidden_sizes: [32, 16]}
+torch: {epochs: 6, workers: 2, batch_size: 16, patience: 100, hidden_sizes: [32, 16], launch: LAUNCH}
 report: {importance_repeats: 1}
 """
 
@@ -84,7 +97,8 @@ def _weights(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def test_a_resumed_run_ends_with_the_same_weights(ray_session, tmp_path):
+@pytest.mark.parametrize("launch", LAUNCHES)
+def test_a_resumed_run_ends_with_the_same_weights(ray_session, tmp_path, launch):
     rows = _slow_enough_data(10000)
     import pandas as pd
 
@@ -93,7 +107,7 @@ def test_a_resumed_run_ends_with_the_same_weights(ray_session, tmp_path):
     frame["label"] = frame["label"].astype(int)
     frame.to_csv(tmp_path / "data.csv", index=False)
     config = tmp_path / "exp.yaml"
-    config.write_text(EXPERIMENT.replace("DATA", str(tmp_path / "data.csv")))
+    config.write_text(EXPERIMENT.replace("DATA", str(tmp_path / "data.csv")).replace("LAUNCH", launch))
 
     # The uninterrupted run, in this process.
     assert main(["run", str(config), "--out", str(tmp_path / "whole")]) == 0

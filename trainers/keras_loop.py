@@ -1,4 +1,4 @@
-"""The Keras training loop for a Ray Train worker (MultiWorkerMirroredStrategy) or a Tune trial.
+"""The Keras training loop for a Ray Train worker (MultiWorkerMirroredStrategy), a Tune trial or one task.
 
 Plain Keras: build and compile under the strategy's scope, `fit` on a `tf.data` pipeline. Ray
 appears where a checkpoint is restored (`get_checkpoint`) and in the epoch-end callback, which
@@ -18,6 +18,7 @@ from ray import tune
 from rayfit.trainers.keras_model import ARCH, BEST_WEIGHTS, MODEL_FILE
 from rayfit.trainers.keras_models import build_keras_model
 from rayfit.trainers.schedule import EarlyStopping, LearningRateSchedule
+from rayfit.trainers.task_checkpoints import latest_checkpoint, save_checkpoint
 from rayfit.trainers.torch_loop import architecture
 
 TRAIN_STATE = "train_state.json"
@@ -97,6 +98,10 @@ def _make_epoch_callback(keras, config, arch, X_val, y_val, loss_fn, rank, state
                 with tempfile.TemporaryDirectory() as tmp:
                     self._write(Path(tmp), epoch + 1)
                     tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+            elif config["mode"] == "task":  # one process: a checkpoint every epoch, in the run directory
+                with tempfile.TemporaryDirectory() as tmp:
+                    self._write(Path(tmp), epoch + 1)
+                    save_checkpoint(Path(tmp), config["checkpoint_dir"], epoch + 1, settings["keep_checkpoints"])
             else:
                 with tempfile.TemporaryDirectory() as tmp:
                     # Every worker saves (saving may synchronise mirrored variables); rank 0's is kept.
@@ -141,10 +146,12 @@ def keras_train_loop_per_worker(config: dict) -> list[dict]:
         rank, world = context.get_world_rank(), context.get_world_size()
         strategy = tf.distribute.MultiWorkerMirroredStrategy()  # TF_CONFIG comes from Ray Train
         checkpoint = ray.train.get_checkpoint()  # set after a worker failure or by `rayfit resume`
-    else:  # a Tune trial: one process, the default strategy
+    else:  # a Tune trial or a single task: one process, the default strategy
         rank, world = 0, 1
         strategy = tf.distribute.get_strategy()
-        checkpoint = tune.get_checkpoint()  # set when a trial is resumed or exploited (PBT)
+        # set when a trial is resumed or exploited (PBT), or when a task is retried or resumed
+        checkpoint = (latest_checkpoint(config["checkpoint_dir"]) if config["mode"] == "task"
+                      else tune.get_checkpoint())
     n_outputs = config["n_outputs"]
     X_val, y_val = data["X_val"], _targets(data["y_val"], task, n_outputs)
     arch = architecture(settings, config["model"], X_val.shape[1:], n_outputs)

@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from rayfit.trainers.schedule import EarlyStopping, LearningRateSchedule
+from rayfit.trainers.task_checkpoints import latest_checkpoint, save_checkpoint
 from rayfit.trainers.torch_model import ARCH, BEST_WEIGHTS, WEIGHTS
 from rayfit.trainers.torch_models import build_torch_model
 
@@ -81,13 +82,16 @@ def _l1_penalty(model: nn.Module) -> torch.Tensor:
 
 def _restore(config: dict, mode: str):
     """The checkpoint to continue from: Ray Train's after a worker failure or `rayfit resume`,
-    Tune's when a trial is resumed or exploited (PBT)."""
+    Tune's when a trial is resumed or exploited (PBT), a task's own when it was retried or resumed."""
+    if mode == "task":
+        return latest_checkpoint(config["checkpoint_dir"])
     return ray.train.get_checkpoint() if mode == "train" else tune.get_checkpoint()
 
 
 def train_loop_per_worker(config: dict) -> list[dict]:
     """Train one network. config: name, model, settings (NeuralConfig fields), data, task, n_outputs,
-    class_weights, seed, threads, mode ("train": a Ray Train worker; "tune": a Tune trial), progress."""
+    class_weights, seed, threads, mode ("train": a Ray Train worker; "tune": a Tune trial; "task": one
+    Ray task, checkpointing to checkpoint_dir), progress."""
     settings, task, mode, seed = config["settings"], config["task"], config["mode"], config["seed"]
     data = config["data"]
     if isinstance(data, ray.ObjectRef):
@@ -246,6 +250,11 @@ def _report(config, mode, rank, metrics, model, arch, train_state, improved) -> 
     if progress is not None and rank == 0:
         progress.push.remote({"stage": config["name"], "epoch": metrics["epoch"],
                               "epochs": config["settings"]["epochs"], "metrics": metrics})
+    if mode == "task":  # one process: a checkpoint every epoch, kept in the run directory
+        with tempfile.TemporaryDirectory() as tmp:
+            _write_checkpoint(Path(tmp), model, arch, train_state)
+            save_checkpoint(Path(tmp), config["checkpoint_dir"], metrics["epoch"], config["settings"]["keep_checkpoints"])
+        return
     report, checkpoint_cls = (ray.train.report, ray.train.Checkpoint) if mode == "train" else (tune.report, tune.Checkpoint)
     # Ray Train: a checkpoint every epoch, from rank 0 (the others hold the same weights).
     # Tune: only when the trial improves, so a small trial is not dominated by checkpoint I/O

@@ -26,6 +26,8 @@ def show_progress_on(terminal, log_too: bool) -> None:
     """Progress lines go to `terminal` (and, with log_too, to sys.stdout as well)."""
     global _LOG_TOO
     console.file = terminal
+    if not console.is_terminal:
+        console.width = 160  # a pipe or CI log: rich would assume 80 columns and fold the table
     _LOG_TOO = log_too
 
 

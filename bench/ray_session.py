@@ -68,6 +68,8 @@ def fit_rayfit(framework: str, model: str, settings, data, storage: Path) -> dic
     from rayfit.trainers.launch import fit_neural
 
     clock = EpochClock.remote()
+    # Wait until the actor runs: events sent while it starts would be stamped together on arrival.
+    ray.get(clock.read.remote())
     started = time.perf_counter()
     result = fit_neural(framework, model, settings, data, storage, progress=clock)
     total = time.perf_counter() - started

@@ -155,6 +155,9 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
             **({"val_accuracy": best_row["val_accuracy"]} if "val_accuracy" in best_row else {}),
             "epochs": len(history),
             "max_epochs": settings.max_t,
+            # the trial's own time, as its actor measured it (Tune's time_total_s): training,
+            # validation and checkpoints, without the search's scheduling around it
+            "time_total_s": result.metrics.get("time_total_s", math.nan),
             "status": "completed" if len(history) >= settings.max_t else "stopped early",
             "history": history,
             "_checkpoint": checkpoint,

@@ -27,5 +27,9 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# The benchmark suite (BENCHMARKS.md): bench/results/latest.json and the results in BENCHMARKS.md.
+bench: install
+	$(BIN)/python -m bench.run
+
 clean:
 	rm -rf $(VENV) build *.egg-info

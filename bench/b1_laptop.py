@@ -29,7 +29,7 @@ def _rayfit_command() -> list[str]:
 
 def _timed(command: list[str], what: str) -> float:
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1200)
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1200, check=False)
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"{what} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
@@ -52,7 +52,9 @@ def run(quick: bool) -> dict:
             seconds = _timed(command, "rayfit run")
             models = json.loads((out / "metrics.json").read_text())["models"]
             return {"wall_s": seconds, "scores": _test_scores(out / "metrics.json", nested=True),
-                    "train_time_s": {name: entry["train_time_s"] for name, entry in models.items()}}
+                    "train_time_s": {name: entry["train_time_s"] for name, entry in models.items()},
+                    # networks: "ray_train" (a worker group) or "task" (one Ray task), as rayfit chose
+                    "launch": {name: entry["launch"] for name, entry in models.items() if entry.get("launch")}}
 
         def plain_side(repeat: int) -> dict:
             out = work / f"plain-{repeat}"
@@ -70,6 +72,7 @@ def run(quick: bool) -> dict:
         "rayfit_wall_s_each": [s["wall_s"] for s in samples["rayfit"]],
         "plain_wall_s_each": [s["wall_s"] for s in samples["plain"]],
         "rayfit_train_time_s": samples["rayfit"][-1]["train_time_s"],
+        "rayfit_launch": samples["rayfit"][-1]["launch"],
         "plain_stage_times_s": samples["plain"][-1]["stage_times_s"],
         # The same work should give comparable models: test accuracy of each side's last run.
         "test_accuracy": {"rayfit": {n: s["accuracy"] for n, s in samples["rayfit"][-1]["scores"].items()},

@@ -54,7 +54,8 @@ class GpuUtilization:
     def _watch(self):
         while not self._stop.wait(0.5):
             out = subprocess.run([shutil.which("nvidia-smi") or "nvidia-smi", "--query-gpu=utilization.gpu",
-                                  "--format=csv,noheader,nounits", "--id=0"], capture_output=True, text=True)
+                                  "--format=csv,noheader,nounits", "--id=0"], capture_output=True, text=True,
+                                 check=False)
             if out.returncode == 0 and out.stdout.strip():
                 self.samples.append(float(out.stdout.split()[0]))
 

@@ -24,11 +24,10 @@ RESULT_PREFIX = "BENCH_RESULT "
 def torch_epochs(data, settings: dict, model_name: str, epochs: int, threads: int,
                  device: str = "cpu", amp: bool = False) -> list[float]:
     import torch
-    from torch import nn
-    from torch.utils.data import DataLoader, TensorDataset
-
     from rayfit.trainers.torch_loop import architecture
     from rayfit.trainers.torch_models import build_torch_model
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
 
     torch.set_num_threads(threads)
     device = torch.device(device)
@@ -67,10 +66,9 @@ def torch_epochs(data, settings: dict, model_name: str, epochs: int, threads: in
 
 def keras_epochs(data, settings: dict, model_name: str, epochs: int, threads: int) -> list[float]:
     import tensorflow as tf
-    from tensorflow import keras
-
     from rayfit.trainers.keras_models import build_keras_model
     from rayfit.trainers.torch_loop import architecture
+    from tensorflow import keras
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
@@ -128,7 +126,7 @@ def run_plain(framework: str, data_path, settings: dict, epochs: int, threads: i
                "--threads", str(threads), "--device", device] + (["--amp"] if amp else [])
     from bench.paths import REPO
 
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"plain {framework} loop failed (exit {done.returncode}):\n{done.stderr[-3000:]}")

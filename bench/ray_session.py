@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import shutil
 import tempfile
 import time
@@ -14,8 +15,9 @@ import ray
 
 def start_ray() -> bool:
     """rayfit's own start-up (environment, runtime env, Train controller settings); True if it started Ray."""
-    import bench
     from rayfit.cluster.session import ensure_ray
+
+    import bench
 
     # Workers unpickle bench's actor and loops by value, whatever directory they were started in.
     ray.cloudpickle.register_pickle_by_value(bench)
@@ -40,7 +42,7 @@ class EpochClock:
 def gaps(stamps: list[tuple[int, float]]) -> list[float]:
     """Seconds between consecutive epochs' stamps: epoch 2 onwards, the first epoch has no predecessor."""
     ordered = sorted(stamps)
-    return [b[1] - a[1] for a, b in zip(ordered, ordered[1:])]
+    return [b[1] - a[1] for a, b in itertools.pairwise(ordered)]
 
 
 def training_data(arrays: dict, seed: int = 0, train_path=None, val_only: bool = False):

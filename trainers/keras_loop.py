@@ -7,7 +7,9 @@ reports metrics with a checkpoint. Schedule and early stopping are the PyTorch l
 from __future__ import annotations
 
 import json
+import resource
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +72,7 @@ def _make_epoch_callback(keras, config, arch, X_val, y_val, loss_fn, rank, state
                 self.history = state["history"]
 
         def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
             keras.backend.set_value(self.model.optimizer.learning_rate, self.schedule.lr(epoch + 1))
 
         def on_epoch_end(self, epoch, logs=None):
@@ -83,6 +86,8 @@ def _make_epoch_callback(keras, config, arch, X_val, y_val, loss_fn, rank, state
             if task == "classification":
                 predicted = (out[:, 0] > 0) if out.shape[1] == 1 else out.argmax(axis=1)
                 metrics["val_accuracy"] = float(np.mean(predicted == y_val.reshape(-1)))
+            metrics["epoch_time_s"] = time.perf_counter() - self.started  # training + validation
+            metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
             improved = self.stopper.step(metrics["val_loss"], epoch + 1)
             self.schedule.observe(metrics["val_loss"])
             if improved or self.best_weights is None:

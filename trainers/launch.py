@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import ray
-import ray.data
 
 from rayfit.cluster.resources import check_worker_resources
+from rayfit.data.streaming import read_training_split
 from rayfit.evaluation.fitted import FittedModel
 
 
@@ -79,10 +79,7 @@ def fit_neural(framework: str, model: str, settings, data: TrainingData, storage
     trainer_cls, loop, load_checkpoint = FRAMEWORKS[framework]()
     use_gpu = check_worker_resources(framework, settings.workers, settings.cpus_per_worker, settings.gpu)
     resources = {"CPU": settings.cpus_per_worker, **({"GPU": settings.gpus_per_worker} if use_gpu else {})}
-    # The Parquet file is read into the object store before the workers start: they take every
-    # CPU, and Ray Data's read tasks, queued behind them, would wait forever. Each worker then
-    # streams only its shard's blocks from the object store (spilled to disk when it is full).
-    datasets = {"train": ray.data.read_parquet(data.train_path).materialize()} if data.train_path else None
+    datasets = {"train": read_training_split(data.train_path)} if data.train_path else None
     trainer = trainer_cls(
         loop,
         datasets=datasets,

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Optional
 
 import joblib
-import ray.data
 from ray import tune
 from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 from ray.tune.logger import JsonLoggerCallback
 
 from rayfit.cluster.resources import check_trial_resources, cluster_totals
 from rayfit.config import NeuralConfig, TuneSettings
+from rayfit.data.streaming import read_training_split
 from rayfit.errors import UserError
 from rayfit.evaluation.fitted import FittedModel, SklearnModel
 from rayfit.trainers.launch import TrainingData, loop_config
@@ -194,7 +194,7 @@ def _trainable(settings: TuneSettings, base: NeuralConfig, data: TrainingData, m
         loop = loop_config("tune", base.models[0], base_settings, data, "train",
                            threads=max(1, round(workers["CPU"])), use_gpu=use_gpu)
         # Read once here, shared by every trial's workers (see fit_neural on why it is materialized).
-        dataset = ray.data.read_parquet(data.train_path).materialize() if data.train_path else None
+        dataset = read_training_split(data.train_path) if data.train_path else None
         return distributed_trial, {
             "framework": settings.model, "loop": loop, "workers": mode.workers, "use_gpu": use_gpu,
             "worker_resources": workers, "max_failures": base.max_failures, "train_dataset": dataset}

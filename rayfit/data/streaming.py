@@ -29,3 +29,27 @@ def write_split(X: np.ndarray, y: np.ndarray, path: Path) -> Path:
         table = pa.table({FEATURES: ArrowTensorArray.from_numpy(np.ascontiguousarray(X)), LABEL: y})
         pq.write_table(table, path, row_group_size=16_384)
     return path
+
+
+# Blocks no larger than this: a worker's memory holds a few blocks at a time (the one it reads and
+# the local shuffle buffer's), so their size, not the data set's, bounds it. Ray Data's default
+# (128 MiB) would let a worker's peak grow with the data set up to that size.
+STREAM_BLOCK_BYTES = 8 * 1024 * 1024
+
+
+def read_training_split(path: str):
+    """The Parquet training split as a materialized Ray Dataset of small blocks.
+
+    Materialized before any worker starts: workers take every CPU, and Ray Data's read tasks,
+    queued behind them, would wait forever. Each worker then streams only its shard's blocks from
+    the object store (spilled to disk when it is full).
+    """
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    saved = context.target_max_block_size
+    context.target_max_block_size = STREAM_BLOCK_BYTES
+    try:
+        return ray.data.read_parquet(path).materialize()
+    finally:
+        context.target_max_block_size = saved

@@ -12,8 +12,10 @@ from rayfit.errors import UserError
 # MultiWorkerMirroredStrategy (keras-team/keras#20585, ray-project/ray#47464); tf-keras works.
 WORKER_ENV = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}
 
-# Ray Train V2's controller polls its workers every 2 s by default; small jobs spend much of their
-# fixed cost waiting on that poll (see BENCHMARKS.md once measured). These are read by the controller.
+# Ray Train V2's controller polls its workers every 2 s by default, and a worker's per-epoch report
+# waits for the next poll. Measured here (BENCHMARKS.md): 50 short epochs with a checkpoint each took
+# 68 s polling every 1 s and 28 s every 0.25 s; the launch itself 10.3 s at 0.25 s, 12.3 s at 1 s.
+# These are read by the controller.
 TRAIN_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
 
 

@@ -15,13 +15,15 @@ def test_a_small_network_trains_in_one_task():
     assert chosen.kind == "task" and "less than" in chosen.reason
 
 
-def test_the_estimate_scales_with_the_work():
-    small = estimate_train_seconds("torch", "mlp", TorchConfig(epochs=10), SMALL)
-    assert 0 < small < 5
+def test_the_estimate_scales_one_timed_step_to_the_run(monkeypatch):
+    assert launch_module.step_seconds("mlp", TorchConfig(), SMALL) > 0  # the probe really trains a step
+    monkeypatch.setattr(launch_module, "step_seconds", lambda *args: 0.01)
+    # ceil(700 / 32) = 22 steps an epoch, 10 epochs; Keras steps count 3 times PyTorch's
+    assert estimate_train_seconds("torch", "mlp", TorchConfig(epochs=10), SMALL) == pytest.approx(2.2)
+    assert estimate_train_seconds("keras", "mlp", KerasConfig(epochs=10), SMALL) == pytest.approx(6.6)
     bigger = TrainingData(None, "classification", 1, None, seed=0, train_rows=70_000, input_shape=(20,))
-    assert estimate_train_seconds("torch", "mlp", TorchConfig(epochs=10), bigger) > 20 * small
-    # Keras steps are taken as dearer than PyTorch's
-    assert estimate_train_seconds("keras", "mlp", KerasConfig(epochs=10), SMALL) > small
+    assert estimate_train_seconds("torch", "mlp", TorchConfig(epochs=10, batch_size=64), bigger) == pytest.approx(
+        0.01 * 1094 * 10)
 
 
 @pytest.mark.parametrize("settings, data, use_gpu, kind", [

@@ -143,21 +143,22 @@ def test_a_distributed_trial_trains_through_its_own_ray_train_run(data, tmp_path
     assert search.model.predict_proba(np.zeros((2, 6), np.float32)).shape == (2, 2)
 
 
-@pytest.mark.parametrize("overrides, flops, streaming, expected", [
-    ({}, 1e8, False, "inline"),  # a small network: no worker group
-    ({}, 1e13, False, "distributed"),  # big enough to pay for a Ray Train launch
-    ({"workers_per_trial": 1}, 1e13, False, "inline"),  # one worker buys nothing
-    ({}, 1e8, True, "distributed"),  # streamed data is read by Ray Train workers
-    ({"gpus_per_trial": 2}, 1e8, False, "distributed"),
-    ({"scheduler": "pbt", "max_t": 8}, 1e13, False, "inline"),  # PBT exploits Tune checkpoints
-    ({"trial_mode": "inline"}, 1e13, True, "inline"),  # the user's word wins
-    ({"model": "gradient_boosting"}, 1e13, False, "inline"),
+@pytest.mark.parametrize("overrides, seconds, streaming, expected", [
+    ({}, 0.5, False, "inline"),  # a small network: no worker group
+    ({}, 1000, False, "distributed"),  # long enough to pay for a Ray Train launch
+    ({}, 25, False, "inline"),  # 2 workers save at most 12.5 s: less than a launch costs
+    ({"workers_per_trial": 1}, 1000, False, "inline"),  # one worker buys nothing
+    ({}, 0.5, True, "distributed"),  # streamed data is read by Ray Train workers
+    ({"gpus_per_trial": 2}, 0.5, False, "distributed"),
+    ({"scheduler": "pbt", "max_t": 8}, 1000, False, "inline"),  # PBT exploits Tune checkpoints
+    ({"trial_mode": "inline"}, 1000, True, "inline"),  # the user's word wins
+    ({"model": "gradient_boosting"}, 1000, False, "inline"),
 ])
-def test_auto_trial_mode(overrides, flops, streaming, expected):
+def test_auto_trial_mode(overrides, seconds, streaming, expected):
     from rayfit.tuning.trial_mode import choose_trial_mode
 
     settings = TuneSettings(cpus_per_trial=2, **overrides)
-    assert choose_trial_mode(settings, streaming, flops).mode == expected
+    assert choose_trial_mode(settings, streaming, seconds).mode == expected
 
 
 def test_distributed_trials_refuse_what_they_cannot_do():

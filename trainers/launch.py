@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,11 +123,9 @@ class Launch:
     reason: str
 
 
-def estimate_train_seconds(framework: str, model: str, settings, data: TrainingData) -> float:
-    """Time a few optimisation steps of the network on one worker's threads and scale to the run:
-    steps per epoch x epochs (an upper bound: early stopping may end sooner)."""
-    import math
-
+def step_seconds(model: str, settings, data: TrainingData) -> float:
+    """Time a few optimisation steps of the network (PyTorch) on one worker's threads: the median
+    after a warm-up step."""
     import torch
 
     from rayfit.trainers.torch_loop import architecture
@@ -148,9 +147,14 @@ def estimate_train_seconds(framework: str, model: str, settings, data: TrainingD
             timings.append(time.perf_counter() - started)
     finally:
         torch.set_num_threads(threads)
-    step = sorted(timings[1:])[1]  # the median after a warm-up step
+    return sorted(timings[1:])[1]
+
+
+def estimate_train_seconds(framework: str, model: str, settings, data: TrainingData) -> float:
+    """One step's time scaled to the run: steps per epoch x epochs (an upper bound: early stopping
+    may end sooner), Keras steps taken as dearer than PyTorch's."""
     steps = math.ceil(data.train_rows / settings.batch_size) * settings.epochs
-    return step * steps * STEP_COST_FACTOR[framework]
+    return step_seconds(model, settings, data) * steps * STEP_COST_FACTOR[framework]
 
 
 def choose_launch(framework: str, model: str, settings, data: TrainingData, use_gpu: bool) -> Launch:

@@ -19,12 +19,12 @@ from rayfit.config import NeuralConfig, TuneSettings
 from rayfit.data.streaming import read_training_split
 from rayfit.errors import UserError
 from rayfit.evaluation.fitted import FittedModel, SklearnModel
-from rayfit.trainers.launch import TrainingData, loop_config
+from rayfit.trainers.launch import TrainingData, estimate_train_seconds, loop_config
 from rayfit.tuning.baseline_trial import ESTIMATOR_FILE, baseline_trial
 from rayfit.tuning.schedulers import EXPLOITING
 from rayfit.tuning.searchers import build_searcher, scheduler_for
 from rayfit.tuning.space import to_param_space
-from rayfit.tuning.trial_mode import TrialMode, choose_trial_mode, distributed_trial, estimated_flops
+from rayfit.tuning.trial_mode import TrialMode, choose_trial_mode, distributed_trial
 
 HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "val_accuracy", "lr", "epoch_time_s")
 
@@ -178,10 +178,12 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
 
 
 def _trial_mode(settings: TuneSettings, base: NeuralConfig, data: TrainingData) -> TrialMode:
-    flops = 0.0
+    seconds = 0.0
     if settings.model in TRIALS and settings.trial_mode == "auto" and data.input_shape:
-        flops = estimated_flops(base, data.input_shape, data.n_outputs, data.train_rows, settings.max_t)
-    return choose_trial_mode(settings, data.train_path is not None, flops)
+        # One trial as one training run: max_t epochs on the trial's CPUs.
+        trial = base.model_copy(update={"epochs": settings.max_t, "cpus_per_worker": settings.cpus_per_trial})
+        seconds = estimate_train_seconds(settings.model, base.models[0], trial, data)
+    return choose_trial_mode(settings, data.train_path is not None, seconds)
 
 
 def _trainable(settings: TuneSettings, base: NeuralConfig, data: TrainingData, mode: TrialMode, use_gpu: bool):

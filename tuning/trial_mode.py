@@ -1,7 +1,7 @@
 """How a trial trains a network: inside the trial (inline) or through its own Ray Train run (distributed).
 
 Inline costs nothing beyond the trial's actor; a distributed trial pays a Ray Train launch (about
-13 s on a laptop, see BENCHMARKS.md) and buys data parallelism, several GPUs per trial and
+10-15 s on a laptop, BENCHMARKS.md B3) and buys data parallelism, several GPUs per trial and
 streaming from Parquet. `auto` picks distributed only where that trade is worth it.
 """
 from __future__ import annotations
@@ -10,16 +10,12 @@ from dataclasses import dataclass
 
 from ray import tune
 
-from rayfit.config import NeuralConfig, TuneSettings
+from rayfit.config import TuneSettings
+from rayfit.trainers.launch import WORKER_GROUP_COST_S
 
 # The distributed trial's own actor only waits on its Ray Train run: a sliver of a CPU, taken out
 # of cpus_per_trial so the trial's whole footprint is what the config says.
 TRIAL_ACTOR_CPU = 0.01
-# A trial estimated above this many floating-point operations (about a minute of one core's
-# work on a small network) amortises a Ray Train launch: auto trains it distributed.
-DISTRIBUTE_ABOVE_FLOPS = 3e11
-
-
 @dataclass(frozen=True)
 class TrialMode:
     mode: str  # "inline" or "distributed"
@@ -37,18 +33,13 @@ class TrialMode:
         return {"CPU": cpus, **({"GPU": settings.gpus_per_trial / self.workers} if use_gpu else {})}
 
 
-def estimated_flops(base: NeuralConfig, input_shape, n_outputs: int, train_rows: int, epochs: int) -> float:
-    """Forward + backward of every training row for every epoch: about 6 x parameters x rows."""
-    from rayfit.trainers.torch_loop import architecture
-    from rayfit.trainers.torch_models import build_torch_model
+def choose_trial_mode(settings: TuneSettings, streaming: bool, trial_seconds: float) -> TrialMode:
+    """The configured mode, or auto's choice with the reason the report states.
 
-    network = build_torch_model(architecture(base.model_dump(), base.models[0], input_shape, n_outputs))
-    parameters = sum(p.numel() for p in network.parameters())
-    return 6.0 * parameters * train_rows * epochs
-
-
-def choose_trial_mode(settings: TuneSettings, streaming: bool, flops: float) -> TrialMode:
-    """The configured mode, or auto's choice with the reason the report states."""
+    trial_seconds: one trial's training alone, estimated as for any network's launch
+    (trainers/launch.py): distributed only where its workers could save more than a worker group
+    costs to start, the same rule `launch: auto` applies to a plain training run.
+    """
     workers = settings.workers_per_trial
     if settings.model not in ("torch", "keras"):
         return TrialMode("inline", "baselines train inside the trial")
@@ -65,9 +56,12 @@ def choose_trial_mode(settings: TuneSettings, streaming: bool, flops: float) -> 
     if settings.gpus_per_trial > 1:
         return TrialMode("distributed", f"{settings.gpus_per_trial:g} GPUs per trial need one worker each",
                          max(workers, int(settings.gpus_per_trial)))
-    if flops > DISTRIBUTE_ABOVE_FLOPS and workers > 1:
-        return TrialMode("distributed", f"about {flops:.1e} FLOPs per trial outweigh a Ray Train launch", workers)
-    return TrialMode("inline", f"about {flops:.1e} FLOPs per trial train faster than a worker group starts")
+    saving = trial_seconds * (1 - 1 / workers)
+    if saving > WORKER_GROUP_COST_S:
+        return TrialMode("distributed", f"about {trial_seconds:.0f} s of training per trial; {workers} workers save "
+                                        f"up to {saving:.0f} s, more than a worker group costs to start", workers)
+    return TrialMode("inline", f"about {trial_seconds:.1f} s of training per trial; {workers} workers would save "
+                               f"at most {saving:.1f} s, less than a worker group costs to start")
 
 
 def distributed_trial(config: dict, base: dict) -> None:

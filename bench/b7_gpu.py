@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import threading
 
 import numpy as np
 
-from bench.harness import alternate, check, finding, median, ratio, skipped, steady
+from bench.harness import Sampler, alternate, check, finding, median, ratio, skipped, steady
 from bench.machine import gpus
 from bench.plain_loops import run_plain
 from bench.ray_session import binary_table, fit_rayfit, scratch, training_data
@@ -35,29 +34,18 @@ def unavailable() -> str | None:
     return None
 
 
-class GpuUtilization:
+class GpuUtilization(Sampler):
     """nvidia-smi's utilization.gpu (percent of time a kernel ran), sampled every half second."""
 
     def __init__(self):
+        super().__init__(0.5)
         self.samples: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
 
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-    def _watch(self):
-        while not self._stop.wait(0.5):
-            out = subprocess.run([shutil.which("nvidia-smi") or "nvidia-smi", "--query-gpu=utilization.gpu",
-                                  "--format=csv,noheader,nounits", "--id=0"], capture_output=True, text=True,
-                                 check=False)
-            if out.returncode == 0 and out.stdout.strip():
-                self.samples.append(float(out.stdout.split()[0]))
+    def sample(self) -> None:
+        out = subprocess.run([shutil.which("nvidia-smi") or "nvidia-smi", "--query-gpu=utilization.gpu",
+                              "--format=csv,noheader,nounits", "--id=0"], capture_output=True, text=True, check=False)
+        if out.returncode == 0 and out.stdout.strip():
+            self.samples.append(float(out.stdout.split()[0]))
 
 
 def run(quick: bool) -> dict:

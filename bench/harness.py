@@ -11,6 +11,7 @@ import operator
 import os
 import statistics
 import sys
+import threading
 import time
 from typing import Callable, Optional, Sequence, TypeVar
 
@@ -105,3 +106,29 @@ def _round(value):
     if isinstance(value, (list, tuple)):
         return [_round(v) for v in value]
     return value
+
+
+class Sampler:
+    """A driver thread that calls `sample()` every `interval_s` while a `with` block runs."""
+
+    def __init__(self, interval_s: float):
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            self.sample()
+            if self._stop.wait(self.interval_s):
+                return
+
+    def sample(self) -> None:
+        raise NotImplementedError

@@ -1,6 +1,6 @@
 """Peak memory of Ray Train worker processes, read from outside them.
 
-rayfit's loop does not report its own memory, so a driver thread watches this process's
+A check on the loop's own `peak_rss_mb` from outside the workers: a driver thread watches this process's
 descendants (a local Ray session's workers are children of its raylet, which this process
 started: another Ray session on the machine is never counted) whose process title names a Ray
 Train worker. For each it keeps the kernel's high-water mark of resident memory (VmHWM in
@@ -9,10 +9,11 @@ Train worker. For each it keeps the kernel's high-water mark of resident memory 
 """
 from __future__ import annotations
 
-import threading
 from typing import Optional
 
 import psutil
+
+from bench.harness import Sampler
 
 WORKER_TITLE = "RayTrainWorker"  # Ray sets worker process titles to ray::<actor class>.<method>
 
@@ -28,22 +29,13 @@ def _high_water_mb(pid: int) -> Optional[float]:
     return None
 
 
-class PeakWorkerMemory:
+class PeakWorkerMemory(Sampler):
     """with PeakWorkerMemory() as memory: ...; memory.summary() -> peak MB per worker and the largest."""
 
     def __init__(self, interval_s: float = 0.2, title: str = WORKER_TITLE):
-        self.interval_s, self.title = interval_s, title
+        super().__init__(interval_s)
+        self.title = title
         self.peaks: dict[int, dict] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
     def _workers(self) -> list[psutil.Process]:
         found = []
@@ -55,19 +47,16 @@ class PeakWorkerMemory:
                 continue
         return found
 
-    def _watch(self) -> None:
-        while True:
-            for process in self._workers():
-                try:
-                    uss = process.memory_full_info().uss / 2**20
-                except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                    continue
-                hwm = _high_water_mb(process.pid)
-                peak = self.peaks.setdefault(process.pid, {"peak_rss_mb": 0.0, "peak_uss_mb": 0.0})
-                peak["peak_rss_mb"] = max(peak["peak_rss_mb"], hwm or 0.0)
-                peak["peak_uss_mb"] = max(peak["peak_uss_mb"], uss)
-            if self._stop.wait(self.interval_s):
-                return
+    def sample(self) -> None:
+        for process in self._workers():
+            try:
+                uss = process.memory_full_info().uss / 2**20
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+            hwm = _high_water_mb(process.pid)
+            peak = self.peaks.setdefault(process.pid, {"peak_rss_mb": 0.0, "peak_uss_mb": 0.0})
+            peak["peak_rss_mb"] = max(peak["peak_rss_mb"], hwm or 0.0)
+            peak["peak_uss_mb"] = max(peak["peak_uss_mb"], uss)
 
     def summary(self) -> dict:
         workers = list(self.peaks.values())

@@ -99,12 +99,19 @@ def _lineage_changes(trial: dict) -> list[int]:
     return [b["epoch"] for a, b in zip(history, history[1:]) if not np.isclose(a["lr"], b["lr"])]
 
 
-def test_pbt_exploits_a_better_trials_checkpoint(data, tmp_path):
+def test_pbt_exploits_a_better_trials_checkpoint(ray_session, tmp_path):
     # Four trials at once (half a CPU each), most with hopeless learning rates. At each epoch a trial in
     # the bottom half may take a top-half trial's checkpoint and a perturbed lr, and train on from there.
+    # Epochs of a few hundred steps: with the test's tiny data a trial ran all its epochs before Tune's
+    # driver had acted on its first result, and nothing was exploited.
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((4400, 6)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 0).astype(np.int64)
+    data = TrainingData(ray_session.put({"X_train": X[:4000], "y_train": y[:4000], "X_val": X[4000:],
+                                         "y_val": y[4000:]}), "classification", 1, None, seed=0)
     settings = TuneSettings(num_samples=4, max_t=8, scheduler="pbt", perturbation_interval=1, quantile_fraction=0.5,
                             cpus_per_trial=0.5, space={"lr": {"loguniform": [1e-6, 0.3]}})
-    search = run_search(settings, BASE, data, tmp_path)
+    search = run_search(settings, TorchConfig(hidden_sizes=[16], patience=100, batch_size=16), data, tmp_path)
     assert search.trial_mode == "inline"
     assert len(search.trials) == 4
     exploited = [t for t in search.trials if _lineage_changes(t)]

@@ -21,7 +21,7 @@ def start_ray() -> bool:
 
     # Workers unpickle bench's actor and loops by value, whatever directory they were started in.
     ray.cloudpickle.register_pickle_by_value(bench)
-    return ensure_ray()
+    return ensure_ray().started
 
 
 @ray.remote(num_cpus=0)

@@ -1,8 +1,25 @@
-"""Start or join Ray once per process, with the settings every rayfit stage relies on."""
+"""Start or join Ray once per process, with the settings every rayfit stage relies on.
+
+Where Ray comes from (`find_ray`, then `ensure_ray`):
+- an address (`ray.address` / `--address`, else the `RAY_ADDRESS` variable): join it, or fail with a
+  UserError naming it when nothing answers there within `connect_timeout_s`;
+- `local`: a private Ray instance for this process, whatever else is running;
+- nothing: the local cluster that `ray start` left a pointer to (Ray's `ray_current_cluster` file in
+  its temp dir) if it answers, else a private instance. A pointer to a cluster that no longer answers
+  is ignored, and the summary says so.
+
+`ray.init` itself is not bounded: given a dead address it retries for minutes in C++, where no Python
+signal handler runs (seen: a stale pointer, `rayfit run` silent and deaf to SIGTERM). So every address
+is probed first, with a timeout, and `ray.init` is only asked to join one that answered.
+"""
 from __future__ import annotations
 
 import os
+import socket
+import threading
+from dataclasses import dataclass
 from typing import Optional
+from urllib.parse import urlparse
 
 import ray
 
@@ -18,20 +35,184 @@ WORKER_ENV = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWA
 # These are read by the controller.
 TRAIN_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
 
+# RayTarget.source values that are not a settings key
+POINTER = "pointer"  # the local cluster `ray start` recorded
+PRIVATE = "private"  # start a Ray instance for this process
+THIS_PROCESS = "this process"  # Ray is already initialised here (tests, notebooks)
 
-def ensure_ray(address: Optional[str] = None, num_cpus: Optional[int] = None, dashboard: bool = False) -> bool:
-    """Initialise Ray unless this process already has a session. Returns True if it started one."""
+
+@dataclass(frozen=True)
+class RayTarget:
+    """Where Ray will come from, decided from the settings and Ray's pointer file alone (no network)."""
+
+    address: Optional[str]  # what to join; None: start a private instance
+    source: str  # why: "ray.address", "RAY_ADDRESS", "ray.address: auto", POINTER, PRIVATE or THIS_PROCESS
+    # Found on this machine by Ray's own discovery (the pointer file, or `auto`). Joined as "auto":
+    # only then does ray.init use the local auth token (ray/_private/worker.py); the explicit
+    # address would be refused when the cluster has token authentication on.
+    found_here: bool = False
+
+    def describe(self, connect_timeout_s: float) -> str:
+        """What is about to happen, for the progress line shown while it happens."""
+        if self.source == THIS_PROCESS:
+            return "use this process's Ray session"
+        if self.address is None:
+            return "start a private Ray"
+        if self.source == POINTER:
+            return f"join the local cluster at {self.address} if it answers, else start a private Ray"
+        return f"join {self.address} ({self.source}; up to {connect_timeout_s:g} s)"
+
+
+@dataclass(frozen=True)
+class RaySession:
+    """What `ensure_ray` did."""
+
+    started: bool  # this process started Ray, so it must stop it (ray.shutdown)
+    summary: str  # one phrase for the progress line: which Ray, and why
+
+
+def pointer_file() -> str:
+    """Ray's record of the last `ray start` on this machine: <temp dir>/ray_current_cluster, where the
+    temp dir is $RAY_TMPDIR/ray, else $TMPDIR/ray, else /tmp/ray (ray/_common/utils.py)."""
+    from ray._common.utils import get_ray_address_file
+
+    return get_ray_address_file(None)
+
+
+def find_ray(address: Optional[str]) -> RayTarget:
+    """Resolve the settings to a target. Ray's own order: an explicit address wins over RAY_ADDRESS,
+    except `auto`, which RAY_ADDRESS overrides (ray/_private/worker.py, `init`)."""
+    if ray.is_initialized():
+        return RayTarget(ray.get_runtime_context().gcs_address, THIS_PROCESS)
+    source = "ray.address"
+    if address in (None, "auto") and os.environ.get("RAY_ADDRESS"):
+        address, source = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
+    if address == "local":
+        return RayTarget(None, PRIVATE)
+    if address is None:
+        from ray._private.services import find_bootstrap_address
+
+        pointer = find_bootstrap_address(None)
+        return RayTarget(pointer, POINTER, found_here=True) if pointer else RayTarget(None, PRIVATE)
+    if address == "auto":
+        from ray._private.services import canonicalize_bootstrap_address_or_die
+
+        try:  # the pointer file, else the one Ray cluster running on this machine
+            return RayTarget(canonicalize_bootstrap_address_or_die("auto"), f"{source}: auto", found_here=True)
+        except ConnectionError as exc:
+            raise UserError(f"{source}: auto: {exc}") from None
+    return RayTarget(address, source)
+
+
+def ensure_ray(address: Optional[str] = None, num_cpus: Optional[int] = None, dashboard: bool = False,
+               connect_timeout_s: float = 15.0, num_gpus: Optional[int] = None) -> RaySession:
+    """Initialise Ray unless this process already has a session (see the module's docstring)."""
     for key, value in {**WORKER_ENV, **TRAIN_ENV}.items():
         os.environ.setdefault(key, value)
-    if ray.is_initialized():
-        return False
+    target = find_ray(address)
+    if target.source == THIS_PROCESS:
+        return RaySession(False, f"this process's Ray session at {target.address}")
+    note = " (ray.address: local)" if address == "local" else ""
+    if target.address is not None:
+        answers, problem = _probe(target.address, connect_timeout_s)
+        if answers and (not problem or target.found_here):
+            _init(target, "auto" if target.found_here else target.address)
+            # A cluster has the resources it has: these two size a private instance only.
+            ignored = [f"{key} ignored" for key, value in (("ray.num_cpus", num_cpus), ("ray.num_gpus", num_gpus))
+                       if value is not None]
+            where = f"the local cluster at {target.address}" if target.found_here else target.address
+            why = "from `ray start`" if target.source == POINTER else target.source
+            return RaySession(False, f"joined {where} ({'; '.join([why, *ignored])})")
+        if target.source != POINTER:
+            raise UserError(f"{target.source}: cannot join Ray at {target.address}: {problem}" if not answers
+                            else f"{target.source}: Ray at {target.address} {problem}")
+        note = f" (ignored a stale pointer to {target.address} in {pointer_file()}: {problem})"
+    # "local", not None: None would follow RAY_ADDRESS or the pointer file inside ray.init.
+    _init(target, "local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=dashboard)
+    return RaySession(True, "started a private Ray" + note)
+
+
+def _init(target: RayTarget, address: str, **local) -> None:
     kwargs = dict(runtime_env={"env_vars": WORKER_ENV}, log_to_driver=True, configure_logging=True)
-    if address:
-        kwargs["address"] = address
-    else:
-        kwargs.update(num_cpus=num_cpus, include_dashboard=dashboard)
     try:
-        ray.init(**kwargs)
-    except ConnectionError as exc:
-        raise UserError(f"ray.address: cannot connect to Ray at {address!r}: {exc}") from None
-    return True
+        ray.init(address=address, **kwargs, **local)
+    except (ConnectionError, ray.exceptions.AuthenticationError) as exc:
+        ray.shutdown()
+        raise UserError(f"{target.source}: cannot join Ray at {target.address}: {exc}") from None
+    except BaseException:
+        # Cut short (a signal, a bug): stop whatever part of Ray this call started, so an
+        # interrupted start-up leaves no Ray processes behind.
+        ray.shutdown()
+        raise
+
+
+def _probe(address: str, timeout: float) -> tuple[bool, str]:
+    """(does a Ray cluster answer at `address` within `timeout` s, what is wrong if anything).
+
+    A TCP connection first (a dead cluster refuses it at once), then the protocol: Ray Client's gRPC
+    for ray://, a GCS client otherwise. Both protocol checks can block for much longer than the
+    timeout, so they run in a thread this one waits for: the wait can be interrupted by a signal.
+    """
+    client = address.startswith("ray://")
+    try:
+        host, port = _host_port(urlparse(address).netloc if client else address)
+    except ValueError:
+        raise UserError(f"ray.address: {address!r} is not host:port, ray://host:port, auto or local") from None
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except socket.timeout:
+        return False, f"no answer within {timeout:g} s"
+    except socket.gaierror:
+        return False, f"unknown host {host!r}"
+    except OSError as exc:
+        return False, (exc.strerror or str(exc)).lower()
+    outcome: dict = {}
+
+    def ask():
+        try:
+            if client:
+                outcome["answer"] = _client_answers(host, port, timeout)
+            else:
+                from ray._raylet import GcsClient
+
+                GcsClient(address=f"{host}:{port}")  # fetches the cluster id: the GCS must answer
+                outcome["answer"] = True
+        except ray.exceptions.AuthenticationError:
+            outcome["auth"] = True
+        except Exception as exc:  # noqa: BLE001 - whatever the client says, the cluster did not answer
+            outcome["error"] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+    thread = threading.Thread(target=ask, name=f"rayfit-probe-{address}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if outcome.get("auth"):
+        return True, ("requires token authentication: set RAY_AUTH_MODE=token and the cluster's token "
+                      "(RAY_AUTH_TOKEN, or ~/.ray/auth_token)")
+    if outcome.get("answer"):
+        return True, ""
+    if "error" in outcome:
+        return False, f"a port is open there, but no Ray answers ({outcome['error']})"
+    return False, f"a port is open there, but no Ray answers within {timeout:g} s"
+
+
+def _client_answers(host: str, port: int, timeout: float) -> bool:
+    """Whether a gRPC server (Ray Client's protocol) is ready at host:port within `timeout`."""
+    import grpc
+
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+        return True  # a TLS handshake needs Ray's certificates; the TCP check has to do
+    channel = grpc.insecure_channel(f"{host}:{port}")
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout)
+        return True
+    except grpc.FutureTimeoutError:
+        return False
+    finally:
+        channel.close()
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(text)
+    return host.strip("[]"), int(port)

@@ -1,18 +1,42 @@
 """`rayfit`: the only place that prints to the user and decides exit codes.
 
 Exit codes: 0 success, 2 bad input (one `error: ...` line on stderr, no traceback), 1 a bug
-(traceback kept), 130 interrupted.
+(traceback kept), 130 interrupted (SIGINT or SIGTERM; the last line says how to resume).
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shlex
+import signal
 import sys
+import threading
 import traceback
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Optional, Sequence
 
 from rayfit.errors import UserError
 
 EXIT_OK, EXIT_BUG, EXIT_USER, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM ended `run` / `resume`; `run_dir` is the run it leaves behind, if any.
+
+    A KeyboardInterrupt, so that no `except Exception` on the way up swallows it and every `finally`
+    (stopping Ray among them) runs.
+    """
+
+    def __init__(self, run_dir: Optional[Path] = None):
+        super().__init__()
+        self.run_dir = run_dir
+
+
+ADDRESS_HELP = ("the Ray to use: host:port or ray://host:port to join a cluster, auto for the one on this "
+                "machine, local for a private Ray; default: ray.address, else RAY_ADDRESS, else a running "
+                "`ray start` cluster on this machine, else a private Ray")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,10 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="run directory (must not exist or be empty); default runs/<name>-<time>")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                      help="override a config key, e.g. --set torch.epochs=10 (repeatable)")
+    run.add_argument("--address", help=ADDRESS_HELP)
     run.add_argument("--verbose", action="store_true", help="show Ray's own output on the terminal")
 
     resume = commands.add_parser("resume", help="finish an interrupted run from its checkpoints")
     resume.add_argument("run_dir", help="the run directory of the interrupted run")
+    resume.add_argument("--address", help=ADDRESS_HELP + " (default: the run's own ray.address)")
     resume.add_argument("--verbose", action="store_true", help="show Ray's own output on the terminal")
 
     predict = commands.add_parser("predict", help="predict raw rows with a run's best model")
@@ -51,11 +77,15 @@ def _run(args) -> int:
     from rayfit.config import load_experiment
     from rayfit.pipeline import run_experiment
     from rayfit.progress import Display
-    from rayfit.run_dir import terminal_stream
+    from rayfit.run_dir import plan_run_dir, terminal_stream
 
     exp = load_experiment(args.config, args.data, args.target, args.task, tuple(args.overrides))
-    with Display(terminal_stream()) as display:
-        run_dir = run_experiment(exp, args.out, display, verbose=args.verbose)
+    if args.address:
+        exp.ray.address = args.address
+    # Planned here rather than inside run_experiment, so that an interrupted run can be named.
+    run_path = plan_run_dir(args.out, exp.name)
+    with _interruptible(run_path), Display(terminal_stream()) as display:
+        run_dir = run_experiment(exp, str(run_path), display, verbose=args.verbose)
         display.say(f"report: {run_dir / 'report.html'}")
     return EXIT_OK
 
@@ -65,8 +95,8 @@ def _resume(args) -> int:
     from rayfit.progress import Display
     from rayfit.run_dir import terminal_stream
 
-    with Display(terminal_stream()) as display:
-        run_dir = resume_experiment(args.run_dir, display, verbose=args.verbose)
+    with _interruptible(Path(args.run_dir)), Display(terminal_stream()) as display:
+        run_dir = resume_experiment(args.run_dir, display, verbose=args.verbose, address=args.address)
         display.say(f"report: {run_dir / 'report.html'}")
     return EXIT_OK
 
@@ -86,20 +116,91 @@ def _predict(args) -> int:
     return EXIT_OK
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+@contextmanager
+def _interruptible(run_dir: Path):
+    """Tag an interruption with the run it leaves behind (Ray turns our exception into a plain
+    KeyboardInterrupt when it arrives inside `ray.get`, so the tag is added on the way out)."""
     try:
-        args = build_parser().parse_args(argv)
-        return {"run": _run, "resume": _resume, "predict": _predict}[args.command](args)
-    except UserError as exc:
-        message = " ".join(str(exc).split())  # one line, whatever the message held
-        print(f"error: {message}", file=sys.stderr)
-        return EXIT_USER
+        yield
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception:  # a bug: keep the traceback so it can be fixed
-        traceback.print_exc()
-        return EXIT_BUG
+        raise Interrupted(run_dir) from None
+
+
+@contextmanager
+def _signals_stop_the_command():
+    """The first SIGINT or SIGTERM raises Interrupted in the main thread, wherever it is (Ray
+    start-up, training, the report): the `finally` blocks stop the Ray this process started and the
+    run stays resumable. A second signal exits at once. Yields the signals received.
+
+    Ray's libraries install their own handlers for these two signals and never restore them:
+    `ray.init` makes SIGTERM `sys.exit` (ray/_private/worker.py), Ray Train V2's `fit` makes SIGINT
+    abort the training and return (ray/train/v2/api/data_parallel_trainer.py), Tune makes SIGINT
+    end the search and return (ray/tune/tune.py). Each would turn a stop into a half-finished stage
+    and a run that goes on to the next one, so while a command runs, their requests to replace
+    these two handlers are ignored. Other signals are untouched.
+    """
+    received: list[str] = []
+    if threading.current_thread() is not threading.main_thread():  # main() called from a thread
+        yield received
+        return
+    stop_signals = (signal.SIGINT, signal.SIGTERM)
+
+    def stop(signum, frame):
+        if received:
+            os._exit(EXIT_INTERRUPTED)  # the second signal: no more clean-up
+        received.append(signal.Signals(signum).name)
+        if signum == signal.SIGTERM:
+            # Once Ray is up, a SIGTERM first meets the crash handler of Ray's C++ core (absl's),
+            # which arms a 3 s alarm that aborts the process: to it, SIGTERM is a crash. Stopping
+            # Ray cleanly can take longer than that, so disarm it.
+            signal.alarm(0)
+        raise Interrupted()
+
+    install = signal.signal
+    previous = {signum: signal.getsignal(signum) for signum in stop_signals}
+
+    def keep_ours(signum, handler):
+        return stop if signum in stop_signals else install(signum, handler)
+
+    for signum in stop_signals:
+        install(signum, stop)
+    signal.signal = keep_ours
+    try:
+        yield received
+    finally:
+        signal.signal = install
+        for signum, handler in previous.items():
+            install(signum, handler)
+
+
+def _after_interruption(run_dir: Optional[Path]) -> str:
+    """What the user can do next, for the last line printed."""
+    from rayfit.run_record import STATE_FILE
+
+    state = run_dir / STATE_FILE if run_dir is not None else None
+    if state is None or not state.is_file():
+        return "nothing was saved; run the command again"
+    if json.loads(state.read_text()).get("status") == "finished":
+        return f"the run had finished: {run_dir / 'report.html'}"
+    return f"resume with: rayfit resume {shlex.quote(str(run_dir))}"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    with _signals_stop_the_command() as received:
+        try:
+            args = build_parser().parse_args(argv)
+            return {"run": _run, "resume": _resume, "predict": _predict}[args.command](args)
+        except UserError as exc:
+            message = " ".join(str(exc).split())  # one line, whatever the message held
+            print(f"error: {message}", file=sys.stderr)
+            return EXIT_USER
+        except KeyboardInterrupt as exc:
+            by = f" by {received[0]}" if received else ""
+            print(f"error: interrupted{by}; {_after_interruption(getattr(exc, 'run_dir', None))}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except Exception:  # a bug: keep the traceback so it can be fixed
+            traceback.print_exc()
+            return EXIT_BUG
 
 
 if __name__ == "__main__":

@@ -328,6 +328,14 @@ class TuneSettings(_Section):
 class RayConfig(_Section):
     address: Optional[str] = None  # None: start Ray on this machine; "auto" or ray://host:port: join a cluster
     num_cpus: Optional[int] = Field(None, ge=1)  # local Ray only; None: all cores
+    # Local Ray only: logical GPUs to declare. Ray schedules GPU requests against them (CUDA or not):
+    # a CPU machine can rehearse a GPU cluster's placement. None: the GPUs Ray detects.
+    num_gpus: Optional[int] = Field(None, ge=0)
+    # Joining an address (ray.address, --address, RAY_ADDRESS): give up after this many seconds.
+    connect_timeout_s: float = Field(15, gt=0)
+    # The watchdog: a stage that has reported no progress for this long while Ray holds resource
+    # demands it cannot place is stopped with an error naming what it waits for.
+    stall_timeout_s: float = Field(300, gt=0)
 
 
 class ReportConfig(_Section):

@@ -32,6 +32,8 @@ class Trained:
     train_time_s: float
     history: list[dict] = field(default_factory=list)
     launch: str = ""  # networks: "ray_train" (a worker group) or "task" (one Ray task)
+    # networks: how they ran (launch_reason, launch_figures, workers, device, gpus_per_worker, amp)
+    run_info: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -46,11 +48,13 @@ class RunState:
     # tuned model name -> its search's summary (best_params, trials, epochs, wall time); the first
     # one (`tune`) is the report's tuning section and best_params.yaml
     searches: dict[str, dict] = field(default_factory=dict)
+    launches: dict[str, object] = field(default_factory=dict)  # network -> its Launch decision
 
     @property
     def search(self) -> Optional[dict]:
         return next(iter(self.searches.values()), None)
     owns_ray: bool = False  # this run started Ray (and stops it); False when joining a session
+    plan: Optional[object] = None  # the RunPlan (cluster/plan.py), made before the first launch
 
 
 def primary_metric(exp: Experiment, task: str) -> str:
@@ -101,13 +105,15 @@ def run_experiment(exp: Experiment, out: Optional[str], display: Display, verbos
     return run_dir
 
 
-def resume_experiment(run_dir: str, display: Display, verbose: bool = False) -> Path:
+def resume_experiment(run_dir: str, display: Display, verbose: bool = False, address: Optional[str] = None) -> Path:
     """`rayfit resume`: finished stages are loaded, unfinished ones run (Ray Train from its checkpoint)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run directory not found: {run_dir}")
     record = RunRecord.load(run_dir)
     exp = load_experiment(str(run_dir / "config.yaml"))
+    if address:  # `rayfit resume --address`: this time, join (or start) a different Ray
+        exp.ray.address = address
     record.check_source(exp.data.source)
     prepared, metric, prep_time = _prepare(exp, display)
     state = RunState(exp, prepared, run_dir.resolve(), display, record, stage_times={"data": prep_time})
@@ -116,7 +122,8 @@ def resume_experiment(run_dir: str, display: Display, verbose: bool = False) -> 
             state.searches[name.removeprefix("search:")] = info
         else:
             state.trained[name] = Trained(load_model(record.model_dir(name)), info["framework"],
-                                          info["train_time_s"], info.get("history", []), info.get("launch", ""))
+                                          info["train_time_s"], info.get("history", []), info.get("launch", ""),
+                                          info.get("run_info", {}))
     display.say(f"resuming {run_dir}: {len(record.data['stages'])} stage(s) already finished")
     _execute(state, metric, verbose)
     return run_dir
@@ -145,26 +152,45 @@ def _execute(state: RunState, metric: str, verbose: bool, on_preflight_error=Non
 def _start_ray(state: RunState) -> None:
     import ray
 
-    from rayfit.cluster.session import ensure_ray
+    from rayfit.cluster.session import ensure_ray, find_ray
 
     exp, display = state.exp, state.display
     with _timed(state, "ray"):
-        display.start("ray", "start Ray" if not exp.ray.address else f"join {exp.ray.address}")
-        state.owns_ray = ensure_ray(exp.ray.address, exp.ray.num_cpus)
+        display.start("ray", find_ray(exp.ray.address).describe(exp.ray.connect_timeout_s))
+        session = ensure_ray(exp.ray.address, exp.ray.num_cpus, connect_timeout_s=exp.ray.connect_timeout_s,
+                             num_gpus=exp.ray.num_gpus)
+        state.owns_ray = session.started
         resources = ray.cluster_resources()
-        display.finish("ray", f"{resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs")
+        display.finish("ray", f"{session.summary}, {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs")
     _preflight(exp)
 
 
 def _train_everything(state: RunState) -> None:
+    from rayfit.cluster.watchdog import Watchdog
+
+    # Every progress line is a heartbeat; a stage silent for stall_timeout_s while Ray cannot
+    # place its demands ends the run with an error instead of a wait for ever.
+    with Watchdog(state.exp.ray.stall_timeout_s) as watchdog:
+        state.display.listeners.append(watchdog.beat)
+        try:
+            _train_stages(state)
+        finally:
+            state.display.listeners.remove(watchdog.beat)
+
+
+def _train_stages(state: RunState) -> None:
     import ray
 
+    from rayfit.cluster.plan import ClusterShape
     from rayfit.trainers.launch import TrainingData
 
     exp, prepared = state.exp, state.prepared
+    state.plan = _plan(exp, ClusterShape.current())
     arrays = {"X_train": prepared.X_train, "y_train": prepared.y_train,
               "X_val": prepared.X_val, "y_val": prepared.y_val}
-    stream = should_stream(exp.data, exp.data.source, prepared.kind)
+    stream, why = should_stream(exp.data, prepared.kind, prepared.X_train.nbytes + prepared.y_train.nbytes,
+                                ray.cluster_resources().get("object_store_memory", 0))
+    state.display.say(f"data: {why}")
     data = TrainingData(
         ref=ray.put(arrays),  # once into the object store; every task, worker and trial reads it there
         train_path=str(write_split(prepared.X_train, prepared.y_train, state.run_dir / "data" / "train.parquet"))
@@ -192,7 +218,8 @@ def _finished(state: RunState, trained: Trained, name: str) -> None:
     """A model is ready: keep it for evaluation and record it on disk for `rayfit resume`."""
     state.trained[name] = trained
     state.record.record(name, {"framework": trained.framework, "train_time_s": trained.train_time_s,
-                               "history": trained.history, "launch": trained.launch}, trained.model)
+                               "history": trained.history, "launch": trained.launch,
+                               "run_info": trained.run_info}, trained.model)
 
 
 def _check_networks(exp: Experiment, kind: str) -> None:
@@ -218,15 +245,27 @@ def _check_networks(exp: Experiment, kind: str) -> None:
 
 def _preflight(exp: Experiment) -> None:
     """Resource checks for every stage before the first one starts: Ray would wait forever."""
-    from rayfit.cluster.resources import check_trial_resources, check_worker_resources
+    from rayfit.cluster.plan import ClusterShape, check_trial_request
 
+    cluster = ClusterShape.current()
+    _plan(exp, cluster)
+    for key, search in [("tune", exp.tune)] + [(f"searches.{i}", s) for i, s in enumerate(exp.searches)]:
+        if search.enabled:
+            check_trial_request(search.cpus_per_trial, search.gpus_per_trial, cluster, key)
+
+
+def _plan(exp: Experiment, cluster):
+    """Each enabled framework's workers fitted to the cluster (a search plans its trials itself,
+    once its trial mode is known)."""
+    from rayfit.cluster.plan import RunPlan, plan_workers
+
+    plan = RunPlan(cluster)
     for framework in ("torch", "keras"):
         settings = getattr(exp, framework)
         if settings.enabled:
-            check_worker_resources(framework, settings.workers, settings.cpus_per_worker, settings.gpu)
-    for search in [exp.tune, *exp.searches]:
-        if search.enabled:
-            check_trial_resources(search.cpus_per_trial, search.gpus_per_trial)
+            plan.networks[framework] = plan_workers(framework, settings.workers, settings.cpus_per_worker,
+                                                    settings.gpus_per_worker, settings.gpu, cluster)
+    return plan
 
 
 class _timed:
@@ -268,19 +307,23 @@ def _train_models(state: RunState, data) -> None:
 
 def _start_network(state: RunState, framework: str, model: str, data, hub):
     """Decide how a network trains; a single task starts now (returned), a worker group later (None)."""
-    from rayfit.cluster.resources import check_worker_resources
     from rayfit.trainers.launch import choose_launch, start_in_task
 
     settings, display = getattr(state.exp, framework), state.display
     name = f"{framework}_{model}"
-    use_gpu = check_worker_resources(framework, settings.workers, settings.cpus_per_worker, settings.gpu)
-    launch = choose_launch(framework, model, settings, data, use_gpu)
+    plan = state.plan.networks[framework]
+    if plan.note:
+        display.say(f"{name}: {plan.note}")
+    launch = choose_launch(framework, model, settings, data, plan)
+    state.launches[name] = launch
     if launch.kind == "ray_train":
-        display.say(f"{name}: Ray Train, {settings.workers} workers ({launch.reason})")
+        display.say(f"{name}: Ray Train, {plan.describe()} ({launch.reason})")
         return None
     display.start(name, f"{name} (one task)", total=settings.epochs)
-    display.say(f"{name}: one Ray task, batch {settings.batch_size} ({launch.reason})")
-    return start_in_task(framework, model, settings, data, state.run_dir / "checkpoints", use_gpu, progress=hub)
+    display.say(f"{name}: one Ray task, {plan.resources.get('CPU'):g} CPU"
+                f"{f', {plan.gpus_per_worker:g} GPU' if plan.use_gpu else ''}, batch {settings.batch_size} "
+                f"({launch.reason})")
+    return start_in_task(framework, model, settings, data, state.run_dir / "checkpoints", plan, progress=hub)
 
 
 def _run_worker_group(state: RunState, framework: str, model: str, data, hub) -> None:
@@ -288,15 +331,19 @@ def _run_worker_group(state: RunState, framework: str, model: str, data, hub) ->
 
     settings, display = getattr(state.exp, framework), state.display
     name = f"{framework}_{model}"
-    display.start(name, f"{name} x{settings.workers}", total=settings.epochs)
-    display.say(f"{name}: batch {settings.batch_size} per worker, {settings.batch_size * settings.workers} global")
+    plan = state.plan.networks[framework]
+    display.start(name, f"{name} x{plan.workers}", total=settings.epochs)
+    display.say(f"{name}: batch {settings.batch_size} per worker, {settings.batch_size * plan.workers} global")
     with _timed(state, name):
-        result = fit_neural(framework, model, settings, data, state.run_dir / "checkpoints", progress=hub)
+        result = fit_neural(framework, model, settings, data, state.run_dir / "checkpoints", progress=hub, plan=plan)
     _network_finished(state, framework, name, result, "ray_train")
 
 
 def _network_finished(state: RunState, framework: str, name: str, result, launch: str) -> None:
-    _finished(state, Trained(result.model, framework, result.train_time_s, result.history, launch), name)
+    decision = state.launches.get(name)
+    run_info = {**result.runtime, "launch_reason": decision.reason if decision else "",
+                "launch_figures": decision.figures if decision else {}}
+    _finished(state, Trained(result.model, framework, result.train_time_s, result.history, launch, run_info), name)
     state.display.finish(name, f"{len(result.history)} epochs, best epoch {result.best_epoch}, "
                                f"val_loss {min((h['val_loss'] for h in result.history), default=float('nan')):.4f}")
 
@@ -317,10 +364,12 @@ def _start_baselines(state: RunState, data) -> dict:
 def _collect_baselines(state: RunState, pending: dict) -> None:
     import ray
 
+    from rayfit.cluster.watchdog import current_watchdog
+
     prepared, display = state.prepared, state.display
     total, done = len(pending), 0
     while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
+        ready = current_watchdog().wait(list(pending))
         name = pending.pop(ready[0])
         estimator, seconds = ray.get(ready[0])
         _finished(state, Trained(SklearnModel(name, prepared.task, estimator, prepared.n_classes), "sklearn", seconds), name)
@@ -356,7 +405,8 @@ def _run_search(state: RunState, settings, data) -> None:
                "best_params": search.best_params, "trials": search.trials,
                "epochs_trained": search.epochs_trained, "epochs_budget": search.epochs_budget,
                "wall_time_s": search.wall_time_s, "trial_mode": search.trial_mode,
-               "trial_mode_reason": search.trial_mode_reason}
+               "trial_mode_reason": search.trial_mode_reason, "plan": search.plan,
+               "trial_mode_figures": search.trial_mode_figures}
     state.searches[name] = summary
     state.record.record(f"search:{name}", summary)
     display.finish(name, f"{len(search.trials)} trials, {search.epochs_trained}/{search.epochs_budget} epochs, "
@@ -384,6 +434,7 @@ def _evaluate_and_write(state: RunState, metric: str) -> None:
             "val": score_model(trained.model, prepared.X_val, prepared.y_val, prepared.n_classes),
             "train_time_s": round(trained.train_time_s, 3),
             **({"launch": trained.launch} if trained.launch else {}),
+            **_how_it_ran(trained),
         }
         display.advance("evaluate", i, len(state.trained), name, echo=False)
     best = None
@@ -405,10 +456,13 @@ def _evaluate_and_write(state: RunState, metric: str) -> None:
         dataset["classes"] = prepared.n_classes
     metrics = {"task": prepared.task, "primary_metric": metric, "best_model": best, "dataset": dataset,
                "models": scores}
+    if state.plan is not None:
+        metrics["resources"] = state.plan.describe()
     summaries = {name: {"model": s["model"], "searcher": s.get("searcher"), "scheduler": s.get("scheduler"),
                         "trials": len(s["trials"]), "epochs_trained": s["epochs_trained"],
                         "epochs_budget": s["epochs_budget"], "wall_time_s": round(s["wall_time_s"], 3),
-                        "best_params": s["best_params"], "trial_mode": s.get("trial_mode", "inline")}
+                        "best_params": s["best_params"], "trial_mode": s.get("trial_mode", "inline"),
+                        "trial_mode_reason": s.get("trial_mode_reason", ""), "placement": s.get("plan", "")}
                  for name, s in state.searches.items()}
     if summaries:
         metrics["tuning"] = next(iter(summaries.values()))  # the first search, as before
@@ -439,6 +493,15 @@ def _evaluate_and_write(state: RunState, metric: str) -> None:
     plots = render_all(ctx, run_dir / "plots")
     write_report(ctx, run_dir, plots)
     display.finish("report", f"{len(plots)} plots, report.html")
+
+
+def _how_it_ran(trained: Trained) -> dict:
+    """A network's metrics.json entry on how it ran: workers, device, GPUs, AMP, and why this launch."""
+    info = trained.run_info
+    if not info:
+        return {}
+    keys = ("workers", "device", "gpus_per_worker", "amp", "launch_reason", "launch_figures")
+    return {k: info[k] for k in keys if k in info and info[k] not in ("", {})}
 
 
 def _plain(value):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from contextlib import contextmanager
-from typing import Optional, TextIO
+from typing import Callable, Optional, TextIO
 
 import ray
 from rich.console import Console
@@ -46,6 +46,8 @@ class Display:
         self._tasks: dict[str, int] = {}
         self._lock = threading.RLock()
         self._log: Optional[TextIO] = None
+        # Called with every line shown: the run's watchdog takes each as a heartbeat.
+        self.listeners: list[Callable[[], None]] = []
         self.progress = Progress(
             SpinnerColumn(), TextColumn("[bold]{task.description:<18}"), BarColumn(bar_width=28),
             MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
@@ -75,6 +77,8 @@ class Display:
     def _emit(self, text: str, to_terminal: bool) -> None:
         """One plain line: always to the log; to the terminal only without the live view."""
         line = f"[{time.perf_counter() - self.started:6.1f}s] {text}"
+        for listener in self.listeners:
+            listener()
         if self._log is not None:
             self._log.write(f"rayfit {line}\n")
         if to_terminal and not self.progress:

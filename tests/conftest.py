@@ -36,7 +36,8 @@ def ray_session():
 
     from rayfit.cluster.session import ensure_ray
 
-    ensure_ray(num_cpus=2)
+    # local: a private instance of known size, even where a `ray start` cluster or RAY_ADDRESS exists
+    ensure_ray("local", num_cpus=2)
     yield ray
     ray.shutdown()
 

@@ -29,9 +29,11 @@ def _train_workers(marker: str) -> list[psutil.Process]:
 
 
 def _fit_in_task(framework, model, settings, data, storage, progress):
+    from rayfit.cluster.plan import WorkerPlan
     from rayfit.trainers.launch import start_in_task
 
-    return start_in_task(framework, model, settings, data, storage, use_gpu=False, progress=progress).result()
+    plan = WorkerPlan(1, settings.cpus_per_worker)
+    return start_in_task(framework, model, settings, data, storage, plan, progress=progress).result()
 
 
 # launch -> (how it trains, the process title of what trains)

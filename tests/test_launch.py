@@ -3,41 +3,74 @@ from __future__ import annotations
 
 import pytest
 
+from rayfit.cluster.plan import WorkerPlan
 from rayfit.config import KerasConfig, TorchConfig
-from rayfit.trainers import launch as launch_module
+from rayfit.trainers import launch_cost
 from rayfit.trainers.launch import TrainingData, choose_launch, estimate_train_seconds
+from rayfit.trainers.launch_cost import StartCost
 
 SMALL = TrainingData(None, "classification", 1, None, seed=0, train_rows=700, input_shape=(20,))
+TWO_CPU_WORKERS = WorkerPlan(2, 1.0)
 
 
-def test_a_small_network_trains_in_one_task():
-    chosen = choose_launch("torch", "mlp", TorchConfig(epochs=40), SMALL, use_gpu=False)
-    assert chosen.kind == "task" and "less than" in chosen.reason
+def _never_measured(framework):
+    raise AssertionError("the start-up cost was measured although no worker group could pay")
 
 
-def test_the_estimate_scales_one_timed_step_to_the_run(monkeypatch):
-    assert launch_module.step_seconds("mlp", TorchConfig(), SMALL) > 0  # the probe really trains a step
-    monkeypatch.setattr(launch_module, "step_seconds", lambda *args: 0.01)
+def test_a_small_network_trains_in_one_task_without_measuring_a_launch():
+    chosen = choose_launch("torch", "mlp", TorchConfig(epochs=40), SMALL, TWO_CPU_WORKERS,
+                           estimate=lambda *a: 1.5, start_cost=_never_measured)
+    assert chosen.kind == "task" and "less than any worker group takes to start" in chosen.reason
+
+
+def test_the_estimate_scales_a_step_timed_on_a_worker(ray_session, monkeypatch):
+    # the probe really trains a few steps, in a Ray task holding one worker's resources
+    assert launch_cost.step_seconds_on_worker("mlp", TorchConfig(), (20,), 1, {"CPU": 1}) > 0
+    monkeypatch.setattr(launch_cost, "step_seconds_on_worker", lambda *args: 0.01)
     # ceil(700 / 32) = 22 steps an epoch, 10 epochs; Keras steps count 3 times PyTorch's
-    assert estimate_train_seconds("torch", "mlp", TorchConfig(epochs=10), SMALL) == pytest.approx(2.2)
-    assert estimate_train_seconds("keras", "mlp", KerasConfig(epochs=10), SMALL) == pytest.approx(6.6)
+    assert estimate_train_seconds("torch", "mlp", TorchConfig(epochs=10), SMALL, {"CPU": 1}) == pytest.approx(2.2)
+    assert estimate_train_seconds("keras", "mlp", KerasConfig(epochs=10), SMALL, {"CPU": 1}) == pytest.approx(6.6)
     bigger = TrainingData(None, "classification", 1, None, seed=0, train_rows=70_000, input_shape=(20,))
-    assert estimate_train_seconds("torch", "mlp", TorchConfig(epochs=10, batch_size=64), bigger) == pytest.approx(
-        0.01 * 1094 * 10)
+    assert estimate_train_seconds("torch", "mlp", TorchConfig(epochs=10, batch_size=64), bigger,
+                                  {"CPU": 1}) == pytest.approx(0.01 * 1094 * 10)
 
 
-@pytest.mark.parametrize("settings, data, use_gpu, kind", [
-    (TorchConfig(launch="ray_train"), SMALL, False, "ray_train"),  # the user's word wins
-    (TorchConfig(workers=1), SMALL, False, "task"),  # one worker: nothing to parallelise
+@pytest.mark.parametrize("settings, data, plan, kind", [
+    (TorchConfig(launch="ray_train"), SMALL, TWO_CPU_WORKERS, "ray_train"),  # the user's word wins
+    (TorchConfig(workers=1), SMALL, WorkerPlan(1, 1.0), "task"),  # one worker: nothing to parallelise
     (TorchConfig(), TrainingData(None, "classification", 1, None, 0, train_path="t.parquet", train_rows=700,
-                                 input_shape=(20,)), False, "ray_train"),  # streamed: workers read shards
-    (TorchConfig(), SMALL, True, "ray_train"),  # GPU workers
+                                 input_shape=(20,)), TWO_CPU_WORKERS, "ray_train"),  # streamed: workers read shards
+    (TorchConfig(), SMALL, WorkerPlan(2, 1.0, 1.0), "ray_train"),  # GPU workers
+    (TorchConfig(), SMALL, WorkerPlan(1, 1.0, 1.0), "task"),  # gpu: auto on a 1-GPU laptop: one GPU task
 ])
-def test_launch_rules(settings, data, use_gpu, kind):
-    assert choose_launch("torch", "mlp", settings, data, use_gpu).kind == kind
+def test_launch_rules(settings, data, plan, kind):
+    assert choose_launch("torch", "mlp", settings, data, plan, start_cost=_never_measured).kind == kind
 
 
-def test_a_long_training_gets_a_worker_group(monkeypatch):
-    monkeypatch.setattr(launch_module, "estimate_train_seconds", lambda *args: 120.0)
-    chosen = choose_launch("torch", "mlp", TorchConfig(workers=2), SMALL, use_gpu=False)
-    assert chosen.kind == "ray_train" and "save up to 60 s" in chosen.reason
+def test_the_measured_start_up_cost_decides():
+    measured = lambda framework: StartCost(40.0, "measured now")  # noqa: E731
+    slow_here = choose_launch("torch", "mlp", TorchConfig(), SMALL, TWO_CPU_WORKERS,
+                              estimate=lambda *a: 60.0, start_cost=measured)
+    assert slow_here.kind == "task" and "40.0 s a worker group takes to start here" in slow_here.reason
+    fast_here = choose_launch("torch", "mlp", TorchConfig(), SMALL, TWO_CPU_WORKERS, estimate=lambda *a: 60.0,
+                              start_cost=lambda framework: StartCost(8.0, "measured now"))
+    assert fast_here.kind == "ray_train" and "save up to 30 s" in fast_here.reason
+    assert fast_here.figures == {"estimate_s": 60.0, "saving_s": 30.0, "start_cost_s": 8.0,
+                                 "start_cost_source": "measured now"}
+
+
+def test_the_start_up_cost_is_measured_once_and_cached_per_cluster(ray_session, tmp_path, monkeypatch):
+    monkeypatch.setenv("RAYFIT_CACHE_DIR", str(tmp_path))
+    runs = []
+    monkeypatch.setattr(launch_cost, "_time_empty_run", lambda framework: runs.append(framework) or 9.5)
+    first = launch_cost.worker_group_start_cost("torch")
+    second = launch_cost.worker_group_start_cost("torch")
+    assert (first.seconds, first.source) == (9.5, "measured now")
+    assert second.seconds == 9.5 and "cached" in second.source
+    assert runs == ["torch"]  # measured once; keras would be its own entry
+    assert launch_cost.cluster_key("torch") in (tmp_path / "worker_group_start.json").read_text()
+
+
+def test_an_empty_worker_group_is_timed_for_real(ray_session):
+    seconds = launch_cost._time_empty_run("torch")  # 2 workers of a sliver of a CPU: start, join, stop
+    assert 0.5 < seconds < 300

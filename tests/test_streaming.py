@@ -10,13 +10,19 @@ from rayfit.errors import UserError
 from rayfit.trainers.launch import TrainingData, fit_neural
 
 
-def test_streaming_is_chosen_for_parquet_and_tabular_only():
-    assert should_stream(DataConfig(), "sales.parquet", "tabular")
-    assert not should_stream(DataConfig(), "sales.csv", "tabular")
-    assert should_stream(DataConfig(streaming=True), "sales.csv", "tabular")
-    assert not should_stream(DataConfig(streaming=False), "sales.parquet", "tabular")
+GiB = 2 ** 30
+
+
+def test_streaming_is_chosen_by_size_not_by_file_format():
+    # auto: a training split over a quarter of the object store streams, whatever the file was
+    assert not should_stream(DataConfig(source="sales.parquet"), "tabular", 100_000, 8 * GiB)[0]
+    assert should_stream(DataConfig(source="sales.csv"), "tabular", 3 * GiB, 8 * GiB)[0]
+    assert not should_stream(DataConfig(source="big.npz"), "image", 3 * GiB, 8 * GiB)[0]  # tables only
+    # the user's word wins
+    assert should_stream(DataConfig(streaming=True), "tabular", 1000, 8 * GiB)[0]
+    assert not should_stream(DataConfig(streaming=False), "tabular", 3 * GiB, 8 * GiB)[0]
     with pytest.raises(UserError, match="data.streaming: true streams tabular data only"):
-        should_stream(DataConfig(streaming=True), "x.npz", "image")
+        should_stream(DataConfig(source="x.npz", streaming=True), "image", 1000, 8 * GiB)
 
 
 @pytest.mark.parametrize("framework", ["torch", "keras"])

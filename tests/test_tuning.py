@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rayfit.cluster.resources import check_trial_resources
+from rayfit.cluster.plan import ClusterShape, check_trial_request
 from rayfit.config import TorchConfig, TuneSettings, validate
 from rayfit.errors import UserError
 from rayfit.trainers.launch import TrainingData
@@ -52,11 +52,12 @@ def test_grid_search_runs_every_combination(data, tmp_path):
 
 def test_resource_requests_are_checked(ray_session):
     assert validate({"tune": {"gpus_per_trial": 0.25}}).tune.gpus_per_trial == 0.25  # fractions pack trials
+    cluster = ClusterShape.current()
     if ray_session.cluster_resources().get("GPU", 0) == 0:
         with pytest.raises(UserError, match="tune.gpus_per_trial: 0.25, but the Ray cluster has no GPU"):
-            check_trial_resources(1, 0.25)
+            check_trial_request(1, 0.25, cluster)
     with pytest.raises(UserError, match="tune.cpus_per_trial: 64 CPUs per trial"):
-        check_trial_resources(64)
+        check_trial_request(64, 0, cluster)
 
 
 @pytest.mark.parametrize("raw, fragment", [
@@ -153,7 +154,7 @@ def test_a_distributed_trial_trains_through_its_own_ray_train_run(data, tmp_path
 @pytest.mark.parametrize("overrides, seconds, streaming, expected", [
     ({}, 0.5, False, "inline"),  # a small network: no worker group
     ({}, 1000, False, "distributed"),  # long enough to pay for a Ray Train launch
-    ({}, 25, False, "inline"),  # 2 workers save at most 12.5 s: less than a launch costs
+    ({}, 25, False, "inline"),  # 2 workers save at most 12.5 s: less than this cluster's launch (15 s)
     ({"workers_per_trial": 1}, 1000, False, "inline"),  # one worker buys nothing
     ({}, 0.5, True, "distributed"),  # streamed data is read by Ray Train workers
     ({"gpus_per_trial": 2}, 0.5, False, "distributed"),
@@ -164,8 +165,11 @@ def test_a_distributed_trial_trains_through_its_own_ray_train_run(data, tmp_path
 def test_auto_trial_mode(overrides, seconds, streaming, expected):
     from rayfit.tuning.trial_mode import choose_trial_mode
 
+    from rayfit.trainers.launch_cost import StartCost
+
     settings = TuneSettings(cpus_per_trial=2, **overrides)
-    assert choose_trial_mode(settings, streaming, seconds).mode == expected
+    start_cost = lambda framework: StartCost(15.0, "measured")  # noqa: E731
+    assert choose_trial_mode(settings, streaming, lambda: seconds, start_cost).mode == expected
 
 
 def test_distributed_trials_refuse_what_they_cannot_do():

@@ -17,6 +17,7 @@ import ray
 import ray.train
 from ray import tune
 
+from rayfit.trainers.device import DeviceChoice, Runtime, choose_device
 from rayfit.trainers.keras_model import ARCH, BEST_WEIGHTS, MODEL_FILE
 from rayfit.trainers.keras_models import build_keras_model
 from rayfit.trainers.schedule import EarlyStopping, LearningRateSchedule
@@ -54,7 +55,23 @@ def _targets(y: np.ndarray, task: str, n_outputs: int) -> np.ndarray:
     return y.astype(np.float32).reshape(-1, 1)  # regression, or binary with one logit
 
 
-def _make_epoch_callback(keras, config, arch, X_val, y_val, loss_fn, rank, state):
+def _choose_tf_device(tf, keras, mixed_precision) -> DeviceChoice:
+    """GPU or CPU by device.py's rule, made real: TensorFlow is kept off GPUs Ray did not assign,
+    and the float16 policy is set only on a GPU (reset otherwise: a reused Tune actor keeps it)."""
+    sees_gpu = bool(tf.config.list_physical_devices("GPU"))
+    choice = choose_device("TensorFlow", sees_gpu, mixed_precision)
+    if choice.type == "cpu" and sees_gpu:
+        try:
+            # Ray leaves CUDA_VISIBLE_DEVICES alone for a process it gave no GPU, and TensorFlow
+            # would take the machine's GPUs anyway.
+            tf.config.set_visible_devices([], "GPU")
+        except RuntimeError:
+            pass  # TensorFlow already started here (a reused Tune actor): its first trial hid them
+    keras.mixed_precision.set_global_policy("mixed_float16" if choice.amp else "float32")
+    return choice
+
+
+def _make_epoch_callback(keras, config, arch, X_val, y_val, loss_fn, rank, state, runtime):
     settings, task = config["settings"], config["task"]
 
     class ReportEpoch(keras.callbacks.Callback):
@@ -121,6 +138,7 @@ def _make_epoch_callback(keras, config, arch, X_val, y_val, loss_fn, rank, state
             np.savez(directory / BEST_WEIGHTS, **{f"w{i}": w for i, w in enumerate(self.best_weights)})
             (directory / ARCH).write_text(json.dumps(arch))
             (directory / "history.json").write_text(json.dumps(self.history))
+            runtime.write(directory)
             (directory / TRAIN_STATE).write_text(json.dumps({
                 "epoch": epoch, "schedule": self.schedule.state_dict(), "stopper": self.stopper.state_dict(),
                 "history": self.history, "settings": settings}))
@@ -143,8 +161,7 @@ def keras_train_loop_per_worker(config: dict) -> list[dict]:
     except RuntimeError:
         pass  # already set in this process (a reused Tune trial actor)
     keras.utils.set_random_seed(seed)
-    if tf.config.list_physical_devices("GPU") and settings["mixed_precision"] in ("auto", True):
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    device = _choose_tf_device(tf, keras, settings["mixed_precision"])
 
     if config["mode"] == "train":
         context = ray.train.get_context()
@@ -171,9 +188,15 @@ def keras_train_loop_per_worker(config: dict) -> list[dict]:
         else:
             model = build_keras_model(arch)
             model.compile(optimizer=_optimizer(keras, settings), loss=loss_fn)
+    runtime = Runtime(
+        device.type, world,
+        # the strategy's replicas are its devices: each worker's GPUs under MultiWorkerMirroredStrategy
+        gpus_per_worker=strategy.num_replicas_in_sync // world if device.type == "cuda" else 0,
+        # what the model computes in: a restored model keeps the policy it was saved with
+        amp=any(layer.compute_dtype == "float16" for layer in model.layers))
 
     epoch_dataset = _epoch_datasets(tf, config, data, n_outputs, world)
-    callback = _make_epoch_callback(keras, config, arch, X_val, y_val, loss_fn, rank, state)
+    callback = _make_epoch_callback(keras, config, arch, X_val, y_val, loss_fn, rank, state, runtime)
     if state is not None:
         with checkpoint.as_directory() as directory, np.load(Path(directory) / BEST_WEIGHTS) as saved:
             callback.best_weights = [saved[f"w{i}"] for i in range(len(saved.files))]

@@ -4,15 +4,16 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import ray
 
-from rayfit.cluster.resources import check_worker_resources
+from rayfit.cluster.plan import WorkerPlan
 from rayfit.data.streaming import read_training_split
 from rayfit.evaluation.fitted import FittedModel
+from rayfit.trainers.device import read_runtime
 
 
 @dataclass
@@ -35,6 +36,7 @@ class NeuralResult:
     history: list[dict]  # per-epoch metrics, for the learning curves
     train_time_s: float
     best_epoch: int
+    runtime: dict = field(default_factory=dict)  # the checkpoint's runtime.json: device, workers, GPUs, AMP
 
 
 def _torch_framework():
@@ -68,26 +70,33 @@ def loop_config(name: str, model: str, settings: dict, data: TrainingData, mode:
             "progress": progress, "threads": threads, "use_gpu": use_gpu, "streaming": streaming}
 
 
-def fit_neural(framework: str, model: str, settings, data: TrainingData, storage: Path, progress=None) -> NeuralResult:
-    """Train one network of `settings` (a NeuralConfig) data-parallel with Ray Train.
+def fit_neural(framework: str, model: str, settings, data: TrainingData, storage: Path, progress=None,
+               plan: Optional[WorkerPlan] = None) -> NeuralResult:
+    """Train one network of `settings` (a NeuralConfig) data-parallel with Ray Train, on the
+    workers of `plan` (default: the settings' own, fitted to the cluster now).
 
     Re-running with the same storage resumes: Ray Train finds the run's latest checkpoint and the
     loop continues from it (after a worker failure, or `rayfit resume`).
     """
     import ray.train
 
+    from rayfit.cluster.plan import ClusterShape, plan_workers
+    from rayfit.cluster.watchdog import current_watchdog
+
     name = f"{framework}_{model}"
+    plan = plan or plan_workers(framework, settings.workers, settings.cpus_per_worker, settings.gpus_per_worker,
+                                settings.gpu, ClusterShape.current())
     trainer_cls, loop, load_checkpoint = FRAMEWORKS[framework]()
-    use_gpu = check_worker_resources(framework, settings.workers, settings.cpus_per_worker, settings.gpu)
-    resources = {"CPU": settings.cpus_per_worker, **({"GPU": settings.gpus_per_worker} if use_gpu else {})}
+    # Read before the workers are placed: they may take every CPU, and Ray Data's read tasks would
+    # then wait behind them (cluster/plan.py).
     datasets = {"train": read_training_split(data.train_path)} if data.train_path else None
     trainer = trainer_cls(
         loop,
         datasets=datasets,
         train_loop_config=loop_config(name, model, settings.model_dump(), data, "train", progress,
-                                      threads=int(settings.cpus_per_worker), use_gpu=use_gpu),
-        scaling_config=ray.train.ScalingConfig(num_workers=settings.workers, use_gpu=use_gpu,
-                                               resources_per_worker=resources),
+                                      threads=int(plan.cpus_per_worker), use_gpu=plan.use_gpu),
+        scaling_config=ray.train.ScalingConfig(num_workers=plan.workers, use_gpu=plan.use_gpu,
+                                               resources_per_worker=plan.resources),
         run_config=ray.train.RunConfig(
             name=name,
             storage_path=str(Path(storage).resolve()),
@@ -95,24 +104,46 @@ def fit_neural(framework: str, model: str, settings, data: TrainingData, storage
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=settings.keep_checkpoints),
             failure_config=ray.train.FailureConfig(max_failures=settings.max_failures),
         ),
+        **trainer_backend(framework, plan),
     )
     started = time.perf_counter()
-    result = trainer.fit()
+    # In a thread the driver watches: a group that can never be placed ends in the watchdog's error.
+    result = current_watchdog().run(trainer.fit)
     elapsed = time.perf_counter() - started
     if result.error is not None:
         raise result.error
     with result.checkpoint.as_directory() as directory:
         fitted = load_checkpoint(Path(directory), name, data.task, best=settings.restore_best)
         history = json.loads((Path(directory) / "history.json").read_text())
+        runtime = read_runtime(Path(directory))
     best_epoch = min(history, key=lambda m: m["val_loss"])["epoch"] if history else 0
-    return NeuralResult(model=fitted, history=history, train_time_s=elapsed, best_epoch=best_epoch)
+    return NeuralResult(model=fitted, history=history, train_time_s=elapsed, best_epoch=best_epoch,
+                        runtime=runtime)
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def trainer_backend(framework: str, plan: WorkerPlan) -> dict:
+    """Extra trainer arguments for the workers' real devices. PyTorch on GPU workers defaults to
+    NCCL, which needs CUDA: where Ray's GPUs are logical (no CUDA on the worker's node), gloo."""
+    if framework != "torch" or not plan.use_gpu:
+        return {}
+    from ray.train.torch import TorchConfig
+
+    from rayfit.cluster.watchdog import current_watchdog
+
+    probe = ray.remote(_cuda_available).options(num_cpus=plan.cpus_per_worker, num_gpus=plan.gpus_per_worker)
+    ref = probe.remote()
+    has_cuda = ray.get(current_watchdog().wait([ref])[0])
+    return {} if has_cuda else {"torch_config": TorchConfig(backend="gloo")}
 
 
 # -- One Ray task instead of a worker group ------------------------------------------------------
 
-# What starting a Ray Train worker group costs on a laptop (BENCHMARKS.md, B3): a data-parallel
-# run pays it back only when it saves more than this.
-WORKER_GROUP_COST_S = 15.0
 # Keras steps cost more than PyTorch's on small networks; the probe times PyTorch's.
 STEP_COST_FACTOR = {"torch": 1.0, "keras": 3.0}
 
@@ -121,61 +152,53 @@ STEP_COST_FACTOR = {"torch": 1.0, "keras": 3.0}
 class Launch:
     kind: str  # "ray_train" or "task"
     reason: str
+    figures: dict = field(default_factory=dict)  # what auto weighed: estimate_s, saving_s, start_cost_s, ...
 
 
-def step_seconds(model: str, settings, data: TrainingData) -> float:
-    """Time a few optimisation steps of the network (PyTorch) on one worker's threads: the median
-    after a warm-up step."""
-    import torch
+def estimate_train_seconds(framework: str, model: str, settings, data: TrainingData, resources: dict) -> float:
+    """One step, timed on a worker holding `resources`, scaled to the run: steps per epoch x epochs
+    (an upper bound: early stopping may end sooner), Keras steps taken as dearer than PyTorch's."""
+    from rayfit.trainers.launch_cost import step_seconds_on_worker
 
-    from rayfit.trainers.torch_loop import architecture
-    from rayfit.trainers.torch_models import build_torch_model
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(settings.cpus_per_worker)))
-    try:
-        torch.manual_seed(0)
-        network = build_torch_model(architecture(settings.model_dump(), model, data.input_shape, data.n_outputs))
-        optimizer = torch.optim.SGD(network.parameters(), lr=1e-3)
-        x = torch.randn(settings.batch_size, *data.input_shape)
-        timings = []
-        for _ in range(4):
-            started = time.perf_counter()
-            optimizer.zero_grad()
-            network(x).float().pow(2).mean().backward()
-            optimizer.step()
-            timings.append(time.perf_counter() - started)
-    finally:
-        torch.set_num_threads(threads)
-    return sorted(timings[1:])[1]
-
-
-def estimate_train_seconds(framework: str, model: str, settings, data: TrainingData) -> float:
-    """One step's time scaled to the run: steps per epoch x epochs (an upper bound: early stopping
-    may end sooner), Keras steps taken as dearer than PyTorch's."""
     steps = math.ceil(data.train_rows / settings.batch_size) * settings.epochs
-    return step_seconds(model, settings, data) * steps * STEP_COST_FACTOR[framework]
+    step = step_seconds_on_worker(model, settings, data.input_shape, data.n_outputs, resources)
+    return step * steps * STEP_COST_FACTOR[framework]
 
 
-def choose_launch(framework: str, model: str, settings, data: TrainingData, use_gpu: bool) -> Launch:
+def worth_a_worker_group(framework: str, seconds: float, workers: int, what: str, start_cost=None) -> Launch:
+    """The one rule `launch: auto` and `tune.trial_mode: auto` share: n workers cut `seconds` of
+    training to 1/n at best; a worker group pays only if that saves more than it costs to start here."""
+    from rayfit.trainers.launch_cost import MIN_START_S, worker_group_start_cost
+
+    saving = seconds * (1 - 1 / workers)
+    figures = {"estimate_s": round(seconds, 2), "saving_s": round(saving, 2)}
+    if saving <= MIN_START_S:
+        return Launch("task", f"about {seconds:.1f} s of {what}; {workers} workers would save at most "
+                              f"{saving:.1f} s, less than any worker group takes to start", figures)
+    cost = (start_cost or worker_group_start_cost)(framework)
+    figures.update(start_cost_s=round(cost.seconds, 2), start_cost_source=cost.source)
+    if saving > cost.seconds:
+        return Launch("ray_train", f"about {seconds:.0f} s of {what}; {workers} workers save up to {saving:.0f} s, "
+                                   f"more than the {cost.seconds:.1f} s a worker group takes to start here "
+                                   f"({cost.source})", figures)
+    return Launch("task", f"about {seconds:.1f} s of {what}; {workers} workers would save at most {saving:.1f} s, "
+                          f"less than the {cost.seconds:.1f} s a worker group takes to start here ({cost.source})",
+                  figures)
+
+
+def choose_launch(framework: str, model: str, settings, data: TrainingData, plan: WorkerPlan,
+                  estimate=estimate_train_seconds, start_cost=None) -> Launch:
     """The configured launch, or auto's choice with the reason the run states."""
     if settings.launch != "auto":
         return Launch(settings.launch, f"{framework}.launch: {settings.launch}")
     if data.train_path is not None:
         return Launch("ray_train", "the training split streams from Parquet to Ray Train workers")
-    if settings.workers == 1:
+    if plan.workers == 1:
         return Launch("task", "one worker: no worker group to start")
-    if use_gpu:
-        return Launch("ray_train", f"{settings.workers} GPU workers")
-    seconds = estimate_train_seconds(framework, model, settings, data)
-    # At best, n workers cut the training to 1/n: worth a worker group only if that saves its cost.
-    saving = seconds * (1 - 1 / settings.workers)
-    if saving > WORKER_GROUP_COST_S:
-        return Launch("ray_train", f"about {seconds:.0f} s of training alone; {settings.workers} workers "
-                                   f"save up to {saving:.0f} s, more than a worker group costs to start")
-    return Launch("task", f"about {seconds:.1f} s of training alone; {settings.workers} workers would save "
-                          f"at most {saving:.1f} s, less than the ~{WORKER_GROUP_COST_S:.0f} s a worker group "
-                          f"takes to start")
+    if plan.use_gpu:
+        return Launch("ray_train", f"{plan.workers} GPU workers")
+    seconds = estimate(framework, model, settings, data, plan.resources)
+    return worth_a_worker_group(framework, seconds, plan.workers, "training alone", start_cost)
 
 
 def _train_in_task(framework: str, config: dict) -> dict:
@@ -202,16 +225,20 @@ class PendingFit:
     def result(self) -> NeuralResult:
         from rayfit.trainers.task_checkpoints import latest_checkpoint
 
-        outcome = ray.get(self.ref)
+        from rayfit.cluster.watchdog import current_watchdog
+
+        outcome = ray.get(current_watchdog().wait([self.ref])[0])
         _, _, load_checkpoint = FRAMEWORKS[self.framework]()
         with latest_checkpoint(self.checkpoint_dir).as_directory() as directory:
             fitted = load_checkpoint(Path(directory), self.name, self.task, best=self.restore_best)
             history = json.loads((Path(directory) / "history.json").read_text())
+            runtime = read_runtime(Path(directory))
         best_epoch = min(history, key=lambda m: m["val_loss"])["epoch"] if history else 0
-        return NeuralResult(model=fitted, history=history, train_time_s=outcome["seconds"], best_epoch=best_epoch)
+        return NeuralResult(model=fitted, history=history, train_time_s=outcome["seconds"], best_epoch=best_epoch,
+                            runtime=runtime)
 
 
-def start_in_task(framework: str, model: str, settings, data: TrainingData, storage: Path, use_gpu: bool,
+def start_in_task(framework: str, model: str, settings, data: TrainingData, storage: Path, plan: WorkerPlan,
                   progress=None) -> PendingFit:
     """Train one network in one Ray task (one process, no worker group) and return at once.
 
@@ -220,10 +247,10 @@ def start_in_task(framework: str, model: str, settings, data: TrainingData, stor
     """
     name = f"{framework}_{model}"
     config = loop_config(name, model, settings.model_dump(), data, "task", progress,
-                         threads=int(settings.cpus_per_worker), use_gpu=use_gpu)
+                         threads=int(plan.cpus_per_worker), use_gpu=plan.use_gpu)
     config["checkpoint_dir"] = str(Path(storage).resolve() / name)
     task = ray.remote(_train_in_task).options(
-        num_cpus=settings.cpus_per_worker, num_gpus=settings.gpus_per_worker if use_gpu else 0,
+        num_cpus=plan.cpus_per_worker, num_gpus=plan.gpus_per_worker,
         max_retries=settings.max_failures, name=f"rayfit.train[{name}]")
     return PendingFit(task.remote(framework, config), name, framework, data.task, Path(config["checkpoint_dir"]),
                       settings.restore_best)

@@ -22,6 +22,7 @@ from ray import tune
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from rayfit.trainers.device import DeviceChoice, Runtime, choose_device
 from rayfit.trainers.schedule import EarlyStopping, LearningRateSchedule
 from rayfit.trainers.task_checkpoints import latest_checkpoint, save_checkpoint
 from rayfit.trainers.torch_model import ARCH, BEST_WEIGHTS, WEIGHTS
@@ -80,6 +81,16 @@ def _l1_penalty(model: nn.Module) -> torch.Tensor:
     return sum(p.abs().sum() for p in model.parameters() if p.dim() > 1)
 
 
+def _torch_device(mode: str, mixed_precision) -> tuple[torch.device, DeviceChoice]:
+    """This worker's torch device, and the framework-neutral choice behind it (see device.py)."""
+    choice = choose_device("PyTorch", torch.cuda.is_available(), mixed_precision)
+    if choice.type == "cpu":
+        return torch.device("cpu"), choice
+    # Ray Train shares CUDA_VISIBLE_DEVICES between a node's workers (NCCL needs it), so get_device()
+    # picks this worker's GPU; a task or a trial sees only its own GPUs, the first being cuda:0.
+    return (ray.train.torch.get_device() if mode == "train" else torch.device("cuda:0")), choice
+
+
 def _restore(config: dict, mode: str):
     """The checkpoint to continue from: Ray Train's after a worker failure or `rayfit resume`,
     Tune's when a trial is resumed or exploited (PBT), a task's own when it was retried or resumed."""
@@ -102,21 +113,24 @@ def train_loop_per_worker(config: dict) -> list[dict]:
     if mode == "train":
         context = ray.train.get_context()
         rank, world = context.get_world_rank(), context.get_world_size()
-        device = ray.train.torch.get_device()
     else:
         rank, world = 0, 1
-        device = torch.device("cuda" if torch.cuda.is_available() and config.get("use_gpu") else "cpu")
-    use_amp = device.type == "cuda" and settings["mixed_precision"] in ("auto", True)
+    device, choice = _torch_device(mode, settings["mixed_precision"])
+    use_amp = choice.amp  # autocast + GradScaler: on CUDA only
+    # One device per worker: DistributedDataParallel spans workers, not a worker's GPUs.
+    runtime = Runtime(device.type, world, gpus_per_worker=1 if device.type == "cuda" else 0, amp=use_amp)
 
     n_outputs = config["n_outputs"]
     X_val, y_val = torch.as_tensor(data["X_val"]), _targets(data["y_val"], task, n_outputs)
     arch = architecture(settings, config["model"], X_val.shape[1:], n_outputs)
 
     torch.manual_seed(seed)  # the same initial weights on every worker and in every rerun
-    model = build_torch_model(arch)
+    model = build_torch_model(arch).to(device)
     state = _load_state(_restore(config, mode), model)
     if mode == "train":
-        model = ray.train.torch.prepare_model(model)  # device placement + DistributedDataParallel
+        # DistributedDataParallel on our device: Ray's own choice would be cuda:N even where Ray's
+        # GPUs are logical and CUDA is absent.
+        model = ray.train.torch.prepare_model(model, move_to_device=device)
     raw_model = model.module if hasattr(model, "module") else model
 
     optimizer = OPTIMIZERS[settings["optimizer"]](model.parameters(), settings)
@@ -135,7 +149,8 @@ def train_loop_per_worker(config: dict) -> list[dict]:
                     group[key] = settings[key]
         schedule.load_state_dict(state["schedule"])
         stopper.load_state_dict(state["stopper"])
-        scaler.load_state_dict(state["scaler"])
+        if state["scaler"]:  # empty when the checkpoint was written without AMP (on CPU)
+            scaler.load_state_dict(state["scaler"])
         history, best_weights, start_epoch = state["history"], state["best_weights"], state["epoch"] + 1
 
     batches = _batches(config, data, n_outputs, device)
@@ -188,7 +203,7 @@ def train_loop_per_worker(config: dict) -> list[dict]:
                        "stopper": stopper.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
                        "history": history, "best_weights": best_weights, "settings": settings,
                        "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state()}
-        _report(config, mode, rank, metrics, raw_model, arch, train_state, improved)
+        _report(config, mode, rank, metrics, raw_model, arch, train_state, runtime, improved)
         if stopper.should_stop:
             break
     return history
@@ -217,7 +232,9 @@ def _batches(config: dict, data: dict, n_outputs: int, device):
     loader = DataLoader(TensorDataset(X, y), batch_size=settings["batch_size"], shuffle=True,
                         generator=generator, pin_memory=device.type == "cuda")
     if config["mode"] == "train":
-        loader = ray.train.torch.prepare_data_loader(loader)  # DistributedSampler + device moves
+        # The DistributedSampler only: the loop moves batches to its device itself, since Ray's
+        # device moves would target cuda:N even where Ray's GPUs are logical and CUDA is absent.
+        loader = ray.train.torch.prepare_data_loader(loader, move_to_device=False)
 
     def in_memory(epoch):
         generator.manual_seed(seed + epoch)  # the order is a function of the epoch: resumable
@@ -236,23 +253,24 @@ def _load_state(checkpoint, model: nn.Module) -> Optional[dict]:
         return torch.load(Path(directory) / TRAIN_STATE, map_location="cpu", weights_only=False)
 
 
-def _write_checkpoint(directory: Path, model: nn.Module, arch: dict, train_state: dict) -> None:
+def _write_checkpoint(directory: Path, model: nn.Module, arch: dict, train_state: dict, runtime: Runtime) -> None:
     """Everything needed to continue (see STYLE.md #6) and to restore the best epoch's weights."""
     torch.save(model.state_dict(), directory / WEIGHTS)
     torch.save(train_state["best_weights"], directory / BEST_WEIGHTS)
     torch.save(train_state, directory / TRAIN_STATE)
     (directory / ARCH).write_text(json.dumps(arch))
     (directory / "history.json").write_text(json.dumps(train_state["history"]))
+    runtime.write(directory)
 
 
-def _report(config, mode, rank, metrics, model, arch, train_state, improved) -> None:
+def _report(config, mode, rank, metrics, model, arch, train_state, runtime, improved) -> None:
     progress = config.get("progress")
     if progress is not None and rank == 0:
         progress.push.remote({"stage": config["name"], "epoch": metrics["epoch"],
                               "epochs": config["settings"]["epochs"], "metrics": metrics})
     if mode == "task":  # one process: a checkpoint every epoch, kept in the run directory
         with tempfile.TemporaryDirectory() as tmp:
-            _write_checkpoint(Path(tmp), model, arch, train_state)
+            _write_checkpoint(Path(tmp), model, arch, train_state, runtime)
             save_checkpoint(Path(tmp), config["checkpoint_dir"], metrics["epoch"], config["settings"]["keep_checkpoints"])
         return
     report, checkpoint_cls = (ray.train.report, ray.train.Checkpoint) if mode == "train" else (tune.report, tune.Checkpoint)
@@ -264,5 +282,5 @@ def _report(config, mode, rank, metrics, model, arch, train_state, improved) -> 
         report(metrics)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        _write_checkpoint(Path(tmp), model, arch, train_state)
+        _write_checkpoint(Path(tmp), model, arch, train_state, runtime)
         report(metrics, checkpoint=checkpoint_cls.from_directory(tmp))

@@ -5,7 +5,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -14,12 +14,13 @@ from ray import tune
 from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 from ray.tune.logger import JsonLoggerCallback
 
-from rayfit.cluster.resources import check_trial_resources, cluster_totals
+from rayfit.cluster.plan import ClusterShape, TrialPlan, check_trial_request, plan_trials
+from rayfit.cluster.watchdog import current_watchdog
 from rayfit.config import NeuralConfig, TuneSettings
 from rayfit.data.streaming import read_training_split
 from rayfit.errors import UserError
 from rayfit.evaluation.fitted import FittedModel, SklearnModel
-from rayfit.trainers.launch import TrainingData, estimate_train_seconds, loop_config
+from rayfit.trainers.launch import TrainingData, estimate_train_seconds, loop_config, trainer_backend
 from rayfit.tuning.baseline_trial import ESTIMATOR_FILE, baseline_trial
 from rayfit.tuning.schedulers import EXPLOITING
 from rayfit.tuning.searchers import build_searcher, scheduler_for
@@ -40,6 +41,8 @@ class SearchResult:
     epochs_budget: int  # trials * max_t: what running every trial to the end would cost
     trial_mode: str = "inline"  # inline or distributed (see tuning/trial_mode.py)
     trial_mode_reason: str = ""
+    plan: str = ""  # how trials were placed: "2 trials at once, each 1 CPU"
+    trial_mode_figures: dict = field(default_factory=dict)
 
 
 def _torch_trial(config: dict, base: dict) -> None:
@@ -94,16 +97,13 @@ def search_name(settings: TuneSettings) -> str:
 
 def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, storage: Path,
                on_event=None, n_classes: Optional[int] = None) -> SearchResult:
-    use_gpu = check_trial_resources(settings.cpus_per_trial, settings.gpus_per_trial)
-    total_cpus, total_gpus = cluster_totals()
-    fits = int(total_cpus // settings.cpus_per_trial)
-    if use_gpu:
-        fits = min(fits, int(total_gpus // settings.gpus_per_trial))
-    concurrent = settings.max_concurrent_trials or max(1, fits)
-    mode = _trial_mode(settings, base, data)
-    trial_fn, trial_base = _trainable(settings, base, data, mode, use_gpu)
-    trainable = tune.with_resources(tune.with_parameters(trial_fn, base=trial_base),
-                                    mode.trial_resources(settings, use_gpu))
+    cluster = ClusterShape.current()
+    check_trial_request(settings.cpus_per_trial, settings.gpus_per_trial, cluster)
+    mode = _trial_mode(settings, base, data, cluster)
+    plan = plan_trials(mode.mode, settings.cpus_per_trial, settings.gpus_per_trial, mode.workers,
+                       settings.max_concurrent_trials, cluster)
+    trial_fn, trial_base = _trainable(settings, base, data, plan)
+    trainable = tune.with_resources(tune.with_parameters(trial_fn, base=trial_base), plan.trial_resources)
     # Tune snapshots the search's state every >= 10 s by default; a driver killed in between would
     # rerun trials that had finished. A small search's snapshot takes milliseconds: take one a second.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
@@ -122,14 +122,17 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
             tune_config=tune.TuneConfig(
                 metric=settings.metric, mode=settings.mode, num_samples=settings.num_samples,
                 scheduler=scheduler_for(settings),
-                search_alg=build_searcher(settings, data.seed, concurrent, bounded_by_resources=mode.mode == "inline"),
+                # How many trials run at once is the plan's (a distributed trial's actor is a
+                # sliver: Tune alone would start trials whose workers could never be placed).
+                search_alg=build_searcher(settings, data.seed, plan.concurrent),
                 time_budget_s=settings.time_budget_s,
                 # About 1 s of actor start-up saved per inline trial on a laptop. A distributed
                 # trial's actor owns its Ray Train run: a stopped trial's actor must go with it.
-                reuse_actors=mode.mode == "inline",
+                reuse_actors=plan.mode == "inline",
             ),
             run_config=tune.RunConfig(
                 name=path.name, storage_path=str(path.parent), verbose=0,
+                stop=current_watchdog().tune_stopper(),
                 # Keeping every (small) checkpoint: with num_to_keep set, Tune snapshots its state
                 # after each checkpoint, which dominates a small trial.
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
@@ -139,6 +142,7 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
     started = time.perf_counter()
     grid = tuner.fit()
     wall = time.perf_counter() - started
+    current_watchdog().check()  # a search the watchdog ended is an error, not a result
 
     better = min if settings.mode == "min" else max
     trials = []
@@ -174,34 +178,58 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
         model=model, best_params=best_trial["params"], trials=trials, history=best_trial["history"],
         wall_time_s=wall, epochs_trained=sum(t["epochs"] for t in trials),
         epochs_budget=len(trials) * settings.max_t, trial_mode=mode.mode, trial_mode_reason=mode.reason,
+        plan=plan.describe(), trial_mode_figures=mode.figures,
     )
 
 
-def _trial_mode(settings: TuneSettings, base: NeuralConfig, data: TrainingData) -> TrialMode:
-    seconds = 0.0
-    if settings.model in TRIALS and settings.trial_mode == "auto" and data.input_shape:
+def _trial_mode(settings: TuneSettings, base: NeuralConfig, data: TrainingData, cluster: ClusterShape) -> TrialMode:
+    def estimate() -> float:
         # One trial as one training run: max_t epochs on the trial's CPUs.
-        trial = base.model_copy(update={"epochs": settings.max_t, "cpus_per_worker": settings.cpus_per_trial})
-        seconds = estimate_train_seconds(settings.model, base.models[0], trial, data)
-    return choose_trial_mode(settings, data.train_path is not None, seconds)
+        trial = base.model_copy(update={"epochs": settings.max_t})
+        resources = {"CPU": settings.cpus_per_trial, "GPU": settings.gpus_per_trial}
+        return estimate_train_seconds(settings.model, base.models[0], trial, data, resources)
+
+    mode = choose_trial_mode(settings, data.train_path is not None, estimate if data.input_shape else None)
+    if mode.mode == "distributed" and not _state_api_answers():
+        # Ray Train frees a stopped trial's workers only after asking the State API (served by
+        # the dashboard) that its controller is gone; without it every trial a scheduler stops
+        # leaks its placement group and the next trials wait for ever.
+        if settings.trial_mode == "distributed":
+            raise UserError("tune.trial_mode: distributed needs Ray's dashboard (Ray Train asks its State API "
+                            "before freeing a stopped trial's workers), and this Ray cluster has none; start "
+                            "Ray with the dashboard or set tune.trial_mode: inline")
+        mode = TrialMode("inline", "this Ray cluster has no dashboard, which Ray Train needs to free a stopped "
+                                   "trial's workers; trials train inline")
+    return mode
 
 
-def _trainable(settings: TuneSettings, base: NeuralConfig, data: TrainingData, mode: TrialMode, use_gpu: bool):
-    """(trial function, its constant arguments) for the search's model and trial mode."""
+def _state_api_answers() -> bool:
+    from ray.util.state import list_actors
+
+    try:
+        list_actors(limit=1, timeout=5, raise_on_missing_output=False)
+        return True
+    except Exception:
+        return False
+
+
+def _trainable(settings: TuneSettings, base: NeuralConfig, data: TrainingData, plan: TrialPlan):
+    """(trial function, its constant arguments) for the search's model and trial plan."""
     # Every trial runs up to max_t epochs; the scheduler decides who stops earlier. Early stopping
     # inside a trial stays on, as in a plain training run.
     base_settings = {**base.model_dump(), "epochs": settings.max_t}
-    if mode.mode == "distributed":
-        workers = mode.worker_resources(settings, use_gpu)
+    if plan.mode == "distributed":
+        workers = plan.workers
         loop = loop_config("tune", base.models[0], base_settings, data, "train",
-                           threads=max(1, round(workers["CPU"])), use_gpu=use_gpu)
-        # Read once here, shared by every trial's workers (see fit_neural on why it is materialized).
+                           threads=max(1, round(workers.cpus_per_worker)), use_gpu=workers.use_gpu)
+        # Read once here, before any trial holds a CPU, and shared by every trial's workers.
         dataset = read_training_split(data.train_path) if data.train_path else None
         return distributed_trial, {
-            "framework": settings.model, "loop": loop, "workers": mode.workers, "use_gpu": use_gpu,
-            "worker_resources": workers, "max_failures": base.max_failures, "train_dataset": dataset}
+            "framework": settings.model, "loop": loop, "workers": workers.workers, "use_gpu": workers.use_gpu,
+            "worker_resources": workers.resources, "max_failures": base.max_failures, "train_dataset": dataset,
+            "backend": trainer_backend(settings.model, workers)}
     trial_base = loop_config("tune", base.models[0], base_settings, data, "tune",
-                             threads=max(1, int(settings.cpus_per_trial)), use_gpu=use_gpu)
+                             threads=max(1, int(settings.cpus_per_trial)), use_gpu=plan.use_gpu)
     # PBT restarts trials from other trials' latest checkpoints: checkpoint every epoch for it.
     trial_base["checkpoint_every_epoch"] = settings.scheduler in EXPLOITING
     if settings.model not in TRIALS:

@@ -54,19 +54,15 @@ SEARCHERS: dict[str, Callable] = {
 MODEL_BASED = {"optuna", "hyperopt", "bohb"}
 
 
-def build_searcher(settings, seed: int, concurrent: int, bounded_by_resources: bool = True):
-    """The searcher with its concurrency limit: Tune ignores TuneConfig's max_concurrent_trials for
-    a variant generator, so the limit lives with the searcher.
-
-    bounded_by_resources: whether the trials' own resource requests keep them from oversubscribing
-    the cluster. A distributed trial's actor takes a sliver of a CPU while its workers ask later:
-    unbounded, every trial would start and none could place its workers.
+def build_searcher(settings, seed: int, concurrent: int):
+    """The searcher with its concurrency limit, `concurrent` trials at once (the resource plan's,
+    cluster/plan.py). Tune ignores TuneConfig's max_concurrent_trials for a variant generator, so
+    the limit lives with the searcher.
     """
     searcher = SEARCHERS[settings.searcher](settings, seed)
     if settings.searcher in MODEL_BASED:
         return ConcurrencyLimiter(searcher, max_concurrent=concurrent)
-    limit = settings.max_concurrent_trials or (0 if bounded_by_resources else concurrent)
-    searcher.max_concurrent = limit  # BasicVariantGenerator's own limit (0: none)
+    searcher.max_concurrent = concurrent  # BasicVariantGenerator's own limit
     return searcher
 
 

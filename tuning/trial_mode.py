@@ -6,40 +6,30 @@ streaming from Parquet. `auto` picks distributed only where that trade is worth 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ray import tune
 
 from rayfit.config import TuneSettings
-from rayfit.trainers.launch import WORKER_GROUP_COST_S
 
-# The distributed trial's own actor only waits on its Ray Train run: a sliver of a CPU, taken out
-# of cpus_per_trial so the trial's whole footprint is what the config says.
-TRIAL_ACTOR_CPU = 0.01
+
 @dataclass(frozen=True)
 class TrialMode:
     mode: str  # "inline" or "distributed"
     reason: str
     workers: int = 1
-
-    def trial_resources(self, settings: TuneSettings, use_gpu: bool) -> dict:
-        if self.mode == "inline":
-            return {"cpu": settings.cpus_per_trial, **({"gpu": settings.gpus_per_trial} if use_gpu else {})}
-        return {"cpu": TRIAL_ACTOR_CPU}
-
-    def worker_resources(self, settings: TuneSettings, use_gpu: bool) -> dict:
-        """Each Ray Train worker's share of the trial's CPUs and GPUs."""
-        cpus = (settings.cpus_per_trial - TRIAL_ACTOR_CPU) / self.workers
-        return {"CPU": cpus, **({"GPU": settings.gpus_per_trial / self.workers} if use_gpu else {})}
+    figures: dict = field(default_factory=dict)  # what auto weighed (see trainers/launch.py)
 
 
-def choose_trial_mode(settings: TuneSettings, streaming: bool, trial_seconds: float) -> TrialMode:
+def choose_trial_mode(settings: TuneSettings, streaming: bool, estimate=None, start_cost=None) -> TrialMode:
     """The configured mode, or auto's choice with the reason the report states.
 
-    trial_seconds: one trial's training alone, estimated as for any network's launch
-    (trainers/launch.py): distributed only where its workers could save more than a worker group
-    costs to start, the same rule `launch: auto` applies to a plain training run.
+    estimate: () -> one trial's training alone in seconds, as for any network's launch
+    (trainers/launch.py), asked only when it decides: distributed only where the trial's workers
+    could save more than a worker group costs to start here, the rule `launch: auto` applies.
     """
+    from rayfit.trainers.launch import worth_a_worker_group
+
     workers = settings.workers_per_trial
     if settings.model not in ("torch", "keras"):
         return TrialMode("inline", "baselines train inside the trial")
@@ -56,12 +46,12 @@ def choose_trial_mode(settings: TuneSettings, streaming: bool, trial_seconds: fl
     if settings.gpus_per_trial > 1:
         return TrialMode("distributed", f"{settings.gpus_per_trial:g} GPUs per trial need one worker each",
                          max(workers, int(settings.gpus_per_trial)))
-    saving = trial_seconds * (1 - 1 / workers)
-    if saving > WORKER_GROUP_COST_S:
-        return TrialMode("distributed", f"about {trial_seconds:.0f} s of training per trial; {workers} workers save "
-                                        f"up to {saving:.0f} s, more than a worker group costs to start", workers)
-    return TrialMode("inline", f"about {trial_seconds:.1f} s of training per trial; {workers} workers would save "
-                               f"at most {saving:.1f} s, less than a worker group costs to start")
+    if workers == 1:
+        return TrialMode("inline", "one worker per trial: no worker group to start")
+    launch = worth_a_worker_group(settings.model, estimate() if estimate else 0.0, workers,
+                                  "training per trial", start_cost)
+    mode = "distributed" if launch.kind == "ray_train" else "inline"
+    return TrialMode(mode, launch.reason, workers if mode == "distributed" else 1, launch.figures)
 
 
 def distributed_trial(config: dict, base: dict) -> None:
@@ -83,6 +73,7 @@ def distributed_trial(config: dict, base: dict) -> None:
         train_loop_config=loop_config,
         scaling_config=ray.train.ScalingConfig(num_workers=base["workers"], use_gpu=base["use_gpu"],
                                                resources_per_worker=base["worker_resources"]),
+        **base["backend"],
         run_config=ray.train.RunConfig(
             name="train", storage_path=tune.get_context().get_trial_dir(),
             # The latest checkpoint carries the best epoch's weights and the history: keep one.

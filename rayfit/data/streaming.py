@@ -12,11 +12,29 @@ from rayfit.errors import UserError
 FEATURES, LABEL = "x", "y"  # a tensor column of one example each, and the target
 
 
-def should_stream(cfg, source: str, kind: str) -> bool:
-    stream = str(source).lower().endswith((".parquet", ".pq")) if cfg.streaming == "auto" else cfg.streaming
-    if stream and kind != "tabular" and cfg.streaming is True:
-        raise UserError(f"data.streaming: true streams tabular data only; {source} is {kind} data")
-    return bool(stream) and kind == "tabular"
+# data.streaming: auto streams a training split larger than this share of the cluster's object-store
+# memory. Below it the arrays go to the object store once and every worker reads them from there
+# (fast, and small); above it they would crowd the store and each worker's memory, so each worker
+# streams only its shard through Ray Data. The file format plays no part: a small Parquet file
+# trains exactly like the same rows as CSV.
+STREAM_OBJECT_STORE_FRACTION = 0.25
+
+
+def should_stream(cfg, kind: str, train_bytes: int, object_store_bytes: float) -> tuple[bool, str]:
+    """Whether the training split streams, and why (a line for the progress display)."""
+    size = f"training split {train_bytes / 2**20:.1f} MiB"
+    if cfg.streaming is True:
+        if kind != "tabular":
+            raise UserError(f"data.streaming: true streams tabular data only; {cfg.source} is {kind} data")
+        return True, f"{size}, streamed through Ray Data (data.streaming: true)"
+    if cfg.streaming is False:
+        return False, f"{size}, in the object store (data.streaming: false)"
+    limit = STREAM_OBJECT_STORE_FRACTION * object_store_bytes
+    if kind == "tabular" and train_bytes > limit:
+        return True, (f"{size}, over {STREAM_OBJECT_STORE_FRACTION:.0%} of the object store "
+                      f"({object_store_bytes / 2**30:.1f} GiB): streamed through Ray Data")
+    return False, (f"{size}, in the object store (streamed above {STREAM_OBJECT_STORE_FRACTION:.0%} of its "
+                   f"{object_store_bytes / 2**30:.1f} GiB)")
 
 
 def write_split(X: np.ndarray, y: np.ndarray, path: Path) -> Path:

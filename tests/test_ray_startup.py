@@ -1,0 +1,307 @@
+"""Starting or joining Ray never hangs (issue 17): a stale `ray start` pointer, an address that does
+not answer, and SIGINT / SIGTERM at any stage.
+
+Each test runs the installed `rayfit` in a process of its own, in a session of its own (so whatever
+it starts can be found, and cleaned up, by process group), with a Ray temp dir of its own (so Ray's
+pointer file and sessions live there, never in the machine's /tmp/ray, where other Ray sessions may
+be running).
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from rayfit.config import load_experiment, to_yaml
+from rayfit.run_record import STATE_FILE, RunRecord
+
+RAYFIT = Path(sys.executable).with_name("rayfit")
+# Baselines only, on a 150-row set: the cheapest complete run.
+TINY_OVERRIDES = ("torch.enabled=false", "keras.enabled=false", "tune.enabled=false")
+TINY = ["--data", "iris", *(arg for override in TINY_OVERRIDES for arg in ("--set", override))]
+# The bound on failing to join: the connect timeout, plus slack for a busy machine.
+SLACK_S = 10
+
+
+@pytest.fixture
+def ray_tmpdir():
+    """$RAY_TMPDIR for the process under test: Ray's pointer file is <it>/ray/ray_current_cluster
+    (ray/_common/utils.py, get_ray_address_file). Short, under /tmp: Ray's Unix socket paths inside
+    it must fit in 107 bytes, which pytest's tmp_path can exceed."""
+    path = Path(tempfile.mkdtemp(prefix="rf-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _closed_port() -> int:
+    """A port nothing listens on (refused at once)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _stale_pointer(ray_tmpdir: Path) -> str:
+    """What a `ray start --head` killed by a signal leaves behind: the pointer, and nothing at it."""
+    address = f"127.0.0.1:{_closed_port()}"
+    (ray_tmpdir / "ray").mkdir(parents=True, exist_ok=True)
+    (ray_tmpdir / "ray" / "ray_current_cluster").write_text(address)
+    return address
+
+
+class Rayfit:
+    """A `rayfit` command in its own session; its output (stdout and stderr, in order) read as it comes."""
+
+    def __init__(self, args, ray_tmpdir: Path, cwd: Path, **env):
+        environ = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        # COLUMNS: one line per progress event, not wrapped at 80 columns by rich
+        environ.update(RAY_TMPDIR=str(ray_tmpdir), COLUMNS="1000", **env)
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen([str(RAYFIT), *args], cwd=cwd, env=environ, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        self.lines: list[str] = []
+        self._queue: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def _take(self, timeout: float):
+        line = self._queue.get(timeout=timeout)
+        if line is not None:
+            self.lines.append(line)
+        return line
+
+    def wait_for(self, text: str, timeout: float = 120) -> None:
+        """Read on until a line holds `text`; fail (with the output) if the process ends first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._take(max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"no {text!r} within {timeout} s:\n" + self.output)
+            if line is None:
+                pytest.fail(f"rayfit ended before {text!r}:\n" + self.output)
+            if text in line:
+                return
+
+    def finish(self, timeout: float = 300) -> int:
+        """Wait for the exit; the exit status."""
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"rayfit still running after {timeout} s:\n" + self.output)
+        while self._take(timeout=10) is not None:
+            pass
+        return self.proc.returncode
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    @property
+    def last_line(self) -> str:
+        return next(line for line in reversed(self.lines) if line.strip())
+
+    def leftovers(self, grace_s: float = 15) -> list[str]:
+        """Processes still in the command's process group (Ray's, if it did not stop them), after a
+        grace period for ones that are on their way out."""
+        deadline = time.monotonic() + grace_s
+        while True:
+            left = []
+            for proc in psutil.process_iter(["pid", "name"]):
+                try:
+                    if os.getpgid(proc.info["pid"]) == self.proc.pid:
+                        left.append(f"{proc.info['pid']} {proc.info['name']}")
+                except (ProcessLookupError, psutil.Error):
+                    pass
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(0.5)
+
+    def kill_leftovers(self) -> None:
+        """Clean up after a failed test: only this command's own process group."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.wait()
+
+
+@pytest.fixture
+def rayfit(ray_tmpdir, tmp_path):
+    """Start rayfit commands; whatever they leave running is killed afterwards."""
+    started: list[Rayfit] = []
+
+    def start(*args, **env) -> Rayfit:
+        started.append(Rayfit(args, ray_tmpdir, tmp_path, **env))
+        return started[-1]
+
+    yield start
+    for command in started:
+        command.kill_leftovers()
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+# ----------------------------------------------------------------------------------------------
+# No address: a stale pointer is not followed
+
+
+def test_a_stale_pointer_is_ignored_and_a_private_ray_started(rayfit, ray_tmpdir, tmp_path):
+    stale = _stale_pointer(ray_tmpdir)
+    run = rayfit("run", *TINY, "--out", "run")
+    assert run.finish() == 0, run.output
+    pointer = ray_tmpdir / "ray" / "ray_current_cluster"
+    assert f"ray: done, started a private Ray (ignored a stale pointer to {stale} in {pointer}: " \
+           f"connection refused)" in _flat(run.output)
+    assert (tmp_path / "run" / "report.html").is_file()
+    assert run.leftovers() == []  # the private Ray it started is stopped
+    assert pointer.read_text() == stale  # Ray's file is left alone: rayfit only declines to follow it
+
+
+# ----------------------------------------------------------------------------------------------
+# An address that does not answer: an error naming it, within the timeout
+
+
+def _resumable_run(run_dir: Path) -> Path:
+    """A run directory as `rayfit run` leaves it when stopped before any stage finished."""
+    run_dir.mkdir()
+    exp = load_experiment(data="iris", overrides=TINY_OVERRIDES)
+    (run_dir / "config.yaml").write_text(to_yaml(exp))
+    RunRecord.create(run_dir, "iris")
+    return run_dir
+
+
+# how the address is given -> (extra arguments, environment)
+ADDRESS_SOURCES = {
+    "--address": (lambda a: ["--address", a], lambda a: {}, "ray.address"),
+    "ray.address": (lambda a: ["--set", f"ray.address={a}"], lambda a: {}, "ray.address"),
+    "RAY_ADDRESS": (lambda a: [], lambda a: {"RAY_ADDRESS": a}, "RAY_ADDRESS"),
+}
+
+
+@pytest.mark.parametrize("given", list(ADDRESS_SOURCES))
+def test_an_address_that_refuses_is_an_error_naming_it(given, rayfit, tmp_path):
+    args, env, key = ADDRESS_SOURCES[given]
+    address = f"127.0.0.1:{_closed_port()}"
+    run = rayfit("run", *TINY, "--out", "run", *args(address), **env(address))
+    run.wait_for(f"ray: join {address} ({key}; up to 15 s)")  # the default ray.connect_timeout_s
+    assert run.finish(timeout=15 + SLACK_S) == 2, run.output
+    assert run.last_line == f"error: {key}: cannot join Ray at {address}: connection refused", run.output
+    assert "Traceback" not in run.output
+    assert not (tmp_path / "run").exists()  # the run directory it claimed is given back
+
+
+def test_resume_address_overrides_the_runs_own(rayfit, tmp_path):
+    run_dir = _resumable_run(tmp_path / "interrupted")
+    address = f"127.0.0.1:{_closed_port()}"
+    resume = rayfit("resume", str(run_dir), "--address", address)
+    resume.wait_for(f"ray: join {address}")
+    assert resume.finish(timeout=15 + SLACK_S) == 2, resume.output
+    assert resume.last_line == f"error: ray.address: cannot join Ray at {address}: connection refused"
+    assert (run_dir / STATE_FILE).is_file()  # still there to resume once the cluster is back
+
+
+def test_an_open_port_where_no_ray_answers_fails_within_the_timeout(rayfit, tmp_path):
+    """The kernel accepts TCP connections to a listening socket that never reads: past the TCP check,
+    Ray's own client would wait there for minutes."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        run = rayfit("run", *TINY, "--out", "run", "--address", address, "--set", "ray.connect_timeout_s=2")
+        run.wait_for(f"ray: join {address} (ray.address; up to 2 s)")
+        assert run.finish(timeout=2 + SLACK_S) == 2, run.output
+    assert run.last_line == f"error: ray.address: cannot join Ray at {address}: a port is open there, " \
+                            f"but no Ray answers within 2 s"
+
+
+# ----------------------------------------------------------------------------------------------
+# Signals
+
+
+def test_sigterm_during_ray_startup_stops_at_once_and_the_run_resumes(rayfit, tmp_path):
+    run = rayfit("run", *TINY, "--out", "run")
+    run.wait_for("ray: start a private Ray")
+    time.sleep(1)  # inside ray.init, which takes about 5 s here
+    run.proc.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    assert run.finish(timeout=30) == 130, run.output
+    assert time.monotonic() - signalled < SLACK_S, run.output
+    assert "ray: done" not in run.output  # it was stopped during the start-up, not after
+    assert run.last_line == f"error: interrupted by SIGTERM; resume with: rayfit resume run", run.output
+    assert run.leftovers() == []  # the half-started Ray is stopped too
+
+    resume = rayfit("resume", "run")
+    assert resume.finish() == 0, resume.output
+    assert (tmp_path / "run" / "report.html").is_file()
+
+
+def test_sigterm_during_training_stops_ray_and_names_the_resume_command(rayfit, tmp_path):
+    # Long enough that the signal always lands mid-training; one Ray task, not a worker group,
+    # to keep the test cheap.
+    run = rayfit("run", *TINY, "--out", "run", "--set", "baselines.enabled=false", "--set", "torch.enabled=true",
+                 "--set", "torch.launch=task", "--set", "torch.epochs=20000", "--set", "torch.patience=20000")
+    run.wait_for("torch_mlp: 2/20000")
+    run.proc.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    assert run.finish(timeout=30) == 130, run.output
+    assert time.monotonic() - signalled < SLACK_S, run.output
+    assert run.last_line == "error: interrupted by SIGTERM; resume with: rayfit resume run", run.output
+    assert run.leftovers() == []  # Ray, its workers and the training task included
+    state = json.loads((tmp_path / "run" / STATE_FILE).read_text())
+    assert state["status"] == "running" and "torch_mlp" not in state["stages"]
+    assert list((tmp_path / "run" / "checkpoints" / "torch_mlp").glob("checkpoint_*"))  # resume continues here
+
+
+# The CLI's signal policy on its own, without Ray: a library that installs its own handler (as
+# ray.init, Ray Train and Tune do) does not get the signal, and a second signal exits at once
+# even while the clean-up of the first is still running.
+POLICY = textwrap.dedent("""
+    import signal, sys, time
+    from rayfit.cli import EXIT_INTERRUPTED, _signals_stop_the_command
+
+    with _signals_stop_the_command() as received:
+        signal.signal(signal.SIGINT, lambda *a: sys.exit(3))   # what Ray's libraries do
+        signal.signal(signal.SIGTERM, lambda *a: sys.exit(3))
+        try:
+            print("ready", flush=True)
+            time.sleep(60)
+        except KeyboardInterrupt:
+            print("interrupted by", received[0], flush=True)
+            if sys.argv[1] == "twice":
+                time.sleep(60)  # a slow clean-up, cut short by the second signal
+            sys.exit(EXIT_INTERRUPTED)
+    """)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("times", ["once", "twice"])
+def test_the_first_signal_interrupts_and_a_second_exits_at_once(signum, times):
+    proc = subprocess.Popen([sys.executable, "-c", POLICY, times], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signum)
+        assert proc.stdout.readline().strip() == f"interrupted by {signal.Signals(signum).name}"
+        if times == "twice":
+            proc.send_signal(signum)
+        assert proc.wait(timeout=20) == 130  # not 3: the library's handler never ran; not 60 s later
+    finally:
+        proc.kill()

@@ -201,6 +201,7 @@ class RunPlan:
     networks: dict[str, WorkerPlan] = field(default_factory=dict)  # framework -> its networks' workers
 
     def describe(self) -> dict:
-        return {"cluster": self.cluster.describe(),
-                "networks": {name: plan.describe() + (f" ({plan.note})" if plan.note else "")
-                             for name, plan in self.networks.items()}}
+        """The cluster the run was planned on (each model's own workers and device are its entry's)."""
+        notes = {name: plan.note for name, plan in self.networks.items() if plan.note}
+        return {"cluster": self.cluster.describe(), "nodes": len(self.cluster.nodes), "cpus": self.cluster.cpus,
+                "gpus": self.cluster.gpus, **({"notes": notes} if notes else {})}

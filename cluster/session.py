@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from typing import Optional
 from urllib.parse import urlparse
@@ -101,6 +102,10 @@ def find_ray(address: Optional[str]) -> RayTarget:
             return RayTarget(canonicalize_bootstrap_address_or_die("auto"), f"{source}: auto", found_here=True)
         except ConnectionError as exc:
             raise UserError(f"{source}: auto: {exc}") from None
+    try:
+        _host_port(address)
+    except ValueError:
+        raise UserError(f"{source}: {address!r} is not host:port, ray://host:port, auto or local") from None
     return RayTarget(address, source)
 
 
@@ -153,11 +158,12 @@ def _probe(address: str, timeout: float) -> tuple[bool, str]:
     for ray://, a GCS client otherwise. Both protocol checks can block for much longer than the
     timeout, so they run in a thread this one waits for: the wait can be interrupted by a signal.
     """
+    deadline = time.monotonic() + timeout
     client = address.startswith("ray://")
     try:
-        host, port = _host_port(urlparse(address).netloc if client else address)
-    except ValueError:
-        raise UserError(f"ray.address: {address!r} is not host:port, ray://host:port, auto or local") from None
+        host, port = _host_port(address)
+    except ValueError:  # a pointer file holding something else
+        return False, f"{address!r} is not host:port"
     try:
         socket.create_connection((host, port), timeout=timeout).close()
     except socket.timeout:
@@ -171,7 +177,7 @@ def _probe(address: str, timeout: float) -> tuple[bool, str]:
     def ask():
         try:
             if client:
-                outcome["answer"] = _client_answers(host, port, timeout)
+                outcome["answer"] = _client_answers(host, port, max(0.1, deadline - time.monotonic()))
             else:
                 from ray._raylet import GcsClient
 
@@ -184,7 +190,7 @@ def _probe(address: str, timeout: float) -> tuple[bool, str]:
 
     thread = threading.Thread(target=ask, name=f"rayfit-probe-{address}", daemon=True)
     thread.start()
-    thread.join(timeout)
+    thread.join(max(0.0, deadline - time.monotonic()))
     if outcome.get("auth"):
         return True, ("requires token authentication: set RAY_AUTH_MODE=token and the cluster's token "
                       "(RAY_AUTH_TOKEN, or ~/.ray/auth_token)")
@@ -211,8 +217,10 @@ def _client_answers(host: str, port: int, timeout: float) -> bool:
         channel.close()
 
 
-def _host_port(text: str) -> tuple[str, int]:
+def _host_port(address: str) -> tuple[str, int]:
+    """host:port or ray://host:port -> (host, port); ValueError for anything else."""
+    text = urlparse(address).netloc if address.startswith("ray://") else address
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit():
+    if not sep or not host or not port.isdigit() or "/" in host:  # e.g. a dashboard's http:// address
         raise ValueError(text)
     return host.strip("[]"), int(port)

@@ -125,7 +125,8 @@ class Watchdog:
             if ready:
                 return ready
             if self._fired is not None:
-                ray.cancel(refs, force=True)  # what never got placed must not start later
+                for ref in refs:  # what never got placed must not start later
+                    ray.cancel(ref, force=True)
                 raise self._fired
 
     def run(self, blocking: Callable[[], object]) -> object:

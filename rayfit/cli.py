@@ -106,8 +106,6 @@ def _predict(args) -> int:
 
     frame = predict_file(args.run_dir, args.data)
     if args.out:
-        from pathlib import Path
-
         if Path(args.out).exists():
             raise UserError(f"--out {args.out}: already exists; rayfit never overwrites a file")
         frame.to_csv(args.out, index=False)

@@ -326,7 +326,9 @@ class TuneSettings(_Section):
 
 
 class RayConfig(_Section):
-    address: Optional[str] = None  # None: start Ray on this machine; "auto" or ray://host:port: join a cluster
+    # None: RAY_ADDRESS if set, else the cluster a `ray start` on this machine runs if it answers, else
+    # a private Ray; "local": always a private Ray; "auto", host:port or ray://host:port: join that cluster.
+    address: Optional[str] = None
     num_cpus: Optional[int] = Field(None, ge=1)  # local Ray only; None: all cores
     # Local Ray only: logical GPUs to declare. Ray schedules GPU requests against them (CUDA or not):
     # a CPU machine can rehearse a GPU cluster's placement. None: the GPUs Ray detects.

@@ -46,8 +46,8 @@ class Display:
         self._tasks: dict[str, int] = {}
         self._lock = threading.RLock()
         self._log: Optional[TextIO] = None
-        # Called with every line shown: the run's watchdog takes each as a heartbeat.
-        self.listeners: list[Callable[[], None]] = []
+        # Called with every line shown (and its stage, if any): the watchdog's heartbeats.
+        self.listeners: list[Callable[[Optional[str]], None]] = []
         self.progress = Progress(
             SpinnerColumn(), TextColumn("[bold]{task.description:<18}"), BarColumn(bar_width=28),
             MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
@@ -74,11 +74,11 @@ class Display:
             self._log.close()
             self._log = None
 
-    def _emit(self, text: str, to_terminal: bool) -> None:
+    def _emit(self, text: str, to_terminal: bool, stage: Optional[str] = None) -> None:
         """One plain line: always to the log; to the terminal only without the live view."""
         line = f"[{time.perf_counter() - self.started:6.1f}s] {text}"
         for listener in self.listeners:
-            listener()
+            listener(stage)
         if self._log is not None:
             self._log.write(f"rayfit {line}\n")
         if to_terminal and not self.progress:
@@ -94,21 +94,24 @@ class Display:
         with self._lock:
             if self.progress:
                 self._tasks[stage] = self.progress.add_task(description, total=total, info="")
-            self._emit(f"{stage}: {description}", to_terminal=True)
+            self._emit(f"{stage}: {description}", to_terminal=True, stage=stage)
 
     def advance(self, stage: str, completed: int, total: Optional[int] = None, info: str = "", echo: bool = True) -> None:
         with self._lock:
             if self.progress and stage in self._tasks:
                 self.progress.update(self._tasks[stage], completed=completed, total=total, info=info)
+            for listener in self.listeners:  # a quiet update is progress too
+                listener(stage)
             if echo:
-                self._emit(f"{stage}: {completed}{f'/{total}' if total else ''} {info}".rstrip(), to_terminal=True)
+                self._emit(f"{stage}: {completed}{f'/{total}' if total else ''} {info}".rstrip(), to_terminal=True,
+                           stage=stage)
 
     def finish(self, stage: str, summary: str) -> None:
         with self._lock:
             if self.progress and stage in self._tasks:
                 task = self.progress.tasks[self._tasks[stage]]
                 self.progress.update(self._tasks[stage], total=task.total or 1, completed=task.total or 1, info=summary)
-            self._emit(f"{stage}: done, {summary}", to_terminal=True)
+            self._emit(f"{stage}: done, {summary}", to_terminal=True, stage=stage)
 
     # -- events from workers and Tune
     def on_epoch(self, event: dict) -> None:

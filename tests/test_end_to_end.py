@@ -1,4 +1,5 @@
-"""`rayfit run` on a CSV it has never seen: one full run (Ray Train x2, Ray Tune), checked throughout."""
+"""`rayfit run` on a CSV it has never seen: one full run (PyTorch and Keras each as a 2-worker Ray Train
+group, Ray Tune), checked throughout."""
 from __future__ import annotations
 
 import json
@@ -16,7 +17,9 @@ from rayfit.config import validate
 
 CLASSIFICATION_KEYS = {"accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"}
 MODELS = {"dummy", "linear", "random_forest", "gradient_boosting", "torch_mlp", "keras_mlp", "torch_tuned"}
-OVERRIDES = ["torch.epochs=20", "keras.epochs=20", "tune.num_samples=4", "tune.max_t=6", "tune.grace_period=2"]
+OVERRIDES = ["torch.epochs=20", "keras.epochs=20", "tune.num_samples=4", "tune.max_t=6", "tune.grace_period=2",
+             # what users set to train data-parallel: both frameworks through Ray Train, 2 workers each
+             "torch.launch=ray_train", "keras.launch=ray_train"]
 
 
 @contextmanager
@@ -71,8 +74,12 @@ def test_metrics_json_follows_the_contract(run):
         assert entry["train_time_s"] > 0
     assert metrics["models"]["torch_mlp"]["framework"] == "torch"
     assert metrics["models"]["keras_mlp"]["framework"] == "keras"
-    # 250 rows: a worker group would cost more to start than it saves; each network trains in one task.
-    assert metrics["models"]["torch_mlp"]["launch"] == metrics["models"]["keras_mlp"]["launch"] == "task"
+    # Both frameworks really ran as Ray Train worker groups of 2 (Keras under TensorflowTrainer).
+    for name in ("torch_mlp", "keras_mlp"):
+        entry = metrics["models"][name]
+        assert (entry["launch"], entry["workers"], entry["device"], entry["amp"]) == ("ray_train", 2, "cpu", False)
+        assert entry["launch_reason"] == f"{entry['framework']}.launch: ray_train"
+    assert metrics["resources"]["cpus"] == 2 and metrics["resources"]["nodes"] == 1
     # The best model is the best on validation, by the primary metric.
     best_val = metrics["models"][metrics["best_model"]]["val"]["accuracy"]
     assert best_val == max(m["val"]["accuracy"] for m in metrics["models"].values())
@@ -110,7 +117,7 @@ def test_resolved_config_is_saved(run):
 def test_ray_output_goes_to_the_log_not_the_terminal(run):
     log = (run["dir"] / "run.log").read_text()
     # What Ray's processes print (a training task's TensorFlow start-up, Tune's experiment table).
-    for marker in ("(rayfit.train[keras_mlp]", "Configuration for experiment"):
+    for marker in ("(RayTrainWorker", "Configuration for experiment"):
         assert marker in log and marker not in run["terminal"], marker
     assert "torch_mlp" in run["terminal"] and "tune" in run["terminal"]  # the progress display
 

@@ -99,7 +99,7 @@ class Rayfit:
             if text in line:
                 return
 
-    def finish(self, timeout: float = 300) -> int:
+    def finish(self, timeout: float = 180) -> int:
         """Wait for the exit; the exit status."""
         try:
             self.proc.wait(timeout=timeout)
@@ -189,7 +189,7 @@ def _resumable_run(run_dir: Path) -> Path:
     return run_dir
 
 
-# how the address is given -> (extra arguments, environment)
+# how the address is given -> (its command-line arguments, its environment, the key the error names)
 ADDRESS_SOURCES = {
     "--address": (lambda a: ["--address", a], lambda a: {}, "ray.address"),
     "ray.address": (lambda a: ["--set", f"ray.address={a}"], lambda a: {}, "ray.address"),

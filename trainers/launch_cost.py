@@ -125,8 +125,21 @@ def _has_gpu_ids() -> bool:
     return bool(ray.get_gpu_ids())
 
 
+_probed: dict[str, float] = {}  # one probe per network shape and worker per driver: Keras's MLP reuses PyTorch's
+
+
 def step_seconds_on_worker(model: str, settings, input_shape: tuple, n_outputs: int, resources: dict) -> float:
     """Time one step where a worker would run: a Ray task holding one worker's resources."""
+    from rayfit.trainers.torch_loop import architecture
+
+    arch = architecture(settings.model_dump(), model, input_shape, n_outputs)
+    key = json.dumps([arch, settings.batch_size, resources], sort_keys=True, default=str)
+    if key not in _probed:
+        _probed[key] = _probe_on_worker(model, settings, input_shape, n_outputs, resources)
+    return _probed[key]
+
+
+def _probe_on_worker(model: str, settings, input_shape: tuple, n_outputs: int, resources: dict) -> float:
     import ray
 
     from rayfit.cluster.watchdog import current_watchdog

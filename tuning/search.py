@@ -25,7 +25,7 @@ from rayfit.tuning.baseline_trial import ESTIMATOR_FILE, baseline_trial
 from rayfit.tuning.schedulers import EXPLOITING
 from rayfit.tuning.searchers import build_searcher, scheduler_for
 from rayfit.tuning.space import to_param_space
-from rayfit.tuning.trial_mode import TrialMode, choose_trial_mode, distributed_trial
+from rayfit.tuning.trial_mode import FreeStoppedWorkerGroups, TrialMode, choose_trial_mode, distributed_trial
 
 HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "val_accuracy", "lr", "epoch_time_s")
 
@@ -112,6 +112,8 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     path = Path(storage).resolve() / search_name(settings)
     callbacks = [JsonLoggerCallback()] + ([_TrialProgress(on_event)] if on_event else [])
+    if plan.mode == "distributed":
+        callbacks.append(FreeStoppedWorkerGroups())
     if tune.Tuner.can_restore(path):
         # `rayfit resume`: finished trials are kept, unfinished ones continue from their checkpoints.
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
@@ -189,28 +191,7 @@ def _trial_mode(settings: TuneSettings, base: NeuralConfig, data: TrainingData, 
         resources = {"CPU": settings.cpus_per_trial, "GPU": settings.gpus_per_trial}
         return estimate_train_seconds(settings.model, base.models[0], trial, data, resources)
 
-    mode = choose_trial_mode(settings, data.train_path is not None, estimate if data.input_shape else None)
-    if mode.mode == "distributed" and not _state_api_answers():
-        # Ray Train frees a stopped trial's workers only after asking the State API (served by
-        # the dashboard) that its controller is gone; without it every trial a scheduler stops
-        # leaks its placement group and the next trials wait for ever.
-        if settings.trial_mode == "distributed":
-            raise UserError("tune.trial_mode: distributed needs Ray's dashboard (Ray Train asks its State API "
-                            "before freeing a stopped trial's workers), and this Ray cluster has none; start "
-                            "Ray with the dashboard or set tune.trial_mode: inline")
-        mode = TrialMode("inline", "this Ray cluster has no dashboard, which Ray Train needs to free a stopped "
-                                   "trial's workers; trials train inline")
-    return mode
-
-
-def _state_api_answers() -> bool:
-    from ray.util.state import list_actors
-
-    try:
-        list_actors(limit=1, timeout=5, raise_on_missing_output=False)
-        return True
-    except Exception:
-        return False
+    return choose_trial_mode(settings, data.train_path is not None, estimate if data.input_shape else None)
 
 
 def _trainable(settings: TuneSettings, base: NeuralConfig, data: TrainingData, plan: TrialPlan):

@@ -85,3 +85,34 @@ def distributed_trial(config: dict, base: dict) -> None:
     result = trainer.fit()
     if result.error is not None:
         raise result.error
+
+
+class FreeStoppedWorkerGroups(tune.Callback):
+    """Driver-side: when a distributed trial ends (finished, failed or stopped by the scheduler), the
+    workers of its Ray Train run are freed for the next trial (cluster/orphans.py says why Ray may
+    not). Also every couple of seconds, for a trial whose actor died between two events."""
+
+    INTERVAL_S = 2.0
+
+    def __init__(self):
+        self._last = 0.0
+
+    def _free(self) -> None:
+        import time
+
+        from rayfit.cluster.orphans import free_orphaned_placement_groups
+
+        self._last = time.monotonic()
+        free_orphaned_placement_groups()
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._free()
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._free()
+
+    def on_step_end(self, iteration, trials, **info):
+        import time
+
+        if time.monotonic() - self._last > self.INTERVAL_S:
+            self._free()

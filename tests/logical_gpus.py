@@ -1,0 +1,71 @@
+"""Run by tests/test_logical_gpus.py in its own process: a Ray of 2 CPUs and 4 *logical* GPUs.
+
+Ray schedules GPU requests against logical GPUs and sets CUDA_VISIBLE_DEVICES, but there is no
+device behind them: what this checks is placement (how many trials and workers fit, what is
+refused), and that a worker given a GPU without CUDA trains on CPU. Prints one JSON line.
+"""
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import ray
+
+import rayfit  # noqa: F401  (TF_USE_LEGACY_KERAS before anything imports TensorFlow)
+from rayfit.cluster.plan import ClusterShape, plan_trials, plan_workers
+from rayfit.cluster.session import ensure_ray
+from rayfit.config import TorchConfig, TuneSettings
+from rayfit.errors import UserError
+from rayfit.trainers.launch import TrainingData, fit_neural
+from rayfit.tuning.search import run_search
+
+ensure_ray(address="local", num_cpus=2, num_gpus=4)
+report = {}
+cluster = ClusterShape.current()
+rng = np.random.default_rng(0)
+X = rng.standard_normal((200, 6)).astype("float32")
+y = (X[:, 0] > 0).astype("int64")
+arrays = {"X_train": X[:160], "y_train": y[:160], "X_val": X[160:], "y_val": y[160:]}
+data = TrainingData(ray.put(arrays), "classification", 1, None, 0, train_rows=160, input_shape=(6,))
+work = Path(tempfile.mkdtemp())
+
+# 1. gpus_per_trial 0.25 on 4 GPUs: 16 trials at once. A thread watches the free GPUs while the
+#    search runs: all 16 trials placed together leave none.
+settings = TuneSettings(num_samples=16, max_t=2, grace_period=1, scheduler="fifo", cpus_per_trial=0.125,
+                        gpus_per_trial=0.25, trial_mode="inline", space={"lr": {"loguniform": [1e-3, 1e-2]}})
+report["trial_plan"] = plan_trials("inline", 0.125, 0.25, 1, None, cluster).describe()
+least_free = [4.0]
+done = threading.Event()
+
+
+def watch():
+    while not done.wait(0.05):
+        least_free[0] = min(least_free[0], ray.available_resources().get("GPU", 0.0))
+
+
+threading.Thread(target=watch, daemon=True).start()
+search = run_search(settings, TorchConfig(hidden_sizes=[8], batch_size=32), data, work / "tune")
+done.set()
+report["trials"] = len(search.trials)
+report["least_free_gpus"] = least_free[0]
+
+# 2. a worker group of 2 GPU workers is placed; without CUDA each trains on CPU (gloo, not NCCL)
+result = fit_neural("torch", "mlp", TorchConfig(epochs=2, workers=2, gpu=True, launch="ray_train"), data,
+                    work / "group")
+report["group_runtime"] = result.runtime
+
+# 3. requests above the cluster's GPUs
+try:
+    plan_workers("torch", 8, 1, 1, True, cluster)
+except UserError as exc:
+    report["explicit_error"] = str(exc)
+report["auto_plan"] = plan_workers("torch", 8, 0.25, 1, "auto", cluster).describe()
+report["auto_note"] = plan_workers("torch", 8, 0.25, 1, "auto", cluster).note
+try:
+    plan_trials("inline", 0.1, 8, 1, None, cluster)
+except UserError as exc:
+    report["trial_error"] = str(exc)
+sys.stdout.write("REPORT " + json.dumps(report) + "\n")

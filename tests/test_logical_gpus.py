@@ -1,0 +1,40 @@
+"""GPU scheduling without GPU hardware: Ray's logical GPUs (tests/logical_gpus.py, its own Ray)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def report():
+    script = Path(__file__).with_name("logical_gpus.py")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("REPORT ")]
+    assert done.returncode == 0 and lines, done.stderr[-3000:]
+    return {"facts": json.loads(lines[-1].removeprefix("REPORT ")), "stderr": done.stderr}
+
+
+def test_quarter_gpu_trials_run_sixteen_at_once_on_four_gpus(report):
+    facts = report["facts"]
+    assert facts["trial_plan"] == "16 trials at once, each 0.125 CPU, 0.25 GPU"
+    assert facts["trials"] == 16
+    assert facts["least_free_gpus"] == 0  # all 16 were placed together
+
+
+def test_a_group_of_two_gpu_workers_is_placed_and_trains_on_cpu_without_cuda(report):
+    assert report["facts"]["group_runtime"] == {"device": "cpu", "workers": 2, "gpus_per_worker": 0, "amp": False}
+    # each process that got a GPU without CUDA says so once: the two workers, not once per epoch
+    said = [line for line in report["stderr"].splitlines() if "but CUDA is not available" in line]
+    assert 2 <= len(said) <= 2 + 16, said
+
+
+def test_requests_above_the_clusters_gpus(report):
+    facts = report["facts"]
+    assert facts["explicit_error"] == "torch.workers: 8 GPU workers requested, the cluster has 4 GPUs (room for 4 such workers)"
+    assert facts["auto_plan"] == "4 GPU workers x (0.25 CPU, 1 GPU)"  # gpu: auto fits the request
+    assert "4 GPU workers instead of 8" in facts["auto_note"]
+    assert facts["trial_error"] == "tune.gpus_per_trial: 8 GPUs per trial, the Ray cluster has 4"

@@ -1,0 +1,69 @@
+"""Nothing waits for ever: the stall seen on a 2-CPU laptop now completes, and a request the cluster
+cannot serve ends in the watchdog's error within its limit."""
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+from rayfit.cli import main
+
+
+@pytest.fixture(scope="module")
+def breast_cancer_parquet(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "breast_cancer.parquet"
+    load_breast_cancer(as_frame=True).frame.to_parquet(path)
+    return path
+
+
+def test_distributed_trials_on_streamed_parquet_complete(ray_session, breast_cancer_parquet, tmp_path, capsys):
+    """The run that used to stall at "trial 3/8" on 2 CPUs: a Parquet file streamed through Ray Data to
+    Tune trials that each launch a 2-worker Ray Train group, with ASHA stopping some of them (a stopped
+    trial's worker group must be freed for the next trial to be placed)."""
+    out = tmp_path / "run"
+    code = main(["run", "--data", str(breast_cancer_parquet), "--target", "target", "--out", str(out),
+                 "--set", "data.streaming=true", "--set", "tune.trial_mode=distributed",
+                 "--set", "tune.num_samples=4", "--set", "tune.max_t=3", "--set", "tune.grace_period=1",
+                 "--set", "baselines.models=[dummy]", "--set", "torch.enabled=false", "--set", "keras.enabled=false",
+                 "--set", "ray.stall_timeout_s=120"])
+    assert code == 0, capsys.readouterr().err
+    search = json.loads((out / "metrics.json").read_text())["searches"]["torch_tuned"]
+    assert search["trial_mode"] == "distributed" and search["trials"] == 4
+    # the plan, not the trial actor's sliver of a CPU, sets how many trials run at once
+    assert search["placement"] == "2 trials at once, each 2 workers x (0.495 CPU)"
+    assert (out / "data" / "train.parquet").is_file()  # the workers really read the streamed split
+
+
+def test_a_request_the_cluster_cannot_serve_ends_in_the_watchdogs_error(ray_session, tmp_path, capsys):
+    """Another job holds every CPU: the plan (which sees the cluster's size) cannot foresee it, Ray
+    would wait for ever; the watchdog names the stage, what it waits for and what the cluster has."""
+    import ray
+
+    class Hog:  # defined here: pickled by value, as the test module is not importable on workers
+        def ready(self):
+            return True
+
+    free = ray.available_resources().get("CPU", 0)
+    hog = ray.remote(num_cpus=free)(Hog).remote()
+    ray.get(hog.ready.remote())
+    try:
+        started = time.monotonic()
+        code = main(["run", "--data", "iris", "--out", str(tmp_path / "run"), "--set", "ray.stall_timeout_s=3",
+                     "--set", "torch.enabled=false", "--set", "keras.enabled=false", "--set", "tune.enabled=false"])
+        elapsed = time.monotonic() - started
+    finally:
+        ray.kill(hog)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, "\n".join(err[-30:])
+    assert re.match(r"error: stage 'baselines' made no progress for [3-9] s while Ray could not place "
+                    r"\{CPU: 1\} x4 \(task or actor\)", err[-1]), err[-1]
+    assert "the cluster has 2 CPUs (0 free)" in err[-1]
+    assert elapsed < 60  # seconds past the 3 s limit, not a wait for ever
+    # what never got placed was cancelled: the CPUs come back once the other job ends
+    deadline = time.monotonic() + 30
+    while ray.available_resources().get("CPU", 0) < free and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert ray.available_resources().get("CPU", 0) >= free

@@ -50,3 +50,47 @@ def free_orphaned_placement_groups() -> int:
         except Exception as exc:  # removed meanwhile by Ray's own cleaner: nothing left to do
             logger.debug("placement group %s: %s", pg_id, exc)
     return removed
+
+
+def actor_made_placement_groups() -> int:
+    """How many of this job's placement groups made by actors (Ray Train controllers, during a run)
+    are still live."""
+    import ray
+    from ray._private.state import state
+    from ray.core.generated import gcs_pb2
+
+    job = ray.get_runtime_context().get_job_id()
+    live = 0
+    for raw in state._connect_and_get_accessor().get_placement_group_table():
+        entry = gcs_pb2.PlacementGroupTableData.FromString(raw)
+        if (not ray.ActorID(entry.creator_actor_id).is_nil() and not entry.is_detached
+                and entry.creator_job_id.hex() == job and entry.state != gcs_pb2.PlacementGroupTableData.REMOVED):
+            live += 1
+    return live
+
+
+def settle_worker_groups(timeout_s: float = 30.0) -> None:
+    """After a search whose trials ran their own Ray Train runs: the last trials' actors die after
+    the search returns, and their runs' placement groups become orphans only then. Free them as
+    they appear, until none is left (or `timeout_s`), so the next stage finds its CPUs free."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        free_orphaned_placement_groups()
+        settled = actor_made_placement_groups() == 0 and not _alive(_this_jobs_actors(), "TrainController")
+        if settled or time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
+
+
+def _this_jobs_actors() -> list[dict]:
+    import ray
+    from ray._private.state import state
+
+    job = ray.get_runtime_context().get_job_id()
+    return [a for a in state.actor_table(None).values() if a["JobID"] == job and a["State"] == "ALIVE"]
+
+
+def _alive(actors: list[dict], class_name: str) -> bool:
+    return any(a["ActorClassName"] == class_name for a in actors)

@@ -109,7 +109,11 @@ def find_ray(address: Optional[str]) -> RayTarget:
     return RayTarget(address, source)
 
 
-def ensure_ray(address: Optional[str] = None, num_cpus: Optional[int] = None, dashboard: bool = False,
+# A private Ray starts with its dashboard (about 2 s more on 2 cores): Ray Train's detached
+# PlacementGroupCleaner asks the dashboard's State API whether a run's controller is gone; without
+# it, the cleaner of every run a Tune scheduler stops polls for ever (a ~200 MB process each), and
+# the run's workers stay reserved (rayfit frees those itself, cluster/orphans.py).
+def ensure_ray(address: Optional[str] = None, num_cpus: Optional[int] = None, dashboard: bool = True,
                connect_timeout_s: float = 15.0, num_gpus: Optional[int] = None) -> RaySession:
     """Initialise Ray unless this process already has a session (see the module's docstring)."""
     for key, value in {**WORKER_ENV, **TRAIN_ENV}.items():

@@ -154,6 +154,30 @@ def _models(ctx: ReportContext, plots: dict[str, Path]) -> list[Block]:
     ]
 
 
+def _how_networks_ran(ctx: ReportContext) -> list[Block]:
+    """Where each network trained and why there: launch, workers, device, and auto's figures."""
+    rows = []
+    for name, model in ctx.models.items():
+        if not model.get("launch"):
+            continue
+        device = model.get("device", MISSING)
+        rows.append([name, "Ray Train worker group" if model["launch"] == "ray_train" else "one Ray task",
+                     model.get("workers", MISSING), device, model.get("gpus_per_worker", MISSING),
+                     "yes" if model.get("amp") else "no", model.get("launch_reason", MISSING)])
+    if not rows and not ctx.resources:
+        return []
+    blocks: list[Block] = [Heading("How the networks ran")]
+    if ctx.resources:
+        blocks.append(Paragraph(f"Ray cluster: {ctx.resources.get('cluster', MISSING)}."))
+        notes = ctx.resources.get("notes") or {}
+        if notes:
+            blocks.append(Bullets([f"{framework}: {note}" for framework, note in notes.items()]))
+    if rows:
+        blocks.append(Table(["Model", "Launch", "Workers", "Device", "GPUs per worker", "Mixed precision", "Why"],
+                            rows))
+    return blocks
+
+
 def _learning(ctx: ReportContext, plots: dict[str, Path]) -> list[Block]:
     rows = []
     for name, records in ctx.histories.items():
@@ -187,6 +211,8 @@ def _search_setup(search: dict) -> str:
              f"the {search.get('scheduler', 'asha')} scheduler"]
     if search.get("trial_mode"):
         parts.append(f"trials trained {search['trial_mode']} ({search.get('trial_mode_reason', '')})")
+    if search.get("plan"):
+        parts.append(search["plan"])
     if search.get("wall_time_s") is not None:
         parts.append(f"{search['wall_time_s']:.1f} s wall")
     return "; ".join(parts) + "."
@@ -295,7 +321,8 @@ def _images(plots: dict[str, Path], *names: str) -> list[Block]:
 def build_report(ctx: ReportContext, plots: dict[str, Path]) -> list[Block]:
     """The report as blocks; any plot not placed in a section is appended at the end."""
     blocks = [
-        *_title(ctx), *_dataset(ctx), *_preparation(ctx), *_models(ctx, plots), *_learning(ctx, plots),
+        *_title(ctx), *_dataset(ctx), *_preparation(ctx), *_models(ctx, plots), *_how_networks_ran(ctx),
+        *_learning(ctx, plots),
         *_tuning(ctx, plots), *_diagnostics(ctx, plots), *_importance(ctx, plots),
     ]
     placed = {b.path for b in blocks if isinstance(b, Image)}

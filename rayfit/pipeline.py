@@ -486,6 +486,7 @@ def _evaluate_and_write(state: RunState, metric: str) -> None:
         y_test=prepared.y_test, y_pred=best_model.predict(prepared.X_test), proba=best_model.predict_proba(prepared.X_test),
         class_names=prepared.class_names, importance=importance, config_yaml=to_yaml(exp),
         stage_times=state.stage_times, created=time.strftime("%Y-%m-%d %H:%M:%S"),
+        resources=metrics.get("resources", {}),
         artifacts={"best model + preprocessing": "model/", "checkpoints": "checkpoints/", "tuning": "tune/",
                    "metrics": "metrics.json", "config": "config.yaml", "best params": "best_params.yaml",
                    "log": LOG_FILE},

@@ -59,7 +59,7 @@ report["group_runtime"] = result.runtime
 
 # 3. requests above the cluster's GPUs
 try:
-    plan_workers("torch", 8, 1, 1, True, cluster)
+    plan_workers("torch", 8, 0.25, 1, True, cluster)
 except UserError as exc:
     report["explicit_error"] = str(exc)
 report["auto_plan"] = plan_workers("torch", 8, 0.25, 1, "auto", cluster).describe()

@@ -138,3 +138,11 @@ def test_a_finished_run_is_never_overwritten(run, messy_csv, capsys):
     assert main(["run", "--data", str(messy_csv), "--target", "label", "--out", str(run["dir"])]) == 2
     assert "already exists" in capsys.readouterr().err
     assert tree_digest(run["dir"]) == before
+
+
+def test_the_report_says_how_each_network_ran(run):
+    report = (run["dir"] / "report.md").read_text()
+    section = report[report.index("## How the networks ran"):]
+    assert "Ray cluster: 2 CPUs, 0 GPUs." in section
+    assert "| torch_mlp | Ray Train worker group | 2 | cpu |" in section
+    assert "| keras_mlp | Ray Train worker group | 2 | cpu |" in section

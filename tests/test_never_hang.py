@@ -35,6 +35,20 @@ def test_distributed_trials_on_streamed_parquet_complete(ray_session, breast_can
     # the plan, not the trial actor's sliver of a CPU, sets how many trials run at once
     assert search["placement"] == "2 trials at once, each 2 workers x (0.495 CPU)"
     assert (out / "data" / "train.parquet").is_file()  # the workers really read the streamed split
+    # every trial's worker group was freed, ASHA's stopped ones included, and nothing of theirs lives
+    # on: Ray Train's detached cleaners see their controllers gone and exit
+    from ray._private.state import state
+
+    from rayfit.cluster.orphans import actor_made_placement_groups
+
+    assert actor_made_placement_groups() == 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        alive = [a["ActorClassName"] for a in state.actor_table(None).values() if a["State"] == "ALIVE"]
+        if "PlacementGroupCleaner" not in alive and "TrainController" not in alive:
+            break
+        time.sleep(1)
+    assert "PlacementGroupCleaner" not in alive and "TrainController" not in alive, alive
 
 
 def test_a_request_the_cluster_cannot_serve_ends_in_the_watchdogs_error(ray_session, tmp_path, capsys):

@@ -80,6 +80,7 @@ def fit_neural(framework: str, model: str, settings, data: TrainingData, storage
     """
     import ray.train
 
+    from rayfit.cluster.orphans import free_orphaned_placement_groups
     from rayfit.cluster.plan import ClusterShape, plan_workers
     from rayfit.cluster.watchdog import current_watchdog
 
@@ -87,6 +88,7 @@ def fit_neural(framework: str, model: str, settings, data: TrainingData, storage
     plan = plan or plan_workers(framework, settings.workers, settings.cpus_per_worker, settings.gpus_per_worker,
                                 settings.gpu, ClusterShape.current())
     trainer_cls, loop, load_checkpoint = FRAMEWORKS[framework]()
+    free_orphaned_placement_groups()  # a dead run's workers must not hold this run's CPUs (cluster/orphans.py)
     # Read before the workers are placed: they may take every CPU, and Ray Data's read tasks would
     # then wait behind them (cluster/plan.py).
     datasets = {"train": read_training_split(data.train_path)} if data.train_path else None

@@ -15,6 +15,7 @@ from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 from ray.tune.logger import JsonLoggerCallback
 
 from rayfit.cluster.plan import ClusterShape, TrialPlan, check_trial_request, plan_trials
+from rayfit.cluster.orphans import settle_worker_groups
 from rayfit.cluster.watchdog import current_watchdog
 from rayfit.config import NeuralConfig, TuneSettings
 from rayfit.data.streaming import read_training_split
@@ -143,6 +144,8 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
         )
     started = time.perf_counter()
     grid = tuner.fit()
+    if plan.mode == "distributed":
+        settle_worker_groups()
     wall = time.perf_counter() - started
     current_watchdog().check()  # a search the watchdog ended is an error, not a result
 

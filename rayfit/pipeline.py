@@ -400,7 +400,9 @@ def _run_search(state: RunState, settings, data) -> None:
     base = exp.keras if settings.model == "keras" else exp.torch
     search = run_search(settings, base, data, state.run_dir / "tune", on_event, state.prepared.n_classes)
     framework = settings.model if settings.model in ("torch", "keras") else "sklearn"
-    _finished(state, Trained(search.model, framework, search.wall_time_s, search.history), name)
+    run_info = {**search.runtime, "launch_reason": f"tune trials: {search.trial_mode} ({search.trial_mode_reason})"}
+    _finished(state, Trained(search.model, framework, search.wall_time_s, search.history,
+                             "", run_info if search.runtime else {}), name)
     summary = {"model": settings.model, "searcher": settings.searcher, "scheduler": settings.scheduler,
                "best_params": search.best_params, "trials": search.trials,
                "epochs_trained": search.epochs_trained, "epochs_budget": search.epochs_budget,

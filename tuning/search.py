@@ -21,6 +21,7 @@ from rayfit.config import NeuralConfig, TuneSettings
 from rayfit.data.streaming import read_training_split
 from rayfit.errors import UserError
 from rayfit.evaluation.fitted import FittedModel, SklearnModel
+from rayfit.trainers.device import read_runtime
 from rayfit.trainers.launch import TrainingData, estimate_train_seconds, loop_config, trainer_backend
 from rayfit.tuning.baseline_trial import ESTIMATOR_FILE, baseline_trial
 from rayfit.tuning.schedulers import EXPLOITING
@@ -44,6 +45,7 @@ class SearchResult:
     trial_mode_reason: str = ""
     plan: str = ""  # how trials were placed: "2 trials at once, each 1 CPU"
     trial_mode_figures: dict = field(default_factory=dict)
+    runtime: dict = field(default_factory=dict)  # the best trial's runtime.json: device, workers, GPUs, AMP
 
 
 def _torch_trial(config: dict, base: dict) -> None:
@@ -176,6 +178,7 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
         raise UserError("tune: no trial finished an epoch (is tune.time_budget_s too short?)")
     best_trial = better(finished, key=lambda t: t.get(settings.metric, math.nan))
     model = _load_tuned(settings, best_trial["_checkpoint"], data.task, n_classes)
+    runtime = read_runtime(best_trial["_checkpoint"])  # where the best trial really trained
     for trial in trials:
         trial.pop("_checkpoint")
     trials.sort(key=lambda t: t["val_loss"])
@@ -184,6 +187,7 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
         wall_time_s=wall, epochs_trained=sum(t["epochs"] for t in trials),
         epochs_budget=len(trials) * settings.max_t, trial_mode=mode.mode, trial_mode_reason=mode.reason,
         plan=plan.describe(), trial_mode_figures=mode.figures,
+        runtime=runtime,
     )
 
 

@@ -185,11 +185,18 @@ def _learning(ctx: ReportContext, plots: dict[str, Path]) -> list[Block]:
             continue
         scored = [r for r in records if not is_missing(r.get("val_loss"))]
         best = min(scored, key=lambda r: r["val_loss"]) if scored else {}
-        rows.append([name, len(records), best.get("val_loss"), best.get("epoch"), records[-1].get("train_loss")])
+        # Best on the last epoch: still improving when training ended.
+        note = "may need more epochs" if best and best.get("epoch") == records[-1].get("epoch") else ""
+        rows.append([name, len(records), best.get("val_loss"), best.get("epoch"), records[-1].get("train_loss"), note])
     if not rows:
         return []
-    table = Table(["Model", "Epochs", "Best val loss", "At epoch", "Final train loss"], rows)
-    return [Heading("Learning curves"), table, *_images(plots, "learning_curves")]
+    table = Table(["Model", "Epochs", "Best val loss", "At epoch", "Final train loss", "Note"], rows)
+    blocks: list[Block] = [Heading("Learning curves")]
+    if ctx.task == "regression":
+        blocks.append(Paragraph("Losses are mean squared errors on the standardized target, (y - mean) / std "
+                                "of the training split, the scale the networks learn on; validation and test "
+                                "metrics above are in the target's own units."))
+    return blocks + [table, *_images(plots, "learning_curves")]
 
 
 def _tuning(ctx: ReportContext, plots: dict[str, Path]) -> list[Block]:

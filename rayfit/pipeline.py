@@ -183,6 +183,7 @@ def _train_stages(state: RunState) -> None:
 
     from rayfit.cluster.plan import ClusterShape
     from rayfit.trainers.launch import TrainingData
+    from rayfit.trainers.target_scale import fit_target_scale
 
     exp, prepared = state.exp, state.prepared
     state.plan = _plan(exp, ClusterShape.current())
@@ -204,6 +205,7 @@ def _train_stages(state: RunState) -> None:
         seed=exp.seed,
         train_rows=len(prepared.X_train),
         input_shape=tuple(prepared.X_train.shape[1:]),
+        target_scale=fit_target_scale(prepared.y_train, prepared.task),
     )
     _train_models(state, data)
     from rayfit.tuning.search import tuned_name

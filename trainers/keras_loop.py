@@ -17,6 +17,7 @@ import ray
 import ray.train
 from ray import tune
 
+from rayfit.trainers.target_scale import standardize
 from rayfit.trainers.device import DeviceChoice, Runtime, choose_device
 from rayfit.trainers.keras_model import ARCH, BEST_WEIGHTS, MODEL_FILE
 from rayfit.trainers.keras_models import build_keras_model
@@ -49,10 +50,11 @@ def _loss(keras, task: str, n_outputs: int):
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def _targets(y: np.ndarray, task: str, n_outputs: int) -> np.ndarray:
+def _targets(y: np.ndarray, task: str, n_outputs: int, scale=None) -> np.ndarray:
     if task == "classification" and n_outputs > 1:
         return y.astype(np.int64)
-    return y.astype(np.float32).reshape(-1, 1)  # regression, or binary with one logit
+    # regression (standardized, trainers/target_scale.py), or binary with one logit
+    return standardize(y.astype(np.float64), scale).astype(np.float32).reshape(-1, 1)
 
 
 def _choose_tf_device(tf, keras, mixed_precision) -> DeviceChoice:
@@ -175,8 +177,9 @@ def keras_train_loop_per_worker(config: dict) -> list[dict]:
         checkpoint = (latest_checkpoint(config["checkpoint_dir"]) if config["mode"] == "task"
                       else tune.get_checkpoint())
     n_outputs = config["n_outputs"]
-    X_val, y_val = data["X_val"], _targets(data["y_val"], task, n_outputs)
-    arch = architecture(settings, config["model"], X_val.shape[1:], n_outputs)
+    scale = config.get("target_scale")
+    X_val, y_val = data["X_val"], _targets(data["y_val"], task, n_outputs, scale)
+    arch = architecture(settings, config["model"], X_val.shape[1:], n_outputs, scale)
     loss_fn = _loss(keras, task, n_outputs)
 
     state = None
@@ -225,7 +228,10 @@ def _epoch_datasets(tf, config, data, n_outputs, world):
 
         def labels_like_targets(x, y):  # as _targets: class indices, or a float column
             y = tf.cast(y, label_dtype)
-            return x, (tf.reshape(y, (-1, 1)) if label_dtype == tf.float32 else y)
+            if label_dtype != tf.float32:
+                return x, y
+            scale = config.get("target_scale") if task == "regression" else None
+            return x, tf.reshape(standardize(y, scale), (-1, 1))
 
         def streamed(epoch):
             dataset = shard.to_tf("x", "y", batch_size=settings["batch_size"], local_shuffle_seed=seed + epoch,
@@ -234,7 +240,7 @@ def _epoch_datasets(tf, config, data, n_outputs, world):
 
         return streamed
 
-    X_train, y_train = data["X_train"], _targets(data["y_train"], task, n_outputs)
+    X_train, y_train = data["X_train"], _targets(data["y_train"], task, n_outputs, config.get("target_scale"))
     # Batched by the global batch; tf.distribute shards it so each worker trains on batch_size rows
     # per step. Whole batches only: uneven last steps across workers can hang.
     global_batch = settings["batch_size"] * world

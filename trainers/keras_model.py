@@ -24,7 +24,7 @@ class KerasModel(FittedModel):
 
     def _raw_predict(self, X):
         out = self.network.predict(np.asarray(X, dtype=np.float32), batch_size=4096, verbose=0)
-        return logits_to_output(np.asarray(out), self.task)
+        return logits_to_output(np.asarray(out), self.task, self.arch)
 
     def _save_files(self, directory):
         self.network.save(directory / MODEL_FILE)

@@ -29,6 +29,7 @@ class TrainingData:
     val_ref: Any = None  # with train_path: ObjectRef of {"X_val", "y_val"} only, so workers never get X_train
     train_rows: int = 0  # the training split's size and one row's shape: what a trial's cost is estimated from
     input_shape: tuple = ()
+    target_scale: Optional[tuple] = None  # regression: (mean, std) the networks standardize the target by
 
 @dataclass
 class NeuralResult:
@@ -67,7 +68,8 @@ def loop_config(name: str, model: str, settings: dict, data: TrainingData, mode:
     return {"name": name, "model": model, "settings": settings, "data": data.val_ref if streaming else data.ref,
             "task": data.task,
             "n_outputs": data.n_outputs, "class_weights": data.class_weights, "seed": data.seed, "mode": mode,
-            "progress": progress, "threads": threads, "use_gpu": use_gpu, "streaming": streaming}
+            "progress": progress, "threads": threads, "use_gpu": use_gpu, "streaming": streaming,
+            "target_scale": data.target_scale}
 
 
 def fit_neural(framework: str, model: str, settings, data: TrainingData, storage: Path, progress=None,

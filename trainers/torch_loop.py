@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from rayfit.trainers.device import DeviceChoice, Runtime, choose_device
 from rayfit.trainers.schedule import EarlyStopping, LearningRateSchedule
+from rayfit.trainers.target_scale import standardize
 from rayfit.trainers.task_checkpoints import latest_checkpoint, save_checkpoint
 from rayfit.trainers.torch_model import ARCH, BEST_WEIGHTS, WEIGHTS
 from rayfit.trainers.torch_models import build_torch_model
@@ -40,16 +41,19 @@ OPTIMIZERS = {
 }
 
 
-def architecture(settings: dict, model: str, input_shape, n_outputs: int) -> dict:
-    """What a checkpoint needs to rebuild the network (shared with the Keras loop)."""
+def architecture(settings: dict, model: str, input_shape, n_outputs: int, target_scale=None) -> dict:
+    """What a checkpoint needs to rebuild the network and read its outputs (shared with the Keras
+    loop): target_scale takes a regression network's outputs back to the target's units."""
     return {"model": model, "input_shape": list(input_shape), "n_outputs": n_outputs,
-            "settings": {k: settings[k] for k in ARCH_KEYS}}
+            "settings": {k: settings[k] for k in ARCH_KEYS},
+            "target_scale": list(target_scale) if target_scale is not None else None}
 
 
-def _targets(y: np.ndarray, task: str, n_outputs: int) -> torch.Tensor:
+def _targets(y: np.ndarray, task: str, n_outputs: int, scale=None) -> torch.Tensor:
     if task == "classification" and n_outputs > 1:
         return torch.as_tensor(y, dtype=torch.long)
-    return torch.as_tensor(y, dtype=torch.float32)  # regression, or binary with one logit
+    # regression (standardized, trainers/target_scale.py), or binary with one logit
+    return torch.as_tensor(standardize(np.asarray(y, dtype=np.float64), scale), dtype=torch.float32)
 
 
 def _loss_fn(task: str, n_outputs: int, class_weights: Optional[list]):
@@ -121,8 +125,9 @@ def train_loop_per_worker(config: dict) -> list[dict]:
     runtime = Runtime(device.type, world, gpus_per_worker=1 if device.type == "cuda" else 0, amp=use_amp)
 
     n_outputs = config["n_outputs"]
-    X_val, y_val = torch.as_tensor(data["X_val"]), _targets(data["y_val"], task, n_outputs)
-    arch = architecture(settings, config["model"], X_val.shape[1:], n_outputs)
+    scale = config.get("target_scale")
+    X_val, y_val = torch.as_tensor(data["X_val"]), _targets(data["y_val"], task, n_outputs, scale)
+    arch = architecture(settings, config["model"], X_val.shape[1:], n_outputs, scale)
 
     torch.manual_seed(seed)  # the same initial weights on every worker and in every rerun
     model = build_torch_model(arch).to(device)
@@ -223,11 +228,12 @@ def _batches(config: dict, data: dict, n_outputs: int, device):
             for batch in shard.iter_torch_batches(batch_size=settings["batch_size"], device=device,
                                                   local_shuffle_buffer_size=8 * settings["batch_size"],
                                                   local_shuffle_seed=seed + epoch):
-                yield batch["x"], batch["y"]
+                yield batch["x"], standardize(batch["y"], config.get("target_scale"))
 
         return stream
 
-    X, y = torch.as_tensor(data["X_train"]), _targets(data["y_train"], config["task"], n_outputs)
+    X = torch.as_tensor(data["X_train"])
+    y = _targets(data["y_train"], config["task"], n_outputs, config.get("target_scale"))
     generator = torch.Generator()
     loader = DataLoader(TensorDataset(X, y), batch_size=settings["batch_size"], shuffle=True,
                         generator=generator, pin_memory=device.type == "cuda")

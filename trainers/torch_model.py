@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
 
 from rayfit.evaluation.fitted import LOADERS, FittedModel
+from rayfit.trainers.target_scale import to_target_units
 from rayfit.trainers.torch_models import build_torch_model
 
 WEIGHTS = "model.pt"  # the epoch's weights
@@ -15,10 +17,11 @@ BEST_WEIGHTS = "best_model.pt"  # the best epoch's weights so far, carried in ev
 ARCH = "arch.json"
 
 
-def logits_to_output(out: np.ndarray, task: str) -> np.ndarray:
-    """Class probabilities (one logit: binary, sigmoid; several: softmax) or regression values."""
+def logits_to_output(out: np.ndarray, task: str, arch: Optional[dict] = None) -> np.ndarray:
+    """Class probabilities (one logit: binary, sigmoid; several: softmax) or regression values, in
+    the target's units (the network learned a standardized target: trainers/target_scale.py)."""
     if task != "classification":
-        return out.reshape(-1)
+        return to_target_units(out.reshape(-1).astype(np.float64), (arch or {}).get("target_scale"))
     if out.shape[1] == 1:
         p = 1.0 / (1.0 + np.exp(-out[:, 0].astype(np.float64)))
         return np.stack([1 - p, p], axis=1)
@@ -39,7 +42,7 @@ class TorchModel(FittedModel):
     def _raw_predict(self, X, batch: int = 4096):
         X = np.asarray(X, dtype=np.float32)
         out = np.concatenate([self.network(torch.as_tensor(X[i:i + batch])).numpy() for i in range(0, len(X), batch)])
-        return logits_to_output(out, self.task)
+        return logits_to_output(out, self.task, self.arch)
 
     def _save_files(self, directory):
         torch.save(self.network.state_dict(), directory / WEIGHTS)

@@ -14,36 +14,33 @@ creator actor is dead serves no one.
 from __future__ import annotations
 
 import logging
-import time
 
 logger = logging.getLogger(__name__)
 
 
-def _train_groups():
-    """(id hex, creator dead) of this job's live placement groups made by an actor: during a run,
-    Ray Train controllers. A driver-made group (Tune's trial groups) has a nil creator actor, which
-    GCS marks dead from the start: those are left alone."""
+def orphaned_placement_groups() -> list[str]:
+    """Ids (hex) of this job's live placement groups whose creator actor has died."""
     import ray
     from ray._private.state import state
     from ray.core.generated import gcs_pb2
 
     job = ray.get_runtime_context().get_job_id()
+    orphans = []
     for raw in state._connect_and_get_accessor().get_placement_group_table():
         entry = gcs_pb2.PlacementGroupTableData.FromString(raw)
-        if (not ray.ActorID(entry.creator_actor_id).is_nil() and not entry.is_detached
-                and entry.creator_job_id.hex() == job and entry.state != gcs_pb2.PlacementGroupTableData.REMOVED):
-            yield entry.placement_group_id.hex(), entry.creator_actor_dead
-
-
-def orphaned_placement_groups() -> list[str]:
-    """Ids (hex) of this job's live placement groups whose creator actor has died."""
-    return [pg_id for pg_id, creator_dead in _train_groups() if creator_dead]
+        # An actor's, not the driver's: GCS marks a driver-made group's creator actor dead from the
+        # start (Tune's own trial groups are the driver's and must stay).
+        made_by_actor = not ray.ActorID(entry.creator_actor_id).is_nil()
+        if (made_by_actor and entry.creator_actor_dead and not entry.is_detached and entry.creator_job_id.hex() == job
+                and entry.state != gcs_pb2.PlacementGroupTableData.REMOVED):
+            orphans.append(entry.placement_group_id.hex())
+    return orphans
 
 
 def free_orphaned_placement_groups() -> int:
     """Remove every orphaned placement group of this job; how many were removed."""
-    from ray._raylet import PlacementGroupID
     from ray.util.placement_group import PlacementGroup, remove_placement_group
+    from ray._raylet import PlacementGroupID
 
     removed = 0
     for pg_id in orphaned_placement_groups():
@@ -56,26 +53,44 @@ def free_orphaned_placement_groups() -> int:
 
 
 def actor_made_placement_groups() -> int:
-    """How many of this job's placement groups made by actors (Ray Train controllers) are live."""
-    return sum(1 for _ in _train_groups())
+    """How many of this job's placement groups made by actors (Ray Train controllers, during a run)
+    are still live."""
+    import ray
+    from ray._private.state import state
+    from ray.core.generated import gcs_pb2
+
+    job = ray.get_runtime_context().get_job_id()
+    live = 0
+    for raw in state._connect_and_get_accessor().get_placement_group_table():
+        entry = gcs_pb2.PlacementGroupTableData.FromString(raw)
+        if (not ray.ActorID(entry.creator_actor_id).is_nil() and not entry.is_detached
+                and entry.creator_job_id.hex() == job and entry.state != gcs_pb2.PlacementGroupTableData.REMOVED):
+            live += 1
+    return live
 
 
 def settle_worker_groups(timeout_s: float = 30.0) -> None:
     """After a search whose trials ran their own Ray Train runs: the last trials' actors die after
     the search returns, and their runs' placement groups become orphans only then. Free them as
     they appear, until none is left (or `timeout_s`), so the next stage finds its CPUs free."""
+    import time
+
     deadline = time.monotonic() + timeout_s
     while True:
         free_orphaned_placement_groups()
-        if (actor_made_placement_groups() == 0 and not _train_controller_alive()) or time.monotonic() > deadline:
-            return
+        settled = actor_made_placement_groups() == 0 and not _alive(_this_jobs_actors(), "TrainController")
+        if settled or time.monotonic() > deadline:
+            break
         time.sleep(0.25)
 
 
-def _train_controller_alive() -> bool:
+def _this_jobs_actors() -> list[dict]:
     import ray
     from ray._private.state import state
 
     job = ray.get_runtime_context().get_job_id()
-    return any(a["JobID"] == job and a["State"] == "ALIVE" and a["ActorClassName"] == "TrainController"
-               for a in state.actor_table(None).values())
+    return [a for a in state.actor_table(None).values() if a["JobID"] == job and a["State"] == "ALIVE"]
+
+
+def _alive(actors: list[dict], class_name: str) -> bool:
+    return any(a["ActorClassName"] == class_name for a in actors)

@@ -162,7 +162,7 @@ def _start_ray(state: RunState) -> None:
         state.owns_ray = session.started
         resources = ray.cluster_resources()
         display.finish("ray", f"{session.summary}, {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs")
-    state.plan = _preflight(exp)
+    _preflight(exp)
 
 
 def _train_everything(state: RunState) -> None:
@@ -181,10 +181,12 @@ def _train_everything(state: RunState) -> None:
 def _train_stages(state: RunState) -> None:
     import ray
 
+    from rayfit.cluster.plan import ClusterShape
     from rayfit.trainers.launch import TrainingData
     from rayfit.trainers.target_scale import fit_target_scale
 
     exp, prepared = state.exp, state.prepared
+    state.plan = _plan(exp, ClusterShape.current())
     arrays = {"X_train": prepared.X_train, "y_train": prepared.y_train,
               "X_val": prepared.X_val, "y_val": prepared.y_val}
     stream, why = should_stream(exp.data, prepared.kind, prepared.X_train.nbytes + prepared.y_train.nbytes,
@@ -243,17 +245,15 @@ def _check_networks(exp: Experiment, kind: str) -> None:
                                 f"{' or '.join(NETWORKS[search.model][network])} input, not {kind}")
 
 
-def _preflight(exp: Experiment):
-    """Resource checks for every stage before the first one starts (Ray would wait forever); the
-    networks' plan, which the stages then follow."""
+def _preflight(exp: Experiment) -> None:
+    """Resource checks for every stage before the first one starts: Ray would wait forever."""
     from rayfit.cluster.plan import ClusterShape, check_trial_request
 
     cluster = ClusterShape.current()
-    plan = _plan(exp, cluster)
+    _plan(exp, cluster)
     for key, search in [("tune", exp.tune)] + [(f"searches.{i}", s) for i, s in enumerate(exp.searches)]:
         if search.enabled:
             check_trial_request(search.cpus_per_trial, search.gpus_per_trial, cluster, key)
-    return plan
 
 
 def _plan(exp: Experiment, cluster):

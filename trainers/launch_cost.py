@@ -14,7 +14,7 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 # No worker group starts faster than this: it spawns processes that import the framework and join
@@ -148,3 +148,7 @@ def _probe_on_worker(model: str, settings, input_shape: tuple, n_outputs: int, r
                                        name="rayfit.probe_step")
     ref = probe.remote(model, settings.model_dump(), tuple(input_shape), n_outputs, int(resources.get("CPU", 1)))
     return ray.get(current_watchdog().wait([ref])[0])
+
+
+def describe(cost: StartCost) -> dict:
+    return asdict(cost)

@@ -101,7 +101,6 @@ def search_name(settings: TuneSettings) -> str:
 def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, storage: Path,
                on_event=None, n_classes: Optional[int] = None) -> SearchResult:
     cluster = ClusterShape.current()
-    # Before the trial-mode probe: a probe holding an impossible trial's resources would wait too.
     check_trial_request(settings.cpus_per_trial, settings.gpus_per_trial, cluster)
     mode = _trial_mode(settings, base, data, cluster)
     plan = plan_trials(mode.mode, settings.cpus_per_trial, settings.gpus_per_trial, mode.workers,

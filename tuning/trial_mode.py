@@ -6,12 +6,10 @@ streaming from Parquet. `auto` picks distributed only where that trade is worth 
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 from ray import tune
 
-from rayfit.cluster.orphans import free_orphaned_placement_groups
 from rayfit.config import TuneSettings
 
 
@@ -100,6 +98,10 @@ class FreeStoppedWorkerGroups(tune.Callback):
         self._last = 0.0
 
     def _free(self) -> None:
+        import time
+
+        from rayfit.cluster.orphans import free_orphaned_placement_groups
+
         self._last = time.monotonic()
         free_orphaned_placement_groups()
 
@@ -110,5 +112,7 @@ class FreeStoppedWorkerGroups(tune.Callback):
         self._free()
 
     def on_step_end(self, iteration, trials, **info):
+        import time
+
         if time.monotonic() - self._last > self.INTERVAL_S:
             self._free()

@@ -24,7 +24,7 @@ RESULT_PREFIX = "BENCH_RESULT "
 def torch_epochs(data, settings: dict, model_name: str, epochs: int, threads: int,
                  device: str = "cpu", amp: bool = False) -> list[float]:
     import torch
-    from rayfit.trainers.torch_loop import architecture
+    from rayfit.trainers.core import architecture
     from rayfit.trainers.torch_models import build_torch_model
     from torch import nn
     from torch.utils.data import DataLoader, TensorDataset
@@ -67,7 +67,7 @@ def torch_epochs(data, settings: dict, model_name: str, epochs: int, threads: in
 def keras_epochs(data, settings: dict, model_name: str, epochs: int, threads: int) -> list[float]:
     import tensorflow as tf
     from rayfit.trainers.keras_models import build_keras_model
-    from rayfit.trainers.torch_loop import architecture
+    from rayfit.trainers.core import architecture
     from tensorflow import keras
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)

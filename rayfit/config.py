@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rayfit.errors import UserError
+from rayfit.trainers.registry import FRAMEWORKS
 
 BASELINE_NAMES = ("dummy", "linear", "random_forest", "gradient_boosting")
 
@@ -166,6 +167,17 @@ class NeuralConfig(_Section):
                 raise ValueError(f"{name!r} is not a {cls.FRAMEWORK} network; choose from {', '.join(known)}")
         return model
 
+    @model_validator(mode="after")
+    def _nothing_ignored(self):
+        """A setting no network or optimizer of this section would read is a mistake, not a no-op."""
+        explicit = self.model_fields_set
+        for section in ("cnn", "rnn", "transformer"):
+            if section in explicit and section not in self.models:
+                raise ValueError(f"{section}: set, but no network here is a {section} (model: {', '.join(self.models)})")
+        if "momentum" in explicit and self.optimizer in ("adam", "adamw"):
+            raise ValueError(f"momentum: {self.optimizer} has none (sgd and rmsprop do)")
+        return self
+
     @property
     def models(self) -> list[str]:
         return [self.model] if isinstance(self.model, str) else list(self.model)
@@ -258,7 +270,7 @@ class TuneSettings(_Section):
     enabled: bool = True
     # What is searched: the first torch.model / keras.model network, or a baseline (trained in steps of trees so
     # a scheduler can stop it early: gradient_boosting, random_forest; linear is a single step).
-    model: Literal["torch", "keras", "gradient_boosting", "random_forest", "linear"] = "torch"
+    model: Literal[(*FRAMEWORKS, *BASELINE_SPACES)] = next(iter(FRAMEWORKS))
     num_samples: int = Field(8, ge=1)  # trials (with grid dimensions: repeats of the whole grid)
     searcher: Literal[SEARCHERS] = "random"  # how configurations are proposed; optuna is TPE
     scheduler: Literal[TUNE_SCHEDULERS] = "asha"  # which trials stop early (asha, hyperband, median) or evolve (pbt)
@@ -313,8 +325,9 @@ class TuneSettings(_Section):
             raise ValueError(f"grid dimensions ({', '.join(grid)}) need searcher random or grid, not {self.searcher}")
         if self.searcher == "grid" and len(grid) != len(self.space):
             raise ValueError("searcher grid needs every space dimension to be a grid: [...]")
-        if self.trial_mode == "distributed" and self.model not in ("torch", "keras"):
-            raise ValueError(f"trial_mode distributed trains networks (torch, keras); {self.model} trains inline")
+        if self.trial_mode == "distributed" and self.model not in FRAMEWORKS:
+            raise ValueError(f"trial_mode distributed trains networks ({', '.join(FRAMEWORKS)}); "
+                             f"{self.model} trains inline")
         if self.trial_mode == "distributed" and self.cpus_per_trial / self.workers_per_trial < 0.1:
             raise ValueError(f"cpus_per_trial ({self.cpus_per_trial:g}) leaves under 0.1 CPU for each of "
                              f"a distributed trial's {self.workers_per_trial} workers")

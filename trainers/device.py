@@ -46,6 +46,17 @@ def assigned_gpu_ids() -> list:
     return list(ray.get_gpu_ids()) if ray.is_initialized() else []
 
 
+def local_gpu_index() -> int:
+    """This process's first Ray-assigned GPU as an index into the devices CUDA shows it. A task or a
+    trial sees only its own GPUs (index 0); Ray Train shows a node's workers all of the node's
+    GPUs (NCCL needs them), so each worker finds its own among them."""
+    import os
+
+    ids = [str(i) for i in assigned_gpu_ids()]
+    visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return visible.index(ids[0]) if ids and ids[0] in visible else 0
+
+
 def choose_device(framework: str, framework_sees_gpu: bool, mixed_precision: Union[str, bool]) -> DeviceChoice:
     """GPU when Ray assigned this process GPUs and `framework` sees one, else CPU.
 

@@ -7,11 +7,22 @@ from pathlib import Path
 import numpy as np
 
 from rayfit.evaluation.fitted import LOADERS, FittedModel
-from rayfit.trainers.torch_model import logits_to_output
+from rayfit.trainers.core import ARCH, logits_to_output
 
-MODEL_FILE = "model.keras"  # the epoch's model, optimizer state included
+# A checkpoint's files (trainers/keras_adapter.py writes them)
+WEIGHTS = "weights.npz"  # the epoch's weights, in model.get_weights() order
 BEST_WEIGHTS = "best_weights.npz"  # the best epoch's weights so far
-ARCH = "arch.json"
+OPTIMIZER = "optimizer.npz"  # the optimizer's variables (step count, moments)
+MODEL_FILE = "model.keras"  # an exported model: the network in Keras's own format
+
+
+def save_arrays(path: Path, arrays: list) -> None:
+    np.savez(path, **{f"w{i}": a for i, a in enumerate(arrays)})
+
+
+def load_arrays(path: Path) -> list:
+    with np.load(path) as saved:
+        return [saved[f"w{i}"] for i in range(len(saved.files))]
 
 
 class KerasModel(FittedModel):
@@ -32,19 +43,28 @@ class KerasModel(FittedModel):
 
     @classmethod
     def from_checkpoint(cls, checkpoint_dir: Path, name: str, task: str, best: bool = True) -> "KerasModel":
+        """best: the best epoch's weights (restore-best), else the checkpoint's own epoch."""
         from tensorflow import keras
 
+        from rayfit.trainers.keras_models import build_keras_model
+
         checkpoint_dir = Path(checkpoint_dir)
-        network = keras.models.load_model(checkpoint_dir / MODEL_FILE, compile=False)
-        if best and (checkpoint_dir / BEST_WEIGHTS).exists():
-            with np.load(checkpoint_dir / BEST_WEIGHTS) as saved:
-                network.set_weights([saved[f"w{i}"] for i in range(len(saved.files))])
         arch = json.loads((checkpoint_dir / ARCH).read_text())
+        keras.mixed_precision.set_global_policy("float32")  # predictions in float32, wherever it trained
+        network = build_keras_model(arch)
+        weights = checkpoint_dir / BEST_WEIGHTS
+        network.set_weights(load_arrays(weights if best and weights.exists() else checkpoint_dir / WEIGHTS))
         return cls(name, task, network, arch)
 
     @classmethod
     def load(cls, directory: Path, meta: dict) -> "KerasModel":
-        return cls.from_checkpoint(directory, meta["name"], meta["task"], best=False)
+        from tensorflow import keras
+
+        import rayfit.trainers.keras_models  # noqa: F401  (registers the custom layers model.keras may hold)
+
+        directory = Path(directory)
+        network = keras.models.load_model(directory / MODEL_FILE, compile=False)
+        return cls(meta["name"], meta["task"], network, json.loads((directory / ARCH).read_text()))
 
 
 LOADERS["keras"] = KerasModel.load

@@ -1,18 +1,20 @@
 """Train a neural model with Ray Train (a worker group) or in one Ray task, and return it as a FittedModel."""
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import ray
 
 from rayfit.cluster.plan import WorkerPlan
 from rayfit.data.streaming import read_training_split
 from rayfit.evaluation.fitted import FittedModel
+from rayfit.trainers import registry
+from rayfit.trainers.contexts import train_task, train_worker
+from rayfit.trainers.core import LoopConfig, read_history
 from rayfit.trainers.device import read_runtime
 
 
@@ -40,36 +42,38 @@ class NeuralResult:
     runtime: dict = field(default_factory=dict)  # the checkpoint's runtime.json: device, workers, GPUs, AMP
 
 
-def _torch_framework():
-    from ray.train.torch import TorchTrainer
-
-    from rayfit.trainers.torch_loop import train_loop_per_worker
-    from rayfit.trainers.torch_model import TorchModel
-
-    return TorchTrainer, train_loop_per_worker, TorchModel.from_checkpoint
-
-
-def _keras_framework():
-    from ray.train.tensorflow import TensorflowTrainer
-
-    from rayfit.trainers.keras_loop import keras_train_loop_per_worker
-    from rayfit.trainers.keras_model import KerasModel
-
-    return TensorflowTrainer, keras_train_loop_per_worker, KerasModel.from_checkpoint
+def make_loop_config(name: str, framework: str, network: str, settings, data: TrainingData, progress=None,
+                     threads: int = 1, streaming: bool = False) -> LoopConfig:
+    """The training core's typed configuration for one network on this data."""
+    return LoopConfig(
+        name=name, framework=framework, network=network, settings=settings, task=data.task,
+        n_outputs=data.n_outputs, class_weights=data.class_weights, seed=data.seed,
+        # a streaming worker reads its shard of the split; it needs only the validation arrays
+        data=data.val_ref if streaming else data.ref, streaming=streaming,
+        target_scale=data.target_scale, threads=threads, progress=progress)
 
 
-# framework -> () -> (Ray Train trainer class, loop, checkpoint loader); imported when used.
-FRAMEWORKS: dict[str, Callable[[], tuple]] = {"torch": _torch_framework, "keras": _keras_framework}
+def worker_group_trainer(config: LoopConfig, plan: WorkerPlan, run_config, datasets=None, backend=None):
+    """A Ray Train trainer of the config's framework whose every worker runs the training core.
+    backend: trainer_backend()'s answer where the caller already has it."""
+    import ray.train
+
+    trainer_cls = registry.framework(config.framework).load("trainer")
+    return trainer_cls(
+        train_worker,
+        datasets=datasets,
+        train_loop_config={"config": config},
+        scaling_config=ray.train.ScalingConfig(num_workers=plan.workers, use_gpu=plan.use_gpu,
+                                               resources_per_worker=plan.resources),
+        run_config=run_config,
+        **(backend if backend is not None else trainer_backend(config.framework, plan)),
+    )
 
 
-def loop_config(name: str, model: str, settings: dict, data: TrainingData, mode: str, progress=None,
-                threads: int = 1, use_gpu: bool = False) -> dict:
-    streaming = mode == "train" and data.train_path is not None
-    return {"name": name, "model": model, "settings": settings, "data": data.val_ref if streaming else data.ref,
-            "task": data.task,
-            "n_outputs": data.n_outputs, "class_weights": data.class_weights, "seed": data.seed, "mode": mode,
-            "progress": progress, "threads": threads, "use_gpu": use_gpu, "streaming": streaming,
-            "target_scale": data.target_scale}
+def load_checkpoint(framework: str, directory: Path, name: str, task: str, best: bool) -> tuple:
+    """(the network as a FittedModel, its history, its runtime record) from a checkpoint."""
+    fitted = registry.framework(framework).load("fitted").from_checkpoint(Path(directory), name, task, best=best)
+    return fitted, read_history(directory), read_runtime(Path(directory))
 
 
 def fit_neural(framework: str, model: str, settings, data: TrainingData, storage: Path, progress=None,
@@ -89,27 +93,19 @@ def fit_neural(framework: str, model: str, settings, data: TrainingData, storage
     name = f"{framework}_{model}"
     plan = plan or plan_workers(framework, settings.workers, settings.cpus_per_worker, settings.gpus_per_worker,
                                 settings.gpu, ClusterShape.current())
-    trainer_cls, loop, load_checkpoint = FRAMEWORKS[framework]()
     free_orphaned_placement_groups()  # a dead run's workers must not hold this run's CPUs (cluster/orphans.py)
     # Read before the workers are placed: they may take every CPU, and Ray Data's read tasks would
     # then wait behind them (cluster/plan.py).
     datasets = {"train": read_training_split(data.train_path)} if data.train_path else None
-    trainer = trainer_cls(
-        loop,
-        datasets=datasets,
-        train_loop_config=loop_config(name, model, settings.model_dump(), data, "train", progress,
-                                      threads=int(plan.cpus_per_worker), use_gpu=plan.use_gpu),
-        scaling_config=ray.train.ScalingConfig(num_workers=plan.workers, use_gpu=plan.use_gpu,
-                                               resources_per_worker=plan.resources),
-        run_config=ray.train.RunConfig(
-            name=name,
-            storage_path=str(Path(storage).resolve()),
-            # The latest N checkpoints; each carries the best epoch's weights too.
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=settings.keep_checkpoints),
-            failure_config=ray.train.FailureConfig(max_failures=settings.max_failures),
-        ),
-        **trainer_backend(framework, plan),
-    )
+    config = make_loop_config(name, framework, model, settings, data, progress, threads=int(plan.cpus_per_worker),
+                              streaming=data.train_path is not None)
+    trainer = worker_group_trainer(config, plan, datasets=datasets, run_config=ray.train.RunConfig(
+        name=name,
+        storage_path=str(Path(storage).resolve()),
+        # The latest N checkpoints; each carries the best epoch's weights too.
+        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=settings.keep_checkpoints),
+        failure_config=ray.train.FailureConfig(max_failures=settings.max_failures),
+    ))
     started = time.perf_counter()
     # In a thread the driver watches: a group that can never be placed ends in the watchdog's error.
     result = current_watchdog().run(trainer.fit)
@@ -117,40 +113,22 @@ def fit_neural(framework: str, model: str, settings, data: TrainingData, storage
     if result.error is not None:
         raise result.error
     with result.checkpoint.as_directory() as directory:
-        fitted = load_checkpoint(Path(directory), name, data.task, best=settings.restore_best)
-        history = json.loads((Path(directory) / "history.json").read_text())
-        runtime = read_runtime(Path(directory))
-    best_epoch = min(history, key=lambda m: m["val_loss"])["epoch"] if history else 0
-    return NeuralResult(model=fitted, history=history, train_time_s=elapsed, best_epoch=best_epoch,
+        fitted, history, runtime = load_checkpoint(framework, Path(directory), name, data.task, settings.restore_best)
+    return NeuralResult(model=fitted, history=history, train_time_s=elapsed, best_epoch=_best_epoch(history),
                         runtime=runtime)
 
 
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
+def _best_epoch(history: list[dict]) -> int:
+    return min(history, key=lambda m: m["val_loss"])["epoch"] if history else 0
 
 
 def trainer_backend(framework: str, plan: WorkerPlan) -> dict:
-    """Extra trainer arguments for the workers' real devices. PyTorch on GPU workers defaults to
-    NCCL, which needs CUDA: where Ray's GPUs are logical (no CUDA on the worker's node), gloo."""
-    if framework != "torch" or not plan.use_gpu:
-        return {}
-    from ray.train.torch import TorchConfig
-
-    from rayfit.cluster.watchdog import current_watchdog
-
-    probe = ray.remote(_cuda_available).options(num_cpus=plan.cpus_per_worker, num_gpus=plan.gpus_per_worker)
-    ref = probe.remote()
-    has_cuda = ray.get(current_watchdog().wait([ref])[0])
-    return {} if has_cuda else {"torch_config": TorchConfig(backend="gloo")}
+    """Extra trainer arguments for the workers' real devices (the framework's `backend` hook)."""
+    spec = registry.framework(framework)
+    return spec.load("backend")(plan) if spec.backend else {}
 
 
 # -- One Ray task instead of a worker group ------------------------------------------------------
-
-# Keras steps cost more than PyTorch's on small networks; the probe times PyTorch's.
-STEP_COST_FACTOR = {"torch": 1.0, "keras": 3.0}
-
 
 @dataclass(frozen=True)
 class Launch:
@@ -166,7 +144,7 @@ def estimate_train_seconds(framework: str, model: str, settings, data: TrainingD
 
     steps = math.ceil(data.train_rows / settings.batch_size) * settings.epochs
     step = step_seconds_on_worker(model, settings, data.input_shape, data.n_outputs, resources)
-    return step * steps * STEP_COST_FACTOR[framework]
+    return step * steps * registry.framework(framework).step_cost_factor
 
 
 def worth_a_worker_group(framework: str, seconds: float, workers: int, what: str, start_cost=None) -> Launch:
@@ -205,16 +183,6 @@ def choose_launch(framework: str, model: str, settings, data: TrainingData, plan
     return worth_a_worker_group(framework, seconds, plan.workers, "training alone", start_cost)
 
 
-def _train_in_task(framework: str, config: dict) -> dict:
-    if framework == "torch":
-        from rayfit.trainers.torch_loop import train_loop_per_worker as loop
-    else:
-        from rayfit.trainers.keras_loop import keras_train_loop_per_worker as loop
-    started = time.perf_counter()
-    history = loop(config)
-    return {"history": history, "seconds": time.perf_counter() - started}
-
-
 @dataclass
 class PendingFit:
     """A network training in a Ray task; `result()` waits for it."""
@@ -232,14 +200,11 @@ class PendingFit:
         from rayfit.cluster.watchdog import current_watchdog
 
         outcome = ray.get(current_watchdog().wait([self.ref])[0])
-        _, _, load_checkpoint = FRAMEWORKS[self.framework]()
         with latest_checkpoint(self.checkpoint_dir).as_directory() as directory:
-            fitted = load_checkpoint(Path(directory), self.name, self.task, best=self.restore_best)
-            history = json.loads((Path(directory) / "history.json").read_text())
-            runtime = read_runtime(Path(directory))
-        best_epoch = min(history, key=lambda m: m["val_loss"])["epoch"] if history else 0
-        return NeuralResult(model=fitted, history=history, train_time_s=outcome["seconds"], best_epoch=best_epoch,
-                            runtime=runtime)
+            fitted, history, runtime = load_checkpoint(self.framework, Path(directory), self.name, self.task,
+                                                       self.restore_best)
+        return NeuralResult(model=fitted, history=history, train_time_s=outcome["seconds"],
+                            best_epoch=_best_epoch(history), runtime=runtime)
 
 
 def start_in_task(framework: str, model: str, settings, data: TrainingData, storage: Path, plan: WorkerPlan,
@@ -250,11 +215,10 @@ def start_in_task(framework: str, model: str, settings, data: TrainingData, stor
     to max_failures times) and it continues from the latest checkpoint, as does `rayfit resume`.
     """
     name = f"{framework}_{model}"
-    config = loop_config(name, model, settings.model_dump(), data, "task", progress,
-                         threads=int(plan.cpus_per_worker), use_gpu=plan.use_gpu)
-    config["checkpoint_dir"] = str(Path(storage).resolve() / name)
-    task = ray.remote(_train_in_task).options(
+    config = make_loop_config(name, framework, model, settings, data, progress, threads=int(plan.cpus_per_worker))
+    checkpoint_dir = Path(storage).resolve() / name
+    task = ray.remote(train_task).options(
         num_cpus=plan.cpus_per_worker, num_gpus=plan.gpus_per_worker,
         max_retries=settings.max_failures, name=f"rayfit.train[{name}]")
-    return PendingFit(task.remote(framework, config), name, framework, data.task, Path(config["checkpoint_dir"]),
-                      settings.restore_best)
+    return PendingFit(task.remote(config, str(checkpoint_dir), settings.keep_checkpoints), name, framework,
+                      data.task, checkpoint_dir, settings.restore_best)

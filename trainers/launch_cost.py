@@ -80,9 +80,9 @@ def _time_empty_run(framework: str) -> float:
     sliver of a CPU each, so the measurement never waits on work that is already running."""
     import ray.train
 
-    from rayfit.trainers.launch import FRAMEWORKS
+    from rayfit.trainers.registry import framework as framework_spec
 
-    trainer_cls = FRAMEWORKS[framework]()[0]
+    trainer_cls = framework_spec(framework).load("trainer")
     with tempfile.TemporaryDirectory(prefix="rayfit-calibrate-") as storage:
         trainer = trainer_cls(
             _empty_loop,
@@ -98,7 +98,7 @@ def _probe(model: str, settings: dict, input_shape: tuple, n_outputs: int, threa
     """Runs on a worker: a few optimisation steps of the network; the median after a warm-up."""
     import torch
 
-    from rayfit.trainers.torch_loop import architecture
+    from rayfit.trainers.core import architecture
     from rayfit.trainers.torch_models import build_torch_model
 
     torch.set_num_threads(max(1, threads))
@@ -130,7 +130,7 @@ _probed: dict[str, float] = {}  # one probe per network shape and worker per dri
 
 def step_seconds_on_worker(model: str, settings, input_shape: tuple, n_outputs: int, resources: dict) -> float:
     """Time one step where a worker would run: a Ray task holding one worker's resources."""
-    from rayfit.trainers.torch_loop import architecture
+    from rayfit.trainers.core import architecture
 
     arch = architecture(settings.model_dump(), model, input_shape, n_outputs)
     key = json.dumps([arch, settings.batch_size, resources], sort_keys=True, default=str)

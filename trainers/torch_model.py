@@ -9,25 +9,13 @@ import numpy as np
 import torch
 
 from rayfit.evaluation.fitted import LOADERS, FittedModel
-from rayfit.trainers.target_scale import to_target_units
+from rayfit.trainers.core import ARCH, logits_to_output
 from rayfit.trainers.torch_models import build_torch_model
 
+# A checkpoint's files (trainers/torch_adapter.py writes them); an exported model has WEIGHTS and ARCH
 WEIGHTS = "model.pt"  # the epoch's weights
 BEST_WEIGHTS = "best_model.pt"  # the best epoch's weights so far, carried in every checkpoint
-ARCH = "arch.json"
-
-
-def logits_to_output(out: np.ndarray, task: str, arch: Optional[dict] = None) -> np.ndarray:
-    """Class probabilities (one logit: binary, sigmoid; several: softmax) or regression values, in
-    the target's units (the network learned a standardized target: trainers/target_scale.py)."""
-    if task != "classification":
-        return to_target_units(out.reshape(-1).astype(np.float64), (arch or {}).get("target_scale"))
-    if out.shape[1] == 1:
-        p = 1.0 / (1.0 + np.exp(-out[:, 0].astype(np.float64)))
-        return np.stack([1 - p, p], axis=1)
-    shifted = out.astype(np.float64) - out.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
+OPTIMIZER = "optimizer.pt"  # optimizer and loss-scaler state
 
 
 class TorchModel(FittedModel):

@@ -22,7 +22,10 @@ from rayfit.data.streaming import read_training_split
 from rayfit.errors import UserError
 from rayfit.evaluation.fitted import FittedModel, SklearnModel
 from rayfit.trainers.device import read_runtime
-from rayfit.trainers.launch import TrainingData, estimate_train_seconds, loop_config, trainer_backend
+from rayfit.trainers.contexts import train_trial
+from rayfit.trainers.core import HISTORY
+from rayfit.trainers.launch import TrainingData, estimate_train_seconds, make_loop_config, trainer_backend
+from rayfit.trainers.registry import framework, is_network_framework
 from rayfit.tuning.baseline_trial import ESTIMATOR_FILE, baseline_trial
 from rayfit.tuning.schedulers import EXPLOITING
 from rayfit.tuning.searchers import build_searcher, scheduler_for
@@ -46,25 +49,6 @@ class SearchResult:
     plan: str = ""  # how trials were placed: "2 trials at once, each 1 CPU"
     trial_mode_figures: dict = field(default_factory=dict)
     runtime: dict = field(default_factory=dict)  # the best trial's runtime.json: device, workers, GPUs, AMP
-
-
-def _torch_trial(config: dict, base: dict) -> None:
-    """One Tune trial: the framework's own training loop, run in-process."""
-    from rayfit.trainers.torch_loop import train_loop_per_worker
-
-    settings = {**base["settings"], **config}
-    train_loop_per_worker({**base, "settings": settings})
-
-
-def _keras_trial(config: dict, base: dict) -> None:
-    """One Tune trial of a Keras network, in-process (Keras 3 or tf-keras both work in one process)."""
-    from rayfit.trainers.keras_loop import keras_train_loop_per_worker
-
-    keras_train_loop_per_worker({**base, "settings": {**base["settings"], **config}})
-
-
-# framework -> trial function; any other model is a baseline
-TRIALS = {"torch": _torch_trial, "keras": _keras_trial}
 
 
 class _TrialProgress(tune.Callback):
@@ -95,7 +79,8 @@ def tuned_name(settings: TuneSettings) -> str:
 
 
 def search_name(settings: TuneSettings) -> str:
-    return "search" if settings.model == "torch" else f"search_{settings.model}"
+    """tune/search for the default model's search (as it always was), tune/search_<model> for others."""
+    return "search" if settings.model == TuneSettings.model_fields["model"].default else f"search_{settings.model}"
 
 
 def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, storage: Path,
@@ -203,26 +188,26 @@ def _trial_mode(settings: TuneSettings, base: NeuralConfig, data: TrainingData, 
 
 def _trainable(settings: TuneSettings, base: NeuralConfig, data: TrainingData, plan: TrialPlan):
     """(trial function, its constant arguments) for the search's model and trial plan."""
+    if not is_network_framework(settings.model):
+        return baseline_trial, {"baseline": settings.model, "max_t": settings.max_t, "data": data.ref,
+                                "task": data.task, "class_weights": data.class_weights, "seed": data.seed,
+                                "threads": max(1, int(settings.cpus_per_trial))}
     # Every trial runs up to max_t epochs; the scheduler decides who stops earlier. Early stopping
     # inside a trial stays on, as in a plain training run.
-    base_settings = {**base.model_dump(), "epochs": settings.max_t}
+    trial_settings = base.model_copy(update={"epochs": settings.max_t})
+    network = base.models[0]
     if plan.mode == "distributed":
         workers = plan.workers
-        loop = loop_config("tune", base.models[0], base_settings, data, "train",
-                           threads=max(1, round(workers.cpus_per_worker)), use_gpu=workers.use_gpu)
+        config = make_loop_config("tune", settings.model, network, trial_settings, data,
+                                  threads=max(1, round(workers.cpus_per_worker)), streaming=data.train_path is not None)
         # Read once here, before any trial holds a CPU, and shared by every trial's workers.
         dataset = read_training_split(data.train_path) if data.train_path else None
-        return distributed_trial, {
-            "framework": settings.model, "loop": loop, "workers": workers.workers, "use_gpu": workers.use_gpu,
-            "worker_resources": workers.resources, "max_failures": base.max_failures, "train_dataset": dataset,
-            "backend": trainer_backend(settings.model, workers)}
-    trial_base = loop_config("tune", base.models[0], base_settings, data, "tune",
-                             threads=max(1, int(settings.cpus_per_trial)), use_gpu=plan.use_gpu)
+        return distributed_trial, {"config": config, "plan": workers, "max_failures": base.max_failures,
+                                   "train_dataset": dataset, "backend": trainer_backend(settings.model, workers)}
+    config = make_loop_config("tune", settings.model, network, trial_settings, data,
+                              threads=max(1, int(settings.cpus_per_trial)))
     # PBT restarts trials from other trials' latest checkpoints: checkpoint every epoch for it.
-    trial_base["checkpoint_every_epoch"] = settings.scheduler in EXPLOITING
-    if settings.model not in TRIALS:
-        trial_base.update(baseline=settings.model, max_t=settings.max_t)
-    return TRIALS.get(settings.model, baseline_trial), trial_base
+    return train_trial, {"config": config, "checkpoint_every_epoch": settings.scheduler in EXPLOITING}
 
 
 def _latest_checkpoint(result) -> Optional[Path]:
@@ -248,9 +233,9 @@ def _trial_history(result, checkpoint: Optional[Path]) -> list[dict]:
     frame = result.metrics_dataframe
     reported = frame[[c for c in HISTORY_KEYS if c in frame]].to_dict("records") if frame is not None else []
     lineage = []
-    if checkpoint is not None and (checkpoint / "history.json").exists():
+    if checkpoint is not None and (checkpoint / HISTORY).exists():
         lineage = [{k: row[k] for k in HISTORY_KEYS if k in row}
-                   for row in json.loads((checkpoint / "history.json").read_text())]
+                   for row in json.loads((checkpoint / HISTORY).read_text())]
     last = lineage[-1]["epoch"] if lineage else 0
     # A trial resumed after a killed driver reruns the epochs after its checkpoint: the rerun counts.
     after = {row["epoch"]: row for row in reported if row["epoch"] > last}
@@ -259,12 +244,6 @@ def _trial_history(result, checkpoint: Optional[Path]) -> list[dict]:
 
 def _load_tuned(settings: TuneSettings, directory: Path, task: str, n_classes: Optional[int]) -> FittedModel:
     """The best trial's checkpoint as the tuned model (its best epoch's weights)."""
-    if settings.model == "torch":
-        from rayfit.trainers.torch_model import TorchModel
-
-        return TorchModel.from_checkpoint(directory, tuned_name(settings), task)
-    if settings.model == "keras":
-        from rayfit.trainers.keras_model import KerasModel
-
-        return KerasModel.from_checkpoint(directory, tuned_name(settings), task)
+    if is_network_framework(settings.model):
+        return framework(settings.model).load("fitted").from_checkpoint(directory, tuned_name(settings), task)
     return SklearnModel(tuned_name(settings), task, joblib.load(directory / ESTIMATOR_FILE), n_classes)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from ray import tune
 
 from rayfit.config import TuneSettings
+from rayfit.trainers.registry import is_network_framework
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ def choose_trial_mode(settings: TuneSettings, streaming: bool, estimate=None, st
     from rayfit.trainers.launch import worth_a_worker_group
 
     workers = settings.workers_per_trial
-    if settings.model not in ("torch", "keras"):
+    if not is_network_framework(settings.model):
         return TrialMode("inline", "baselines train inside the trial")
     if settings.trial_mode == "inline":
         return TrialMode("inline", "tune.trial_mode: inline")
@@ -54,34 +55,29 @@ def choose_trial_mode(settings: TuneSettings, streaming: bool, estimate=None, st
     return TrialMode(mode, launch.reason, workers if mode == "distributed" else 1, launch.figures)
 
 
-def distributed_trial(config: dict, base: dict) -> None:
+def distributed_trial(params: dict, base: dict) -> None:
     """One Tune trial that trains through its own Ray Train run; metrics reach Tune every epoch.
 
-    The run lives in the trial's directory, so a resumed search resumes each unfinished trial's
-    run from its latest checkpoint.
+    base: {"config": LoopConfig, "plan": WorkerPlan, "backend": trainer arguments, "max_failures",
+    "train_dataset"}. The run lives in the trial's directory, so a resumed search resumes each
+    unfinished trial's run from its latest checkpoint.
     """
     import ray.train
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from rayfit.trainers.launch import FRAMEWORKS
+    from rayfit.trainers.launch import worker_group_trainer
 
-    trainer_cls, loop, _ = FRAMEWORKS[base["framework"]]()
-    loop_config = {**base["loop"], "settings": {**base["loop"]["settings"], **config}}
-    trainer = trainer_cls(
-        loop,
-        datasets={"train": base["train_dataset"]} if base.get("train_dataset") is not None else None,
-        train_loop_config=loop_config,
-        scaling_config=ray.train.ScalingConfig(num_workers=base["workers"], use_gpu=base["use_gpu"],
-                                               resources_per_worker=base["worker_resources"]),
-        **base["backend"],
+    dataset = base.get("train_dataset")
+    trainer = worker_group_trainer(
+        base["config"].with_params(params), base["plan"], backend=base["backend"],
+        datasets={"train": dataset} if dataset is not None else None,
         run_config=ray.train.RunConfig(
             name="train", storage_path=tune.get_context().get_trial_dir(),
             # The latest checkpoint carries the best epoch's weights and the history: keep one.
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
             failure_config=ray.train.FailureConfig(max_failures=base["max_failures"]),
             callbacks=[TuneReportCallback()],
-        ),
-    )
+        ))
     result = trainer.fit()
     if result.error is not None:
         raise result.error

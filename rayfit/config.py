@@ -170,11 +170,15 @@ class NeuralConfig(_Section):
     @model_validator(mode="after")
     def _nothing_ignored(self):
         """A setting no network or optimizer of this section would read is a mistake, not a no-op."""
-        explicit = self.model_fields_set
+        fields = type(self).model_fields
+
+        def changed(key: str) -> bool:  # set to something else than its default (a saved config sets all)
+            return key in self.model_fields_set and getattr(self, key) != fields[key].get_default(call_default_factory=True)
+
         for section in ("cnn", "rnn", "transformer"):
-            if section in explicit and section not in self.models:
+            if changed(section) and section not in self.models:
                 raise ValueError(f"{section}: set, but no network here is a {section} (model: {', '.join(self.models)})")
-        if "momentum" in explicit and self.optimizer in ("adam", "adamw"):
+        if changed("momentum") and self.optimizer in ("adam", "adamw"):
             raise ValueError(f"momentum: {self.optimizer} has none (sgd and rmsprop do)")
         return self
 

@@ -1,8 +1,8 @@
 """The device a worker trains on, and the runtime.json every checkpoint carries, without a GPU.
 
 Ray's assignment is mocked (`ray.get_gpu_ids`), as is CUDA where a case needs it: the rule is
-"GPU only when Ray assigned GPU ids and the framework sees a GPU". The training runs call the loops
-directly in mode "task", in this process, as a Ray task would.
+"GPU only when Ray assigned GPU ids and the framework sees a GPU". The training runs call the
+training core directly in a task context, in this process, as a Ray task would.
 """
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ import torch
 
 from rayfit.config import KerasConfig, TorchConfig
 from rayfit.trainers import device as device_module
-from rayfit.trainers.launch import TrainingData, loop_config
-from rayfit.trainers.torch_loop import _torch_device, train_loop_per_worker
+from rayfit.trainers.contexts import TaskContext
+from rayfit.trainers.core import train
+from rayfit.trainers.launch import TrainingData, make_loop_config
+from rayfit.trainers.torch_adapter import TorchAdapter
 
 CPU_RECORD = {"device": "cpu", "workers": 1, "gpus_per_worker": 0, "amp": False}
 FALLBACK_MESSAGE = "rayfit: Ray assigned GPU ids [0] but CUDA is not available to"
@@ -44,29 +46,34 @@ def ray_assigns(monkeypatch):
 ])
 def test_torch_device_follows_ray_and_cuda(ray_assigns, gpu_ids, cuda, mixed_precision, expected):
     ray_assigns(gpu_ids, cuda)
-    device, choice = _torch_device("task", mixed_precision)
-    assert (str(device), choice.amp) == expected
+    adapter = _torch_adapter(mixed_precision)
+    assert (str(adapter.device), adapter.amp) == expected
+
+
+def _torch_adapter(mixed_precision) -> TorchAdapter:
+    settings = TorchConfig(mixed_precision=mixed_precision)
+    data = TrainingData({}, "classification", 3, None, seed=0)
+    return TorchAdapter(make_loop_config("device_test", "torch", "mlp", settings, data), rank=0, world_size=1)
 
 
 def test_logical_gpus_fall_back_to_cpu_and_say_so_once(ray_assigns, capsys):
     ray_assigns([0], cuda=False)
     for _ in range(2):
-        device, choice = _torch_device("task", "auto")
-        assert device.type == "cpu" and not choice.amp
+        adapter = _torch_adapter("auto")
+        assert adapter.device.type == "cpu" and not adapter.amp
     err = capsys.readouterr().err
     assert err.count(FALLBACK_MESSAGE) == 1, err
 
 
-def _tiny_task_config(settings, tmp_path) -> dict:
-    """A 3-class problem small enough to train in a second, as a task's loop config."""
+def _train_tiny_task(framework: str, settings, tmp_path) -> list[dict]:
+    """A 3-class problem small enough to train in a second, trained as a task would."""
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 96)
     X = (rng.standard_normal((96, 4)) + (y - 1)[:, None]).astype(np.float32)
     arrays = {"X_train": X[:72], "y_train": y[:72], "X_val": X[72:], "y_val": y[72:]}
     data = TrainingData(arrays, "classification", 3, None, seed=0)  # a dict in place of an ObjectRef
-    config = loop_config("device_test", "mlp", settings.model_dump(), data, "task")
-    config["checkpoint_dir"] = str(tmp_path)
-    return config
+    config = make_loop_config("device_test", framework, "mlp", settings, data)
+    return train(config, TaskContext(str(tmp_path), keep=2))
 
 
 def _runtime_records(tmp_path) -> list[dict]:
@@ -77,7 +84,7 @@ def _runtime_records(tmp_path) -> list[dict]:
 def test_torch_checkpoints_record_training_on_cpu(ray_assigns, capsys, tmp_path, gpu_ids):
     ray_assigns(gpu_ids, cuda=False)
     settings = TorchConfig(model="mlp", epochs=2, batch_size=16, hidden_sizes=[8], mixed_precision=True)
-    history = train_loop_per_worker(_tiny_task_config(settings, tmp_path))
+    history = _train_tiny_task("torch", settings, tmp_path)
 
     assert [h["epoch"] for h in history] == [1, 2]
     assert _runtime_records(tmp_path) == [CPU_RECORD, CPU_RECORD]  # one per epoch's checkpoint
@@ -85,11 +92,9 @@ def test_torch_checkpoints_record_training_on_cpu(ray_assigns, capsys, tmp_path,
 
 
 def test_keras_checkpoints_record_training_on_cpu(ray_assigns, capsys, tmp_path):
-    from rayfit.trainers.keras_loop import keras_train_loop_per_worker
-
     ray_assigns([0], cuda=False)  # TensorFlow's own view decides for Keras: this CPU build sees no GPU
     settings = KerasConfig(model="mlp", epochs=2, batch_size=16, hidden_sizes=[8], mixed_precision=True)
-    history = keras_train_loop_per_worker(_tiny_task_config(settings, tmp_path))
+    history = _train_tiny_task("keras", settings, tmp_path)
 
     assert [h["epoch"] for h in history] == [1, 2]
     assert _runtime_records(tmp_path) == [CPU_RECORD, CPU_RECORD]

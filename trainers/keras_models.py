@@ -1,51 +1,32 @@
 """Keras networks: name -> builder(input_shape, n_outputs, settings), like torch_models.py.
 
-TensorFlow is imported inside the builders, only where one runs (tf-keras, through
-TF_USE_LEGACY_KERAS=1: see rayfit/__init__.py). The L1 penalty is not a layer regularizer: the
-training loop adds it to the loss, counted as PyTorch's loop counts it.
+tf-keras (legacy Keras 2), through TF_USE_LEGACY_KERAS=1 set by rayfit/__init__.py before this
+import. TensorFlow is imported here, at the top, so that importing this module registers its custom
+layer: a saved network that holds one loads once this module is imported (trainers/keras_model.py).
+The L1 penalty is no layer regularizer: the training loop adds it to the loss, as PyTorch's does.
 """
 from __future__ import annotations
 
 from typing import Callable
 
-_CUSTOM_OBJECTS: dict = {}  # registered name -> custom layer class, filled by custom_objects()
+import tensorflow as tf
+from tensorflow import keras
 
 
-def custom_objects() -> dict:
-    """The custom layers, defined and registered with Keras on first call (so TF is imported only here).
+@keras.utils.register_keras_serializable(package="rayfit")
+class PositionEmbedding(keras.layers.Layer):
+    """A learned embedding per token, (1, tokens, width), initialised to zeros and added to the input."""
 
-    A saved network that uses one loads only once it is registered (tf-keras otherwise fails with
-    "TypeError: 'str' object is not callable"): load through load_keras_model.
-    """
-    if not _CUSTOM_OBJECTS:
-        import tensorflow as tf
-        from tensorflow import keras
+    def build(self, input_shape):
+        self.position = self.add_weight(name="position", shape=(1, input_shape[1], input_shape[2]),
+                                        initializer="zeros", trainable=True)
+        super().build(input_shape)
 
-        @keras.utils.register_keras_serializable(package="rayfit")
-        class PositionEmbedding(keras.layers.Layer):
-            """A learned embedding per token, (1, tokens, width), initialised to zeros, added to the input."""
+    def call(self, inputs):
+        return inputs + tf.cast(self.position, inputs.dtype)
 
-            def build(self, input_shape):
-                self.position = self.add_weight(name="position", shape=(1, input_shape[1], input_shape[2]),
-                                                initializer="zeros", trainable=True)
-                super().build(input_shape)
-
-            def call(self, inputs):
-                return inputs + tf.cast(self.position, inputs.dtype)
-
-            def get_config(self):
-                return super().get_config()  # the weight's shape comes from the input
-
-        _CUSTOM_OBJECTS["rayfit>PositionEmbedding"] = PositionEmbedding
-    return _CUSTOM_OBJECTS
-
-
-def load_keras_model(path, **kwargs):
-    """keras.models.load_model with this module's custom layers registered first."""
-    from tensorflow import keras
-
-    custom_objects()
-    return keras.models.load_model(path, **kwargs)
+    def get_config(self):
+        return super().get_config()  # no arguments of its own: the weight's shape comes from the input
 
 
 def _norm(keras, kind: str):
@@ -69,8 +50,6 @@ def _dense_stack(keras, x, n_outputs: int, settings):
 
 
 def mlp(input_shape, n_outputs, settings):
-    from tensorflow import keras
-
     inputs = keras.Input(shape=tuple(input_shape))
     x = keras.layers.Flatten()(inputs) if len(input_shape) > 1 else inputs
     return keras.Model(inputs, _dense_stack(keras, x, n_outputs, settings))
@@ -78,8 +57,6 @@ def mlp(input_shape, n_outputs, settings):
 
 def cnn(input_shape, n_outputs, settings):
     """Conv blocks (conv -> norm -> activation -> 2x2 max-pool while the map is > 1 px), dense head."""
-    from tensorflow import keras
-
     height, width, _ = input_shape
     inputs = keras.Input(shape=tuple(input_shape))
     x = inputs
@@ -101,8 +78,6 @@ def rnn(input_shape, n_outputs, settings):
     As torch's nn.LSTM / nn.GRU: dropout between stacked layers only, and a bidirectional network's
     last step is [forward at T-1, backward at T-1] (Keras' own final backward state, at step 0, is not).
     """
-    from tensorflow import keras
-
     spec = settings["rnn"]
     cell = keras.layers.LSTM if spec["cell"] == "lstm" else keras.layers.GRU  # GRU: reset_after, as torch
     inputs = keras.Input(shape=tuple(input_shape))
@@ -121,8 +96,6 @@ def rnn(input_shape, n_outputs, settings):
 def transformer(input_shape, n_outputs, settings):
     """A small pre-norm encoder, as torch_models.Transformer. Sequences (T, F): one token per time step;
     tabular rows (F,): one token of width 1 per feature."""
-    from tensorflow import keras
-
     spec, rate = settings["transformer"], settings["dropout"]
     d_model = spec["d_model"]
     eps = 1e-5  # torch's LayerNorm epsilon (Keras' default is 1e-3)
@@ -130,7 +103,7 @@ def transformer(input_shape, n_outputs, settings):
     x = keras.layers.Reshape((input_shape[0], 1))(inputs) if len(input_shape) == 1 else inputs
     x = keras.layers.Dense(d_model)(x)
     # A learned position (or, for tabular, feature identity) embedding per token.
-    x = custom_objects()["rayfit>PositionEmbedding"]()(x)
+    x = PositionEmbedding()(x)
     for _ in range(spec["layers"]):  # nn.TransformerEncoderLayer(norm_first=True, activation="gelu")
         h = keras.layers.LayerNormalization(epsilon=eps)(x)
         h = keras.layers.MultiHeadAttention(spec["heads"], key_dim=d_model // spec["heads"], dropout=rate)(h, h)

@@ -140,18 +140,22 @@ class TorchAdapter:
             if settings.grad_clip:
                 self.scaler.unscale_(self.optimizer)
                 nn.utils.clip_grad_norm_(self.model.parameters(), settings.grad_clip)
-            if decay:
-                with torch.no_grad():
-                    for p in self.model.parameters():
-                        p.mul_(1 - decay)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+            self.step(decay)
         rows = int(count)  # this worker's share of the epoch
         if self.world > 1:
             # The mean over every worker's examples (a sync point, once per epoch).
             torch.distributed.all_reduce(total)
             torch.distributed.all_reduce(count)
         return float(total / count), rows
+
+    def step(self, decay: float) -> None:
+        """Decoupled weight decay (w -= lr * weight_decay * w), then the optimizer's update."""
+        if decay:
+            with torch.no_grad():
+                for p in self.model.parameters():
+                    p.mul_(1 - decay)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
 
     @torch.no_grad()
     def predict(self, X: np.ndarray, batch: int = 1024) -> np.ndarray:

@@ -1,0 +1,97 @@
+"""A run's results as files: metrics.json and best_params.yaml, their schema defined here once.
+
+Users' scripts read these keys: renaming or moving one is a breaking change. The report context
+(context.py) is filled from the same entries.
+
+metrics.json
+    task, primary_metric, best_model (chosen on validation)
+    dataset    {rows, features, classes (classification only)}
+    models     name -> {framework, test: {metric: value}, val: {metric: value}, train_time_s,
+               and for networks: launch ("ray_train" | "task"), workers, device, gpus_per_worker,
+               amp, launch_reason, launch_figures (each only when known)}
+    resources  the run plan (cluster/plan.py RunPlan.describe())
+    tuning     the first search's entry (the key from before there were several searches)
+    searches   tuned model name -> {model, searcher, scheduler, trials (a count), epochs_trained,
+               epochs_budget, wall_time_s, best_params, trial_mode, trial_mode_reason, placement}
+best_params.yaml
+    the first search's best hyperparameters; {} when the run had no search
+
+NaN is written as null (JSON has no NaN); numpy scalars and tuples as plain numbers and lists.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import yaml
+
+METRICS_FILE = "metrics.json"
+BEST_PARAMS_FILE = "best_params.yaml"
+
+# A network's entry on how it ran, in this order: workers, device, GPUs, AMP, and why this launch.
+HOW_IT_RAN = ("workers", "device", "gpus_per_worker", "amp", "launch_reason", "launch_figures")
+
+
+def model_entry(framework: str, test: dict, val: dict, train_time_s: float, launch: str = "",
+                run_info: Optional[dict] = None) -> dict:
+    """One model in `models`: its scores on both splits and, for a network, how it ran."""
+    info = run_info or {}
+    return {
+        "framework": framework,
+        "test": test,
+        "val": val,
+        "train_time_s": round(train_time_s, 3),
+        **({"launch": launch} if launch else {}),
+        **{k: info[k] for k in HOW_IT_RAN if k in info and info[k] not in ("", {})},
+    }
+
+
+def dataset_entry(task: str, rows: int, features: int, n_classes: Optional[int]) -> dict:
+    dataset = {"rows": rows, "features": features}
+    if task == "classification":
+        dataset["classes"] = n_classes
+    return dataset
+
+
+def search_entry(summary: dict) -> dict:
+    """One search in `searches`, from the summary its stage recorded (a run record written before
+    searchers, schedulers and trial modes were recorded lacks them)."""
+    return {"model": summary["model"], "searcher": summary.get("searcher"), "scheduler": summary.get("scheduler"),
+            "trials": len(summary["trials"]), "epochs_trained": summary["epochs_trained"],
+            "epochs_budget": summary["epochs_budget"], "wall_time_s": round(summary["wall_time_s"], 3),
+            "best_params": summary["best_params"], "trial_mode": summary.get("trial_mode", "inline"),
+            "trial_mode_reason": summary.get("trial_mode_reason", ""), "placement": summary.get("plan", "")}
+
+
+def metrics_document(task: str, primary_metric: str, best_model: str, dataset: dict, models: dict[str, dict],
+                     resources: Optional[dict] = None, searches: Optional[dict[str, dict]] = None) -> dict:
+    """The whole of metrics.json; `searches` are the search summaries by tuned model name."""
+    metrics: dict[str, Any] = {"task": task, "primary_metric": primary_metric, "best_model": best_model,
+                               "dataset": dataset, "models": models}
+    if resources is not None:
+        metrics["resources"] = resources
+    summaries = {name: search_entry(summary) for name, summary in (searches or {}).items()}
+    if summaries:
+        metrics["tuning"] = next(iter(summaries.values()))
+        metrics["searches"] = summaries
+    return metrics
+
+
+def write_results(run_dir: Path, metrics: dict, best_params: dict) -> None:
+    (run_dir / METRICS_FILE).write_text(json.dumps(_plain(metrics), indent=2, allow_nan=False))
+    (run_dir / BEST_PARAMS_FILE).write_text(yaml.safe_dump(_plain(best_params), sort_keys=False))
+
+
+def _plain(value):
+    """numpy scalars and tuples -> plain JSON / YAML types; NaN -> None (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value

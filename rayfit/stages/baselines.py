@@ -1,0 +1,43 @@
+"""Stage: the scikit-learn baselines, each one Ray task of one CPU, collected as they finish."""
+from __future__ import annotations
+
+from rayfit.evaluation.fitted import SklearnModel
+from rayfit.stages.state import RunState, Trained
+
+
+def start_baselines(state: RunState, data) -> dict:
+    """Submit every unfinished baseline as a Ray task: ObjectRef -> name."""
+    import ray
+
+    exp, prepared, display = state.exp, state.prepared, state.display
+    names = [name for name in exp.baselines.models if name not in state.trained]
+    if names:
+        display.start("baselines", "scikit-learn baselines", total=len(names))
+    fit = ray.remote(num_cpus=1)(_fit_baseline_task)
+    cw = prepared.class_weights if prepared.task == "classification" else None
+    return {fit.remote(name, prepared.task, cw, exp.seed, data.ref): name for name in names}
+
+
+def collect_baselines(state: RunState, pending: dict) -> None:
+    import ray
+
+    from rayfit.cluster.watchdog import current_watchdog
+
+    prepared, display = state.prepared, state.display
+    total, done = len(pending), 0
+    while pending:
+        ready = current_watchdog().wait(list(pending))
+        name = pending.pop(ready[0])
+        estimator, seconds = ray.get(ready[0])
+        model = SklearnModel(name, prepared.task, estimator, prepared.n_classes)
+        state.finished(name, Trained(model, SklearnModel.kind, seconds))
+        done += 1
+        display.advance("baselines", done, total, f"{name} {seconds:.1f}s")
+    if total:
+        display.finish("baselines", ", ".join(n for n in state.exp.baselines.models))
+
+
+def _fit_baseline_task(name, task, class_weight, seed, arrays):
+    from rayfit.evaluation.baselines import fit_baseline
+
+    return fit_baseline(name, task, class_weight, seed, arrays["X_train"], arrays["y_train"])

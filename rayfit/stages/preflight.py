@@ -1,0 +1,32 @@
+"""Stage: preflight. Every stage's resource request is checked against the cluster before the
+first one starts (Ray would wait for ever on a request it can never place). `plan_networks` fits
+each enabled framework's workers to the cluster: the run plan every network launch follows."""
+from __future__ import annotations
+
+from rayfit.config import Experiment
+from rayfit.stages.networks import enabled_frameworks
+from rayfit.stages.searches import enabled_searches
+
+
+def preflight(exp: Experiment) -> None:
+    """A request the cluster cannot run raises UserError."""
+    from rayfit.cluster.plan import ClusterShape, check_trial_request
+
+    cluster = ClusterShape.current()
+    plan_networks(exp, cluster)
+    for key, search in enabled_searches(exp):
+        check_trial_request(search.cpus_per_trial, search.gpus_per_trial, cluster, key)
+
+
+def plan_networks(exp: Experiment, cluster=None):
+    """The RunPlan (cluster/plan.py): each enabled framework's workers fitted to `cluster` (default:
+    the cluster now). A search plans its trials itself, once its trial mode is known."""
+    from rayfit.cluster.plan import ClusterShape, RunPlan, plan_workers
+
+    if cluster is None:
+        cluster = ClusterShape.current()
+    plan = RunPlan(cluster)
+    for framework, settings in enabled_frameworks(exp):
+        plan.networks[framework] = plan_workers(framework, settings.workers, settings.cpus_per_worker,
+                                                settings.gpus_per_worker, settings.gpu, cluster)
+    return plan

@@ -1,0 +1,76 @@
+"""What the stages share: the run's state, and each model once it is ready for evaluation."""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+from rayfit.config import Experiment
+from rayfit.data import Prepared
+from rayfit.evaluation.fitted import FittedModel, load_model
+from rayfit.progress import Display
+from rayfit.run_record import RunRecord
+
+if TYPE_CHECKING:
+    from rayfit.cluster.plan import RunPlan
+
+
+@dataclass
+class Trained:
+    """One model ready for evaluation."""
+
+    model: FittedModel
+    framework: str
+    train_time_s: float
+    history: list[dict] = field(default_factory=list)
+    launch: str = ""  # networks: "ray_train" (a worker group) or "task" (one Ray task)
+    # networks: how they ran (launch_reason, launch_figures, workers, device, gpus_per_worker, amp)
+    run_info: dict = field(default_factory=dict)
+
+    def record_info(self) -> dict:
+        """What the run record keeps of it (the model itself is saved beside)."""
+        return {"framework": self.framework, "train_time_s": self.train_time_s, "history": self.history,
+                "launch": self.launch, "run_info": self.run_info}
+
+    @classmethod
+    def from_record(cls, info: dict, model_dir: Path) -> "Trained":
+        return cls(load_model(model_dir), info["framework"], info["train_time_s"], info.get("history", []),
+                   info.get("launch", ""), info.get("run_info", {}))
+
+
+@dataclass
+class RunState:
+    exp: Experiment
+    prepared: Prepared
+    run_dir: Path
+    display: Display
+    record: RunRecord
+    metric: str  # the primary metric: the best model is the best on validation by it
+    trained: dict[str, Trained] = field(default_factory=dict)
+    stage_times: dict[str, float] = field(default_factory=dict)
+    # tuned model name -> its search's summary (best_params, trials, epochs, wall time); the first
+    # one (`tune`) is the report's tuning section and best_params.yaml
+    searches: dict[str, dict] = field(default_factory=dict)
+    launches: dict[str, object] = field(default_factory=dict)  # network -> its Launch decision
+    owns_ray: bool = False  # this run started Ray (and stops it); False when joining a session
+    plan: Optional["RunPlan"] = None  # the networks' plan, made before the first launch
+
+    @property
+    def search(self) -> Optional[dict]:
+        return next(iter(self.searches.values()), None)
+
+    def finished(self, name: str, trained: Trained) -> None:
+        """A model is ready: keep it for evaluation and record it on disk for `rayfit resume`."""
+        self.trained[name] = trained
+        self.record.record(name, trained.record_info(), trained.model)
+
+    @contextmanager
+    def timed(self, stage: str):
+        """The stage's wall time into `stage_times` (the report's timings), even when it fails."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stage_times[stage] = time.perf_counter() - started

@@ -84,24 +84,33 @@ EXPERIMENT = """
 name: resume
 data: {source: DATA, target: label}
 baselines: {enabled: false}
-keras: {enabled: false}
+OTHER: {enabled: false}
 tune: {enabled: false}
-torch: {epochs: 6, workers: 2, batch_size: 16, patience: 100, hidden_sizes: [32, 16], launch: LAUNCH}
+FRAMEWORK: {epochs: 6, workers: 2, batch_size: 16, patience: 100, hidden_sizes: [32, 16], launch: LAUNCH}
 report: {importance_repeats: 1}
 """
 
 
-def _latest_checkpoint(run_dir: Path) -> Path:
-    return sorted(p for p in (run_dir / "checkpoints" / "torch_mlp").glob("checkpoint_*") if p.is_dir())[-1]
+def _latest_checkpoint(run_dir: Path, framework: str) -> Path:
+    return sorted(p for p in (run_dir / "checkpoints" / f"{framework}_mlp").glob("checkpoint_*") if p.is_dir())[-1]
 
 
-def _weights(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+def _weights(directory: Path, framework: str, exported: bool = False) -> list[np.ndarray]:
+    """Every weight tensor of a checkpoint (or an exported model), as numpy, in a fixed order."""
+    if framework == "torch":
+        return [t.numpy() for t in torch.load(directory / "model.pt", map_location="cpu", weights_only=True).values()]
+    if exported:
+        from rayfit.evaluation.fitted import load_model
+
+        return load_model(directory).network.get_weights()
+    with np.load(directory / "weights.npz") as saved:
+        return [saved[f"w{i}"] for i in range(len(saved.files))]
 
 
+@pytest.mark.parametrize("framework", ["torch", "keras"])
 @pytest.mark.parametrize("launch", LAUNCHES)
-def test_a_resumed_run_ends_with_the_same_weights(ray_session, tmp_path, launch):
-    rows = _slow_enough_data(10000)
+def test_a_resumed_run_ends_with_the_same_weights(ray_session, tmp_path, launch, framework):
+    rows = _slow_enough_data(4000 if framework == "keras" else 10000)
     import pandas as pd
 
     frame = pd.DataFrame(np.column_stack([rows["X_train"], rows["y_train"]]),
@@ -109,7 +118,9 @@ def test_a_resumed_run_ends_with_the_same_weights(ray_session, tmp_path, launch)
     frame["label"] = frame["label"].astype(int)
     frame.to_csv(tmp_path / "data.csv", index=False)
     config = tmp_path / "exp.yaml"
-    config.write_text(EXPERIMENT.replace("DATA", str(tmp_path / "data.csv")).replace("LAUNCH", launch))
+    other = "keras" if framework == "torch" else "torch"
+    config.write_text(EXPERIMENT.replace("DATA", str(tmp_path / "data.csv")).replace("LAUNCH", launch)
+                      .replace("OTHER", other).replace("FRAMEWORK", framework))
 
     # The uninterrupted run, in this process.
     assert main(["run", str(config), "--out", str(tmp_path / "whole")]) == 0
@@ -123,7 +134,7 @@ def test_a_resumed_run_ends_with_the_same_weights(ray_session, tmp_path, launch)
                                    "--set", f"ray.address={address}"], stdout=log, stderr=log, start_new_session=True)
         deadline = time.time() + 180
         while time.time() < deadline and driver.poll() is None:
-            ckpt = interrupted / "checkpoints" / "torch_mlp"
+            ckpt = interrupted / "checkpoints" / f"{framework}_mlp"
             if ckpt.is_dir() and len([p for p in ckpt.glob("checkpoint_*") if p.is_dir()]) >= 2:
                 break
             time.sleep(0.1)
@@ -134,13 +145,16 @@ def test_a_resumed_run_ends_with_the_same_weights(ray_session, tmp_path, launch)
 
     assert main(["resume", str(interrupted)]) == 0
     assert (interrupted / "report.html").is_file()
-    final_whole, final_resumed = _weights(_latest_checkpoint(tmp_path / "whole") / "model.pt"), \
-        _weights(_latest_checkpoint(interrupted) / "model.pt")
-    assert final_whole.keys() == final_resumed.keys()
-    for key in final_whole:
-        assert torch.equal(final_whole[key], final_resumed[key]), key
-    best_whole, best_resumed = (_weights(run / "models" / "torch_mlp" / "model.pt") for run in (tmp_path / "whole", interrupted))
-    assert all(torch.equal(best_whole[k], best_resumed[k]) for k in best_whole)
+    # The last epoch's weights, tensor by tensor, and the best epoch's (the exported model).
+    for whole, resumed in [
+        (_weights(_latest_checkpoint(tmp_path / "whole", framework), framework),
+         _weights(_latest_checkpoint(interrupted, framework), framework)),
+        (_weights(tmp_path / "whole" / "models" / f"{framework}_mlp", framework, exported=True),
+         _weights(interrupted / "models" / f"{framework}_mlp", framework, exported=True)),
+    ]:
+        assert len(whole) == len(resumed) > 0
+        for a, b in zip(whole, resumed):
+            assert np.array_equal(a, b)
 
 
 def test_resume_refuses_a_finished_run(tmp_path, capsys):

@@ -86,18 +86,18 @@ class SklearnModel(FittedModel):
         return cls(meta["name"], meta["task"], joblib.load(directory / "estimator.joblib"), meta.get("n_classes"))
 
 
-# kind -> loader(directory, meta). Framework loaders register themselves where they are defined,
-# and are imported lazily so loading a scikit-learn model never imports torch or TensorFlow.
+# kind -> loader(directory, meta). A framework's kind is its registry name (trainers/registry.py);
+# its model class is imported when first needed, so loading a scikit-learn model never imports
+# torch or TensorFlow.
 LOADERS: dict[str, Callable[[Path, dict], FittedModel]] = {"sklearn": SklearnModel.load}
-_LAZY_LOADERS = {"torch": "rayfit.trainers.torch_model", "keras": "rayfit.trainers.keras_model"}
 
 
 def load_model(directory: Path) -> FittedModel:
+    from rayfit.trainers.registry import FRAMEWORKS
+
     directory = Path(directory)
     meta = json.loads((directory / MODEL_META).read_text())
     kind = meta["kind"]
-    if kind not in LOADERS and kind in _LAZY_LOADERS:
-        import importlib
-
-        importlib.import_module(_LAZY_LOADERS[kind])
+    if kind not in LOADERS and kind in FRAMEWORKS:
+        LOADERS[kind] = FRAMEWORKS[kind].load("fitted").load
     return LOADERS[kind](directory, meta)

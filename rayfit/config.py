@@ -13,9 +13,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rayfit.errors import UserError
+from rayfit.evaluation.baselines import BASELINES
 from rayfit.trainers.registry import FRAMEWORKS
+from rayfit.tuning.schedulers import EXPLOITING, SCHEDULERS
+from rayfit.tuning.searchers import SEARCHERS
 
-BASELINE_NAMES = ("dummy", "linear", "random_forest", "gradient_boosting")
+BASELINE_NAMES = tuple(BASELINES)
 
 
 class _Section(BaseModel):
@@ -246,28 +249,12 @@ def _default_space() -> dict[str, SearchDim]:
     }
 
 
-# Baselines a search can tune, with their tunable hyperparameters and a default space.
-BASELINE_SPACES = {
-    "gradient_boosting": {
-        "learning_rate": SearchDim(loguniform=(0.01, 0.3)),
-        "max_leaf_nodes": SearchDim(randint=(8, 64)),
-        "min_samples_leaf": SearchDim(randint=(5, 50)),
-        "l2_regularization": SearchDim(loguniform=(1e-4, 1.0)),
-    },
-    "random_forest": {
-        "max_depth": SearchDim(choice=[None, 4, 8, 16]),
-        "min_samples_leaf": SearchDim(randint=(1, 20)),
-        "max_features": SearchDim(choice=["sqrt", 0.5, 1.0]),
-    },
-    "linear": {"C": SearchDim(loguniform=(1e-3, 100.0))},
-}
-BASELINE_TUNABLE = {
-    "gradient_boosting": ("learning_rate", "max_leaf_nodes", "min_samples_leaf", "l2_regularization", "max_depth"),
-    "random_forest": ("max_depth", "min_samples_leaf", "max_features", "min_samples_split"),
-    "linear": ("C",),
-}
-SEARCHERS = ("random", "grid", "optuna", "hyperopt", "bohb")
-TUNE_SCHEDULERS = ("fifo", "asha", "hyperband", "median", "pbt", "pb2")
+# Baselines a search can tune, with their tunable hyperparameters and default space (the registry's).
+BASELINE_SPACES = {name: {key: SearchDim(**{kind: args for kind, args in dim.items()}) for key, dim in b.space.items()}
+                   for name, b in BASELINES.items() if b.tunable}
+BASELINE_TUNABLE = {name: b.tunable for name, b in BASELINES.items() if b.tunable}
+SEARCHER_NAMES = tuple(SEARCHERS)
+TUNE_SCHEDULERS = tuple(SCHEDULERS)
 
 
 class TuneSettings(_Section):
@@ -276,7 +263,7 @@ class TuneSettings(_Section):
     # a scheduler can stop it early: gradient_boosting, random_forest; linear is a single step).
     model: Literal[(*FRAMEWORKS, *BASELINE_SPACES)] = next(iter(FRAMEWORKS))
     num_samples: int = Field(8, ge=1)  # trials (with grid dimensions: repeats of the whole grid)
-    searcher: Literal[SEARCHERS] = "random"  # how configurations are proposed; optuna is TPE
+    searcher: Literal[SEARCHER_NAMES] = "random"  # how configurations are proposed; optuna is TPE
     scheduler: Literal[TUNE_SCHEDULERS] = "asha"  # which trials stop early (asha, hyperband, median) or evolve (pbt)
     max_t: int = Field(20, ge=1)  # epochs a trial may run at most
     grace_period: int = Field(2, ge=1)  # epochs every trial runs before it may be stopped
@@ -321,7 +308,7 @@ class TuneSettings(_Section):
             raise ValueError(f"mode for {self.metric} is {expected}, not {self.mode}")
         if self.grace_period > self.max_t:
             raise ValueError(f"grace_period ({self.grace_period}) must not exceed max_t ({self.max_t})")
-        if self.scheduler in ("pbt", "pb2") and self.perturbation_interval >= self.max_t:
+        if self.scheduler in EXPLOITING and self.perturbation_interval >= self.max_t:
             raise ValueError(f"perturbation_interval ({self.perturbation_interval}) must be below max_t "
                              f"({self.max_t}) for {self.scheduler} to exploit anything")
         grid = [name for name, dim in self.space.items() if dim.kind == "grid"]
@@ -335,7 +322,7 @@ class TuneSettings(_Section):
         if self.trial_mode == "distributed" and self.cpus_per_trial / self.workers_per_trial < 0.1:
             raise ValueError(f"cpus_per_trial ({self.cpus_per_trial:g}) leaves under 0.1 CPU for each of "
                              f"a distributed trial's {self.workers_per_trial} workers")
-        if self.trial_mode == "distributed" and self.scheduler in ("pbt", "pb2"):
+        if self.trial_mode == "distributed" and self.scheduler in EXPLOITING:
             raise ValueError(f"{self.scheduler} restarts trials from Tune checkpoints, which a distributed "
                              "trial keeps in its Ray Train run; use trial_mode: inline")
         if self.scheduler == "pb2" and any(dim.kind not in ("uniform", "loguniform", "quniform")

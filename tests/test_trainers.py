@@ -105,6 +105,7 @@ def test_every_network_trains_in_an_inline_tune_trial(framework, ray_session, tm
 
     import ray.cloudpickle
     from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
 
     from rayfit.trainers.launch import load_checkpoint
 
@@ -119,7 +120,9 @@ def test_every_network_trains_in_an_inline_tune_trial(framework, ray_session, tm
         tune.with_resources(tune.with_parameters(_network_trial, base={"configs": configs}), {"CPU": 1}),
         param_space={"network": tune.grid_search(networks)},
         run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), name="contract", verbose=0,
-                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP)),
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP),
+                                  # result.json, whatever TUNE_DISABLE_AUTO_CALLBACK_LOGGERS says
+                                  callbacks=[JsonLoggerCallback()]),
     )
     results = tuner.fit()
     assert len(results) == len(networks) and not results.errors

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rayfit.evaluation.fitted import LOADERS, FittedModel
+from rayfit.evaluation.fitted import FittedModel
 from rayfit.trainers.core import ARCH, logits_to_output
 
 # A checkpoint's files (trainers/keras_adapter.py writes them)
@@ -66,5 +66,3 @@ class KerasModel(FittedModel):
         network = keras.models.load_model(directory / MODEL_FILE, compile=False)
         return cls(meta["name"], meta["task"], network, json.loads((directory / ARCH).read_text()))
 
-
-LOADERS["keras"] = KerasModel.load

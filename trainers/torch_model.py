@@ -8,7 +8,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from rayfit.evaluation.fitted import LOADERS, FittedModel
+from rayfit.evaluation.fitted import FittedModel
 from rayfit.trainers.core import ARCH, logits_to_output
 from rayfit.trainers.torch_models import build_torch_model
 
@@ -52,5 +52,3 @@ class TorchModel(FittedModel):
     def load(cls, directory: Path, meta: dict) -> "TorchModel":
         return cls.from_checkpoint(directory, meta["name"], meta["task"], best=False)
 
-
-LOADERS["torch"] = TorchModel.load

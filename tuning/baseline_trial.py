@@ -16,8 +16,6 @@ from sklearn.metrics import accuracy_score, log_loss, mean_squared_error
 
 from rayfit.evaluation.baselines import BASELINES
 
-# baseline -> (the parameter that grows, how much per step)
-GROWTH = {"gradient_boosting": ("max_iter", 10), "random_forest": ("n_estimators", 20)}
 ESTIMATOR_FILE = "estimator.joblib"
 
 
@@ -40,14 +38,12 @@ def baseline_trial(config: dict, base: dict) -> None:
     X_val, y_val = data["X_val"].reshape(len(data["X_val"]), -1), data["y_val"]
     name, task = base["baseline"], base["task"]
     weights = base.get("class_weights")
-    estimator = BASELINES[name](task, dict(enumerate(weights)) if weights else None, base["seed"])
+    estimator = BASELINES[name].build(task, dict(enumerate(weights)) if weights else None, base["seed"])
     estimator.set_params(**config)
-    growth = GROWTH.get(name)
+    growth = BASELINES[name].growth
     steps = base["max_t"] if growth else 1
     if growth:
-        estimator.set_params(warm_start=True)
-        if name == "gradient_boosting":
-            estimator.set_params(early_stopping=False)  # the scheduler decides when to stop
+        estimator.set_params(warm_start=True, **BASELINES[name].in_steps)
     best = float("inf")
     for step in range(1, steps + 1):
         if growth:

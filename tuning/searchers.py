@@ -1,10 +1,9 @@
-"""Search algorithms: name -> builder(TuneSettings, seed). Model-based ones (optuna, hyperopt, bohb)
-are limited to max_concurrent_trials so they learn from finished trials before proposing more."""
+"""Search algorithms: the registry, name -> builder(TuneSettings, seed). Model-based ones (optuna,
+hyperopt, bohb) are limited to max_concurrent_trials so they learn from finished trials before
+proposing more. Ray is imported when a searcher is built, so the config can validate names from here."""
 from __future__ import annotations
 
 from typing import Callable
-
-from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
 from rayfit.errors import UserError
 
@@ -42,16 +41,22 @@ def _bohb(s, seed):
     return TuneBOHB(seed=seed)
 
 
-SEARCHERS: dict[str, Callable] = {
+def _variants(s, seed):
     # Random and grid trials are limited only when asked: resources already bound them, and PBT
     # needs its whole population alive to exploit within it. Tune expands grid dimensions itself.
-    "random": lambda s, seed: BasicVariantGenerator(random_state=seed),
-    "grid": lambda s, seed: BasicVariantGenerator(random_state=seed),
+    from ray.tune.search import BasicVariantGenerator
+
+    return BasicVariantGenerator(random_state=seed)
+
+
+SEARCHERS: dict[str, Callable] = {
+    "random": _variants,
+    "grid": _variants,
     "optuna": _optuna,
     "hyperopt": _hyperopt,
     "bohb": _bohb,
 }
-MODEL_BASED = {"optuna", "hyperopt", "bohb"}
+MODEL_BASED = ("optuna", "hyperopt", "bohb")
 
 
 def build_searcher(settings, seed: int, concurrent: int):
@@ -59,6 +64,8 @@ def build_searcher(settings, seed: int, concurrent: int):
     cluster/plan.py). Tune ignores TuneConfig's max_concurrent_trials for a variant generator, so
     the limit lives with the searcher.
     """
+    from ray.tune.search import ConcurrencyLimiter
+
     searcher = SEARCHERS[settings.searcher](settings, seed)
     if settings.searcher in MODEL_BASED:
         return ConcurrencyLimiter(searcher, max_concurrent=concurrent)

@@ -12,6 +12,7 @@ from ray import tune
 
 from rayfit.config import TuneSettings
 from rayfit.trainers.registry import is_network_framework
+from rayfit.tuning.schedulers import EXPLOITING
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ def choose_trial_mode(settings: TuneSettings, streaming: bool, estimate=None, st
         return TrialMode("distributed", "tune.trial_mode: distributed", workers)
     if settings.cpus_per_trial / workers < 0.1:
         return TrialMode("inline", f"{settings.cpus_per_trial:g} CPUs per trial are too few to share among workers")
-    if settings.scheduler in ("pbt", "pb2"):
+    if settings.scheduler in EXPLOITING:
         return TrialMode("inline", f"{settings.scheduler} exploits Tune checkpoints, kept by inline trials")
     if streaming:
         return TrialMode("distributed", "the training split streams from Parquet to Ray Train workers", workers)

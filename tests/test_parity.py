@@ -146,3 +146,21 @@ def test_a_restored_optimizer_keeps_this_runs_hyperparameters(name, tmp_path):
         assert float(trial.optimizer.momentum) == pytest.approx(0.8)
         assert float(trial.optimizer.weight_decay) == pytest.approx(0.3)
         assert all(np.array_equal(a, b) for a, b in zip(trial.weights(), donor.weights()))
+
+
+@pytest.mark.parametrize("name", ["torch", "keras"])
+def test_a_mutated_optimizer_starts_its_own_state(name, tmp_path):
+    """PBT may mutate `optimizer` itself: the exploiting trial takes the weights, not another
+    optimizer's state."""
+    data = _data()
+    donor = _adapter(name, optimizer="adam")
+    donor.train_epoch(donor.in_memory_batches(data["X_train"], data["y_train"])(1), lr=0.01)
+    donor.save(tmp_path, donor.weights())
+    trial = _adapter(name, optimizer="sgd", momentum=0.8)
+    trial.load(tmp_path)
+    if name == "torch":
+        assert not trial.optimizer.state  # no Adam moments in SGD
+    else:
+        assert int(trial.optimizer.iterations) == 0
+    loss, _ = trial.train_epoch(trial.in_memory_batches(data["X_train"], data["y_train"])(1), lr=0.01)
+    assert np.isfinite(loss)

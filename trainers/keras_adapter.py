@@ -224,11 +224,16 @@ class KerasAdapter:
     def save(self, directory: Path, best_weights) -> None:
         save_arrays(directory / WEIGHTS, self.network.get_weights())
         save_arrays(directory / BEST_WEIGHTS, best_weights)
-        save_arrays(directory / OPTIMIZER, [v.numpy() for v in self.optimizer.variables])
+        save_arrays(directory / OPTIMIZER, [np.asarray(self.settings.optimizer)]
+                    + [v.numpy() for v in self.optimizer.variables])
 
     def load(self, directory: Path):
         self.network.set_weights(load_arrays(directory / WEIGHTS))
-        # The optimizer's state only: its hyperparameters stay this run's own (see adapter.py).
-        for variable, value in zip(self.optimizer.variables, load_arrays(directory / OPTIMIZER)):
-            variable.assign(value)
+        # The optimizer's state only: its hyperparameters stay this run's own (see adapter.py). A
+        # PBT exploit may have mutated the optimizer itself: another kind's state is not this one's.
+        kind, *values = load_arrays(directory / OPTIMIZER)
+        variables = self.optimizer.variables
+        if str(kind) == self.settings.optimizer and [v.shape for v in variables] == [a.shape for a in values]:
+            for variable, value in zip(variables, values):
+                variable.assign(value)
         return load_arrays(directory / BEST_WEIGHTS)

@@ -171,16 +171,17 @@ class TorchAdapter:
     def save(self, directory: Path, best_weights) -> None:
         torch.save(self.raw.state_dict(), directory / WEIGHTS)
         torch.save(best_weights, directory / BEST_WEIGHTS)
-        torch.save({"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict()},
-                   directory / OPTIMIZER)
+        torch.save({"kind": self.settings.optimizer, "optimizer": self.optimizer.state_dict(),
+                    "scaler": self.scaler.state_dict()}, directory / OPTIMIZER)
 
     def load(self, directory: Path):
         self.raw.load_state_dict(torch.load(directory / WEIGHTS, map_location=self.device, weights_only=True))
         state = torch.load(directory / OPTIMIZER, map_location=self.device, weights_only=True)
-        self.optimizer.load_state_dict(state["optimizer"])
-        for group in self.optimizer.param_groups:  # this run's hyperparameters, not the checkpoint's
-            if "momentum" in group:
-                group["momentum"] = self.settings.momentum
+        if state["kind"] == self.settings.optimizer:  # a PBT exploit may have mutated the optimizer itself
+            self.optimizer.load_state_dict(state["optimizer"])
+            for group in self.optimizer.param_groups:  # this run's hyperparameters, not the checkpoint's
+                if "momentum" in group:
+                    group["momentum"] = self.settings.momentum
         if state["scaler"]:  # empty when written without AMP (on CPU)
             self.scaler.load_state_dict(state["scaler"])
         return torch.load(directory / BEST_WEIGHTS, map_location="cpu", weights_only=True)

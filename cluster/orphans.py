@@ -79,9 +79,31 @@ def settle_worker_groups(timeout_s: float = 30.0) -> None:
     while True:
         free_orphaned_placement_groups()
         settled = actor_made_placement_groups() == 0 and not _alive(_this_jobs_actors(), "TrainController")
-        if settled or time.monotonic() > deadline:
+        if settled:
+            return
+        if time.monotonic() > deadline:
             break
         time.sleep(0.25)
+    # Still there once the search is over: no trial runs any more, so a Train controller of this job
+    # that outlived its trial (seen, rarely, holding its workers' placement group) serves no one and
+    # would keep the next stage's workers waiting. Stop it; its group is then an orphan, and freed.
+    stragglers = [a for a in _this_jobs_actors() if a["ActorClassName"] == "TrainController"]
+    for actor in stragglers:
+        logger.warning("stopping a Ray Train controller that outlived its trial (%s)", actor["ActorID"])
+        _kill(actor["ActorID"])
+    until = time.monotonic() + 10
+    while stragglers and actor_made_placement_groups() and time.monotonic() < until:
+        free_orphaned_placement_groups()  # once GCS has marked them dead
+        time.sleep(0.25)
+
+
+def _kill(actor_id_hex: str) -> None:
+    import ray
+
+    try:
+        ray._private.worker.global_worker.core_worker.kill_actor(ray.ActorID(bytes.fromhex(actor_id_hex)), True)
+    except Exception as exc:  # gone meanwhile
+        logger.debug("actor %s: %s", actor_id_hex, exc)
 
 
 def _this_jobs_actors() -> list[dict]:

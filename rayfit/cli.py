@@ -70,7 +70,49 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("run_dir", help="a finished run directory")
     predict.add_argument("--data", required=True, help="a .csv / .parquet file of raw rows")
     predict.add_argument("--out", help="where to write predictions (CSV); default: stdout")
+
+    cluster = commands.add_parser("cluster", help="a local multi-node Ray cluster on loopback (tests, development)")
+    cluster_commands = cluster.add_subparsers(dest="cluster_command", required=True, parser_class=_Parser)
+    up = cluster_commands.add_parser("up", help="start a head node and worker nodes, token authentication on")
+    up.add_argument("--cpus", type=_numbers(float), default=[1.0, 1.0], metavar="N,N,...",
+                    help="CPUs per node, the head first (default 1,1: a head and one worker node)")
+    up.add_argument("--gpus", type=_numbers(int), metavar="N,N,...", help="logical GPUs per node (default none)")
+    up.add_argument("--dir", type=Path, default=None, help="where the cluster's record and token live")
+    down = cluster_commands.add_parser("down", help="stop the nodes `rayfit cluster up` started")
+    down.add_argument("--dir", type=Path, default=None, help="the directory given to `up`")
     return parser
+
+
+def _numbers(kind):
+    def parse(text: str) -> list:
+        try:
+            values = [kind(part) for part in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        if not values or any(v < 0 for v in values):
+            raise argparse.ArgumentTypeError(f"expected non-negative numbers, got {text!r}")
+        return values
+
+    return parse
+
+
+def _cluster(args) -> int:
+    from rayfit.cluster.local import DEFAULT_DIR, LocalCluster
+
+    directory = args.dir or DEFAULT_DIR
+    if args.cluster_command == "down":
+        stopped = LocalCluster.load(directory).down()
+        print(f"cluster: stopped {stopped} node(s)")
+        return EXIT_OK
+    if not args.cpus or args.cpus[0] <= 0:
+        raise UserError("--cpus: the head node needs at least a fraction of a CPU")
+    print(f"cluster: starting {len(args.cpus)} node(s) on loopback ...", flush=True)
+    cluster = LocalCluster.up(directory, args.cpus, args.gpus)
+    print(f"cluster: {len(cluster.nodes)} node(s) up at {cluster.address}, dashboard {cluster.dashboard_url}")
+    print(f"cluster: connect with RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={cluster.token_path} "
+          f"(the token file), e.g. rayfit run --address {cluster.address}")
+    print(f"cluster: stop with rayfit cluster down --dir {directory}")
+    return EXIT_OK
 
 
 def _run(args) -> int:
@@ -187,7 +229,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with _signals_stop_the_command() as received:
         try:
             args = build_parser().parse_args(argv)
-            return {"run": _run, "resume": _resume, "predict": _predict}[args.command](args)
+            return {"run": _run, "resume": _resume, "predict": _predict, "cluster": _cluster}[args.command](args)
         except UserError as exc:
             message = " ".join(str(exc).split())  # one line, whatever the message held
             print(f"error: {message}", file=sys.stderr)

@@ -42,6 +42,20 @@ def ray_session():
     ray.shutdown()
 
 
+@pytest.fixture(autouse=True)
+def no_worker_group_outlives_its_test():
+    """Each test starts on a free cluster: a Ray Train controller or worker group a test left behind
+    (a failed test's, or a rare straggler's: see cluster/orphans.py) is stopped after it, instead of
+    holding CPUs that every later test would wait for."""
+    yield
+    import ray
+
+    if ray.is_initialized():
+        from rayfit.cluster.orphans import settle_worker_groups
+
+        settle_worker_groups(timeout_s=5)
+
+
 def messy_frame(rows: int = 360, seed: int = 0) -> pd.DataFrame:
     """A small CSV-like table with what real files have: categories, gaps, dates, an ID, a constant."""
     rng = np.random.default_rng(seed)

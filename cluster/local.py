@@ -97,7 +97,12 @@ class LocalCluster:
     def _start_node(self, index: int, node: Node) -> int:
         command = [str(Path(sys.executable).with_name("ray")), "start", "--block", "--disable-usage-stats",
                    "--node-ip-address=127.0.0.1", f"--num-cpus={node.cpus:g}", f"--num-gpus={node.gpus}",
-                   f"--resources={json.dumps({node.resource(index): 1})}"]
+                   f"--resources={json.dumps({node.resource(index): 1})}",
+                   # Each node's agents on ports of their own: Ray's defaults are fixed numbers, taken
+                   # by another node of this machine (or another Ray), and a node whose agent could not
+                   # start takes no jobs ("No available agent to submit job").
+                   f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
+                   f"--runtime-env-agent-port={_free_port()}", f"--metrics-export-port={_free_port()}"]
         if index == 0:
             command += ["--head", f"--port={self.port}", "--dashboard-host=127.0.0.1",
                         f"--dashboard-port={self.dashboard_port}", "--include-dashboard=true"]
@@ -105,6 +110,8 @@ class LocalCluster:
             command += [f"--address={self.address}"]
         env = {**os.environ, **self.env()}
         env.pop("RAY_ADDRESS", None)
+        # Jobs run `python` from the nodes' PATH: this environment's, where rayfit is installed.
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         with open(self._log(index), "w") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
                                        start_new_session=True)  # its own process group: `down` stops just it
@@ -145,9 +152,26 @@ class LocalCluster:
                 os.waitpid(pid, os.WNOHANG)  # reap the `ray start` process where this process started it
             except ChildProcessError:
                 pass
+        deadline = time.monotonic() + 10
+        while any(_group_alive(pid) for pid in running) and time.monotonic() < deadline:
+            time.sleep(0.1)  # SIGKILL is delivered, not yet acted on
         (self.directory / STATE_FILE).unlink(missing_ok=True)
         self.token_path.unlink(missing_ok=True)
+        self._forget_pointer()
         return len(running)
+
+    def _forget_pointer(self) -> None:
+        """`ray start --head` left Ray's pointer to this cluster in its temp dir; stopped by signal,
+        the cluster does not remove it, and Ray's own "auto" lookups would follow it to a dead
+        address (Ray Train's placement-group cleaners among them)."""
+        from rayfit.cluster.session import pointer_file
+
+        pointer = Path(pointer_file())
+        try:
+            if pointer.read_text().strip().endswith(f":{self.port}"):
+                pointer.unlink()
+        except OSError:
+            pass
 
     # -- the record
     def _save(self) -> None:

@@ -80,6 +80,7 @@ def settle_worker_groups(timeout_s: float = 30.0) -> None:
         free_orphaned_placement_groups()
         settled = actor_made_placement_groups() == 0 and not _alive(_this_jobs_actors(), "TrainController")
         if settled:
+            _stop_idle_cleaners()
             return
         if time.monotonic() > deadline:
             break
@@ -92,9 +93,25 @@ def settle_worker_groups(timeout_s: float = 30.0) -> None:
         logger.warning("stopping a Ray Train controller that outlived its trial (%s)", actor["ActorID"])
         _kill(actor["ActorID"])
     until = time.monotonic() + 10
-    while stragglers and actor_made_placement_groups() and time.monotonic() < until:
+    while stragglers and time.monotonic() < until and (
+            actor_made_placement_groups() or _alive(_this_jobs_actors(), "TrainController")):
         free_orphaned_placement_groups()  # once GCS has marked them dead
         time.sleep(0.25)
+    _stop_idle_cleaners()
+
+
+def _stop_idle_cleaners() -> None:
+    """With no Train controller of this job left, Ray Train's detached PlacementGroupCleaners have
+    nothing to watch. Each should exit once it sees its controller gone, but it asks the State API,
+    which fails for good where it cannot tell this cluster from another Ray on the same machine
+    ("Found multiple active Ray instances"): the cleaner then lives on, a ~200 MB process. Their
+    groups are freed above; stop them."""
+    actors = _this_jobs_actors()
+    if _alive(actors, "TrainController"):
+        return
+    for actor in actors:
+        if actor["ActorClassName"] == "PlacementGroupCleaner":
+            _kill(actor["ActorID"])
 
 
 def _kill(actor_id_hex: str) -> None:

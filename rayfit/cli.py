@@ -71,6 +71,26 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--data", required=True, help="a .csv / .parquet file of raw rows")
     predict.add_argument("--out", help="where to write predictions (CSV); default: stdout")
 
+    submit = commands.add_parser("submit", help="run an experiment as a job on a Ray cluster (Ray Jobs API)")
+    submit.add_argument("config", nargs="?", help="experiment YAML (see examples/)")
+    submit.add_argument("--data", help="a .csv / .parquet file (shipped with the job) or a built-in set")
+    submit.add_argument("--target", help="the column to predict")
+    submit.add_argument("--task", choices=["auto", "classification", "regression"], help="default: inferred")
+    submit.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="override a config key (repeatable)")
+    submit.add_argument("--address", default=os.environ.get("RAY_API_SERVER_ADDRESS"),
+                        help="the cluster's dashboard, e.g. http://HEAD:8265 (default: RAY_API_SERVER_ADDRESS)")
+    submit.add_argument("--storage", help="a directory shared by the cluster's nodes and this machine: "
+                                          "the job's run directory is created there")
+    submit.add_argument("--no-wait", action="store_true", help="return once the job is submitted")
+
+    jobs = commands.add_parser("jobs", help="the jobs of a Ray cluster: list, status, logs, stop")
+    jobs.add_argument("action", choices=["list", "status", "logs", "stop"])
+    jobs.add_argument("job_id", nargs="?", help="the job (status, logs, stop)")
+    jobs.add_argument("--address", default=os.environ.get("RAY_API_SERVER_ADDRESS"),
+                      help="the cluster's dashboard, e.g. http://HEAD:8265 (default: RAY_API_SERVER_ADDRESS)")
+    jobs.add_argument("--follow", action="store_true", help="logs: follow until the job ends")
+
     cluster = commands.add_parser("cluster", help="a local multi-node Ray cluster on loopback (tests, development)")
     cluster_commands = cluster.add_subparsers(dest="cluster_command", required=True, parser_class=_Parser)
     up = cluster_commands.add_parser("up", help="start a head node and worker nodes, token authentication on")
@@ -94,6 +114,47 @@ def _numbers(kind):
         return values
 
     return parse
+
+
+def _submit(args) -> int:
+    from rayfit.cluster.jobs import submit
+    from rayfit.config import load_experiment
+
+    exp = load_experiment(args.config, args.data, args.target, args.task, tuple(args.overrides))
+    return submit(exp, args.address, args.storage, wait=not args.no_wait, say=_say)
+
+
+def _jobs(args) -> int:
+    from rayfit.cluster.jobs import RUN_KEY, client, follow
+
+    jobs = client(args.address)
+    if args.action == "list":
+        for job in sorted(jobs.list_jobs(), key=lambda j: j.start_time or 0):
+            run = (job.metadata or {}).get(RUN_KEY, "")
+            _say(f"{job.submission_id or job.job_id}  {str(job.status).split('.')[-1]:<9}  {run or job.entrypoint}")
+        return EXIT_OK
+    if not args.job_id:
+        raise UserError(f"jobs {args.action}: name the job, e.g. rayfit jobs {args.action} raysubmit_...")
+    try:
+        if args.action == "status":
+            info = jobs.get_job_info(args.job_id)
+            _say(f"{args.job_id}: {str(info.status).split('.')[-1]}"
+                 + (f", run {info.metadata[RUN_KEY]}" if (info.metadata or {}).get(RUN_KEY) else ""))
+            return EXIT_OK
+        if args.action == "stop":
+            stopped = jobs.stop_job(args.job_id)
+            _say(f"{args.job_id}: {'stop requested' if stopped else 'already finished'}")
+            return EXIT_OK
+        if args.follow:
+            return follow(jobs, args.job_id, _say)
+        sys.stdout.write(jobs.get_job_logs(args.job_id))
+        return EXIT_OK
+    except RuntimeError as exc:  # the Jobs API's answer for an unknown job
+        raise UserError(f"jobs {args.action} {args.job_id}: {' '.join(str(exc).split())[:300]}") from None
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
 
 
 def _cluster(args) -> int:
@@ -229,7 +290,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with _signals_stop_the_command() as received:
         try:
             args = build_parser().parse_args(argv)
-            return {"run": _run, "resume": _resume, "predict": _predict, "cluster": _cluster}[args.command](args)
+            commands = {"run": _run, "resume": _resume, "predict": _predict, "submit": _submit, "jobs": _jobs,
+                        "cluster": _cluster}
+            return commands[args.command](args)
         except UserError as exc:
             message = " ".join(str(exc).split())  # one line, whatever the message held
             print(f"error: {message}", file=sys.stderr)

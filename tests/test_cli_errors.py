@@ -63,6 +63,13 @@ CASES = {
     "nothing to train": (["run", "--set", "baselines.enabled=false", "--set", "torch.enabled=false",
                           "--set", "keras.enabled=false", "--set", "tune.enabled=false"], ["nothing to train"]),
     "regression of text": (["run", "--data", "good.csv", "--target", "city", "--task", "regression"], ["city"]),
+    "submit without storage": (["submit", "--data", "iris", "--address", "http://127.0.0.1:1"], ["--storage"]),
+    "submit to nowhere": (["submit", "--data", "iris", "--address", "http://127.0.0.1:1", "--storage", "store"],
+                          ["--address", "127.0.0.1:1"]),
+    "submit a bad config": (["submit", "malformed.yaml", "--address", "http://127.0.0.1:1", "--storage", "store"],
+                            ["malformed YAML"]),
+    "jobs without address": (["jobs", "list", "--address", ""], ["--address", "dashboard"]),
+    "cluster down of nothing": (["cluster", "down", "--dir", "no-cluster"], ["no local cluster", "no-cluster"]),
 }
 
 

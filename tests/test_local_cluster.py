@@ -1,5 +1,6 @@
 """A real two-node Ray cluster on loopback (cluster/local.py): both nodes serve work, token
-authentication keeps out a client without the token, and `down` stops exactly what `up` started."""
+authentication keeps out a client without the token, an experiment submitted as a Ray job runs
+there and writes its run to the shared storage, and `down` stops exactly what `up` started."""
 from __future__ import annotations
 
 import json
@@ -9,9 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from sklearn.datasets import load_iris
 
 from rayfit.cli import main
 from rayfit.cluster.local import LocalCluster, group_processes
+from rayfit.cluster.session import pointer_file
 
 pytestmark = pytest.mark.cluster
 
@@ -52,8 +55,32 @@ def test_a_two_node_cluster_serves_work_on_both_nodes_and_stops_cleanly(tmp_path
         assert refused.returncode == 2, refused.stderr[-2000:]
         assert refused.stderr.startswith("error:") and "token" in refused.stderr
         assert not (tmp_path / "run").exists()
+
+        # An experiment submitted as a Ray job: its local data file travels with it, its progress
+        # comes back here, and its run directory lands in the shared storage.
+        data = tmp_path / "rows.csv"
+        load_iris(as_frame=True).frame.to_csv(data, index=False)
+        argv = ["submit", "--data", str(data), "--target", "target", "--address", cluster.dashboard_url,
+                "--storage", str(tmp_path / "storage"), "--set", "torch.enabled=false", "--set", "keras.enabled=false",
+                "--set", "tune.enabled=false", "--set", "baselines.models=[dummy,linear]",
+                "--set", "report.importance_repeats=1"]
+        submitted = subprocess.run([str(Path(sys.executable).with_name("rayfit")), *argv], capture_output=True,
+                                   text=True, env={**os.environ, **cluster.env()}, timeout=300)
+        assert submitted.returncode == 0, submitted.stdout[-2000:] + submitted.stderr[-2000:]
+        lines = submitted.stdout.splitlines()
+        assert lines[0].startswith("job: ") and any("evaluate: done, best" in line for line in lines)
+        runs = list((tmp_path / "storage").glob("*/metrics.json"))
+        assert len(runs) == 1 and json.loads(runs[0].read_text())["best_model"] in ("dummy", "linear")
+
+        listed = subprocess.run([str(Path(sys.executable).with_name("rayfit")), "jobs", "list", "--address",
+                                 cluster.dashboard_url], capture_output=True, text=True,
+                                env={**os.environ, **cluster.env()}, timeout=120)
+        assert lines[0].removeprefix("job: ") in listed.stdout and "SUCCEEDED" in listed.stdout
+        assert str(runs[0].parent) in listed.stdout  # the job's run, from its metadata
     finally:
         groups = [node.pid for node in cluster.nodes]
         assert main(["cluster", "down", "--dir", str(directory)]) == 0
     assert not any(group_processes(pgid) for pgid in groups)  # every process of both nodes is gone
     assert not (directory / "cluster.json").exists() and not (directory / "auth_token").exists()
+    pointer = Path(pointer_file())  # Ray's "auto" lookups must not follow a pointer to the stopped cluster
+    assert not (pointer.exists() and pointer.read_text().strip().endswith(f":{cluster.port}"))

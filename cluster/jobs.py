@@ -1,0 +1,129 @@
+"""`rayfit submit` and `rayfit jobs`: an experiment as a Ray job, through the Ray Jobs API.
+
+The experiment is validated here first (a bad config is an `error:` before anything is sent). The
+resolved config, and the data file it names when that is a local file, travel in the job's
+`runtime_env` working directory; the job runs `python -m rayfit.cli run experiment.yaml --out RUN`
+on the cluster, where RUN lies under `--storage`, a directory every node and this machine share.
+The run's location is kept in the job's metadata (`rayfit_run`), so a job's results can be found
+from its id. rayfit must be installed where the job runs (the cluster's image or environment).
+
+Token authentication: Ray's client reads the token from the environment (`RAY_AUTH_MODE=token`,
+`RAY_AUTH_TOKEN` or `RAY_AUTH_TOKEN_PATH`) or `~/.ray/auth_token`; rayfit never prints or stores it.
+"""
+from __future__ import annotations
+
+import shlex
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+from rayfit.errors import UserError
+
+RUN_KEY = "rayfit_run"  # job metadata: where the job's run directory is
+CONFIG_NAME = "experiment.yaml"
+# Ray refuses a working directory above its package limit (ray/_private/runtime_env/packaging.py);
+# a larger data file goes through the shared storage instead.
+SHIP_LIMIT_BYTES = 100 * 1024 * 1024
+FINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+
+
+def client(address: str):
+    """A Jobs API client for `address` (the dashboard's http://HEAD:8265), or a one-line error."""
+    from ray.job_submission import JobSubmissionClient
+
+    if not address:
+        raise UserError("--address: name the cluster's dashboard, e.g. http://HEAD:8265")
+    try:
+        return JobSubmissionClient(address)
+    except Exception as exc:  # refused, unreachable, wrong token: Ray says which
+        raise UserError(f"--address {address}: {_first_line(exc)}") from None
+
+
+def submit(exp, address: str, storage: Optional[str], wait: bool, say: Callable[[str], None]) -> int:
+    """Submit the experiment; follow it unless `wait` is False. Exit code: 0 succeeded, 1 failed."""
+    from rayfit.config import to_yaml
+
+    if not storage:
+        raise UserError("--storage: name a directory the cluster's nodes share with this machine, where the "
+                        "job writes its run (object-store URIs are not supported yet)")
+    storage_dir = Path(storage).resolve()
+    run_dir = storage_dir / f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if run_dir.exists():
+        raise UserError(f"{run_dir} already exists; rayfit never overwrites a run")
+    jobs = client(address)  # reachable, and the token accepted, before anything is written
+    storage_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="rayfit-submit-") as tmp:
+        workdir = Path(tmp)
+        source = Path(exp.data.source)
+        if source.exists():  # a local file or folder: shipped with the job, or through the storage
+            exp = exp.model_copy(deep=True)
+            exp.data.source = _ship(source, workdir, storage_dir)
+        (workdir / CONFIG_NAME).write_text(to_yaml(exp))
+        entrypoint = " ".join(["python", "-m", "rayfit.cli", "run", CONFIG_NAME, "--out", shlex.quote(str(run_dir))])
+        # The working directory only: rayfit's driver sets its workers' environment itself, and
+        # Ray refuses a job whose runtime_env sets what the driver's ray.init sets too.
+        job_id = _submit_when_ready(jobs, address, entrypoint=entrypoint, metadata={RUN_KEY: str(run_dir)},
+                                    runtime_env={"working_dir": str(workdir)})
+    say(f"job: {job_id}")
+    say(f"run: {run_dir}")
+    if not wait:
+        return 0
+    return follow(jobs, job_id, say)
+
+
+def _submit_when_ready(jobs, address: str, timeout_s: float = 60, **job) -> str:
+    """submit_job, retried while a freshly started head says its job agent is not up yet."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return jobs.submit_job(**job)
+        except Exception as exc:
+            if "try again later" not in str(exc) or time.monotonic() > deadline:
+                raise UserError(f"--address {address}: the job was not accepted: {_first_line(exc)}") from None
+            time.sleep(1)
+
+
+def _ship(source: Path, workdir: Path, storage_dir: Path) -> str:
+    """Where the job finds the data: in its working directory when small, else in the storage."""
+    files = [p for p in source.rglob("*") if p.is_file()] if source.is_dir() else [source]
+    if sum(p.stat().st_size for p in files) <= SHIP_LIMIT_BYTES:
+        _copy(source, workdir / "data" / source.name)
+        return str(Path("data") / source.name)  # relative to the job's working directory
+    target = storage_dir / "data" / source.name
+    if not target.exists():
+        _copy(source, target)
+    return str(target)
+
+
+def _copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        shutil.copytree(source, target)
+    else:
+        shutil.copy2(source, target)
+
+
+def follow(jobs, job_id: str, say: Callable[[str], None], poll_s: float = 1.0) -> int:
+    """Print the job's output as it comes (rayfit's own progress lines); 0 when it succeeds."""
+    printed = 0
+    while True:
+        status = str(jobs.get_job_status(job_id)).split(".")[-1]
+        logs = jobs.get_job_logs(job_id)
+        for line in logs[printed:].splitlines():
+            say(line)
+        printed = len(logs)
+        if status in FINAL:
+            break
+        time.sleep(poll_s)
+    if status == "SUCCEEDED":
+        return 0
+    message = (jobs.get_job_info(job_id).message or "").strip()
+    say(f"error: job {job_id} {status.lower()}" + (f": {message.splitlines()[-1]}" if message else ""))
+    return 1
+
+
+def _first_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:400] or type(exc).__name__

@@ -2,16 +2,20 @@
 
 The experiment is validated here first (a bad config is an `error:` before anything is sent). The
 resolved config, and the data file it names when that is a local file, travel in the job's
-`runtime_env` working directory; the job runs `python -m rayfit.cli run experiment.yaml --out RUN`
-on the cluster, where RUN lies under `--storage`, a directory every node and this machine share.
-The run's location is kept in the job's metadata (`rayfit_run`), so a job's results can be found
-from its id. rayfit must be installed where the job runs (the cluster's image or environment).
+`runtime_env` working directory (a data file over Ray's package limit goes through the storage);
+the job runs `python -m rayfit.cli run experiment.yaml --out RUN` on the cluster, where RUN lies
+under `--storage`: an object-store URI (s3://bucket/prefix) or a directory every node and this
+machine share. The run's location is kept in the job's metadata (`rayfit_run`), so a job's results
+can be found from its id (`rayfit fetch JOB_ID`). rayfit must be installed where the job runs (the
+cluster's image or environment), or shipped with the job (`--ship`: the local package in the
+job's `py_modules`).
 
 Token authentication: Ray's client reads the token from the environment (`RAY_AUTH_MODE=token`,
 `RAY_AUTH_TOKEN` or `RAY_AUTH_TOKEN_PATH`) or `~/.ray/auth_token`; rayfit never prints or stores it.
 """
 from __future__ import annotations
 
+import importlib
 import shlex
 import shutil
 import tempfile
@@ -19,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
+from rayfit.cluster.storage import Location
 from rayfit.errors import UserError
 
 RUN_KEY = "rayfit_run"  # job metadata: where the job's run directory is
@@ -41,36 +46,74 @@ def client(address: str):
         raise UserError(f"--address {address}: {_first_line(exc)}") from None
 
 
-def submit(exp, address: str, storage: Optional[str], wait: bool, say: Callable[[str], None]) -> int:
+def submit(exp, address: str, storage: Optional[str], wait: bool, say: Callable[[str], None],
+           ship: bool = False) -> int:
     """Submit the experiment; follow it unless `wait` is False. Exit code: 0 succeeded, 1 failed."""
     from rayfit.config import to_yaml
 
+    storage = storage or exp.storage
     if not storage:
-        raise UserError("--storage: name a directory the cluster's nodes share with this machine, where the "
-                        "job writes its run (object-store URIs are not supported yet)")
-    storage_dir = Path(storage).resolve()
-    run_dir = storage_dir / f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if run_dir.exists():
-        raise UserError(f"{run_dir} already exists; rayfit never overwrites a run")
+        raise UserError("--storage: name where the job writes its run: an object-store URI (s3://bucket/prefix) "
+                        "or a directory the cluster's nodes share with this machine")
+    root = Location.of(storage)
+    run = root.join(f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if not run.is_empty_or_absent():
+        raise UserError(f"{run} already exists; rayfit never overwrites a run")
     jobs = client(address)  # reachable, and the token accepted, before anything is written
-    storage_dir.mkdir(parents=True, exist_ok=True)
+    root.check_writable()
     with tempfile.TemporaryDirectory(prefix="rayfit-submit-") as tmp:
-        workdir = Path(tmp)
+        workdir = Path(tmp) / "job"
+        workdir.mkdir()
+        exp = exp.model_copy(deep=True)
+        exp.storage = None  # the job writes to --out, the run's own location
         source = Path(exp.data.source)
         if source.exists():  # a local file or folder: shipped with the job, or through the storage
-            exp = exp.model_copy(deep=True)
-            exp.data.source = _ship(source, workdir, storage_dir)
+            exp.data.source = _ship(source, workdir, root)
         (workdir / CONFIG_NAME).write_text(to_yaml(exp))
-        entrypoint = " ".join(["python", "-m", "rayfit.cli", "run", CONFIG_NAME, "--out", shlex.quote(str(run_dir))])
-        # The working directory only: rayfit's driver sets its workers' environment itself, and
-        # Ray refuses a job whose runtime_env sets what the driver's ray.init sets too.
-        job_id = _submit_when_ready(jobs, address, entrypoint=entrypoint, metadata={RUN_KEY: str(run_dir)},
-                                    runtime_env={"working_dir": str(workdir)})
+        entrypoint = " ".join(["python", "-m", "rayfit.cli", "run", CONFIG_NAME, "--out", shlex.quote(run.uri)])
+        # The working directory (and rayfit itself with --ship) only: rayfit's driver sets its
+        # workers' environment itself, and Ray refuses a job whose runtime_env sets what the
+        # driver's ray.init sets too.
+        runtime_env = {"working_dir": str(workdir)}
+        if ship:
+            runtime_env["py_modules"] = [str(_package_copy(Path(tmp) / "package"))]
+        job_id = _submit_when_ready(jobs, address, entrypoint=entrypoint, metadata={RUN_KEY: run.uri},
+                                    runtime_env=runtime_env)
     say(f"job: {job_id}")
-    say(f"run: {run_dir}")
+    say(f"run: {run}")
     if not wait:
         return 0
     return follow(jobs, job_id, say)
+
+
+def _package_copy(where: Path) -> Path:
+    """The installed rayfit as one importable folder for the job's `py_modules` (`--ship`).
+
+    Its subpackages live in the project's top-level folders (pyproject's package-dir mapping), so
+    they are gathered into one tree here, as an installed wheel would lay them out."""
+    import rayfit
+
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    package = where / "rayfit"
+    shutil.copytree(Path(rayfit.__file__).parent, package, ignore=ignore)
+    for sub in ("trainers", "tuning", "evaluation", "cluster"):
+        module = importlib.import_module(f"rayfit.{sub}")
+        target = package / sub
+        if not target.exists():
+            shutil.copytree(Path(module.__file__).parent, target, ignore=ignore)
+    return package
+
+
+def run_of(jobs, job_id: str) -> str:
+    """The run location a job submitted by rayfit writes to (its metadata)."""
+    try:
+        info = jobs.get_job_info(job_id)
+    except RuntimeError as exc:  # the Jobs API's answer for an unknown job
+        raise UserError(f"job {job_id}: {_first_line(exc)}") from None
+    run = (info.metadata or {}).get(RUN_KEY)
+    if not run:
+        raise UserError(f"job {job_id} was not submitted by rayfit submit (no {RUN_KEY} in its metadata)")
+    return run
 
 
 def _submit_when_ready(jobs, address: str, timeout_s: float = 60, **job) -> str:
@@ -85,16 +128,16 @@ def _submit_when_ready(jobs, address: str, timeout_s: float = 60, **job) -> str:
             time.sleep(1)
 
 
-def _ship(source: Path, workdir: Path, storage_dir: Path) -> str:
+def _ship(source: Path, workdir: Path, root: Location) -> str:
     """Where the job finds the data: in its working directory when small, else in the storage."""
     files = [p for p in source.rglob("*") if p.is_file()] if source.is_dir() else [source]
     if sum(p.stat().st_size for p in files) <= SHIP_LIMIT_BYTES:
         _copy(source, workdir / "data" / source.name)
         return str(Path("data") / source.name)  # relative to the job's working directory
-    target = storage_dir / "data" / source.name
+    target = root.join("data", source.name)
     if not target.exists():
-        _copy(source, target)
-    return str(target)
+        target.upload(source)
+    return target.uri
 
 
 def _copy(source: Path, target: Path) -> None:

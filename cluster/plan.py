@@ -204,4 +204,6 @@ class RunPlan:
         """The cluster the run was planned on (each model's own workers and device are its entry's)."""
         notes = {name: plan.note for name, plan in self.networks.items() if plan.note}
         return {"cluster": self.cluster.describe(), "nodes": len(self.cluster.nodes), "cpus": self.cluster.cpus,
-                "gpus": self.cluster.gpus, **({"notes": notes} if notes else {})}
+                "gpus": self.cluster.gpus,
+                "per_node": [{"cpus": cpus, "gpus": gpus} for cpus, gpus in self.cluster.nodes],
+                **({"notes": notes} if notes else {})}

@@ -163,19 +163,28 @@ def _how_networks_ran(ctx: ReportContext) -> list[Block]:
         device = model.get("device", MISSING)
         rows.append([name, "Ray Train worker group" if model["launch"] == "ray_train" else "one Ray task",
                      model.get("workers", MISSING), device, model.get("gpus_per_worker", MISSING),
-                     "yes" if model.get("amp") else "no", model.get("launch_reason", MISSING)])
+                     "yes" if model.get("amp") else "no", _short_nodes(model.get("nodes")),
+                     model.get("launch_reason", MISSING)])
     if not rows and not ctx.resources:
         return []
     blocks: list[Block] = [Heading("How the networks ran")]
     if ctx.resources:
-        blocks.append(Paragraph(f"Ray cluster: {ctx.resources.get('cluster', MISSING)}."))
+        per_node = ctx.resources.get("per_node") or []
+        shape = (" (" + "; ".join(f"node {i + 1}: {n['cpus']:g} CPUs, {n['gpus']:g} GPUs" for i, n in enumerate(per_node))
+                 + ")") if len(per_node) > 1 else ""
+        blocks.append(Paragraph(f"Ray cluster: {ctx.resources.get('cluster', MISSING)}{shape}."))
         notes = ctx.resources.get("notes") or {}
         if notes:
             blocks.append(Bullets([f"{framework}: {note}" for framework, note in notes.items()]))
     if rows:
-        blocks.append(Table(["Model", "Launch", "Workers", "Device", "GPUs per worker", "Mixed precision", "Why"],
-                            rows))
+        blocks.append(Table(["Model", "Launch", "Workers", "Device", "GPUs per worker", "Mixed precision", "Nodes",
+                             "Why"], rows))
     return blocks
+
+
+def _short_nodes(nodes) -> str:
+    """Ray node ids, shortened as Ray's own tools show them."""
+    return ", ".join(node[:8] for node in nodes) if nodes else MISSING
 
 
 def _learning(ctx: ReportContext, plots: dict[str, Path]) -> list[Block]:

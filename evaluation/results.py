@@ -31,7 +31,7 @@ METRICS_FILE = "metrics.json"
 BEST_PARAMS_FILE = "best_params.yaml"
 
 # A network's entry on how it ran, in this order: workers, device, GPUs, AMP, and why this launch.
-HOW_IT_RAN = ("workers", "device", "gpus_per_worker", "amp", "launch_reason", "launch_figures")
+HOW_IT_RAN = ("workers", "device", "gpus_per_worker", "amp", "launch_reason", "launch_figures", "nodes")
 
 
 def model_entry(framework: str, test: dict, val: dict, train_time_s: float, launch: str = "",
@@ -44,7 +44,7 @@ def model_entry(framework: str, test: dict, val: dict, train_time_s: float, laun
         "val": val,
         "train_time_s": round(train_time_s, 3),
         **({"launch": launch} if launch else {}),
-        **{k: info[k] for k in HOW_IT_RAN if k in info and info[k] not in ("", {})},
+        **{k: info[k] for k in HOW_IT_RAN if k in info and info[k] not in ("", {}, [])},
     }
 
 
@@ -62,7 +62,8 @@ def search_entry(summary: dict) -> dict:
             "trials": len(summary["trials"]), "epochs_trained": summary["epochs_trained"],
             "epochs_budget": summary["epochs_budget"], "wall_time_s": round(summary["wall_time_s"], 3),
             "best_params": summary["best_params"], "trial_mode": summary.get("trial_mode", "inline"),
-            "trial_mode_reason": summary.get("trial_mode_reason", ""), "placement": summary.get("plan", "")}
+            "trial_mode_reason": summary.get("trial_mode_reason", ""), "placement": summary.get("plan", ""),
+            **({"nodes": summary["nodes"]} if summary.get("nodes") else {})}
 
 
 def metrics_document(task: str, primary_metric: str, best_model: str, dataset: dict, models: dict[str, dict],

@@ -29,11 +29,13 @@ class Interrupted(KeyboardInterrupt):
     (stopping Ray among them) runs.
     """
 
-    def __init__(self, run_dir: Optional[Path] = None):
+    def __init__(self, run_dir: Optional[str] = None):
         super().__init__()
         self.run_dir = run_dir
 
 
+STORAGE_HELP = ("where runs go (config key storage): a directory, default runs/; a path every node shares; "
+                "or an object-store URI such as s3://bucket/prefix (endpoint and credentials from AWS_* variables)")
 ADDRESS_HELP = ("the Ray to use: host:port or ray://host:port to join a cluster, auto for the one on this "
                 "machine, local for a private Ray; default: ray.address, else RAY_ADDRESS, else a running "
                 "`ray start` cluster on this machine, else a private Ray")
@@ -55,19 +57,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data", help="a .csv / .parquet file or a built-in set (synthetic, iris, ...)")
     run.add_argument("--target", help="the column to predict")
     run.add_argument("--task", choices=["auto", "classification", "regression"], help="default: inferred")
-    run.add_argument("--out", help="run directory (must not exist or be empty); default runs/<name>-<time>")
+    run.add_argument("--out", help="run directory or storage URI (must not exist or be empty); "
+                                   "default <storage>/<name>-<time>")
+    run.add_argument("--storage", help=STORAGE_HELP)
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                      help="override a config key, e.g. --set torch.epochs=10 (repeatable)")
     run.add_argument("--address", help=ADDRESS_HELP)
     run.add_argument("--verbose", action="store_true", help="show Ray's own output on the terminal")
 
     resume = commands.add_parser("resume", help="finish an interrupted run from its checkpoints")
-    resume.add_argument("run_dir", help="the run directory of the interrupted run")
+    resume.add_argument("run_dir", help="the interrupted run: its directory or storage URI")
     resume.add_argument("--address", help=ADDRESS_HELP + " (default: the run's own ray.address)")
     resume.add_argument("--verbose", action="store_true", help="show Ray's own output on the terminal")
 
     predict = commands.add_parser("predict", help="predict raw rows with a run's best model")
-    predict.add_argument("run_dir", help="a finished run directory")
+    predict.add_argument("run_dir", help="a finished run: its directory or storage URI")
     predict.add_argument("--data", required=True, help="a .csv / .parquet file of raw rows")
     predict.add_argument("--out", help="where to write predictions (CSV); default: stdout")
 
@@ -80,9 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="override a config key (repeatable)")
     submit.add_argument("--address", default=os.environ.get("RAY_API_SERVER_ADDRESS"),
                         help="the cluster's dashboard, e.g. http://HEAD:8265 (default: RAY_API_SERVER_ADDRESS)")
-    submit.add_argument("--storage", help="a directory shared by the cluster's nodes and this machine: "
-                                          "the job's run directory is created there")
+    submit.add_argument("--storage", help="where the job writes its run (config key storage): an object-store "
+                                          "URI such as s3://bucket/prefix, or a directory the cluster's nodes "
+                                          "share with this machine")
     submit.add_argument("--no-wait", action="store_true", help="return once the job is submitted")
+    submit.add_argument("--ship", action="store_true",
+                        help="send this machine's rayfit with the job (py_modules), for a cluster without it")
+
+    fetch = commands.add_parser("fetch", help="copy a finished run from its storage to a local directory")
+    fetch.add_argument("run", help="a job id from rayfit submit, or a run's storage URI")
+    fetch.add_argument("--out", required=True, help="a local directory that is absent or empty")
+    fetch.add_argument("--address", default=os.environ.get("RAY_API_SERVER_ADDRESS"),
+                       help="the cluster's dashboard, to look up a job id (default: RAY_API_SERVER_ADDRESS)")
 
     jobs = commands.add_parser("jobs", help="the jobs of a Ray cluster: list, status, logs, stop")
     jobs.add_argument("action", choices=["list", "status", "logs", "stop"])
@@ -121,7 +134,19 @@ def _submit(args) -> int:
     from rayfit.config import load_experiment
 
     exp = load_experiment(args.config, args.data, args.target, args.task, tuple(args.overrides))
-    return submit(exp, args.address, args.storage, wait=not args.no_wait, say=_say)
+    return submit(exp, args.address, args.storage, wait=not args.no_wait, say=_say, ship=args.ship)
+
+
+def _fetch(args) -> int:
+    from rayfit.cluster.jobs import client, run_of
+    from rayfit.cluster.storage import Location, fetch_run, is_uri
+
+    run = args.run
+    if not is_uri(run) and not Path(run).exists():  # a job id: its run from the job's metadata
+        run = run_of(client(args.address), run)
+    out = fetch_run(Location.of(run), Path(args.out))
+    _say(f"fetched {run} -> {out}")
+    return EXIT_OK
 
 
 def _jobs(args) -> int:
@@ -180,16 +205,19 @@ def _run(args) -> int:
     from rayfit.config import load_experiment
     from rayfit.pipeline import run_experiment
     from rayfit.progress import Display
-    from rayfit.run_dir import plan_run_dir, terminal_stream
+    from rayfit.cluster.storage import plan_run_location
+    from rayfit.run_dir import terminal_stream
 
     exp = load_experiment(args.config, args.data, args.target, args.task, tuple(args.overrides))
     if args.address:
         exp.ray.address = args.address
+    if args.storage:
+        exp.storage = args.storage
     # Planned here rather than inside run_experiment, so that an interrupted run can be named.
-    run_path = plan_run_dir(args.out, exp.name)
-    with _interruptible(run_path), Display(terminal_stream()) as display:
-        run_dir = run_experiment(exp, str(run_path), display, verbose=args.verbose)
-        display.say(f"report: {run_dir / 'report.html'}")
+    location = plan_run_location(args.out, exp.storage, exp.name)
+    with _interruptible(location.uri), Display(terminal_stream()) as display:
+        run = run_experiment(exp, location.uri, display, verbose=args.verbose)
+        display.say(f"report: {run.join('report.html')}")
     return EXIT_OK
 
 
@@ -198,9 +226,9 @@ def _resume(args) -> int:
     from rayfit.progress import Display
     from rayfit.run_dir import terminal_stream
 
-    with _interruptible(Path(args.run_dir)), Display(terminal_stream()) as display:
-        run_dir = resume_experiment(args.run_dir, display, verbose=args.verbose, address=args.address)
-        display.say(f"report: {run_dir / 'report.html'}")
+    with _interruptible(args.run_dir), Display(terminal_stream()) as display:
+        run = resume_experiment(args.run_dir, display, verbose=args.verbose, address=args.address)
+        display.say(f"report: {run.join('report.html')}")
     return EXIT_OK
 
 
@@ -218,13 +246,13 @@ def _predict(args) -> int:
 
 
 @contextmanager
-def _interruptible(run_dir: Path):
+def _interruptible(run: str):
     """Tag an interruption with the run it leaves behind (Ray turns our exception into a plain
     KeyboardInterrupt when it arrives inside `ray.get`, so the tag is added on the way out)."""
     try:
         yield
     except KeyboardInterrupt:
-        raise Interrupted(run_dir) from None
+        raise Interrupted(run) from None
 
 
 @contextmanager
@@ -274,23 +302,27 @@ def _signals_stop_the_command():
             install(signum, handler)
 
 
-def _after_interruption(run_dir: Optional[Path]) -> str:
+def _after_interruption(run: Optional[str]) -> str:
     """What the user can do next, for the last line printed."""
-    from rayfit.run_record import STATE_FILE
+    from rayfit.cluster.storage import STATE_FILE, Location
 
-    state = run_dir / STATE_FILE if run_dir is not None else None
-    if state is None or not state.is_file():
+    try:
+        state = Location.of(run).join(STATE_FILE) if run is not None else None
+        saved = state is not None and state.is_file()
+    except Exception:  # storage out of reach now: say what is known
+        saved = False
+    if not saved:
         return "nothing was saved; run the command again"
     if json.loads(state.read_text()).get("status") == "finished":
-        return f"the run had finished: {run_dir / 'report.html'}"
-    return f"resume with: rayfit resume {shlex.quote(str(run_dir))}"
+        return f"the run had finished: {Location.of(run).join('report.html')}"
+    return f"resume with: rayfit resume {shlex.quote(str(run))}"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     with _signals_stop_the_command() as received:
         try:
             args = build_parser().parse_args(argv)
-            commands = {"run": _run, "resume": _resume, "predict": _predict, "submit": _submit, "jobs": _jobs,
+            commands = {"run": _run, "resume": _resume, "predict": _predict, "submit": _submit, "fetch": _fetch, "jobs": _jobs,
                         "cluster": _cluster}
             return commands[args.command](args)
         except UserError as exc:

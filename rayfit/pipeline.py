@@ -4,9 +4,10 @@ Each stage is a module of rayfit/stages/ working on one RunState; this file only
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable, Optional
 
+from rayfit.cluster.storage import Location
+from rayfit.cluster.storage import check_storage_reaches_every_node
 from rayfit.config import Experiment
 from rayfit.errors import UserError
 from rayfit.progress import Display
@@ -22,37 +23,44 @@ from rayfit.stages.train import train_models
 from rayfit.stages.training_data import put_training_data
 
 
-def run_experiment(exp: Experiment, out: Optional[str], display: Display, verbose: bool = False) -> Path:
-    """Everything `rayfit run` does. Bad input raises UserError before the run directory exists."""
+def run_experiment(exp: Experiment, out: Optional[str], display: Display, verbose: bool = False) -> Location:
+    """Everything `rayfit run` does; the run's location (a directory or a storage URI). Bad input
+    raises UserError before the run's location exists."""
     state, give_back = new_run(exp, out, display)
     _run_stages(state, verbose, on_preflight_error=give_back)
-    return state.run_dir
+    return state.location
 
 
-def resume_experiment(run_dir: str, display: Display, verbose: bool = False, address: Optional[str] = None) -> Path:
+def resume_experiment(run: str, display: Display, verbose: bool = False, address: Optional[str] = None) -> Location:
     """`rayfit resume`: finished stages are loaded, unfinished ones run (Ray Train from its checkpoint)."""
-    run_dir = Path(run_dir)
-    _run_stages(resumed_run(run_dir, display, address), verbose)
-    return run_dir
+    state = resumed_run(run, display, address)
+    _run_stages(state, verbose)
+    return state.location
 
 
 def _run_stages(state: RunState, verbose: bool, on_preflight_error: Optional[Callable[[], None]] = None) -> None:
     state.display.attach_log(state.run_dir / LOG_FILE)
-    with output_to_log(state.run_dir / LOG_FILE, verbose):
-        try:
+    try:
+        with output_to_log(state.run_dir / LOG_FILE, verbose):
             try:
-                start_ray(state)
-                preflight(state.exp)
-            except UserError:
-                if on_preflight_error:  # the request cannot run on this cluster: give back its directory
-                    on_preflight_error()
-                raise
-            with watching_for_stalls(state):
-                state.plan = plan_networks(state.exp)
-                data = put_training_data(state)
-                train_models(state, data)  # baselines and networks
-                run_searches(state, data)
-            render_report(state, evaluate(state))
-            state.record.finish()
-        finally:
-            stop_ray(state)  # inside the redirect: Ray flushes its deduplicated log lines here
+                try:
+                    start_ray(state)
+                    preflight(state.exp)
+                    check_storage_reaches_every_node(state.location)
+                except UserError:
+                    if on_preflight_error:  # the request cannot run on this cluster: give back its location
+                        on_preflight_error()
+                    raise
+                with watching_for_stalls(state):
+                    state.plan = plan_networks(state.exp)
+                    data = put_training_data(state)
+                    train_models(state, data)  # baselines and networks
+                    run_searches(state, data)
+                render_report(state, evaluate(state))
+                state.record.finish()
+            finally:
+                stop_ray(state)  # inside the redirect: Ray flushes its deduplicated log lines here
+    finally:
+        state.display.detach_log()
+        state.mirror.push()  # the log, and whatever the last stage wrote (nothing for a local run)
+        state.mirror.close()

@@ -5,11 +5,13 @@ an .npz file whose array `x` holds the raw examples.
 """
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from rayfit.cluster.storage import Location
 from rayfit.data import load_table
 from rayfit.data.arrays import NPZ_SUFFIXES, read_npz
 from rayfit.data.preprocessing import Preprocessing, load_preprocessing
@@ -17,10 +19,18 @@ from rayfit.errors import UserError
 from rayfit.evaluation.fitted import MODEL_META, load_model
 
 
-def predict_file(run_dir: str, data: str) -> pd.DataFrame:
-    model_dir = Path(run_dir) / "model"
-    if not (model_dir / MODEL_META).is_file():
-        raise UserError(f"{run_dir}: not a finished rayfit run (no model/{MODEL_META})")
+def predict_file(run: str, data: str) -> pd.DataFrame:
+    """Predictions for the rows in `data` by the run at `run` (a directory or a storage URI)."""
+    location = Location.of(run).join("model")
+    if not location.join(MODEL_META).is_file():
+        raise UserError(f"{run}: not a finished rayfit run (no model/{MODEL_META})")
+    if location.local:
+        return _predict(Path(location.uri), data)
+    with tempfile.TemporaryDirectory(prefix="rayfit-model-") as tmp:
+        return _predict(location.download(Path(tmp)), data)
+
+
+def _predict(model_dir: Path, data: str) -> pd.DataFrame:
     preprocessing = load_preprocessing(model_dir)
     model = load_model(model_dir)
     X = preprocessing.transform(_read_raw(data, preprocessing))

@@ -1,32 +1,16 @@
-"""The run directory: claimed once (never an existing run), and the log file Ray's output goes to."""
+"""A local run directory: claimed once (never an existing run), and the log file Ray's output goes to.
+
+Where a run goes is cluster/storage.py's `plan_run_location`."""
 from __future__ import annotations
 
 import os
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
 
 from rayfit.errors import UserError
 
 LOG_FILE = "run.log"
-
-
-def plan_run_dir(out: Optional[str], name: str) -> Path:
-    """Where the run will go; fails now if that would touch an existing run. Creates nothing."""
-    if out:
-        path = Path(out)
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise UserError(f"--out {path}: already exists and is not empty; rayfit never overwrites a run")
-        return path
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = Path("runs") / f"{name}-{stamp}"
-    suffix = 1
-    while path.exists():
-        suffix += 1
-        path = Path("runs") / f"{name}-{stamp}-{suffix}"
-    return path
 
 
 def claim_run_dir(path: Path) -> Path:

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from rayfit.cluster.ledger import note
 from rayfit.trainers.core import LoopConfig, train
 
 
@@ -101,16 +102,19 @@ class TaskContext:
 
 def train_worker(loop: dict) -> None:
     """Ray Train's train_loop_per_worker: loop = {"config": LoopConfig}."""
+    note(loop["config"].ledger)
     train(loop["config"], WorkerGroupContext())
 
 
 def train_trial(params: dict, base: dict) -> None:
     """An inline Tune trial: base = {"config": LoopConfig, "checkpoint_every_epoch": bool}."""
+    note(base["config"].ledger)
     train(base["config"].with_params(params), TrialContext(base.get("checkpoint_every_epoch", False)))
 
 
 def train_task(config: LoopConfig, checkpoint_dir: str, keep: int) -> dict:
     """One Ray task's body: the history and the seconds it took."""
+    note(config.ledger)
     started = time.perf_counter()
     history = train(config, TaskContext(checkpoint_dir, keep))
     return {"history": history, "seconds": time.perf_counter() - started}

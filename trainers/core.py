@@ -52,6 +52,7 @@ class LoopConfig:
     target_scale: Optional[tuple] = None  # regression: (mean, std) the network learns the target in
     threads: int = 1  # CPU threads this worker was given
     progress: Any = None  # a ProgressHub actor: rank 0 pushes each epoch's metrics
+    ledger: str = ""  # cluster/ledger.py: where the stage's processes note the node they run on
 
     def with_params(self, params: dict) -> "LoopConfig":
         """A trial's settings: the base settings with the sampled hyperparameters."""

@@ -9,7 +9,9 @@ from typing import Any, Optional
 
 import ray
 
+from rayfit.cluster.ledger import stage_key
 from rayfit.cluster.plan import WorkerPlan
+from rayfit.cluster.storage import Location
 from rayfit.data.streaming import read_training_split
 from rayfit.evaluation.fitted import FittedModel
 from rayfit.trainers import registry
@@ -32,6 +34,7 @@ class TrainingData:
     train_rows: int = 0  # the training split's size and one row's shape: what a trial's cost is estimated from
     input_shape: tuple = ()
     target_scale: Optional[tuple] = None  # regression: (mean, std) the networks standardize the target by
+    run_key: str = ""  # the run's ledger (cluster/ledger.py): where each stage's processes ran
 
 @dataclass
 class NeuralResult:
@@ -43,14 +46,16 @@ class NeuralResult:
 
 
 def make_loop_config(name: str, framework: str, network: str, settings, data: TrainingData, progress=None,
-                     threads: int = 1, streaming: bool = False) -> LoopConfig:
-    """The training core's typed configuration for one network on this data."""
+                     threads: int = 1, streaming: bool = False, stage: Optional[str] = None) -> LoopConfig:
+    """The training core's typed configuration for one network on this data; `stage` (default
+    `name`) is the run's stage it trains for, whose ledger notes where it ran."""
     return LoopConfig(
         name=name, framework=framework, network=network, settings=settings, task=data.task,
         n_outputs=data.n_outputs, class_weights=data.class_weights, seed=data.seed,
         # a streaming worker reads its shard of the split; it needs only the validation arrays
         data=data.val_ref if streaming else data.ref, streaming=streaming,
-        target_scale=data.target_scale, threads=threads, progress=progress)
+        target_scale=data.target_scale, threads=threads, progress=progress,
+        ledger=stage_key(data.run_key, stage or name))
 
 
 def worker_group_trainer(config: LoopConfig, plan: WorkerPlan, run_config, datasets=None, backend=None):
@@ -76,13 +81,14 @@ def load_checkpoint(framework: str, directory: Path, name: str, task: str, best:
     return fitted, read_history(directory), read_runtime(Path(directory))
 
 
-def fit_neural(framework: str, model: str, settings, data: TrainingData, storage: Path, progress=None,
+def fit_neural(framework: str, model: str, settings, data: TrainingData, storage, progress=None,
                plan: Optional[WorkerPlan] = None) -> NeuralResult:
     """Train one network of `settings` (a NeuralConfig) data-parallel with Ray Train, on the
     workers of `plan` (default: the settings' own, fitted to the cluster now).
 
-    Re-running with the same storage resumes: Ray Train finds the run's latest checkpoint and the
-    loop continues from it (after a worker failure, or `rayfit resume`).
+    `storage` (a cluster/storage.py Location: a directory or a URI) is where Ray Train keeps the
+    run; re-running with the same storage resumes: Ray Train finds the run's latest checkpoint and
+    the loop continues from it (after a worker failure, or `rayfit resume`).
     """
     import ray.train
 
@@ -101,7 +107,7 @@ def fit_neural(framework: str, model: str, settings, data: TrainingData, storage
                               streaming=data.train_path is not None)
     trainer = worker_group_trainer(config, plan, datasets=datasets, run_config=ray.train.RunConfig(
         name=name,
-        storage_path=str(Path(storage).resolve()),
+        storage_path=Location.of(storage).uri,
         # The latest N checkpoints; each carries the best epoch's weights too.
         checkpoint_config=ray.train.CheckpointConfig(num_to_keep=settings.keep_checkpoints),
         failure_config=ray.train.FailureConfig(max_failures=settings.max_failures),
@@ -191,7 +197,7 @@ class PendingFit:
     name: str
     framework: str
     task: str
-    checkpoint_dir: Path
+    checkpoint_dir: Location
     restore_best: bool
 
     def result(self) -> NeuralResult:
@@ -207,7 +213,7 @@ class PendingFit:
                             best_epoch=_best_epoch(history), runtime=runtime)
 
 
-def start_in_task(framework: str, model: str, settings, data: TrainingData, storage: Path, plan: WorkerPlan,
+def start_in_task(framework: str, model: str, settings, data: TrainingData, storage, plan: WorkerPlan,
                   progress=None) -> PendingFit:
     """Train one network in one Ray task (one process, no worker group) and return at once.
 
@@ -216,9 +222,9 @@ def start_in_task(framework: str, model: str, settings, data: TrainingData, stor
     """
     name = f"{framework}_{model}"
     config = make_loop_config(name, framework, model, settings, data, progress, threads=int(plan.cpus_per_worker))
-    checkpoint_dir = Path(storage).resolve() / name
+    checkpoint_dir = Location.of(storage).join(name)
     task = ray.remote(train_task).options(
         num_cpus=plan.cpus_per_worker, num_gpus=plan.gpus_per_worker,
         max_retries=settings.max_failures, name=f"rayfit.train[{name}]")
-    return PendingFit(task.remote(config, str(checkpoint_dir), settings.keep_checkpoints), name, framework,
+    return PendingFit(task.remote(config, checkpoint_dir.uri, settings.keep_checkpoints), name, framework,
                       data.task, checkpoint_dir, settings.restore_best)

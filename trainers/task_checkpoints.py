@@ -1,37 +1,49 @@
-"""Checkpoints of a model trained in one Ray task: numbered directories, the latest N kept.
+"""Checkpoints of a model trained in one Ray task: numbered directories in the run's storage, the
+latest N kept.
 
-The same contents as a Ray Train checkpoint (see the loops' writers); a task retried after its
-worker died, or rerun by `rayfit resume`, continues from the latest one.
+The same contents as a Ray Train checkpoint (see the training core); a task retried after its
+worker died, or rerun by `rayfit resume`, continues from the latest one, on whichever node it
+lands. The storage is a local (or shared) directory or an object-store URI (cluster/storage.py).
+A checkpoint counts once its `.complete` marker is written, after all its files: an object
+store has no atomic rename, and a task killed mid-upload leaves a checkpoint without one.
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Optional
 
 from ray.train import Checkpoint
 
+from rayfit.cluster.storage import Location
+
 PREFIX = "checkpoint_"
+COMPLETE = ".complete"
 
 
-def _numbered(directory: Path) -> list[Path]:
-    return sorted(p for p in Path(directory).glob(f"{PREFIX}*") if p.is_dir() and p.name[len(PREFIX):].isdigit())
+def _numbered(directory: Location) -> list[Location]:
+    found = [child for child in directory.children()
+             if child.name.startswith(PREFIX) and child.name[len(PREFIX):].isdigit()]
+    return sorted(found, key=lambda child: child.name)
 
 
-def latest_checkpoint(directory: Path) -> Optional[Checkpoint]:
-    found = _numbered(directory)
-    return Checkpoint.from_directory(str(found[-1])) if found else None
+def _complete(directory: Location) -> list[Location]:
+    return [child for child in _numbered(directory) if child.join(COMPLETE).is_file()]
 
 
-def save_checkpoint(source: Path, directory: Path, epoch: int, keep: int) -> None:
-    """Copy a written checkpoint in under its epoch's name (whole or not at all), then prune."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    final = directory / f"{PREFIX}{epoch:06d}"
-    partial = directory / f".partial_{final.name}"
-    shutil.rmtree(partial, ignore_errors=True)
-    shutil.copytree(source, partial)
-    shutil.rmtree(final, ignore_errors=True)
-    partial.rename(final)
-    for old in _numbered(directory)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+def latest_checkpoint(directory) -> Optional[Checkpoint]:
+    found = _complete(Location.of(directory))
+    if not found:
+        return None
+    fs, path = found[-1].filesystem()
+    return Checkpoint(path=path, filesystem=fs)
+
+
+def save_checkpoint(source: Path, directory, epoch: int, keep: int) -> None:
+    """Copy a written checkpoint up under its epoch's name (it counts once complete), then prune."""
+    directory = Location.of(directory)
+    final = directory.join(f"{PREFIX}{epoch:06d}")
+    final.delete()  # a partial one from a task that died while writing it
+    final.upload(Path(source))
+    final.join(COMPLETE).write_bytes(b"")
+    for old in _complete(directory)[:-keep]:
+        old.delete()

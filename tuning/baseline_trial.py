@@ -31,6 +31,9 @@ def _val_metrics(estimator, X, y, task) -> dict:
 def baseline_trial(config: dict, base: dict) -> None:
     from threadpoolctl import threadpool_limits
 
+    from rayfit.cluster.ledger import note
+
+    note(base.get("ledger"))
     data = base["data"]
     if isinstance(data, ray.ObjectRef):
         data = ray.get(data)

@@ -14,6 +14,8 @@ from ray import tune
 from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 from ray.tune.logger import JsonLoggerCallback
 
+from rayfit.cluster.ledger import stage_key
+from rayfit.cluster.storage import Location
 from rayfit.cluster.plan import ClusterShape, TrialPlan, check_trial_request, plan_trials
 from rayfit.cluster.orphans import settle_worker_groups
 from rayfit.cluster.watchdog import current_watchdog
@@ -83,7 +85,7 @@ def search_name(settings: TuneSettings) -> str:
     return "search" if settings.model == TuneSettings.model_fields["model"].default else f"search_{settings.model}"
 
 
-def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, storage: Path,
+def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, storage,
                on_event=None, n_classes: Optional[int] = None) -> SearchResult:
     cluster = ClusterShape.current()
     check_trial_request(settings.cpus_per_trial, settings.gpus_per_trial, cluster)
@@ -98,13 +100,13 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
     # Tune writes every result three times (result.json, progress.csv, TensorBoard events); rayfit
     # reads result.json only. One logger instead of three: fewer files and writes per result.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    path = Path(storage).resolve() / search_name(settings)
+    path = Location.of(storage).join(search_name(settings))  # a directory or a URI (cluster/storage.py)
     callbacks = [JsonLoggerCallback()] + ([_TrialProgress(on_event)] if on_event else [])
     if plan.mode == "distributed":
         callbacks.append(FreeStoppedWorkerGroups())
-    if tune.Tuner.can_restore(path):
+    if tune.Tuner.can_restore(path.uri):
         # `rayfit resume`: finished trials are kept, unfinished ones continue from their checkpoints.
-        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
+        tuner = tune.Tuner.restore(path.uri, trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
         tuner = tune.Tuner(
             trainable,
@@ -121,7 +123,7 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
                 reuse_actors=plan.mode == "inline",
             ),
             run_config=tune.RunConfig(
-                name=path.name, storage_path=str(path.parent), verbose=0,
+                name=path.name, storage_path=path.parent.uri, verbose=0,
                 stop=current_watchdog().tune_stopper(),
                 # Keeping every (small) checkpoint: with num_to_keep set, Tune snapshots its state
                 # after each checkpoint, which dominates a small trial.
@@ -190,6 +192,7 @@ def _trainable(settings: TuneSettings, base: NeuralConfig, data: TrainingData, p
     """(trial function, its constant arguments) for the search's model and trial plan."""
     if not is_network_framework(settings.model):
         return baseline_trial, {"baseline": settings.model, "max_t": settings.max_t, "data": data.ref,
+                                "ledger": stage_key(data.run_key, tuned_name(settings)),
                                 "task": data.task, "class_weights": data.class_weights, "seed": data.seed,
                                 "threads": max(1, int(settings.cpus_per_trial))}
     # Every trial runs up to max_t epochs; the scheduler decides who stops earlier. Early stopping
@@ -199,28 +202,33 @@ def _trainable(settings: TuneSettings, base: NeuralConfig, data: TrainingData, p
     if plan.mode == "distributed":
         workers = plan.workers
         config = make_loop_config("tune", settings.model, network, trial_settings, data,
-                                  threads=max(1, round(workers.cpus_per_worker)), streaming=data.train_path is not None)
+                                  threads=max(1, round(workers.cpus_per_worker)), streaming=data.train_path is not None,
+                                  stage=tuned_name(settings))
         # Read once here, before any trial holds a CPU, and shared by every trial's workers.
         dataset = read_training_split(data.train_path) if data.train_path else None
         return distributed_trial, {"config": config, "plan": workers, "max_failures": base.max_failures,
                                    "train_dataset": dataset, "backend": trainer_backend(settings.model, workers)}
     config = make_loop_config("tune", settings.model, network, trial_settings, data,
-                              threads=max(1, int(settings.cpus_per_trial)))
+                              threads=max(1, int(settings.cpus_per_trial)), stage=tuned_name(settings))
     # PBT restarts trials from other trials' latest checkpoints: checkpoint every epoch for it.
     return train_trial, {"config": config, "checkpoint_every_epoch": settings.scheduler in EXPLOITING}
 
 
 def _latest_checkpoint(result) -> Optional[Path]:
-    """The trial's latest checkpoint directory: Tune's (inline trials) or its Ray Train run's
-    (distributed trials report the path with their metrics)."""
-    if result.checkpoint is not None:
-        return Path(result.checkpoint.path)
-    frame = result.metrics_dataframe
-    if frame is not None and CHECKPOINT_PATH_KEY in frame:
-        paths = frame[CHECKPOINT_PATH_KEY].dropna()
-        if len(paths):
-            return Path(paths.iloc[-1])
-    return None
+    """The trial's latest checkpoint as a local directory: Tune's (inline trials) or its Ray Train
+    run's (distributed trials report the path with their metrics), fetched from an object store."""
+    checkpoint = result.checkpoint
+    if checkpoint is None:
+        frame = result.metrics_dataframe
+        paths = frame[CHECKPOINT_PATH_KEY].dropna() if frame is not None and CHECKPOINT_PATH_KEY in frame else []
+        if not len(paths):
+            return None
+        checkpoint = tune.Checkpoint(paths.iloc[-1], filesystem=result.filesystem)
+    import pyarrow.fs as pafs
+
+    if isinstance(checkpoint.filesystem, pafs.LocalFileSystem):
+        return Path(checkpoint.path)
+    return Path(checkpoint.to_directory())
 
 
 def _trial_history(result, checkpoint: Optional[Path]) -> list[dict]:

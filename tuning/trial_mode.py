@@ -68,12 +68,18 @@ def distributed_trial(params: dict, base: dict) -> None:
 
     from rayfit.trainers.launch import worker_group_trainer
 
+    # The trial's directory in the search's storage (a directory or an object store): where the
+    # run's checkpoints must go for a resumed search to find them. A developer API of Ray's, the
+    # only one that names the storage rather than the trial's local scratch directory.
+    from ray.train._internal.session import get_storage
+
+    storage = get_storage()
     dataset = base.get("train_dataset")
     trainer = worker_group_trainer(
         base["config"].with_params(params), base["plan"], backend=base["backend"],
         datasets={"train": dataset} if dataset is not None else None,
         run_config=ray.train.RunConfig(
-            name="train", storage_path=tune.get_context().get_trial_dir(),
+            name="train", storage_path=storage.trial_fs_path, storage_filesystem=storage.storage_filesystem,
             # The latest checkpoint carries the best epoch's weights and the history: keep one.
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
             failure_config=ray.train.FailureConfig(max_failures=base["max_failures"]),

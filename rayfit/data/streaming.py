@@ -1,7 +1,6 @@
 """The training split as Parquet for Ray Data, so Ray Train workers stream their shards."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -37,16 +36,22 @@ def should_stream(cfg, kind: str, train_bytes: int, object_store_bytes: float) -
                    f"{object_store_bytes / 2**30:.1f} GiB)")
 
 
-def write_split(X: np.ndarray, y: np.ndarray, path: Path) -> Path:
-    """One Parquet file, rows in groups Ray Data reads as blocks; written once (a resumed run reuses it)."""
+def write_split(X: np.ndarray, y: np.ndarray, location) -> str:
+    """One Parquet file at `location` (cluster/storage.py: a path or an object-store URI, where
+    Ray Data's read tasks on any node find it), rows in groups Ray Data reads as blocks; written
+    once (a resumed run reuses it). Returns its URI."""
     from ray.data.extensions import ArrowTensorArray  # registers the tensor type Ray Data reads back
 
-    path = Path(path)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+    from rayfit.cluster.storage import Location
+
+    location = Location.of(location)
+    if not location.is_file():
+        fs, path = location.filesystem()
+        if location.local:
+            location.path.parent.mkdir(parents=True, exist_ok=True)
         table = pa.table({FEATURES: ArrowTensorArray.from_numpy(np.ascontiguousarray(X)), LABEL: y})
-        pq.write_table(table, path, row_group_size=16_384)
-    return path
+        pq.write_table(table, path, filesystem=fs, row_group_size=16_384)
+    return location.uri
 
 
 # Blocks no larger than this: a worker's memory holds a few blocks at a time (the one it reads and

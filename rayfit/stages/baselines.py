@@ -1,6 +1,7 @@
 """Stage: the scikit-learn baselines, each one Ray task of one CPU, collected as they finish."""
 from __future__ import annotations
 
+from rayfit.cluster.ledger import note, stage_key
 from rayfit.evaluation.fitted import SklearnModel
 from rayfit.stages.state import RunState, Trained
 
@@ -15,7 +16,8 @@ def start_baselines(state: RunState, data) -> dict:
         display.start("baselines", "scikit-learn baselines", total=len(names))
     fit = ray.remote(num_cpus=1)(_fit_baseline_task)
     cw = prepared.class_weights if prepared.task == "classification" else None
-    return {fit.remote(name, prepared.task, cw, exp.seed, data.ref): name for name in names}
+    return {fit.remote(name, prepared.task, cw, exp.seed, data.ref, stage_key(state.run_key, name)): name
+            for name in names}
 
 
 def collect_baselines(state: RunState, pending: dict) -> None:
@@ -30,14 +32,15 @@ def collect_baselines(state: RunState, pending: dict) -> None:
         name = pending.pop(ready[0])
         estimator, seconds = ray.get(ready[0])
         model = SklearnModel(name, prepared.task, estimator, prepared.n_classes)
-        state.finished(name, Trained(model, SklearnModel.kind, seconds))
+        state.finished(name, Trained(model, SklearnModel.kind, seconds, run_info={"nodes": state.nodes_of(name)}))
         done += 1
         display.advance("baselines", done, total, f"{name} {seconds:.1f}s")
     if total:
         display.finish("baselines", ", ".join(n for n in state.exp.baselines.models))
 
 
-def _fit_baseline_task(name, task, class_weight, seed, arrays):
+def _fit_baseline_task(name, task, class_weight, seed, arrays, ledger):
     from rayfit.evaluation.baselines import fit_baseline
 
+    note(ledger)
     return fit_baseline(name, task, class_weight, seed, arrays["X_train"], arrays["y_train"])

@@ -41,7 +41,7 @@ def start_network(state: RunState, framework: str, model: str, data, hub):
     display.say(f"{name}: one Ray task, {plan.resources.get('CPU'):g} CPU"
                 f"{f', {plan.gpus_per_worker:g} GPU' if plan.use_gpu else ''}, batch {settings.batch_size} "
                 f"({launch.reason})")
-    return start_in_task(framework, model, settings, data, state.run_dir / "checkpoints", plan, progress=hub)
+    return start_in_task(framework, model, settings, data, state.location.join("checkpoints"), plan, progress=hub)
 
 
 def run_worker_group(state: RunState, framework: str, model: str, data, hub) -> None:
@@ -53,14 +53,14 @@ def run_worker_group(state: RunState, framework: str, model: str, data, hub) -> 
     display.start(name, f"{name} x{plan.workers}", total=settings.epochs)
     display.say(f"{name}: batch {settings.batch_size} per worker, {settings.batch_size * plan.workers} global")
     with state.timed(name):
-        result = fit_neural(framework, model, settings, data, state.run_dir / "checkpoints", progress=hub, plan=plan)
+        result = fit_neural(framework, model, settings, data, state.location.join("checkpoints"), progress=hub, plan=plan)
     network_finished(state, framework, name, result, "ray_train")
 
 
 def network_finished(state: RunState, framework: str, name: str, result, launch: str) -> None:
     decision = state.launches.get(name)
     run_info = {**result.runtime, "launch_reason": decision.reason if decision else "",
-                "launch_figures": decision.figures if decision else {}}
+                "launch_figures": decision.figures if decision else {}, "nodes": state.nodes_of(name)}
     state.finished(name, Trained(result.model, framework, result.train_time_s, result.history, launch, run_info))
     state.display.finish(name, f"{len(result.history)} epochs, best epoch {result.best_epoch}, "
                                f"val_loss {min((h['val_loss'] for h in result.history), default=float('nan')):.4f}")

@@ -1,56 +1,84 @@
-"""Stage: open the run. `rayfit run` claims a new run directory once the data has proved good;
-`rayfit resume` reopens one and loads its finished stages, so that only the rest run."""
+"""Stage: open the run. `rayfit run` claims a new run location once the data has proved good;
+`rayfit resume` reopens one (a local directory or a storage URI) and loads its finished stages,
+so that only the rest run."""
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 from typing import Callable, Optional
 
+from rayfit.cluster.storage import STATE_FILE, Location, RunMirror, plan_run_location
 from rayfit.config import Experiment, load_experiment, to_yaml
 from rayfit.errors import UserError
 from rayfit.progress import Display
-from rayfit.run_dir import claim_run_dir, plan_run_dir
+from rayfit.run_dir import claim_run_dir
 from rayfit.run_record import RunRecord
 from rayfit.stages.prepare import prepare_data
 from rayfit.stages.state import RunState, Trained
+
+# Read by Ray Train, Tune and the streaming workers straight from storage: never copied to the
+# driver's working directory on resume.
+READ_IN_PLACE = ("checkpoints", "tune", "data")
 
 
 def new_run(exp: Experiment, out: Optional[str], display: Display) -> tuple[RunState, Callable[[], None]]:
     """The state of a new run, and `give_back`, which removes what the run claimed (for a request
     the preflight finds this cluster cannot run)."""
-    run_path = plan_run_dir(out, exp.name)
+    location = Location.of(out) if out else plan_run_location(None, exp.storage, exp.name)
+    if not location.local:
+        location.parent.check_writable()  # no bucket, no credentials: said now, before any work
     prepared, metric, prep_time = prepare_data(exp, display)
-    existed = run_path.exists()
-    run_dir = claim_run_dir(run_path)
+    existed = location.local and location.path.exists()
+    if location.local:
+        claim_run_dir(location.path)
+    elif not location.is_empty_or_absent():  # another run got there since it was planned
+        raise UserError(f"--out {location}: already exists and is not empty; rayfit never overwrites a run")
+    mirror = RunMirror(location)
+    run_dir = mirror.workdir
     (run_dir / "config.yaml").write_text(to_yaml(exp))
     record = RunRecord.create(run_dir, exp.data.source)
+    mirror.push()
 
     def give_back():
         display.detach_log()
-        if existed:
+        if not location.local:
+            location.delete()
+            mirror.close()
+        elif existed:
             for path in run_dir.iterdir():
                 path.unlink()
         else:
             shutil.rmtree(run_dir)
 
-    return RunState(exp, prepared, run_dir, display, record, metric, stage_times={"data": prep_time}), give_back
+    return RunState(exp, prepared, mirror, display, record, metric, stage_times={"data": prep_time}), give_back
 
 
-def resumed_run(run_dir: Path, display: Display, address: Optional[str] = None) -> RunState:
-    """The state of the run in `run_dir`, its finished models and searches loaded from its record."""
-    if not run_dir.is_dir():
-        raise UserError(f"run directory not found: {run_dir}")
-    record = RunRecord.load(run_dir)
-    exp = load_experiment(str(run_dir / "config.yaml"))
-    if address:  # `rayfit resume --address`: this time, join (or start) a different Ray
-        exp.ray.address = address
-    record.check_source(exp.data.source)
-    prepared, metric, prep_time = prepare_data(exp, display)
-    state = RunState(exp, prepared, run_dir.resolve(), display, record, metric, stage_times={"data": prep_time})
+def resumed_run(run: str, display: Display, address: Optional[str] = None) -> RunState:
+    """The state of the run at `run` (a directory or URI), its finished models and searches loaded
+    from its record."""
+    location = Location.of(run)
+    if location.local and not location.path.is_dir():
+        raise UserError(f"run directory not found: {run}")
+    if not location.join(STATE_FILE).is_file():
+        raise UserError(f"{run}: not a rayfit run directory (no {STATE_FILE})")
+    mirror = RunMirror(location)
+    if mirror.staging:
+        location.download(mirror.workdir, skip=READ_IN_PLACE)
+        mirror.mark_pushed()
+    try:
+        record = RunRecord.load(mirror.workdir)
+        exp = load_experiment(str(mirror.workdir / "config.yaml"))
+        if address:  # `rayfit resume --address`: this time, join (or start) a different Ray
+            exp.ray.address = address
+        record.check_source(exp.data.source)
+        prepared, metric, prep_time = prepare_data(exp, display)
+    except BaseException:
+        mirror.close()
+        raise
+    state = RunState(exp, prepared, mirror, display, record, metric, stage_times={"data": prep_time})
     for name, info in record.data["stages"].items():
         if name.startswith("search:"):
             state.searches[name.removeprefix("search:")] = info
         else:
             state.trained[name] = Trained.from_record(info, record.model_dir(name))
-    display.say(f"resuming {run_dir}: {len(record.data['stages'])} stage(s) already finished")
+    display.say(f"resuming {location}: {len(record.data['stages'])} stage(s) already finished")
     return state

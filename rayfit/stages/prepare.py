@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from rayfit.cluster.storage import local_copy
 from rayfit.config import CLASSIFICATION_METRICS, REGRESSION_METRICS, Experiment
 from rayfit.data import Prepared, prepare
 from rayfit.errors import UserError
@@ -18,7 +19,9 @@ def prepare_data(exp: Experiment, display: Display) -> tuple[Prepared, str, floa
     """(the prepared splits, the primary metric, seconds taken)."""
     display.start("data", f"prepare {exp.data.source}")
     started = time.perf_counter()
-    prepared = prepare(exp.data, exp.seed)
+    with local_copy(exp.data.source) as source:  # a file in an object store is read from a copy
+        prepared = prepare(exp.data.model_copy(update={"source": source}), exp.seed)
+    prepared.source = exp.data.source
     metric = primary_metric(exp, prepared.task)
     check_networks(exp, prepared.kind)
     check_something_to_train(exp)

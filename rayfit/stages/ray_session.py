@@ -24,6 +24,9 @@ def start_ray(state: RunState) -> None:
 
 def stop_ray(state: RunState) -> None:
     """Shut down the Ray this run started; a joined session is left running."""
+    from rayfit.cluster.ledger import forget
+
+    forget(state.run_key)
     if state.owns_ray:
         import ray
 

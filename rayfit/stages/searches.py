@@ -40,14 +40,14 @@ def run_search(state: RunState, settings, data) -> None:
     # A baseline's search still takes a network section for its trials' shared settings: the first
     # framework's.
     base = getattr(exp, settings.model if network else next(iter(FRAMEWORKS)))
-    search = tune_search(settings, base, data, state.run_dir / "tune", on_event, state.prepared.n_classes)
+    search = tune_search(settings, base, data, state.location.join("tune"), on_event, state.prepared.n_classes)
     framework = settings.model if network else SklearnModel.kind
+    nodes = state.nodes_of(name)
     run_info = {**search.runtime, "launch_reason": f"tune trials: {search.trial_mode} ({search.trial_mode_reason})"}
     state.finished(name, Trained(search.model, framework, search.wall_time_s, search.history,
-                                 "", run_info if search.runtime else {}))
-    summary = search_summary(settings, search)
-    state.searches[name] = summary
-    state.record.record(f"search:{name}", summary)
+                                 "", {**(run_info if search.runtime else {}), "nodes": nodes}))
+    summary = {**search_summary(settings, search), "nodes": nodes}
+    state.record_search(name, summary)
     display.finish(name, f"{len(search.trials)} trials, {search.epochs_trained}/{search.epochs_budget} epochs, "
                          f"best val_loss {search.trials[0]['val_loss']:.4f}")
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from rayfit.progress import Display
 from rayfit.run_record import RunRecord
 
 if TYPE_CHECKING:
+    from rayfit.cluster.storage import Location, RunMirror
     from rayfit.cluster.plan import RunPlan
 
 
@@ -44,7 +46,7 @@ class Trained:
 class RunState:
     exp: Experiment
     prepared: Prepared
-    run_dir: Path
+    mirror: "RunMirror"  # the run's location in storage and the driver's working copy of it
     display: Display
     record: RunRecord
     metric: str  # the primary metric: the best model is the best on validation by it
@@ -56,6 +58,24 @@ class RunState:
     launches: dict[str, object] = field(default_factory=dict)  # network -> its Launch decision
     owns_ray: bool = False  # this run started Ray (and stops it); False when joining a session
     plan: Optional["RunPlan"] = None  # the networks' plan, made before the first launch
+    # this session's ledger of where each stage ran (cluster/ledger.py)
+    run_key: str = field(default_factory=lambda: f"run-{uuid.uuid4().hex}")
+
+    def nodes_of(self, stage: str) -> list[str]:
+        """The Ray nodes the stage's processes ran on, as its processes noted them."""
+        from rayfit.cluster.ledger import nodes, stage_key
+
+        return nodes(stage_key(self.run_key, stage))
+
+    @property
+    def run_dir(self) -> Path:
+        """The driver's working directory of the run (the run directory itself for local storage)."""
+        return self.mirror.workdir
+
+    @property
+    def location(self) -> "Location":
+        """The run in storage: what Ray Train, Tune and every task write to and read from."""
+        return self.mirror.location
 
     @property
     def search(self) -> Optional[dict]:
@@ -65,6 +85,12 @@ class RunState:
         """A model is ready: keep it for evaluation and record it on disk for `rayfit resume`."""
         self.trained[name] = trained
         self.record.record(name, trained.record_info(), trained.model)
+        self.mirror.push()
+
+    def record_search(self, name: str, summary: dict) -> None:
+        self.searches[name] = summary
+        self.record.record(f"search:{name}", summary)
+        self.mirror.push()
 
     @contextmanager
     def timed(self, stage: str):

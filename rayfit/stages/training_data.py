@@ -21,7 +21,7 @@ def put_training_data(state: RunState):
     state.display.say(f"data: {why}")
     return TrainingData(
         ref=ray.put(arrays),  # once into the object store; every task, worker and trial reads it there
-        train_path=str(write_split(prepared.X_train, prepared.y_train, state.run_dir / "data" / "train.parquet"))
+        train_path=write_split(prepared.X_train, prepared.y_train, state.location.join("data", "train.parquet"))
         if stream else None,
         val_ref=ray.put({"X_val": prepared.X_val, "y_val": prepared.y_val}) if stream else None,
         task=prepared.task,
@@ -33,4 +33,5 @@ def put_training_data(state: RunState):
         train_rows=len(prepared.X_train),
         input_shape=tuple(prepared.X_train.shape[1:]),
         target_scale=fit_target_scale(prepared.y_train, prepared.task),
+        run_key=state.run_key,
     )

@@ -353,9 +353,6 @@ class ReportConfig(_Section):
 
 class Experiment(_Section):
     name: str = "quickstart"  # names the run directory
-    # Where runs go: a directory (default runs/), a shared file system path on a cluster, or an
-    # object-store URI (s3://bucket/prefix); each run is <storage>/<name>-<time> unless --out says.
-    storage: Optional[str] = None
     seed: int = 0  # one seed for the split, the models and the search
     data: DataConfig = DataConfig()
     baselines: BaselinesConfig = BaselinesConfig()
@@ -365,6 +362,9 @@ class Experiment(_Section):
     searches: list[TuneSettings] = []  # more searches beside `tune`, e.g. one over gradient_boosting
     ray: RayConfig = RayConfig()
     report: ReportConfig = ReportConfig()
+    # Where runs go: a directory (default runs/), a shared file system path on a cluster, or an
+    # object-store URI (s3://bucket/prefix); each run is <storage>/<name>-<time> unless --out says.
+    storage: Optional[str] = None
 
 
 CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")

@@ -1,12 +1,18 @@
-"""A real two-node Ray cluster on loopback (cluster/local.py): both nodes serve work, token
-authentication keeps out a client without the token, an experiment submitted as a Ray job runs
-there and writes its run to the shared storage, and `down` stops exactly what `up` started."""
+"""A real two-node Ray cluster on loopback (cluster/local.py) and a real S3-compatible object store
+(moto's server) on loopback: both nodes serve work, token authentication keeps out a client
+without the token, the quickstart submitted as a Ray job (`rayfit submit --storage s3://...`)
+trains on both nodes and writes its run to the object store only, `rayfit fetch` brings it back,
+a local storage path the nodes share works too, and `down` stops exactly what `up` started."""
 from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +23,9 @@ from rayfit.cluster.local import LocalCluster, group_processes
 from rayfit.cluster.session import pointer_file
 
 pytestmark = pytest.mark.cluster
+
+RAYFIT = str(Path(sys.executable).with_name("rayfit"))
+BUCKET = "rayfit-runs"
 
 # Runs in a client process with the cluster's environment: one task pinned to each node.
 WHERE_TASKS_RAN = """
@@ -29,58 +38,206 @@ print(json.dumps({{"nodes": nodes, "alive": sum(n["Alive"] for n in ray.nodes())
 """
 
 
-def test_a_two_node_cluster_serves_work_on_both_nodes_and_stops_cleanly(tmp_path, capsys):
-    directory = tmp_path / "cluster"
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def object_store():
+    """moto's S3 server on loopback, its bucket made, and the AWS variables every process of the
+    test (the cluster's nodes among them, which inherit them) reaches it by."""
+    port = _free_port()
+    server = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "rayfit-test",
+           "AWS_SECRET_ACCESS_KEY": "rayfit-test", "AWS_DEFAULT_REGION": "us-east-1"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        import boto3
+
+        s3 = boto3.client("s3")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                s3.create_bucket(Bucket=BUCKET)
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        yield s3
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def cluster(object_store, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("cluster")
     assert main(["cluster", "up", "--cpus", "1,1", "--gpus", "0,2", "--dir", str(directory)]) == 0
     cluster = LocalCluster.load(directory)
-    try:
-        out = capsys.readouterr().out
-        assert cluster.address in out and "RAY_AUTH_TOKEN_PATH" in out
-        assert cluster.token_path.read_text() not in out  # the token itself is never printed
-        assert oct(cluster.token_path.stat().st_mode & 0o777) == "0o600"
+    yield cluster
+    if (directory / "cluster.json").exists():  # the last test stops it and checks; this is for a failure
+        cluster.down()
 
-        client = subprocess.run([sys.executable, "-c", WHERE_TASKS_RAN.format(address=cluster.address)],
-                                capture_output=True, text=True, env={**os.environ, **cluster.env()}, timeout=120)
-        assert client.returncode == 0, client.stderr[-2000:]
-        seen = json.loads(client.stdout.strip().splitlines()[-1])
-        assert seen["alive"] == 2 and len(set(seen["nodes"])) == 2  # each pinned task ran on its own node
-        assert seen["cpus"] == 2 and seen["gpus"] == 2  # the worker node's logical GPUs
 
-        # Without the token, rayfit refuses to join: one error line naming token authentication.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
-        refused = subprocess.run([str(Path(sys.executable).with_name("rayfit")), "run",
-                                  "--address", cluster.address, "--out", str(tmp_path / "run"),
-                                  "--set", "ray.connect_timeout_s=20"],
-                                 capture_output=True, text=True, env={**env, "HOME": str(tmp_path)}, timeout=120)
-        assert refused.returncode == 2, refused.stderr[-2000:]
-        assert refused.stderr.startswith("error:") and "token" in refused.stderr
-        assert not (tmp_path / "run").exists()
+def _rayfit(cluster, *argv, timeout=300, env=None):
+    return subprocess.run([RAYFIT, *argv], capture_output=True, text=True, timeout=timeout,
+                          env=env or {**os.environ, **cluster.env()})
 
-        # An experiment submitted as a Ray job: its local data file travels with it, its progress
-        # comes back here, and its run directory lands in the shared storage.
-        data = tmp_path / "rows.csv"
-        load_iris(as_frame=True).frame.to_csv(data, index=False)
-        argv = ["submit", "--data", str(data), "--target", "target", "--address", cluster.dashboard_url,
-                "--storage", str(tmp_path / "storage"), "--set", "torch.enabled=false", "--set", "keras.enabled=false",
-                "--set", "tune.enabled=false", "--set", "baselines.models=[dummy,linear]",
-                "--set", "report.importance_repeats=1"]
-        submitted = subprocess.run([str(Path(sys.executable).with_name("rayfit")), *argv], capture_output=True,
-                                   text=True, env={**os.environ, **cluster.env()}, timeout=300)
-        assert submitted.returncode == 0, submitted.stdout[-2000:] + submitted.stderr[-2000:]
-        lines = submitted.stdout.splitlines()
-        assert lines[0].startswith("job: ") and any("evaluate: done, best" in line for line in lines)
-        runs = list((tmp_path / "storage").glob("*/metrics.json"))
-        assert len(runs) == 1 and json.loads(runs[0].read_text())["best_model"] in ("dummy", "linear")
 
-        listed = subprocess.run([str(Path(sys.executable).with_name("rayfit")), "jobs", "list", "--address",
-                                 cluster.dashboard_url], capture_output=True, text=True,
-                                env={**os.environ, **cluster.env()}, timeout=120)
-        assert lines[0].removeprefix("job: ") in listed.stdout and "SUCCEEDED" in listed.stdout
-        assert str(runs[0].parent) in listed.stdout  # the job's run, from its metadata
-    finally:
-        groups = [node.pid for node in cluster.nodes]
-        assert main(["cluster", "down", "--dir", str(directory)]) == 0
+def test_both_nodes_serve_work_and_a_client_without_the_token_is_refused(cluster, tmp_path, capsys):
+    assert oct(cluster.token_path.stat().st_mode & 0o777) == "0o600"
+    client = subprocess.run([sys.executable, "-c", WHERE_TASKS_RAN.format(address=cluster.address)],
+                            capture_output=True, text=True, env={**os.environ, **cluster.env()}, timeout=120)
+    assert client.returncode == 0, client.stderr[-2000:]
+    seen = json.loads(client.stdout.strip().splitlines()[-1])
+    assert seen["alive"] == 2 and len(set(seen["nodes"])) == 2  # each pinned task ran on its own node
+    assert seen["cpus"] == 2 and seen["gpus"] == 2  # the worker node's logical GPUs
+
+    # Without the token, rayfit refuses to join: one error line naming token authentication.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    refused = _rayfit(cluster, "run", "--address", cluster.address, "--out", str(tmp_path / "run"),
+                      "--set", "ray.connect_timeout_s=20", env={**env, "HOME": str(tmp_path)})
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert refused.stderr.startswith("error:") and "token" in refused.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_quickstart_submitted_to_s3_storage_trains_on_both_nodes_and_is_fetched(cluster, object_store,
+                                                                                    tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a path mistaken for a URI would show up here as ./s3:
+    started = time.time()
+    # The quickstart, smaller: one network trained by a Ray Train worker group of 2 workers of
+    # 1 CPU, which only the two nodes together can hold; rayfit itself shipped with the job.
+    submitted = _rayfit(cluster, "submit", "--address", cluster.dashboard_url, "--storage", f"s3://{BUCKET}/runs",
+                        "--ship", "--set", "keras.enabled=false", "--set", "tune.enabled=false",
+                        "--set", "baselines.models=[dummy,linear]", "--set", "torch.launch=ray_train",
+                        "--set", "torch.epochs=3", "--set", "report.importance_repeats=1")
+    assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr[-2000:]
+    lines = submitted.stdout.splitlines()
+    job_id = lines[0].removeprefix("job: ")
+    assert lines[0].startswith("job: ") and lines[1].startswith(f"run: s3://{BUCKET}/runs/quickstart-")
+    assert any("evaluate: done, best" in line for line in lines)
+    assert cluster.token_path.read_text().strip() not in submitted.stdout + submitted.stderr
+
+    # Everything of the run is in the object store, nothing on local disk.
+    run_key = lines[1].removeprefix(f"run: s3://{BUCKET}/").rstrip("/")
+    keys = {o["Key"] for o in object_store.list_objects_v2(Bucket=BUCKET, Prefix=run_key)["Contents"]}
+    for name in ("run_state.json", "metrics.json", "report.html", "run.log", "model/model.json",
+                 "models/torch_mlp/model.json"):
+        assert f"{run_key}/{name}" in keys
+    assert any(k.startswith(f"{run_key}/checkpoints/torch_mlp/checkpoint_") for k in keys)  # Ray Train's
+    assert not list(tmp_path.iterdir())
+    staged = [p for p in Path(tempfile.gettempdir()).glob("rayfit-run-*") if p.stat().st_mtime >= started]
+    assert not staged  # the job's staging directory went once its files were up
+
+    fetched = _rayfit(cluster, "fetch", job_id, "--out", str(tmp_path / "fetched"), "--address", cluster.dashboard_url)
+    assert fetched.returncode == 0, fetched.stderr[-2000:]
+    run = tmp_path / "fetched"
+    assert json.loads((run / "run_state.json").read_text())["status"] == "finished"
+    assert (run / "report.html").stat().st_size > 0 and (run / "model" / "model.json").is_file()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert len(set(metrics["models"]["torch_mlp"]["nodes"])) == 2  # its workers ran on both nodes
+    assert metrics["resources"]["nodes"] == 2
+    assert len(metrics["resources"]["per_node"]) == 2
+
+    # A second fetch never writes over the first.
+    again = _rayfit(cluster, "fetch", job_id, "--out", str(run), "--address", cluster.dashboard_url)
+    assert again.returncode == 2 and again.stderr.startswith("error:")
+
+    # The run's model predicts straight from the object store.
+    rows = tmp_path / "rows.csv"
+    from rayfit.data import load_table
+
+    table, target = load_table("synthetic")
+    table.drop(columns=[target]).head(5).to_csv(rows, index=False)
+    predicted = _rayfit(cluster, "predict", f"s3://{BUCKET}/{run_key}", "--data", str(rows))
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    assert predicted.stdout.splitlines()[0].startswith("prediction") and len(predicted.stdout.splitlines()) == 6
+
+
+def test_a_job_with_its_data_writes_to_a_local_path_the_nodes_share(cluster, tmp_path):
+    data = tmp_path / "rows.csv"
+    load_iris(as_frame=True).frame.to_csv(data, index=False)
+    submitted = _rayfit(cluster, "submit", "--data", str(data), "--target", "target", "--address", cluster.dashboard_url,
+                        "--storage", str(tmp_path / "storage"), "--set", "torch.enabled=false",
+                        "--set", "keras.enabled=false", "--set", "tune.enabled=false",
+                        "--set", "baselines.models=[dummy,linear]", "--set", "report.importance_repeats=1")
+    assert submitted.returncode == 0, submitted.stdout[-2000:] + submitted.stderr[-2000:]
+    lines = submitted.stdout.splitlines()
+    runs = list((tmp_path / "storage").glob("*/metrics.json"))
+    assert len(runs) == 1 and json.loads(runs[0].read_text())["best_model"] in ("dummy", "linear")
+
+    listed = _rayfit(cluster, "jobs", "list", "--address", cluster.dashboard_url)
+    assert lines[0].removeprefix("job: ") in listed.stdout and "SUCCEEDED" in listed.stdout
+    assert str(runs[0].parent) in listed.stdout  # the job's run, from its metadata
+
+
+def test_a_lost_node_fails_the_job_clearly_and_resume_from_storage_finishes_it(cluster, object_store, tmp_path,
+                                                                               monkeypatch):
+    """The worker node's raylet killed while a 2-worker group spans both nodes: the job cannot
+    place its workers again on what remains and fails with the watchdog's message; `rayfit resume
+    URI` on another Ray finishes the run from the checkpoint in the object store, and the finished
+    baselines are not trained again. Runs last but one: the cluster keeps one node after it."""
+    import psutil
+    from ray.job_submission import JobSubmissionClient
+
+    for key, value in cluster.env().items():
+        monkeypatch.setenv(key, value)
+    submitted = _rayfit(cluster, "submit", "--address", cluster.dashboard_url, "--storage", f"s3://{BUCKET}/lost",
+                        "--no-wait", "--set", "keras.enabled=false", "--set", "tune.enabled=false",
+                        "--set", "baselines.models=[dummy,linear]", "--set", "torch.launch=ray_train",
+                        "--set", "torch.epochs=40", "--set", "torch.patience=40", "--set", "ray.stall_timeout_s=15",
+                        "--set", "report.importance_repeats=1")
+    assert submitted.returncode == 0, submitted.stderr[-2000:]
+    job_id = submitted.stdout.splitlines()[0].removeprefix("job: ")
+    run = submitted.stdout.splitlines()[1].removeprefix("run: ")
+    run_key = run.removeprefix(f"s3://{BUCKET}/")
+
+    def checkpoints() -> list[str]:
+        listed = object_store.list_objects_v2(Bucket=BUCKET, Prefix=f"{run_key}/checkpoints/torch_mlp/checkpoint_")
+        return [o["Key"] for o in listed.get("Contents", []) if o["Key"].endswith("train_state.json")]
+
+    deadline = time.monotonic() + 240
+    while not checkpoints():
+        assert time.monotonic() < deadline, "no checkpoint of the worker group reached the object store"
+        time.sleep(0.5)
+    worker_node = cluster.nodes[1].pid
+    raylets = [p for p in psutil.process_iter(["name"]) if p.info["name"] == "raylet" and os.getpgid(p.pid) == worker_node]
+    assert len(raylets) == 1
+    raylets[0].kill()
+
+    jobs = JobSubmissionClient(cluster.dashboard_url)
+    deadline = time.monotonic() + 240
+    while (status := str(jobs.get_job_status(job_id)).split(".")[-1]) not in ("SUCCEEDED", "FAILED", "STOPPED"):
+        assert time.monotonic() < deadline, "the job neither finished nor failed after its node was lost"
+        time.sleep(1)
+    logs = jobs.get_job_logs(job_id)
+    if status != "SUCCEEDED":  # a clear message, not a traceback
+        assert "error: stage 'torch_mlp' made no progress" in logs, logs[-3000:]
+        resumed = _rayfit(cluster, "resume", run, "--address", "local")
+        assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-2000:]
+        assert "2 stage(s) already finished" in resumed.stdout
+        assert "baselines:" not in resumed.stdout  # the finished baselines are loaded, not retrained
+        epochs = [int(m.group(1)) for m in re.finditer(r"torch_mlp: (\d+)/40", resumed.stdout)]
+        assert epochs and min(epochs) > 1  # training went on from its checkpoint in storage
+    metrics = json.loads(object_store.get_object(Bucket=BUCKET, Key=f"{run_key}/metrics.json")["Body"].read())
+    assert len(metrics["models"]["torch_mlp"]["val"]) > 0
+
+
+def test_down_stops_exactly_what_up_started(cluster):
+    groups = [node.pid for node in cluster.nodes]
+    assert main(["cluster", "down", "--dir", str(cluster.directory)]) == 0
     assert not any(group_processes(pgid) for pgid in groups)  # every process of both nodes is gone
-    assert not (directory / "cluster.json").exists() and not (directory / "auth_token").exists()
+    assert not (cluster.directory / "cluster.json").exists() and not (cluster.directory / "auth_token").exists()
     pointer = Path(pointer_file())  # Ray's "auto" lookups must not follow a pointer to the stopped cluster
     assert not (pointer.exists() and pointer.read_text().strip().endswith(f":{cluster.port}"))

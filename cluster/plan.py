@@ -154,8 +154,10 @@ class TrialPlan:
 
 
 def check_trial_request(cpus_per_trial: float, gpus_per_trial: float, cluster: ClusterShape,
-                        key: str = "tune") -> None:
-    """A single trial must fit one node; otherwise Tune would keep it pending for ever."""
+                        key: str = "tune", inline: bool = False) -> None:
+    """A single trial must fit the cluster, and an inline trial (one process) one node; otherwise
+    Tune would keep it pending for ever. A distributed trial's workers may span nodes: plan_trials
+    checks their placement once the trial mode is chosen."""
     if gpus_per_trial > 0 and cluster.gpus == 0:
         raise UserError(f"{key}.gpus_per_trial: {gpus_per_trial:g}, but the Ray cluster has no GPU "
                         f"(set {key}.gpus_per_trial: 0)")
@@ -165,18 +167,20 @@ def check_trial_request(cpus_per_trial: float, gpus_per_trial: float, cluster: C
     if gpus_per_trial > cluster.gpus + _EPS:
         raise UserError(f"{key}.gpus_per_trial: {gpus_per_trial:g} GPUs per trial, the Ray cluster has "
                         f"{cluster.gpus:g}")
+    if inline and cluster.slots(cpus_per_trial, gpus_per_trial) < 1:
+        raise UserError(f"{key}: a trial of {cpus_per_trial:g} CPUs and {gpus_per_trial:g} GPUs fits no node "
+                        f"of the Ray cluster ({cluster.describe()}: "
+                        f"{', '.join(f'{c:g} CPUs + {g:g} GPUs' for c, g in cluster.nodes)} per node); "
+                        f"lower {key}.cpus_per_trial / {key}.gpus_per_trial")
 
 
 def plan_trials(mode: str, cpus_per_trial: float, gpus_per_trial: float, workers_per_trial: int,
                 max_concurrent: Optional[int], cluster: ClusterShape, key: str = "tune") -> TrialPlan:
     """How a search's trials are placed and how many run at once."""
-    check_trial_request(cpus_per_trial, gpus_per_trial, cluster, key)
+    check_trial_request(cpus_per_trial, gpus_per_trial, cluster, key, inline=mode == "inline")
     use_gpu = gpus_per_trial > 0
     if mode == "inline":
         fit = cluster.slots(cpus_per_trial, gpus_per_trial)
-        if fit < 1:
-            raise UserError(f"{key}: a trial of {cpus_per_trial:g} CPUs and {gpus_per_trial:g} GPUs fits no node "
-                            f"of the Ray cluster ({cluster.describe()})")
         resources = {"cpu": cpus_per_trial, **({"gpu": gpus_per_trial} if use_gpu else {})}
         return TrialPlan("inline", resources, min(fit, max_concurrent or fit))
     # Distributed: the trial's actor holds a sliver; its workers share the rest of the trial's CPUs

@@ -215,10 +215,17 @@ def _run(args) -> int:
         exp.storage = args.storage
     # Planned here rather than inside run_experiment, so that an interrupted run can be named.
     location = plan_run_location(args.out, exp.storage, exp.name)
-    with _interruptible(location.uri), Display(terminal_stream()) as display:
+    with _interruptible(args.out or _as_given(location)), Display(terminal_stream()) as display:
         run = run_experiment(exp, location.uri, display, verbose=args.verbose)
         display.say(f"report: {run.join('report.html')}")
     return EXIT_OK
+
+
+def _as_given(location) -> str:
+    """A run's location as the user would type it: relative to here when it lies below."""
+    if location.local and Path(location.uri).is_relative_to(Path.cwd()):
+        return os.path.relpath(location.uri)
+    return location.uri
 
 
 def _resume(args) -> int:

@@ -60,6 +60,14 @@ def test_resource_requests_are_checked(ray_session):
         check_trial_request(64, 0, cluster)
 
 
+def test_an_inline_trial_must_fit_one_node_not_the_cluster_total():
+    two_nodes = ClusterShape(((2.0, 0.0), (2.0, 0.0)))
+    check_trial_request(3, 0, two_nodes)  # a distributed trial's workers may span both nodes
+    with pytest.raises(UserError, match="a trial of 3 CPUs and 0 GPUs fits no node .* 2 CPUs \\+ 0 GPUs per node"):
+        check_trial_request(3, 0, two_nodes, inline=True)
+    check_trial_request(2, 0, two_nodes, inline=True)
+
+
 @pytest.mark.parametrize("raw, fragment", [
     ({"tune": {"searcher": "optuna", "space": {"lr": {"grid": [0.1, 0.2]}}}}, "need searcher random or grid"),
     ({"tune": {"searcher": "grid", "space": {"lr": {"uniform": [0.1, 0.2]}}}}, "every space dimension to be a grid"),

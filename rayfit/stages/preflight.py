@@ -6,6 +6,7 @@ from __future__ import annotations
 from rayfit.config import Experiment
 from rayfit.stages.networks import enabled_frameworks
 from rayfit.stages.searches import enabled_searches
+from rayfit.trainers.registry import is_network_framework
 
 
 def preflight(exp: Experiment) -> None:
@@ -15,7 +16,9 @@ def preflight(exp: Experiment) -> None:
     cluster = ClusterShape.current()
     plan_networks(exp, cluster)
     for key, search in enabled_searches(exp):
-        check_trial_request(search.cpus_per_trial, search.gpus_per_trial, cluster, key)
+        # A baseline's trials, and any trial_mode: inline, are one process each: one node must hold one.
+        inline = search.trial_mode == "inline" or not is_network_framework(search.model)
+        check_trial_request(search.cpus_per_trial, search.gpus_per_trial, cluster, key, inline=inline)
 
 
 def plan_networks(exp: Experiment, cluster=None):

@@ -80,6 +80,7 @@ class Location:
 
         if self.local:
             return pafs.LocalFileSystem(), self.uri
+        _torch_before_object_store()
         try:
             return pafs.FileSystem.from_uri(self.uri)
         except Exception as exc:  # unknown scheme, malformed URI, a file system pyarrow lacks
@@ -188,6 +189,18 @@ class Location:
             raise
         except Exception as exc:
             raise UserError(f"storage {self.uri}: cannot write there: {_first_line(exc)}") from None
+
+
+def _torch_before_object_store() -> None:
+    """Import PyTorch (where installed) before pyarrow starts its S3 client.
+
+    Seen in a Ray job's driver: with pyarrow's S3 file system started first, PyTorch's first import
+    later in the process aborts it ("Intel oneMKL FATAL ERROR: Cannot load libtorch_cpu.so"); with
+    PyTorch imported first both work. The same driver run outside a job did not show it."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        pass
 
 
 # -- a run's location -----------------------------------------------------------------------------

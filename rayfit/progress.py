@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 @ray.remote(num_cpus=0)
 class ProgressHub:
-    """A mailbox: workers push events, the driver drains them."""
+    """A mailbox: workers push events, the driver drains them. Made with `progress_hub()`."""
 
     def __init__(self):
         self.events: list[dict] = []
@@ -29,6 +29,15 @@ class ProgressHub:
     def drain(self) -> list[dict]:
         events, self.events = self.events, []
         return events
+
+
+def progress_hub():
+    """A ProgressHub on the driver's own node: it lives as long as the driver, whichever worker
+    node is lost."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = ray.get_runtime_context().get_node_id()
+    return ProgressHub.options(scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)).remote()
 
 
 def _format_metrics(metrics: dict) -> str:
@@ -121,11 +130,21 @@ class Display:
     def follow(self, hub, interval: float = 0.5):
         """Drain the hub into the display while the body runs (a Ray Train fit blocks the driver)."""
         stop = threading.Event()
+        lost: list[str] = []
+
+        def drain() -> None:
+            if lost:
+                return
+            try:
+                for event in ray.get(hub.drain.remote()):
+                    self.on_epoch(event)
+            except ray.exceptions.RayActorError as exc:  # its node is gone: progress is, training is not
+                lost.append(str(exc).splitlines()[0])
+                self.say(f"progress: epoch lines stop here, the progress actor was lost ({lost[0]})")
 
         def pump():
             while True:
-                for event in ray.get(hub.drain.remote()):
-                    self.on_epoch(event)
+                drain()
                 if stop.wait(interval):
                     break
 
@@ -136,5 +155,4 @@ class Display:
         finally:
             stop.set()
             thread.join()
-            for event in ray.get(hub.drain.remote()):
-                self.on_epoch(event)
+            drain()

@@ -10,9 +10,9 @@ from rayfit.stages.state import RunState
 
 
 def train_models(state: RunState, data) -> None:
-    from rayfit.progress import ProgressHub
+    from rayfit.progress import progress_hub
 
-    hub = ProgressHub.remote()  # every network's epochs, tagged with its name
+    hub = progress_hub()  # every network's epochs, tagged with its name
     with state.display.follow(hub):
         started = time.perf_counter()
         baselines = start_baselines(state, data) if state.exp.baselines.enabled else {}

@@ -20,6 +20,12 @@ class Baseline:
     tunable: tuple = ()  # hyperparameters a search may set
     growth: Optional[tuple] = None  # (parameter that grows, by how much per step), or one step
     in_steps: dict = field(default_factory=dict)  # parameters set when it grows in steps (besides warm_start)
+    # (task, sampled hyperparameters) -> the estimator's own parameters, where a task's estimator
+    # spells a hyperparameter differently; None: the same names
+    translate: Optional[Callable[[str, dict], dict]] = None
+
+    def params_for(self, task: str, params: dict) -> dict:
+        return self.translate(task, params) if self.translate else dict(params)
 
 
 def _dummy(task, cw, seed):
@@ -32,6 +38,16 @@ def _linear(task, cw, seed):
     from sklearn.linear_model import LogisticRegression, Ridge
 
     return LogisticRegression(max_iter=2000, class_weight=cw) if task == "classification" else Ridge(alpha=1.0)
+
+
+def _linear_params(task, params):
+    """C, the inverse regularization strength, for both tasks. Logistic regression minimizes
+    C * loss + ||w||^2 / 2; Ridge minimizes loss + alpha * ||w||^2: the same trade-off at
+    alpha = 1 / (2 C)."""
+    params = dict(params)
+    if task == "regression" and "C" in params:
+        params["alpha"] = 1.0 / (2.0 * params.pop("C"))
+    return params
 
 
 def _random_forest(task, cw, seed):
@@ -52,7 +68,8 @@ def _gradient_boosting(task, cw, seed):
 
 BASELINES: dict[str, Baseline] = {
     "dummy": Baseline(_dummy),
-    "linear": Baseline(_linear, space={"C": {"loguniform": [1e-3, 100.0]}}, tunable=("C",)),
+    "linear": Baseline(_linear, space={"C": {"loguniform": [1e-3, 100.0]}}, tunable=("C",),
+                       translate=_linear_params),
     "random_forest": Baseline(
         _random_forest,
         space={"max_depth": {"choice": [None, 4, 8, 16]}, "min_samples_leaf": {"randint": [1, 20]},

@@ -242,11 +242,18 @@ def _resume(args) -> int:
 def _predict(args) -> int:
     from rayfit.predict import predict_file
 
+    if args.out and Path(args.out).exists():  # said before the model loads; the write below decides
+        raise UserError(f"--out {args.out}: already exists; rayfit never overwrites a file")
     frame = predict_file(args.run_dir, args.data)
     if args.out:
-        if Path(args.out).exists():
-            raise UserError(f"--out {args.out}: already exists; rayfit never overwrites a file")
-        frame.to_csv(args.out, index=False)
+        try:
+            # "x": created here or not at all, so a file made meanwhile by anyone is never overwritten
+            with open(args.out, "x", newline="") as out:
+                frame.to_csv(out, index=False)
+        except FileExistsError:
+            raise UserError(f"--out {args.out}: already exists; rayfit never overwrites a file") from None
+        except OSError as exc:
+            raise UserError(f"--out {args.out}: cannot write there: {exc.strerror or exc}") from None
     else:
         frame.to_csv(sys.stdout, index=False)
     return EXIT_OK

@@ -6,6 +6,7 @@ overrides, then validation. Unknown keys and wrong types fail at once, naming th
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Optional, Union
 
@@ -352,7 +353,7 @@ class ReportConfig(_Section):
 
 
 class Experiment(_Section):
-    name: str = "quickstart"  # names the run directory
+    name: str = "quickstart"  # names the run directory: a plain name, never a path
     seed: int = 0  # one seed for the split, the models and the search
     data: DataConfig = DataConfig()
     baselines: BaselinesConfig = BaselinesConfig()
@@ -362,6 +363,30 @@ class Experiment(_Section):
     searches: list[TuneSettings] = []  # more searches beside `tune`, e.g. one over gradient_boosting
     ray: RayConfig = RayConfig()
     report: ReportConfig = ReportConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        # It becomes a directory name under the storage root: a path in it would write elsewhere.
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name) or ".." in name:
+            raise ValueError(f"{name!r} is not a plain name: use letters, digits, '.', '_' and '-' "
+                             "(at most 100, no '..', no path)")
+        return name
+
+    @model_validator(mode="after")
+    def _one_search_per_model(self):
+        """Each tuned model is one search's (its name, its tune/ directory, its report section)."""
+        seen: dict[str, str] = {}
+        keyed = [("tune", self.tune)] + [(f"searches.{i}", s) for i, s in enumerate(self.searches)]
+        for key, search in keyed:
+            if not search.enabled:
+                continue
+            if search.model in seen:
+                raise ValueError(f"{key}: a second search of {search.model!r} ({seen[search.model]} searches it "
+                                 "already); one search per model")
+            seen[search.model] = key
+        return self
+
     # Where runs go: a directory (default runs/), a shared file system path on a cluster, or an
     # object-store URI (s3://bucket/prefix); each run is <storage>/<name>-<time> unless --out says.
     storage: Optional[str] = None
@@ -434,6 +459,8 @@ def _describe(error: dict) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] not in ("value_error", "assertion_error", "missing"):
         message = f"{message} (got {error.get('input')!r})"
+    if not loc:  # a check across sections names its own keys
+        return message
     return f"{path}: {message}"
 
 

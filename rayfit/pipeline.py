@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-from rayfit.cluster.storage import Location
-from rayfit.cluster.storage import check_storage_reaches_every_node
+from rayfit.cluster.storage import Location, check_storage_reaches_every_node
 from rayfit.config import Experiment
 from rayfit.errors import UserError
 from rayfit.progress import Display

@@ -45,13 +45,14 @@ class RunRecord:
         return record
 
     @classmethod
-    def load(cls, run_dir: Path) -> "RunRecord":
+    def load(cls, run_dir: Path, shown: Optional[str] = None) -> "RunRecord":
+        """The record in `run_dir` (the driver's copy of the run named `shown` in messages)."""
         path = Path(run_dir) / STATE_FILE
         if not path.is_file():
-            raise UserError(f"{run_dir}: not a rayfit run directory (no {STATE_FILE})")
+            raise UserError(f"{shown or run_dir}: not a rayfit run directory (no {STATE_FILE})")
         record = cls(run_dir, json.loads(path.read_text()))
         if record.finished:
-            raise UserError(f"{run_dir}: this run already finished; nothing to resume")
+            raise UserError(f"{shown or run_dir}: this run already finished; nothing to resume")
         return record
 
     def check_source(self, source: str) -> None:

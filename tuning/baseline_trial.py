@@ -42,7 +42,7 @@ def baseline_trial(config: dict, base: dict) -> None:
     name, task = base["baseline"], base["task"]
     weights = base.get("class_weights")
     estimator = BASELINES[name].build(task, dict(enumerate(weights)) if weights else None, base["seed"])
-    estimator.set_params(**config)
+    estimator.set_params(**BASELINES[name].params_for(task, config))
     growth = BASELINES[name].growth
     steps = base["max_t"] if growth else 1
     if growth:

@@ -21,6 +21,23 @@ ID_TEXT_UNIQUE_SHARE = 0.95  # a text column is an ID when more than this share 
 _DATETIME_SAMPLE = 1000  # values tried when guessing whether a text column holds dates
 
 
+def infinities_as_missing(frame: pd.DataFrame, log: list[str]) -> pd.DataFrame:
+    """inf and -inf in numeric columns (a CSV's "inf", an overflowed export) become missing values,
+    which the imputer then fills like any other gap (or, in the target, drop the row)."""
+    import numpy as np
+
+    numeric = [c for c in frame.columns if types.is_float_dtype(frame[c].dtype)]
+    counts = {c: int(np.isinf(frame[c].to_numpy(dtype="float64", na_value=np.nan)).sum()) for c in numeric}
+    counts = {c: n for c, n in counts.items() if n}
+    if not counts:
+        return frame
+    frame = frame.copy()
+    for column, count in counts.items():
+        frame[column] = frame[column].replace([np.inf, -np.inf], np.nan)
+        log.append(f"{count} infinite value{_s(count)} in {column!r} treated as missing")
+    return frame
+
+
 def drop_missing_target(frame: pd.DataFrame, target: str, log: list[str]) -> pd.DataFrame:
     missing = frame[target].isna()
     if missing.any():

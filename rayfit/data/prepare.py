@@ -78,6 +78,7 @@ def prepare(cfg: DataConfig, seed: int) -> Prepared:
     target = resolve_target(frame, cfg, default_target)
     log: list[str] = []
 
+    frame = clean.infinities_as_missing(frame, log)
     frame = clean.drop_missing_target(frame, target, log)
     if cfg.drop_duplicates:
         frame = clean.drop_duplicate_rows(frame, log)

@@ -69,8 +69,8 @@ class DatetimeExpander(TransformerMixin, BaseEstimator):
 
 
 def as_float(X) -> pd.DataFrame:
-    """Numbers as float64; anything else (a stray word in a predict file) becomes missing."""
-    return pd.DataFrame(X).apply(pd.to_numeric, errors="coerce").astype("float64")
+    """Numbers as float64; anything else (a stray word in a predict file, inf) becomes missing."""
+    return pd.DataFrame(X).apply(pd.to_numeric, errors="coerce").astype("float64").replace([np.inf, -np.inf], np.nan)
 
 
 def as_text(X) -> pd.DataFrame:

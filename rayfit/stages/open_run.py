@@ -65,7 +65,7 @@ def resumed_run(run: str, display: Display, address: Optional[str] = None) -> Ru
         location.download(mirror.workdir, skip=READ_IN_PLACE)
         mirror.mark_pushed()
     try:
-        record = RunRecord.load(mirror.workdir)
+        record = RunRecord.load(mirror.workdir, shown=run)
         exp = load_experiment(str(mirror.workdir / "config.yaml"))
         if address:  # `rayfit resume --address`: this time, join (or start) a different Ray
             exp.ray.address = address

@@ -1,0 +1,70 @@
+"""Defects found by trying rayfit as a new user would, each pinned by a test that failed before
+its fix: infinities in a CSV, tuning `linear` on a regression task, a second search of one model,
+a run name that is a path, and `predict --out` onto an existing file."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rayfit.cli import main
+from rayfit.config import DataConfig, validate
+from rayfit.data import prepare
+from rayfit.errors import UserError
+from rayfit.evaluation.baselines import BASELINES
+
+
+def test_infinities_in_a_csv_are_missing_values_recorded_in_the_prep_log(tmp_path):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=120), "b": rng.normal(size=120)})
+    frame["y"] = (frame["a"] > 0).astype(int)
+    frame.loc[[3, 7], "a"] = np.inf
+    frame.loc[11, "b"] = -np.inf
+    path = tmp_path / "rows.csv"
+    frame.to_csv(path, index=False)  # written as "inf" / "-inf", which pandas reads back as floats
+    prepared = prepare(DataConfig(source=str(path), target="y"), 0)
+    assert all(np.isfinite(x).all() for x in (prepared.X_train, prepared.X_val, prepared.X_test))
+    assert "2 infinite values in 'a' treated as missing" in prepared.log
+    assert "1 infinite value in 'b' treated as missing" in prepared.log
+    rows = pd.DataFrame({"a": [np.inf], "b": [0.0]})  # predict-time rows too
+    assert np.isfinite(prepared.preprocessor.transform(rows)).all()
+
+
+def test_linear_tunes_c_for_both_tasks():
+    """C is the inverse regularization strength of both tasks' estimators: Ridge's alpha = 1 / (2 C)."""
+    space = validate({"tune": {"model": "linear"}}).tune.space
+    assert list(space) == ["C"]
+    linear = BASELINES["linear"]
+    ridge = linear.build("regression", None, 0)
+    ridge.set_params(**linear.params_for("regression", {"C": 2.0}))
+    assert ridge.alpha == 0.25
+    logistic = linear.build("classification", None, 0)
+    logistic.set_params(**linear.params_for("classification", {"C": 2.0}))
+    assert logistic.C == 2.0
+
+
+@pytest.mark.parametrize("raw, fragment", [
+    ({"searches": [{"model": "torch"}]}, "searches.0: a second search of 'torch' (tune searches it already)"),
+    ({"tune": {"model": "linear"}, "searches": [{"model": "random_forest"}, {"model": "linear"}]},
+     "searches.1: a second search of 'linear'"),
+    ({"name": "../elsewhere"}, "name: '../elsewhere' is not a plain name"),
+    ({"name": "/tmp/abs"}, "name: '/tmp/abs' is not a plain name"),
+    ({"name": "a/b"}, "is not a plain name"),
+])
+def test_configs_that_would_collide_or_escape_are_refused(raw, fragment):
+    with pytest.raises(UserError) as caught:
+        validate(raw)
+    assert fragment in str(caught.value)
+
+
+def test_a_second_search_of_a_model_is_fine_when_the_first_is_off():
+    exp = validate({"tune": {"enabled": False}, "searches": [{"model": "torch"}]})
+    assert exp.searches[0].model == "torch"
+
+
+def test_predict_never_writes_over_an_existing_file(tmp_path, capsys):
+    out = tmp_path / "predictions.csv"
+    out.write_text("mine\n")
+    assert main(["predict", str(tmp_path / "no-run"), "--data", "x.csv", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.startswith("error: --out")
+    assert out.read_text() == "mine\n"

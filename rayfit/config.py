@@ -490,6 +490,8 @@ def load_experiment(
             raise UserError(f"{origin}: data: must be a section")
         raw["data"]["source"] = data
         if target is None and not config_path and not _is_builtin(data):
+            if not Path(data).exists() and "://" not in data:  # a typo says so before anything else
+                raise UserError(f"data file not found: {data} (and not a built-in set)")
             raise UserError("--target is required with --data (name the column to predict)")
         if "name" not in raw:
             raw["name"] = Path(data).stem if not _is_builtin(data) else data

@@ -14,7 +14,10 @@ LOG_FILE = "run.log"
 
 
 def claim_run_dir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file in the way, no permission, a read-only or full disk
+        raise UserError(f"--out {path}: cannot create the run directory: {exc.strerror or exc}") from None
     if any(path.iterdir()):  # another process got there between plan and claim
         raise UserError(f"--out {path}: already exists and is not empty; rayfit never overwrites a run")
     return path.resolve()

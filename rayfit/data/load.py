@@ -37,8 +37,34 @@ def load_table(source: str) -> tuple[pd.DataFrame, Optional[str]]:
         raise UserError(f"data file has no columns: {path}")
     if len(frame) == 0:
         raise UserError(f"data file has no rows: {path}")
+    names = _csv_header(path) if reader is pd.read_csv else [str(c) for c in frame.columns]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:  # pandas would rename the second one ("a.1") and train on both as if distinct
+        raise UserError(f"data file {path} has duplicate column name{'s' if len(repeated) > 1 else ''}: "
+                        f"{', '.join(map(repr, repeated))}")
     frame.columns = [str(c) for c in frame.columns]
+    _check_cells_are_values(frame, path)
     return frame, None
+
+
+def _check_cells_are_values(frame: pd.DataFrame, path: Path) -> None:
+    """One value per cell: a column of lists or mappings (Parquet's nested types) has no column
+    kind the preprocessing knows."""
+    for column in frame.columns:
+        if frame[column].dtype != object:
+            continue
+        sample = frame[column].dropna().head(100)
+        if any(pd.api.types.is_list_like(value) for value in sample):
+            raise UserError(f"column {column!r} of {path} holds lists or mappings, not one value per cell; "
+                            f"flatten it or drop it")
+
+
+def _csv_header(path: Path) -> list[str]:
+    """The CSV's column names as written (pandas renames repeated ones)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [name.strip() for name in next(csv.reader(handle), [])]
 
 
 def _reader_for(path: Path):

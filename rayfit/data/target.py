@@ -25,6 +25,9 @@ def resolve_target(frame: pd.DataFrame, cfg: DataConfig, default: Optional[str])
 
 def detect_task(y: pd.Series, requested: str, log: list[str]) -> str:
     if requested != "auto":
+        if requested == "classification" and _continuous(y):
+            raise UserError(f"task: classification, but target {y.name!r} holds {y.nunique()} distinct non-integer "
+                            f"numbers, a continuous quantity; set task: regression (or auto)")
         log.append(f"task: {requested} (set in the config)")
         return requested
     distinct = y.nunique()
@@ -37,6 +40,14 @@ def detect_task(y: pd.Series, requested: str, log: list[str]) -> str:
         return "classification"
     log.append(f"detected task: regression (target {y.name!r} is numeric, {distinct} distinct values)")
     return "regression"
+
+
+def _continuous(y: pd.Series) -> bool:
+    """Floats with fractional parts in more values than a class label would take."""
+    if types.is_bool_dtype(y.dtype) or not types.is_float_dtype(y.dtype):
+        return False
+    values = y.dropna().to_numpy(dtype=np.float64)
+    return bool(np.any(np.mod(values, 1) != 0)) and len(np.unique(values)) > MAX_AUTO_CLASSES
 
 
 def encode_classes(y: pd.Series, log: list[str]) -> tuple[np.ndarray, list[str]]:

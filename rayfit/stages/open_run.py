@@ -28,6 +28,9 @@ def new_run(exp: Experiment, out: Optional[str], display: Display) -> tuple[RunS
         location.parent.check_writable()  # no bucket, no credentials: said now, before any work
     prepared, metric, prep_time = prepare_data(exp, display)
     existed = location.local and location.path.exists()
+    made = []  # the directories the claim creates, the run's own last: given back in reverse
+    if location.local and not existed:
+        made = [location.path, *(p for p in location.path.parents if not p.exists())]
     if location.local:
         claim_run_dir(location.path)
     elif not location.is_empty_or_absent():  # another run got there since it was planned
@@ -48,6 +51,11 @@ def new_run(exp: Experiment, out: Optional[str], display: Display) -> tuple[RunS
                 path.unlink()
         else:
             shutil.rmtree(run_dir)
+            for parent in made[1:]:  # runs/ made for this run: gone again unless another run is there now
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
 
     return RunState(exp, prepared, mirror, display, record, metric, stage_times={"data": prep_time}), give_back
 

@@ -138,8 +138,8 @@ class Display:
             try:
                 for event in ray.get(hub.drain.remote()):
                     self.on_epoch(event)
-            except ray.exceptions.RayActorError as exc:  # its node is gone: progress is, training is not
-                lost.append(str(exc).splitlines()[0])
+            except Exception as exc:  # noqa: BLE001 - e.g. its node is gone: progress is, training is not
+                lost.append((str(exc).strip().splitlines() or [type(exc).__name__])[0])
                 self.say(f"progress: epoch lines stop here, the progress actor was lost ({lost[0]})")
 
         def pump():

@@ -91,6 +91,17 @@ def test_asha_stops_gradient_boosting_trials_early(data, tmp_path):
     assert search.model.predict_proba(np.zeros((3, 6), np.float32)).shape == (3, 2)
 
 
+def test_a_failed_trial_is_recorded_and_the_search_goes_on(data, tmp_path):
+    # max_leaf_nodes=1 is out of HistGradientBoosting's range: that trial fails on every retry.
+    settings = TuneSettings(model="gradient_boosting", num_samples=1, max_t=2, grace_period=1, searcher="grid",
+                            scheduler="fifo", space={"max_leaf_nodes": {"grid": [1, 8]}})
+    search = run_search(settings, BASE.model_copy(update={"max_failures": 0}), data, tmp_path, n_classes=2)
+    by_leaves = {t["params"]["max_leaf_nodes"]: t for t in search.trials}
+    assert by_leaves[1]["status"] == "failed" and "max_leaf_nodes" in by_leaves[1]["error"]
+    assert by_leaves[8]["status"] == "completed" and search.best_params == {"max_leaf_nodes": 8}
+    assert search.trials[-1] is by_leaves[1]  # failed trials sort last
+
+
 def test_a_keras_network_is_tunable(data, tmp_path):
     from rayfit.config import KerasConfig
 

@@ -6,6 +6,7 @@ TensorFlow is imported when an adapter is made: only where a Keras network train
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +85,12 @@ class KerasAdapter:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
             tf.config.threading.set_inter_op_parallelism_threads(threads)
         except RuntimeError:
-            pass  # TensorFlow already runs in this process (a reused Tune actor) with its first threads
+            # TensorFlow already runs in this process (a reused Tune actor) and keeps its first
+            # threads: said in the log when they differ from this trial's share.
+            current = tf.config.threading.get_intra_op_parallelism_threads()
+            if current not in (0, threads):
+                warnings.warn(f"TensorFlow already started in this process with {current} threads; this run "
+                              f"asked for {threads}", RuntimeWarning, stacklevel=2)
         choice = _choose_tf_device(tf, keras, self.settings.mixed_precision)
         self.amp = choice.amp
         # Several workers: TF_CONFIG comes from Ray Train. One: the default strategy.

@@ -128,6 +128,9 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
                 # Keeping every (small) checkpoint: with num_to_keep set, Tune snapshots its state
                 # after each checkpoint, which dominates a small trial.
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+                # A trial whose process died is retried from its latest checkpoint; one that
+                # still fails is recorded as failed and the others go on.
+                failure_config=tune.FailureConfig(max_failures=base.max_failures),
                 callbacks=callbacks,
             ),
         )
@@ -141,9 +144,10 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
     better = min if settings.mode == "min" else max
     trials = []
     for result in grid:
-        if result.error is not None:
-            raise RuntimeError(f"tune trial failed: {result.error}")
-        checkpoint = _latest_checkpoint(result)
+        # A failed trial (after Tune's retries) is recorded and left out of the choice; the search
+        # goes on with the rest, as Tune itself does.
+        failed = _last_line(result.error) if result.error is not None else ""
+        checkpoint = None if failed else _latest_checkpoint(result)
         history = _trial_history(result, checkpoint)
         best_row = better(history, key=lambda r: r[settings.metric]) if history else {}
         trials.append({
@@ -156,19 +160,23 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
             # the trial's own time, as its actor measured it (Tune's time_total_s): training,
             # validation and checkpoints, without the search's scheduling around it
             "time_total_s": result.metrics.get("time_total_s", math.nan),
-            "status": "completed" if len(history) >= settings.max_t else "stopped early",
+            "status": "failed" if failed else "completed" if len(history) >= settings.max_t else "stopped early",
+            **({"error": failed} if failed else {}),
             "history": history,
             "_checkpoint": checkpoint,
         })
     finished = [t for t in trials if t["_checkpoint"] is not None]
     if not finished:
+        errors = [t["error"] for t in trials if t.get("error")]
+        if errors:
+            raise UserError(f"tune: all {len(trials)} trials of {settings.model} failed; the first: {errors[0]}")
         raise UserError("tune: no trial finished an epoch (is tune.time_budget_s too short?)")
     best_trial = better(finished, key=lambda t: t.get(settings.metric, math.nan))
     model = _load_tuned(settings, best_trial["_checkpoint"], data.task, n_classes)
     runtime = read_runtime(best_trial["_checkpoint"])  # where the best trial really trained
     for trial in trials:
         trial.pop("_checkpoint")
-    trials.sort(key=lambda t: t["val_loss"])
+    trials.sort(key=lambda t: (math.isnan(t["val_loss"]), t["val_loss"]))  # failed ones (nan) last
     return SearchResult(
         model=model, best_params=best_trial["params"], trials=trials, history=best_trial["history"],
         wall_time_s=wall, epochs_trained=sum(t["epochs"] for t in trials),
@@ -176,6 +184,12 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
         plan=plan.describe(), trial_mode_figures=mode.figures,
         runtime=runtime,
     )
+
+
+def _last_line(error: BaseException) -> str:
+    """A failed trial's error as one line: the exception at the bottom of Ray's traceback."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else type(error).__name__)[:300]
 
 
 def _trial_mode(settings: TuneSettings, base: NeuralConfig, data: TrainingData, cluster: ClusterShape) -> TrialMode:

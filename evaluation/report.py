@@ -461,6 +461,10 @@ def write_report(ctx: ReportContext, run_dir: Path, plots: dict[str, Path]) -> N
     """Write `run_dir/report.md` (plots linked as plots/<name>.png) and a self-contained `run_dir/report.html`."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    from rayfit.cluster.storage import Location
+
     blocks = build_report(ctx, plots)
-    (run_dir / "report.md").write_text(to_markdown(blocks, run_dir), encoding="utf-8")
-    (run_dir / "report.html").write_text(to_html(blocks, f"rayfit report: {ctx.name}"), encoding="utf-8")
+    # Whole or not at all (written beside, then renamed), report.html last: its presence says the
+    # run's results are all there.
+    Location.of(run_dir / "report.md").write_bytes(to_markdown(blocks, run_dir).encode("utf-8"))
+    Location.of(run_dir / "report.html").write_bytes(to_html(blocks, f"rayfit report: {ctx.name}").encode("utf-8"))

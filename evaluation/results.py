@@ -81,8 +81,14 @@ def metrics_document(task: str, primary_metric: str, best_model: str, dataset: d
 
 
 def write_results(run_dir: Path, metrics: dict, best_params: dict) -> None:
-    (run_dir / METRICS_FILE).write_text(json.dumps(_plain(metrics), indent=2, allow_nan=False))
-    (run_dir / BEST_PARAMS_FILE).write_text(yaml.safe_dump(_plain(best_params), sort_keys=False))
+    """Each file whole or not at all (written beside, then renamed): a run stopped here never
+    leaves a truncated metrics.json that looks like a result."""
+    from rayfit.cluster.storage import Location
+
+    Location.of(Path(run_dir) / BEST_PARAMS_FILE).write_bytes(
+        yaml.safe_dump(_plain(best_params), sort_keys=False).encode())
+    Location.of(Path(run_dir) / METRICS_FILE).write_bytes(
+        json.dumps(_plain(metrics), indent=2, allow_nan=False).encode())
 
 
 def _plain(value):

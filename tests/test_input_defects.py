@@ -68,3 +68,19 @@ def test_predict_never_writes_over_an_existing_file(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "no-run"), "--data", "x.csv", "--out", str(out)]) == 2
     assert capsys.readouterr().err.startswith("error: --out")
     assert out.read_text() == "mine\n"
+
+
+def test_a_reused_training_split_is_checked_against_the_run_s_arrays(tmp_path):
+    import pyarrow.parquet as pq
+
+    from rayfit.data.streaming import LABEL, write_split
+
+    X = np.arange(40, dtype=np.float32).reshape(20, 2)
+    y = np.arange(20) % 2
+    path = tmp_path / "train.parquet"
+    write_split(X, y, path)
+    written = path.stat().st_mtime_ns
+    write_split(X, y, path)  # the same arrays: the file is reused as it is
+    assert path.stat().st_mtime_ns == written
+    write_split(X, 1 - y, path)  # not this run's split: written again
+    assert pq.read_table(path)[LABEL].to_pylist() == list(1 - y)

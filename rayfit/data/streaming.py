@@ -38,19 +38,27 @@ def should_stream(cfg, kind: str, train_bytes: int, object_store_bytes: float) -
 
 def write_split(X: np.ndarray, y: np.ndarray, location) -> str:
     """One Parquet file at `location` (cluster/storage.py: a path or an object-store URI, where
-    Ray Data's read tasks on any node find it), rows in groups Ray Data reads as blocks; written
-    once (a resumed run reuses it). Returns its URI."""
+    Ray Data's read tasks on any node find it), rows in groups Ray Data reads as blocks. Written
+    once: a resumed run reuses it when its digest (kept beside it) matches these arrays, and
+    writes it again when not. Returns its URI."""
+    import hashlib
+
     from ray.data.extensions import ArrowTensorArray  # registers the tensor type Ray Data reads back
 
     from rayfit.cluster.storage import Location
 
     location = Location.of(location)
-    if not location.is_file():
-        fs, path = location.filesystem()
-        if location.local:
-            location.path.parent.mkdir(parents=True, exist_ok=True)
-        table = pa.table({FEATURES: ArrowTensorArray.from_numpy(np.ascontiguousarray(X)), LABEL: y})
-        pq.write_table(table, path, filesystem=fs, row_group_size=16_384)
+    X, y = np.ascontiguousarray(X), np.ascontiguousarray(y)
+    digest = hashlib.sha256(X.tobytes() + y.tobytes() + repr((X.shape, X.dtype.str, y.dtype.str)).encode()).hexdigest()
+    stamp = location.parent.join(location.name + ".sha256")
+    if location.is_file() and stamp.is_file() and stamp.read_text().strip() == digest:
+        return location.uri
+    fs, path = location.filesystem()
+    if location.local:
+        location.path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.table({FEATURES: ArrowTensorArray.from_numpy(X), LABEL: y})
+    pq.write_table(table, path, filesystem=fs, row_group_size=16_384)
+    stamp.write_bytes(digest.encode())  # after the file: a stamp always describes a whole file
     return location.uri
 
 

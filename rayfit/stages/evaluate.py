@@ -3,6 +3,7 @@ validation by the primary metric is saved with the preprocessing as the run's mo
 scores are written to metrics.json and best_params.yaml (evaluation/results.py)."""
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 
@@ -42,9 +43,13 @@ def evaluate(state: RunState) -> Evaluation:
         importance = permutation_importance(best_model, prepared.X_test, prepared.y_test, prepared.feature_names,
                                             metric, prepared.n_classes, exp.report.importance_repeats, exp.seed)
 
-    model_dir = state.run_dir / "model"
-    best_model.save(model_dir)
-    save_preprocessing(prepared, model_dir)
+    # model/ appears whole: written beside it, then renamed (a rerun after a stop replaces a partial one)
+    model_dir, partial = state.run_dir / "model", state.run_dir / ".model.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    best_model.save(partial)
+    save_preprocessing(prepared, partial)
+    shutil.rmtree(model_dir, ignore_errors=True)
+    partial.rename(model_dir)
 
     metrics = metrics_document(
         prepared.task, metric, best, dataset_entry(prepared.task, prepared.n_rows, prepared.n_features, prepared.n_classes),

@@ -95,7 +95,10 @@ LOADERS: dict[str, Callable[[Path, dict], FittedModel]] = {"sklearn": SklearnMod
 def load_model(directory: Path) -> FittedModel:
     from rayfit.trainers.registry import FRAMEWORKS
 
+    from rayfit.evaluation.manifest import verify_manifest
+
     directory = Path(directory)
+    verify_manifest(directory)  # before anything in it is unpickled
     meta = json.loads((directory / MODEL_META).read_text())
     kind = meta["kind"]
     if kind not in LOADERS and kind in FRAMEWORKS:

@@ -17,6 +17,7 @@ from rayfit.data.arrays import NPZ_SUFFIXES, read_npz
 from rayfit.data.preprocessing import Preprocessing, load_preprocessing
 from rayfit.errors import UserError
 from rayfit.evaluation.fitted import MODEL_META, load_model
+from rayfit.evaluation.manifest import verify_manifest
 
 
 def predict_file(run: str, data: str) -> pd.DataFrame:
@@ -31,6 +32,7 @@ def predict_file(run: str, data: str) -> pd.DataFrame:
 
 
 def _predict(model_dir: Path, data: str) -> pd.DataFrame:
+    verify_manifest(model_dir)  # before the preprocessing or the model is unpickled
     preprocessing = load_preprocessing(model_dir)
     model = load_model(model_dir)
     X = preprocessing.transform(_read_raw(data, preprocessing))

@@ -72,7 +72,10 @@ class RunRecord:
     def record(self, stage: str, info: dict, model=None) -> None:
         """Mark a stage finished; its model (a FittedModel) is saved first, so a record implies a model."""
         if model is not None:
+            from rayfit.evaluation.manifest import write_manifest
+
             model.save(self.model_dir(stage))
+            write_manifest(self.model_dir(stage))
         self.data["stages"][stage] = info
         self._write()
 

@@ -84,3 +84,21 @@ def test_a_reused_training_split_is_checked_against_the_run_s_arrays(tmp_path):
     assert path.stat().st_mtime_ns == written
     write_split(X, 1 - y, path)  # not this run's split: written again
     assert pq.read_table(path)[LABEL].to_pylist() == list(1 - y)
+
+
+def test_a_model_whose_files_changed_since_rayfit_wrote_them_is_not_loaded(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    from rayfit.evaluation.fitted import SklearnModel, load_model
+    from rayfit.evaluation.manifest import write_manifest
+
+    X, y = np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([0, 0, 1, 1])
+    directory = tmp_path / "model"
+    SklearnModel("linear", "classification", LogisticRegression().fit(X, y), 2).save(directory)
+    write_manifest(directory)
+    assert load_model(directory).predict(X).tolist() == [0, 0, 1, 1]
+    other = tmp_path / "other"
+    SklearnModel("linear", "classification", LogisticRegression(C=0.01).fit(X, 1 - y), 2).save(other)
+    (directory / "estimator.joblib").write_bytes((other / "estimator.joblib").read_bytes())  # swapped in
+    with pytest.raises(UserError, match="estimator.joblib differs from what rayfit wrote"):
+        load_model(directory)

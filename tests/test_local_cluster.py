@@ -52,7 +52,7 @@ def object_store():
     server = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "rayfit-test",
-           "AWS_SECRET_ACCESS_KEY": "rayfit-test", "AWS_DEFAULT_REGION": "us-east-1"}
+           "AWS_SECRET_ACCESS_KEY": "s3cr3t-7f3a9c", "AWS_DEFAULT_REGION": "us-east-1"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -149,6 +149,12 @@ def test_the_quickstart_submitted_to_s3_storage_trains_on_both_nodes_and_is_fetc
     assert len(set(metrics["models"]["torch_mlp"]["nodes"])) == 2  # its workers ran on both nodes
     assert metrics["resources"]["nodes"] == 2
     assert len(metrics["resources"]["per_node"]) == 2
+
+    # Neither the cluster's token nor the storage's secret is in any file of the run.
+    secrets = [cluster.token_path.read_text().strip().encode(), os.environ["AWS_SECRET_ACCESS_KEY"].encode()]
+    for file in (p for p in run.rglob("*") if p.is_file()):
+        content = file.read_bytes()
+        assert not any(secret in content for secret in secrets), file
 
     # A second fetch never writes over the first.
     again = _rayfit(cluster, "fetch", job_id, "--out", str(run), "--address", cluster.dashboard_url)

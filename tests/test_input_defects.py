@@ -102,3 +102,25 @@ def test_a_model_whose_files_changed_since_rayfit_wrote_them_is_not_loaded(tmp_p
     (directory / "estimator.joblib").write_bytes((other / "estimator.joblib").read_bytes())  # swapped in
     with pytest.raises(UserError, match="estimator.joblib differs from what rayfit wrote"):
         load_model(directory)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete"])
+def test_a_damaged_newest_task_checkpoint_falls_back_to_the_one_before(damage, tmp_path, capsys):
+    from rayfit.trainers.task_checkpoints import latest_checkpoint, save_checkpoint
+
+    store = tmp_path / "checkpoints"
+    for epoch in (1, 2):
+        source = tmp_path / f"written-{epoch}"
+        source.mkdir()
+        (source / "weights.bin").write_bytes(bytes([epoch]) * 1000)
+        (source / "train_state.json").write_text(f'{{"epoch": {epoch}}}')
+        save_checkpoint(source, store, epoch, keep=2)
+    newest = store / "checkpoint_000002" / "weights.bin"
+    if damage == "truncate":
+        newest.write_bytes(newest.read_bytes()[:10])
+    else:
+        newest.unlink()
+    chosen = latest_checkpoint(store)
+    assert chosen.path.endswith("checkpoint_000001")
+    said = capsys.readouterr().out
+    assert "checkpoint_000002 is damaged (weights.bin" in said and "trying the one before it" in said

@@ -15,6 +15,7 @@ from typing import Optional
 from ray.train import Checkpoint
 
 from rayfit.cluster.storage import Location
+from rayfit.evaluation.manifest import MANIFEST, write_manifest
 
 PREFIX = "checkpoint_"
 COMPLETE = ".complete"
@@ -31,11 +32,36 @@ def _complete(directory: Location) -> list[Location]:
 
 
 def latest_checkpoint(directory) -> Optional[Checkpoint]:
+    """The newest complete checkpoint whose files match its manifest. A damaged one (a file
+    truncated or deleted after it was written) is passed over, and the fall-back is said."""
     found = _complete(Location.of(directory))
-    if not found:
-        return None
-    fs, path = found[-1].filesystem()
-    return Checkpoint(path=path, filesystem=fs)
+    for candidate in reversed(found):
+        damage = _damage(candidate)
+        if damage:
+            print(f"rayfit: checkpoint {candidate} is damaged ({damage}); trying the one before it", flush=True)
+            continue
+        fs, path = candidate.filesystem()
+        return Checkpoint(path=path, filesystem=fs)
+    return None
+
+
+def _damage(checkpoint: Location) -> str:
+    """What is wrong with a checkpoint's files against its manifest ("" when nothing is, or when it
+    predates manifests)."""
+    import hashlib
+    import json
+
+    manifest = checkpoint.join(MANIFEST)
+    if not manifest.is_file():
+        return ""
+    for name, expected in json.loads(manifest.read_text())["sha256"].items():
+        try:
+            actual = hashlib.sha256(checkpoint.join(name).read_bytes()).hexdigest()
+        except (FileNotFoundError, OSError):
+            return f"{name} is missing"
+        if actual != expected:
+            return f"{name} differs from what was written"
+    return ""
 
 
 def save_checkpoint(source: Path, directory, epoch: int, keep: int) -> None:
@@ -43,6 +69,7 @@ def save_checkpoint(source: Path, directory, epoch: int, keep: int) -> None:
     directory = Location.of(directory)
     final = directory.join(f"{PREFIX}{epoch:06d}")
     final.delete()  # a partial one from a task that died while writing it
+    write_manifest(Path(source))  # what a resume checks the files against
     final.upload(Path(source))
     final.join(COMPLETE).write_bytes(b"")
     for old in _complete(directory)[:-keep]:

@@ -7,7 +7,7 @@ HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/
 CONSTRAINTS := $(if $(HAS_GPU),,-c constraints/cpu.txt)
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench chaos clean
 
 install: $(STAMP)
 
@@ -30,6 +30,10 @@ test: install
 # The benchmark suite (BENCHMARKS.md): bench/results/latest.json and the results in BENCHMARKS.md.
 bench: install
 	$(BIN)/python -m bench.run
+
+# Faults at random moments (bench/chaos.py): workers and drivers killed, what survived counted.
+chaos: install
+	$(BIN)/python -m bench.chaos
 
 clean:
 	rm -rf $(VENV) build *.egg-info

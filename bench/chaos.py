@@ -1,0 +1,196 @@
+"""`make chaos`: faults injected at random moments, and what survived them, counted.
+
+    python -m bench.chaos                    # 10 runs per framework and launch kind, 5 driver kills
+    python -m bench.chaos --runs 2 --driver-runs 1 --seed 7
+
+- **A training worker SIGKILLed** at a random epoch (Ray Train worker group, and one Ray task), for
+  PyTorch and Keras: a run survives when it finishes every epoch, repeats at most one, and ends
+  with the validation loss of the same run left alone (the runs are deterministic: equal to 1e-6).
+- **The driver SIGKILLed** at a random moment of `rayfit run` with a search: a run survives when
+  `rayfit resume` finishes it, says how many stages it found finished, and trains none of them
+  again.
+
+Repeatable: the moments come from `--seed`. Bounded: every run has a time limit. The small form of
+each fault runs in the test suite (tests/test_fault_tolerance.py, tests/test_local_cluster.py).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python bench/chaos.py`: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np
+import psutil
+
+import rayfit  # noqa: F401  (chooses tf-keras before anything imports TensorFlow)
+
+EPOCHS = 6
+RAYFIT = str(Path(sys.executable).with_name("rayfit"))
+
+
+def _data(rows: int) -> dict:
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((rows, 20)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] - X[:, 2] > 0).astype(np.int64)
+    cut = int(rows * 0.8)
+    return {"X_train": X[:cut], "y_train": y[:cut], "X_val": X[cut:], "y_val": y[cut:]}
+
+
+def _fit(framework: str, launch: str, data, storage: Path, hub):
+    from rayfit.cluster.plan import WorkerPlan
+    from rayfit.config import KerasConfig, TorchConfig
+    from rayfit.trainers.launch import fit_neural, start_in_task
+
+    settings = (TorchConfig if framework == "torch" else KerasConfig)(
+        epochs=EPOCHS, workers=2, batch_size=16, patience=100, max_failures=2, hidden_sizes=[32, 16])
+    if launch == "ray_train":
+        return fit_neural(framework, "mlp", settings, data, storage, progress=hub)
+    plan = WorkerPlan(1, settings.cpus_per_worker)
+    return start_in_task(framework, "mlp", settings, data, storage, plan, progress=hub).result()
+
+
+def _processes(marker: str) -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])]
+
+
+def worker_kills(framework: str, launch: str, runs: int, rng: np.random.Generator, work: Path) -> tuple[int, list]:
+    """(runs that survived, one line per run)."""
+    import ray
+
+    from rayfit.progress import ProgressHub
+    from rayfit.trainers.launch import TrainingData
+
+    marker = "RayTrainWorker" if launch == "ray_train" else f"rayfit.train[{framework}_mlp]"
+    data = TrainingData(ray.put(_data(4000 if framework == "keras" else 10000)), "classification", 1, None, seed=0)
+    reference = _fit(framework, launch, data, work / f"{framework}-{launch}-reference", ProgressHub.remote())
+    expected = reference.history[-1]["val_loss"]
+    survived, lines = 0, []
+    for run in range(runs):
+        kill_at = int(rng.integers(1, EPOCHS))  # after this epoch is reported, before the last
+        hub, outcome, seen, killed = ProgressHub.remote(), {}, [], False
+
+        def train():
+            try:
+                outcome["result"] = _fit(framework, launch, data, work / f"{framework}-{launch}-{run}", hub)
+            except Exception as exc:  # noqa: BLE001 - a run that did not survive is counted, not raised
+                outcome["error"] = f"{type(exc).__name__}: {exc}"
+
+        thread = threading.Thread(target=train)
+        thread.start()
+        deadline = time.monotonic() + 600
+        while thread.is_alive() and time.monotonic() < deadline:
+            seen += [event["epoch"] for event in ray.get(hub.drain.remote())]
+            if not killed and seen and max(seen) >= kill_at:
+                victims = _processes(marker)
+                if victims:
+                    os.kill(victims[-1].pid, signal.SIGKILL)
+                    killed = True
+            time.sleep(0.05)
+        thread.join(timeout=60)
+        seen += [event["epoch"] for event in ray.get(hub.drain.remote())]
+        result = outcome.get("result")
+        history = [h["epoch"] for h in result.history] if result else []
+        repeated = len(seen) - len(set(seen))
+        same = result is not None and abs(result.history[-1]["val_loss"] - expected) <= 1e-6
+        ok = killed and history == list(range(1, EPOCHS + 1)) and repeated <= 1 and same
+        survived += ok
+        lines.append(f"{framework}/{launch} run {run + 1}: killed after epoch {kill_at}: "
+                     + ("survived" if ok else "LOST")
+                     + f" (epochs repeated {repeated}, val_loss {result.history[-1]['val_loss']:.6f} vs {expected:.6f})"
+                     if result else f"{framework}/{launch} run {run + 1}: LOST ({outcome.get('error', 'no result')})")
+    return survived, lines
+
+
+EXPERIMENT = """
+name: chaos
+data: {source: breast_cancer}
+baselines: {models: [dummy, linear]}
+torch: {epochs: 8, launch: task, patience: 100, hidden_sizes: [32]}
+keras: {enabled: false}
+tune: {num_samples: 4, max_t: 4, grace_period: 4, scheduler: fifo}
+report: {importance_repeats: 1}
+"""
+
+
+def driver_kills(runs: int, rng: np.random.Generator, work: Path) -> tuple[int, list]:
+    """SIGKILL `rayfit run` at a random moment, then `rayfit resume`: (survived, lines)."""
+    config = work / "chaos.yaml"
+    config.write_text(EXPERIMENT)
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    started = time.monotonic()
+    full = subprocess.run([RAYFIT, "run", str(config), "--out", str(work / "uninterrupted"), "--address", "local"],
+                          capture_output=True, text=True, env=env, timeout=900)
+    span = time.monotonic() - started
+    if full.returncode != 0:
+        return 0, [f"driver: the uninterrupted run failed: {full.stderr[-300:]}"]
+    survived, lines = 0, []
+    for run in range(runs):
+        out = work / f"driver-{run}"
+        at = float(rng.uniform(0.3, 0.9)) * span  # between Ray's start and the report
+        proc = subprocess.Popen([RAYFIT, "run", str(config), "--out", str(out), "--address", "local"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                start_new_session=True)
+        time.sleep(at)
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the private Ray it started: a lost machine
+        before = proc.communicate()[0]
+        if not (out / "run_state.json").is_file():
+            lines.append(f"driver run {run + 1}: killed at {at:.1f} s, before the run was recorded: nothing to lose")
+            survived += 1
+            continue
+        resumed = subprocess.run([RAYFIT, "resume", str(out), "--address", "local"], capture_output=True, text=True,
+                                 env=env, timeout=900)
+        shown = " ".join(resumed.stdout.split())
+        found = re.search(r"(\d+) stage\(s\) already finished", shown)
+        finished_before = set(re.findall(r"(\w+): done", " ".join(before.split())))
+        redone = [stage for stage in finished_before if f"{stage}: done" in shown and stage not in ("data", "ray")]
+        ok = resumed.returncode == 0 and found is not None and not redone and (out / "report.html").is_file()
+        survived += ok
+        lines.append(f"driver run {run + 1}: killed at {at:.1f} s, {found.group(1) if found else '?'} stage(s) kept: "
+                     + ("survived" if ok else f"LOST (exit {resumed.returncode}, redone {redone})"))
+    return survived, lines
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10, help="worker kills per framework and launch kind")
+    parser.add_argument("--driver-runs", type=int, default=5, help="driver kills")
+    parser.add_argument("--seed", type=int, default=0, help="where the faults land")
+    args = parser.parse_args(argv)
+    rng = np.random.default_rng(args.seed)
+
+    from rayfit.cluster.session import ensure_ray
+
+    total = lost = 0
+    with tempfile.TemporaryDirectory(prefix="rayfit-chaos-") as tmp:
+        work = Path(tmp)
+        ensure_ray("local", num_cpus=2)
+        for framework in ("torch", "keras"):
+            for launch in ("ray_train", "task"):
+                survived, lines = worker_kills(framework, launch, args.runs, rng, work)
+                print("\n".join(lines), flush=True)
+                print(f"worker killed, {framework}/{launch}: {survived}/{args.runs} survived", flush=True)
+                total, lost = total + args.runs, lost + args.runs - survived
+        import ray
+
+        ray.shutdown()
+        if args.driver_runs:
+            survived, lines = driver_kills(args.driver_runs, rng, work)
+            print("\n".join(lines), flush=True)
+            print(f"driver killed: {survived}/{args.driver_runs} survived", flush=True)
+            total, lost = total + args.driver_runs, lost + args.driver_runs - survived
+    print(f"chaos: {total - lost}/{total} runs survived their fault" + (f", {lost} LOST" if lost else ", nothing lost"))
+    return 1 if lost else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -152,7 +152,10 @@ def driver_kills(runs: int, rng: np.random.Generator, work: Path) -> tuple[int, 
         shown = " ".join(resumed.stdout.split())
         found = re.search(r"(\d+) stage\(s\) already finished", shown)
         finished_before = set(re.findall(r"(\w+): done", " ".join(before.split())))
-        redone = [stage for stage in finished_before if f"{stage}: done" in shown and stage not in ("data", "ray")]
+        # Preparing the data, starting Ray, evaluating and the report always run again; a training
+        # stage (baselines, a network, a search) that had finished must not.
+        redone = [stage for stage in finished_before if f"{stage}: done" in shown
+                  and stage not in ("data", "ray", "evaluate", "report")]
         ok = resumed.returncode == 0 and found is not None and not redone and (out / "report.html").is_file()
         survived += ok
         lines.append(f"driver run {run + 1}: killed at {at:.1f} s, {found.group(1) if found else '?'} stage(s) kept: "
@@ -165,30 +168,39 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=10, help="worker kills per framework and launch kind")
     parser.add_argument("--driver-runs", type=int, default=5, help="driver kills")
     parser.add_argument("--seed", type=int, default=0, help="where the faults land")
+    parser.add_argument("--log", default="bench/results/chaos.log",
+                        help="where Ray's own output goes (default bench/results/chaos.log)")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
 
     from rayfit.cluster.session import ensure_ray
+    from rayfit.run_dir import output_to_log, terminal_stream
+
+    out = terminal_stream()  # Ray's and TensorFlow's own output goes to the log below
+
+    def say(text: str) -> None:
+        print(text, file=out, flush=True)
 
     total = lost = 0
     with tempfile.TemporaryDirectory(prefix="rayfit-chaos-") as tmp:
         work = Path(tmp)
-        ensure_ray("local", num_cpus=2)
-        for framework in ("torch", "keras"):
-            for launch in ("ray_train", "task"):
-                survived, lines = worker_kills(framework, launch, args.runs, rng, work)
-                print("\n".join(lines), flush=True)
-                print(f"worker killed, {framework}/{launch}: {survived}/{args.runs} survived", flush=True)
-                total, lost = total + args.runs, lost + args.runs - survived
-        import ray
+        with output_to_log(Path(args.log), verbose=False):
+            ensure_ray("local", num_cpus=2)
+            for framework in ("torch", "keras") if args.runs else ():
+                for launch in ("ray_train", "task"):
+                    survived, lines = worker_kills(framework, launch, args.runs, rng, work)
+                    say("\n".join(lines))
+                    say(f"worker killed, {framework}/{launch}: {survived}/{args.runs} survived")
+                    total, lost = total + args.runs, lost + args.runs - survived
+            import ray
 
-        ray.shutdown()
+            ray.shutdown()
         if args.driver_runs:
             survived, lines = driver_kills(args.driver_runs, rng, work)
-            print("\n".join(lines), flush=True)
-            print(f"driver killed: {survived}/{args.driver_runs} survived", flush=True)
+            say("\n".join(lines))
+            say(f"driver killed: {survived}/{args.driver_runs} survived")
             total, lost = total + args.driver_runs, lost + args.driver_runs - survived
-    print(f"chaos: {total - lost}/{total} runs survived their fault" + (f", {lost} LOST" if lost else ", nothing lost"))
+    say(f"chaos: {total - lost}/{total} runs survived their fault" + (f", {lost} LOST" if lost else ", nothing lost"))
     return 1 if lost else 0
 
 

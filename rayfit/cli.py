@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 bad input (one `error: ...` line on stderr, no tracebac
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import shlex
@@ -20,6 +21,8 @@ from typing import Optional, Sequence
 from rayfit.errors import UserError
 
 EXIT_OK, EXIT_BUG, EXIT_USER, EXIT_INTERRUPTED = 0, 1, 2, 130
+# A full disk, a read-only one, a quota, a directory that is not ours: the user's to fix.
+DISK_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM}
 
 
 class Interrupted(KeyboardInterrupt):
@@ -347,6 +350,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             by = f" by {received[0]}" if received else ""
             print(f"error: interrupted{by}; {_after_interruption(getattr(exc, 'run_dir', None))}", file=sys.stderr)
             return EXIT_INTERRUPTED
+        except OSError as exc:
+            if exc.errno not in DISK_ERRORS:
+                traceback.print_exc()
+                return EXIT_BUG
+            # The disk, not rayfit: full, read-only or not ours. What was written is whole (every
+            # result is renamed into place), and the run resumes once there is room.
+            where = f" {exc.filename}" if exc.filename else ""
+            print(f"error: cannot write{where}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_USER
         except Exception:  # a bug: keep the traceback so it can be fixed
             traceback.print_exc()
             return EXIT_BUG

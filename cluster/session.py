@@ -137,7 +137,9 @@ def ensure_ray(address: Optional[str] = None, num_cpus: Optional[int] = None, da
                             else f"{target.source}: Ray at {target.address} {problem}")
         note = f" (ignored a stale pointer to {target.address} in {pointer_file()}: {problem})"
     # "local", not None: None would follow RAY_ADDRESS or the pointer file inside ray.init.
-    _init(target, "local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=dashboard)
+    # Its dashboard (and the Jobs API behind it) answers this machine only.
+    _init(target, "local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=dashboard,
+          dashboard_host="127.0.0.1")
     return RaySession(True, "started a private Ray" + note)
 
 

@@ -124,3 +124,9 @@ def test_a_damaged_newest_task_checkpoint_falls_back_to_the_one_before(damage, t
     assert chosen.path.endswith("checkpoint_000001")
     said = capsys.readouterr().out
     assert "checkpoint_000002 is damaged (weights.bin" in said and "trying the one before it" in said
+
+
+def test_a_private_ray_s_dashboard_listens_on_loopback_only(ray_session):
+    from ray._private.worker import get_dashboard_url
+
+    assert get_dashboard_url().split(":")[0] == "127.0.0.1"

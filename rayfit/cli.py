@@ -357,7 +357,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             # The disk, not rayfit: full, read-only or not ours. What was written is whole (every
             # result is renamed into place), and the run resumes once there is room.
             where = f" {exc.filename}" if exc.filename else ""
-            print(f"error: cannot write{where}: {exc.strerror or exc}", file=sys.stderr)
+            verb = "access" if exc.errno in (errno.EACCES, errno.EPERM) else "write"
+            print(f"error: cannot {verb}{where}: {exc.strerror or exc}", file=sys.stderr)
             return EXIT_USER
         except Exception:  # a bug: keep the traceback so it can be fixed
             traceback.print_exc()

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from rayfit.cluster.storage import Location
-from rayfit.errors import UserError
+from rayfit.errors import UserError, one_line
 
 RUN_KEY = "rayfit_run"  # job metadata: where the job's run directory is
 CONFIG_NAME = "experiment.yaml"
@@ -43,7 +43,7 @@ def client(address: str):
     try:
         return JobSubmissionClient(address)
     except Exception as exc:  # refused, unreachable, wrong token: Ray says which
-        raise UserError(f"--address {address}: {_first_line(exc)}") from None
+        raise UserError(f"--address {address}: {one_line(exc)}") from None
 
 
 def submit(exp, address: str, storage: Optional[str], wait: bool, say: Callable[[str], None],
@@ -109,7 +109,7 @@ def run_of(jobs, job_id: str) -> str:
     try:
         info = jobs.get_job_info(job_id)
     except RuntimeError as exc:  # the Jobs API's answer for an unknown job
-        raise UserError(f"job {job_id}: {_first_line(exc)}") from None
+        raise UserError(f"job {job_id}: {one_line(exc)}") from None
     run = (info.metadata or {}).get(RUN_KEY)
     if not run:
         raise UserError(f"job {job_id} was not submitted by rayfit submit (no {RUN_KEY} in its metadata)")
@@ -124,7 +124,7 @@ def _submit_when_ready(jobs, address: str, timeout_s: float = 60, **job) -> str:
             return jobs.submit_job(**job)
         except Exception as exc:
             if "try again later" not in str(exc) or time.monotonic() > deadline:
-                raise UserError(f"--address {address}: the job was not accepted: {_first_line(exc)}") from None
+                raise UserError(f"--address {address}: the job was not accepted: {one_line(exc)}") from None
             time.sleep(1)
 
 
@@ -166,7 +166,3 @@ def follow(jobs, job_id: str, say: Callable[[str], None], poll_s: float = 1.0) -
     say(f"error: job {job_id} {status.lower()}" + (f": {message.splitlines()[-1]}" if message else ""))
     return 1
 
-
-def _first_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:400] or type(exc).__name__

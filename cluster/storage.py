@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
-from rayfit.errors import UserError
+from rayfit.errors import UserError, one_line
 
 STATE_FILE = "run_state.json"  # pushed last: a record in storage implies the files it names are there
 
@@ -84,7 +84,7 @@ class Location:
         try:
             return pafs.FileSystem.from_uri(self.uri)
         except Exception as exc:  # unknown scheme, malformed URI, a file system pyarrow lacks
-            raise UserError(f"storage {self.uri}: {_first_line(exc)}") from None
+            raise UserError(f"storage {self.uri}: {one_line(exc)}") from None
 
     def _info(self):
         fs, path = self.filesystem()
@@ -149,23 +149,19 @@ class Location:
         pafs.copy_files(str(local), path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
 
     def download(self, local: Path, skip: Iterable[str] = ()) -> Path:
-        """Copy this directory's tree (less the top-level entries named in `skip`) to `local`."""
+        """Copy this file, or this directory's tree less the top-level entries named in `skip`, to
+        the local path `local`."""
         import pyarrow.fs as pafs
 
         fs, path = self.filesystem()
         local = Path(local)
-        local.mkdir(parents=True, exist_ok=True)
+        if fs.get_file_info(path).type == pafs.FileType.File:
+            pafs.copy_files(path, str(local), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+            return local
+        local.mkdir(parents=True, exist_ok=True)  # pyarrow creates no local directories
         for child in self.children():
-            if child.name in skip:
-                continue
-            _, child_path = child.filesystem()
-            if fs.get_file_info(child_path).type == pafs.FileType.File:
-                pafs.copy_files(child_path, str(local / child.name), source_filesystem=fs,
-                                destination_filesystem=pafs.LocalFileSystem())
-            else:
-                (local / child.name).mkdir(exist_ok=True)
-                pafs.copy_files(child_path, str(local / child.name), source_filesystem=fs,
-                                destination_filesystem=pafs.LocalFileSystem())
+            if child.name not in skip:
+                child.download(local / child.name)
         return local
 
     def delete(self) -> None:
@@ -188,7 +184,7 @@ class Location:
         except UserError:
             raise
         except Exception as exc:
-            raise UserError(f"storage {self.uri}: cannot write there: {_first_line(exc)}") from None
+            raise UserError(f"storage {self.uri}: cannot write there: {one_line(exc)}") from None
 
 
 def _torch_before_object_store() -> None:
@@ -235,12 +231,9 @@ class RunMirror:
     run record last) and `close` removes it once everything is up.
     """
 
-    def __init__(self, location: Location, workdir: Optional[Path] = None):
+    def __init__(self, location: Location):
         self.location = location
-        if location.local:
-            self.workdir = location.path
-        else:
-            self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="rayfit-run-"))
+        self.workdir = location.path if location.local else Path(tempfile.mkdtemp(prefix="rayfit-run-"))
         self._pushed: dict[str, tuple[int, int]] = {}
 
     @property
@@ -284,15 +277,7 @@ def local_copy(source: str):
     if not location.exists():
         raise UserError(f"data file not found: {source}")
     with tempfile.TemporaryDirectory(prefix="rayfit-data-") as tmp:
-        target = Path(tmp) / location.name
-        if location.is_file():
-            fs, path = location.filesystem()
-            import pyarrow.fs as pafs
-
-            pafs.copy_files(path, str(target), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
-        else:
-            location.download(target)
-        yield str(target)
+        yield str(location.download(Path(tmp) / location.name))
 
 
 def fetch_run(location: Location, out: Path) -> Path:
@@ -304,10 +289,6 @@ def fetch_run(location: Location, out: Path) -> Path:
         raise UserError(f"{location}: not a rayfit run (no {STATE_FILE})")
     return location.download(out)
 
-
-def _first_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:300] or type(exc).__name__
 
 
 def check_storage_reaches_every_node(location: Location) -> None:

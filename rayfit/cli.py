@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional, Sequence
 
-from rayfit.errors import UserError
+from rayfit.errors import UserError, one_line
 
 EXIT_OK, EXIT_BUG, EXIT_USER, EXIT_INTERRUPTED = 0, 1, 2, 130
 # A full disk, a read-only one, a quota, a directory that is not ours: the user's to fix.
@@ -85,8 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--task", choices=["auto", "classification", "regression"], help="default: inferred")
     submit.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override a config key (repeatable)")
-    submit.add_argument("--address", default=os.environ.get("RAY_API_SERVER_ADDRESS"),
-                        help="the cluster's dashboard, e.g. http://HEAD:8265 (default: RAY_API_SERVER_ADDRESS)")
+    _dashboard_address(submit)
     submit.add_argument("--storage", help="where the job writes its run (config key storage): an object-store "
                                           "URI such as s3://bucket/prefix, or a directory the cluster's nodes "
                                           "share with this machine")
@@ -97,14 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     fetch = commands.add_parser("fetch", help="copy a finished run from its storage to a local directory")
     fetch.add_argument("run", help="a job id from rayfit submit, or a run's storage URI")
     fetch.add_argument("--out", required=True, help="a local directory that is absent or empty")
-    fetch.add_argument("--address", default=os.environ.get("RAY_API_SERVER_ADDRESS"),
-                       help="the cluster's dashboard, to look up a job id (default: RAY_API_SERVER_ADDRESS)")
+    _dashboard_address(fetch, " (to look up a job id)")
 
     jobs = commands.add_parser("jobs", help="the jobs of a Ray cluster: list, status, logs, stop")
     jobs.add_argument("action", choices=["list", "status", "logs", "stop"])
     jobs.add_argument("job_id", nargs="?", help="the job (status, logs, stop)")
-    jobs.add_argument("--address", default=os.environ.get("RAY_API_SERVER_ADDRESS"),
-                      help="the cluster's dashboard, e.g. http://HEAD:8265 (default: RAY_API_SERVER_ADDRESS)")
+    _dashboard_address(jobs)
     jobs.add_argument("--follow", action="store_true", help="logs: follow until the job ends")
 
     cluster = commands.add_parser("cluster", help="a local multi-node Ray cluster on loopback (tests, development)")
@@ -117,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     down = cluster_commands.add_parser("down", help="stop the nodes `rayfit cluster up` started")
     down.add_argument("--dir", type=Path, default=None, help="the directory given to `up`")
     return parser
+
+
+def _dashboard_address(parser: argparse.ArgumentParser, why: str = "") -> None:
+    """--address of the commands that talk to the Jobs API: the head's dashboard."""
+    parser.add_argument("--address", default=os.environ.get("RAY_API_SERVER_ADDRESS"),
+                        help=f"the cluster's dashboard, e.g. http://HEAD:8265{why} (default: RAY_API_SERVER_ADDRESS)")
 
 
 def _numbers(kind):
@@ -178,7 +181,7 @@ def _jobs(args) -> int:
         sys.stdout.write(jobs.get_job_logs(args.job_id))
         return EXIT_OK
     except RuntimeError as exc:  # the Jobs API's answer for an unknown job
-        raise UserError(f"jobs {args.action} {args.job_id}: {' '.join(str(exc).split())[:300]}") from None
+        raise UserError(f"jobs {args.action} {args.job_id}: {one_line(exc)}") from None
 
 
 def _say(line: str) -> None:

@@ -28,9 +28,8 @@ def new_run(exp: Experiment, out: Optional[str], display: Display) -> tuple[RunS
         location.parent.check_writable()  # no bucket, no credentials: said now, before any work
     prepared, metric, prep_time = prepare_data(exp, display)
     existed = location.local and location.path.exists()
-    made = []  # the directories the claim creates, the run's own last: given back in reverse
-    if location.local and not existed:
-        made = [location.path, *(p for p in location.path.parents if not p.exists())]
+    # the parents the claim creates (runs/ on a first run), nearest first: given back with the run
+    new_parents = [p for p in location.path.parents if not p.exists()] if location.local else []
     if location.local:
         claim_run_dir(location.path)
     elif not location.is_empty_or_absent():  # another run got there since it was planned
@@ -51,7 +50,7 @@ def new_run(exp: Experiment, out: Optional[str], display: Display) -> tuple[RunS
                 path.unlink()
         else:
             shutil.rmtree(run_dir)
-            for parent in made[1:]:  # runs/ made for this run: gone again unless another run is there now
+            for parent in new_parents:  # gone again unless another run is there now
                 try:
                     parent.rmdir()
                 except OSError:

@@ -89,7 +89,7 @@ def worker_kills(framework: str, launch: str, runs: int, rng: np.random.Generato
         thread.start()
         deadline = time.monotonic() + 600
         while thread.is_alive() and time.monotonic() < deadline:
-            seen += [event["epoch"] for event in ray.get(hub.drain.remote())]
+            seen += [event["epoch"] for event in ray.get(hub.drain.remote()) if "epoch" in event]
             if not killed and seen and max(seen) >= kill_at:
                 victims = _processes(marker)
                 if victims:
@@ -97,7 +97,7 @@ def worker_kills(framework: str, launch: str, runs: int, rng: np.random.Generato
                     killed = True
             time.sleep(0.05)
         thread.join(timeout=60)
-        seen += [event["epoch"] for event in ray.get(hub.drain.remote())]
+        seen += [event["epoch"] for event in ray.get(hub.drain.remote()) if "epoch" in event]
         result = outcome.get("result")
         history = [h["epoch"] for h in result.history] if result else []
         repeated = len(seen) - len(set(seen))

@@ -48,6 +48,15 @@ class Location:
             return cls(text.rstrip("/"))
         return cls(str(Path(text).expanduser().resolve()))
 
+    @classmethod
+    def of_filesystem(cls, filesystem, path: str) -> Optional["Location"]:
+        """A path in a pyarrow file system (as a Ray Train checkpoint holds it) as a location; None
+        for a file system storage does not name (a user's own fsspec one, say)."""
+        scheme = {"local": "", "s3": "s3", "gcs": "gs"}.get(getattr(filesystem, "type_name", "local"))
+        if scheme is None:
+            return None
+        return cls.of(f"{scheme}://{path.lstrip('/')}" if scheme else path)
+
     @property
     def local(self) -> bool:
         return not is_uri(self.uri)

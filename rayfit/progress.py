@@ -123,8 +123,13 @@ class Display:
             self._emit(f"{stage}: done, {summary}", to_terminal=True, stage=stage)
 
     # -- events from workers and Tune
-    def on_epoch(self, event: dict) -> None:
-        self.advance(event["stage"], event["epoch"], event.get("epochs"), _format_metrics(event.get("metrics", {})))
+    def on_event(self, event: dict) -> None:
+        """An epoch's metrics, or a note a worker has for the user (a checkpoint it passed over)."""
+        if "note" in event:
+            self.say(f"{event['stage']}: {event['note']}")
+        else:
+            self.advance(event["stage"], event["epoch"], event.get("epochs"),
+                         _format_metrics(event.get("metrics", {})))
 
     @contextmanager
     def follow(self, hub, interval: float = 0.5):
@@ -137,7 +142,7 @@ class Display:
                 return
             try:
                 for event in ray.get(hub.drain.remote()):
-                    self.on_epoch(event)
+                    self.on_event(event)
             except Exception as exc:  # noqa: BLE001 - e.g. its node is gone: progress is, training is not
                 lost.append((str(exc).strip().splitlines() or [type(exc).__name__])[0])
                 self.say(f"progress: epoch lines stop here, the progress actor was lost ({lost[0]})")

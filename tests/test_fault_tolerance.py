@@ -62,7 +62,7 @@ def test_a_killed_worker_costs_at_most_one_epoch(ray_session, tmp_path, launch):
     thread.start()
     seen, killed, epoch_at_kill = [], None, None
     while thread.is_alive():
-        seen += [event["epoch"] for event in ray_session.get(hub.drain.remote())]
+        seen += [event["epoch"] for event in ray_session.get(hub.drain.remote()) if "epoch" in event]
         if killed is None and seen and max(seen) >= 2:
             workers = _train_workers(marker)
             assert workers, f"no {marker} process found"
@@ -70,7 +70,7 @@ def test_a_killed_worker_costs_at_most_one_epoch(ray_session, tmp_path, launch):
             os.kill(killed, signal.SIGKILL)  # a worker lost mid-run, as a node failure would
         time.sleep(0.05)
     thread.join()
-    seen += [event["epoch"] for event in ray_session.get(hub.drain.remote())]
+    seen += [event["epoch"] for event in ray_session.get(hub.drain.remote()) if "epoch" in event]
 
     assert killed is not None and epoch_at_kill < epochs, "the kill came after the last epoch"
     assert not psutil.pid_exists(killed) or psutil.Process(killed).status() == psutil.STATUS_ZOMBIE
@@ -93,6 +93,24 @@ report: {importance_repeats: 1}
 
 def _latest_checkpoint(run_dir: Path, framework: str) -> Path:
     return sorted(p for p in (run_dir / "checkpoints" / f"{framework}_mlp").glob("checkpoint_*") if p.is_dir())[-1]
+
+
+def _continued_from(run_dir: Path, framework: str, launch: str) -> Path:
+    """The checkpoint a resume is handed: the one Ray Train's own record names as its latest (the
+    newest directory may not be recorded yet), or the task store's newest complete one."""
+    import json
+
+    store = run_dir / "checkpoints" / f"{framework}_mlp"
+    if launch == "ray_train":
+        snapshot = json.loads((store / "checkpoint_manager_snapshot.json").read_text())
+        return store / snapshot["latest_checkpoint_result"]["checkpoint_dir_name"]
+    return sorted(p.parent for p in store.glob("checkpoint_*/.complete"))[-1]
+
+
+def _truncate_weights(checkpoint: Path) -> None:
+    """Half of the checkpoint's largest file (its weights) lost, as on a disk that filled up."""
+    weights = max((p for p in checkpoint.iterdir() if p.is_file()), key=lambda p: p.stat().st_size)
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
 
 
 def _weights(directory: Path, framework: str, exported: bool = False) -> list[np.ndarray]:
@@ -142,9 +160,14 @@ def test_a_resumed_run_ends_with_the_same_weights(ray_session, tmp_path, launch,
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
     assert not (interrupted / "report.html").exists()
+    # The checkpoint the resume would continue from is damaged too: it is passed over for the one
+    # before it (or, where none is left, training starts over), and the run still ends the same.
+    damaged = _continued_from(interrupted, framework, launch)
+    _truncate_weights(damaged)
 
     assert main(["resume", str(interrupted)]) == 0
     assert (interrupted / "report.html").is_file()
+    assert f"{framework}_mlp: checkpoint {damaged} is damaged (" in (interrupted / "run.log").read_text()
     # The last epoch's weights, tensor by tensor, and the best epoch's (the exported model).
     for whole, resumed in [
         (_weights(_latest_checkpoint(tmp_path / "whole", framework), framework),

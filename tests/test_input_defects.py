@@ -104,26 +104,67 @@ def test_a_model_whose_files_changed_since_rayfit_wrote_them_is_not_loaded(tmp_p
         load_model(directory)
 
 
-@pytest.mark.parametrize("damage", ["truncate", "delete"])
-def test_a_damaged_newest_task_checkpoint_falls_back_to_the_one_before(damage, tmp_path, capsys):
-    from rayfit.trainers.task_checkpoints import latest_checkpoint, save_checkpoint
+def _written_checkpoint(directory, epoch: int):
+    """A checkpoint as the training core writes it: its files, then their manifest."""
+    from rayfit.evaluation.manifest import write_manifest
 
-    store = tmp_path / "checkpoints"
-    for epoch in (1, 2):
-        source = tmp_path / f"written-{epoch}"
-        source.mkdir()
-        (source / "weights.bin").write_bytes(bytes([epoch]) * 1000)
-        (source / "train_state.json").write_text(f'{{"epoch": {epoch}}}')
-        save_checkpoint(source, store, epoch, keep=2)
-    newest = store / "checkpoint_000002" / "weights.bin"
-    if damage == "truncate":
+    directory.mkdir(parents=True)
+    (directory / "weights.bin").write_bytes(bytes([epoch]) * 1000)
+    (directory / "train_state.json").write_text(f'{{"epoch": {epoch}}}')
+    write_manifest(directory)
+    return directory
+
+
+def _damage(checkpoint, how: str) -> None:
+    newest = checkpoint / "weights.bin"
+    if how == "truncate":
         newest.write_bytes(newest.read_bytes()[:10])
     else:
         newest.unlink()
-    chosen = latest_checkpoint(store)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete"])
+def test_a_damaged_newest_task_checkpoint_falls_back_to_the_one_before(damage, tmp_path):
+    from rayfit.trainers.checkpoints import latest_checkpoint, save_checkpoint
+
+    store = tmp_path / "checkpoints"
+    for epoch in (1, 2):
+        save_checkpoint(_written_checkpoint(tmp_path / f"written-{epoch}", epoch), store, epoch, keep=2)
+    _damage(store / "checkpoint_000002", damage)
+    said = []
+    chosen = latest_checkpoint(store, said.append)
     assert chosen.path.endswith("checkpoint_000001")
-    said = capsys.readouterr().out
-    assert "checkpoint_000002 is damaged (weights.bin" in said and "trying the one before it" in said
+    assert len(said) == 1 and "checkpoint_000002 is damaged (weights.bin" in said[0] \
+        and "trying the one before it" in said[0]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete"])
+def test_a_damaged_ray_train_checkpoint_falls_back_to_the_newest_intact_one(damage, tmp_path):
+    """Ray Train keeps a run's latest checkpoints side by side, named by the time they were taken."""
+    from ray.train import Checkpoint
+
+    from rayfit.trainers.checkpoints import intact_or_earlier
+
+    times = ["2026-11-29_10-00-01.000001", "2026-11-29_10-00-02.000002", "2026-11-29_10-00-03.000003"]
+    run = tmp_path / "torch_mlp"
+    for epoch, taken in enumerate(times, 1):
+        _written_checkpoint(run / f"checkpoint_{taken}", epoch)
+    (run / "checkpoint_manager_snapshot.json").write_text("{}")  # Ray's own files beside them
+    newest = Checkpoint(str(run / f"checkpoint_{times[2]}"))
+    said = []
+    assert intact_or_earlier(newest, said.append) is newest and said == []  # intact: taken as it is
+
+    _damage(run / f"checkpoint_{times[2]}", damage)
+    _damage(run / f"checkpoint_{times[1]}", damage)
+    chosen = intact_or_earlier(newest, said.append)
+    assert chosen.path == str(run / f"checkpoint_{times[0]}")
+    assert [line.split(" is damaged")[0] for line in said] == \
+        [f"checkpoint {run / f'checkpoint_{times[2]}'}", f"checkpoint {run / f'checkpoint_{times[1]}'}"]
+
+    _damage(run / f"checkpoint_{times[0]}", damage)
+    said.clear()
+    assert intact_or_earlier(newest, said.append) is None
+    assert said[-1] == "no intact checkpoint is left; training starts over from the first epoch"
 
 
 def test_a_private_ray_s_dashboard_listens_on_loopback_only(ray_session):

@@ -30,10 +30,12 @@ class WorkerGroupContext:
         context = ray.train.get_context()
         self.rank, self.world_size = context.get_world_rank(), context.get_world_size()
 
-    def latest_checkpoint(self):
+    def latest_checkpoint(self, say):
         import ray.train
 
-        return ray.train.get_checkpoint()
+        from rayfit.trainers.checkpoints import intact_or_earlier
+
+        return intact_or_earlier(ray.train.get_checkpoint(), say)
 
     def wants_checkpoint(self, improved: bool) -> bool:
         return self.rank == 0  # every epoch, from rank 0: the others hold the same weights
@@ -56,10 +58,12 @@ class TrialContext:
     def __init__(self, checkpoint_every_epoch: bool = False):
         self.checkpoint_every_epoch = checkpoint_every_epoch
 
-    def latest_checkpoint(self):
+    def latest_checkpoint(self, say):
         from ray import tune
 
-        return tune.get_checkpoint()  # set when a trial is resumed or exploited (PBT)
+        from rayfit.trainers.checkpoints import intact_or_earlier
+
+        return intact_or_earlier(tune.get_checkpoint(), say)  # set when a trial is resumed or exploited (PBT)
 
     def wants_checkpoint(self, improved: bool) -> bool:
         # Only on improvement, so a small trial is not dominated by checkpoint I/O.
@@ -81,16 +85,16 @@ class TaskContext:
     def __init__(self, checkpoint_dir: str, keep: int):
         self.checkpoint_dir, self.keep = checkpoint_dir, keep
 
-    def latest_checkpoint(self):
-        from rayfit.trainers.task_checkpoints import latest_checkpoint
+    def latest_checkpoint(self, say):
+        from rayfit.trainers.checkpoints import latest_checkpoint
 
-        return latest_checkpoint(self.checkpoint_dir)
+        return latest_checkpoint(self.checkpoint_dir, say)
 
     def wants_checkpoint(self, improved: bool) -> bool:
         return True
 
     def report(self, metrics: dict, checkpoint_dir: Optional[Path]) -> None:
-        from rayfit.trainers.task_checkpoints import save_checkpoint
+        from rayfit.trainers.checkpoints import save_checkpoint
 
         save_checkpoint(checkpoint_dir, self.checkpoint_dir, metrics["epoch"], self.keep)
 

@@ -8,7 +8,8 @@ trial, a single Ray task) says who this worker is, where checkpoints live and ho
 
 A checkpoint holds everything needed to continue exactly: the adapter's weights, best weights and
 optimizer state, plus train_state.json (epoch, history, schedule, stopper, the RNG state of every
-generator, settings), arch.json, history.json and runtime.json.
+generator, settings), arch.json, history.json and runtime.json; and MANIFEST.json, the SHA-256 of
+each, against which a damaged checkpoint is found and passed over (trainers/checkpoints.py).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from typing import Any, Optional, Protocol
 
 import numpy as np
 
+from rayfit.evaluation.manifest import write_manifest
 from rayfit.trainers.losses import validation_metrics
 from rayfit.trainers.registry import framework as framework_spec
 from rayfit.trainers.schedule import EarlyStopping, LearningRateSchedule
@@ -71,7 +73,7 @@ class ExecutionContext(Protocol):
     rank: int
     world_size: int
 
-    def latest_checkpoint(self):  # a ray.train.Checkpoint to continue from, or None
+    def latest_checkpoint(self, say):  # the newest intact ray.train.Checkpoint, or None; say(text) tells the user
         ...
 
     def wants_checkpoint(self, improved: bool) -> bool:
@@ -145,7 +147,7 @@ def train(config: LoopConfig, context: ExecutionContext) -> list[dict]:
     _seed_everything(adapter, config.seed)  # the same initial weights on every worker and in every rerun
     adapter.build(arch)
     run = _Run(settings)
-    checkpoint = context.latest_checkpoint()
+    checkpoint = context.latest_checkpoint(_teller(config, context))
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             run.best_weights = adapter.load(Path(directory))
@@ -199,7 +201,21 @@ def _report(config: LoopConfig, context, adapter, run: _Run, arch: dict, metrics
         (directory / ARCH).write_text(json.dumps(arch))
         (directory / HISTORY).write_text(json.dumps(run.history))
         adapter.runtime.write(directory)
+        write_manifest(directory)  # last: what a resume checks the files against
         context.report(metrics, directory)
+
+
+def _teller(config: LoopConfig, context):
+    """How a worker tells the user something (rank 0 only): a line on the driver's display, through
+    the progress hub, or printed where there is none."""
+    def say(text: str) -> None:
+        if context.rank != 0:
+            return
+        if config.progress is not None:
+            config.progress.push.remote({"stage": config.name, "note": text})
+        else:
+            print(f"rayfit: {config.name}: {text}", flush=True)
+    return say
 
 
 def _seed_everything(adapter, seed: int) -> None:

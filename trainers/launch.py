@@ -201,7 +201,7 @@ class PendingFit:
     restore_best: bool
 
     def result(self) -> NeuralResult:
-        from rayfit.trainers.task_checkpoints import latest_checkpoint
+        from rayfit.trainers.checkpoints import latest_checkpoint
 
         from rayfit.cluster.watchdog import current_watchdog
 

@@ -171,3 +171,20 @@ def test_a_private_ray_s_dashboard_listens_on_loopback_only(ray_session):
     from ray._private.worker import get_dashboard_url
 
     assert get_dashboard_url().split(":")[0] == "127.0.0.1"
+
+
+def test_a_search_stopped_before_its_first_state_is_started_anew(tmp_path):
+    """Ctrl-C in a search's first moments leaves Tune's `tuner.pkl` and no experiment state; Tune's
+    restore would rerun it from the pickle alone, without its search space (trials without `lr`)."""
+    from rayfit.cluster.storage import Location
+    from rayfit.tuning.search import _restorable
+
+    stopped = tmp_path / "search"
+    stopped.mkdir()
+    (stopped / "tuner.pkl").write_bytes(b"\x80\x04N.")
+    assert not _restorable(Location.of(stopped)) and not stopped.exists()  # nothing finished there
+
+    stopped.mkdir()
+    (stopped / "tuner.pkl").write_bytes(b"\x80\x04N.")
+    (stopped / "experiment_state-2026-11-29_10-00-00.json").write_text("{}")
+    assert _restorable(Location.of(stopped)) and stopped.is_dir()

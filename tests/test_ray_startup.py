@@ -271,6 +271,78 @@ def test_sigterm_during_training_stops_ray_and_names_the_resume_command(rayfit, 
     assert list((tmp_path / "run" / "checkpoints" / "torch_mlp").glob("checkpoint_*"))  # resume continues here
 
 
+# Ctrl-C in each training stage of one run in turn: the baselines' Ray tasks, a Ray Train worker
+# group, a Tune search. Each time Ray stops, what finished stays finished, and `rayfit resume`
+# goes on from there; the last resume finishes the run.
+CTRL_C_EXPERIMENT = """
+name: ctrl-c
+data: {source: DATA, target: label}
+baselines: {models: [dummy, linear, random_forest]}
+torch: {epochs: 8, launch: ray_train, workers: 2, batch_size: 16, patience: 100, hidden_sizes: [32]}
+keras: {enabled: false}
+tune: {num_samples: 2, max_t: 2, grace_period: 2, scheduler: fifo, max_concurrent_trials: 1}
+report: {importance_repeats: 1}
+"""
+
+
+def _ctrl_c(command: Rayfit, run_dir: Path) -> dict:
+    """SIGINT now: exit 130 within the slack, the resume command named, Ray and its workers gone;
+    the run's record as it was left."""
+    command.proc.send_signal(signal.SIGINT)
+    signalled = time.monotonic()
+    assert command.finish(timeout=60) == 130, command.output
+    assert time.monotonic() - signalled < SLACK_S, command.output
+    assert command.last_line == f"error: interrupted by SIGINT; resume with: rayfit resume {run_dir.name}", \
+        command.output
+    assert command.leftovers() == []
+    state = json.loads((run_dir / STATE_FILE).read_text())
+    assert state["status"] == "running"
+    return state["stages"]
+
+
+def test_ctrl_c_in_each_training_stage_leaves_a_run_that_resume_finishes(rayfit, tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)  # 12k rows: a worker group's epoch takes about a second here
+    frame = pd.DataFrame(rng.standard_normal((12000, 20)).round(4), columns=[f"x{i}" for i in range(20)])
+    frame["label"] = (frame["x0"] + frame["x1"] - frame["x2"] > 0).astype(int)
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    (tmp_path / "exp.yaml").write_text(CTRL_C_EXPERIMENT.replace("DATA", str(tmp_path / "rows.csv")))
+    run_dir = tmp_path / "run"
+    baselines = {"dummy", "linear", "random_forest"}
+
+    run = rayfit("run", "exp.yaml", "--out", "run")
+    run.wait_for("baselines: scikit-learn baselines")  # the tasks are submitted, their workers starting
+    assert not baselines <= set(_ctrl_c(run, run_dir))
+
+    resume = rayfit("resume", "run")
+    resume.wait_for("torch_mlp: 1/8")  # inside the worker group's fit
+    snapshot = run_dir / "checkpoints" / "torch_mlp" / "checkpoint_manager_snapshot.json"
+    deadline = time.monotonic() + 30
+    while not (snapshot.is_file() and json.loads(snapshot.read_text()).get("latest_checkpoint_result")):
+        assert time.monotonic() < deadline, resume.output  # Ray Train has recorded a checkpoint
+        time.sleep(0.05)
+    stages = _ctrl_c(resume, run_dir)
+    assert baselines <= set(stages) and "torch_mlp" not in stages
+
+    resume = rayfit("resume", "run")
+    resume.wait_for("torch_tuned: tune torch")
+    time.sleep(3)  # trials under way
+    stages = _ctrl_c(resume, run_dir)
+    assert "torch_mlp" in stages and "torch_tuned" not in stages
+    assert "torch_mlp: 1/8" not in resume.output  # continued from its checkpoint, not from the start
+
+    resume = rayfit("resume", "run")
+    assert resume.finish() == 0, resume.output
+    assert f"resuming {run_dir}: 4 stage(s) already finished" in _flat(resume.output)
+    assert not any(f"{stage}: done" in resume.output for stage in [*baselines, "torch_mlp"])
+    assert json.loads((run_dir / "metrics.json").read_text())["models"].keys() >= {*baselines, "torch_mlp",
+                                                                                  "torch_tuned"}
+    assert (run_dir / "report.html").is_file()
+    assert resume.leftovers() == []
+
+
 # The CLI's signal policy on its own, without Ray: a library that installs its own handler (as
 # ray.init, Ray Train and Tune do) does not get the signal, and a second signal exits at once
 # even while the clean-up of the first is still running.

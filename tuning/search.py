@@ -85,6 +85,19 @@ def search_name(settings: TuneSettings) -> str:
     return "search" if settings.model == TuneSettings.model_fields["model"].default else f"search_{settings.model}"
 
 
+def _restorable(path: Location) -> bool:
+    """Whether a search was left at `path` that Tune can continue. A search stopped in its first
+    moments may have written its `tuner.pkl` (what `Tuner.can_restore` looks for) and not yet its
+    experiment state: Tune would then restart it from the pickle alone, without the search space
+    (seen: trials with no `lr`). Nothing of such a search finished; it is cleared and started anew."""
+    if not tune.Tuner.can_restore(path.uri):
+        return False
+    if any(child.name.startswith("experiment_state-") for child in path.children()):
+        return True
+    path.delete()
+    return False
+
+
 def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, storage,
                on_event=None, n_classes: Optional[int] = None) -> SearchResult:
     cluster = ClusterShape.current()
@@ -104,7 +117,7 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
     callbacks = [JsonLoggerCallback()] + ([_TrialProgress(on_event)] if on_event else [])
     if plan.mode == "distributed":
         callbacks.append(FreeStoppedWorkerGroups())
-    if tune.Tuner.can_restore(path.uri):
+    if _restorable(path):
         # `rayfit resume`: finished trials are kept, unfinished ones continue from their checkpoints.
         tuner = tune.Tuner.restore(path.uri, trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:

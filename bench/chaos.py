@@ -8,7 +8,7 @@
   with the validation loss of the same run left alone (the runs are deterministic: equal to 1e-6).
 - **The driver SIGKILLed** at a random moment of `rayfit run` with a search: a run survives when
   `rayfit resume` finishes it, says how many stages it found finished, and trains none of them
-  again.
+  again, nor any trial of the search that had finished (its results are not written again).
 
 Repeatable: the moments come from `--seed`. Bounded: every run has a time limit. The small form of
 each fault runs in the test suite (tests/test_fault_tolerance.py, tests/test_local_cluster.py).
@@ -111,15 +111,26 @@ def worker_kills(framework: str, launch: str, runs: int, rng: np.random.Generato
     return survived, lines
 
 
+TRIAL_EPOCHS = 4
 EXPERIMENT = """
 name: chaos
 data: {source: breast_cancer}
 baselines: {models: [dummy, linear]}
 torch: {epochs: 8, launch: task, patience: 100, hidden_sizes: [32]}
 keras: {enabled: false}
-tune: {num_samples: 4, max_t: 4, grace_period: 4, scheduler: fifo}
+tune: {num_samples: 4, max_t: 4, grace_period: 4, scheduler: fifo}  # max_t: TRIAL_EPOCHS
 report: {importance_repeats: 1}
 """
+
+
+def _finished_trials(run_dir: Path, epochs: int) -> dict[str, int]:
+    """trial directory -> results it wrote, for the search's trials that reached their last epoch."""
+    counts = {}
+    for result in (run_dir / "tune" / "search").glob("*/result.json"):
+        lines = len(result.read_text().splitlines())
+        if lines >= epochs:
+            counts[result.parent.name] = lines
+    return counts
 
 
 def driver_kills(runs: int, rng: np.random.Generator, work: Path) -> tuple[int, list]:
@@ -147,8 +158,12 @@ def driver_kills(runs: int, rng: np.random.Generator, work: Path) -> tuple[int, 
             lines.append(f"driver run {run + 1}: killed at {at:.1f} s, before the run was recorded: nothing to lose")
             survived += 1
             continue
+        trials_before = _finished_trials(out, TRIAL_EPOCHS)
         resumed = subprocess.run([RAYFIT, "resume", str(out), "--address", "local"], capture_output=True, text=True,
                                  env=env, timeout=900)
+        trials_after = _finished_trials(out, TRIAL_EPOCHS)
+        # A finished trial ran again if it wrote more results after the resume (or lost its own).
+        trials_redone = [t for t, lines in trials_before.items() if trials_after.get(t) != lines]
         shown = " ".join(resumed.stdout.split())
         found = re.search(r"(\d+) stage\(s\) already finished", shown)
         finished_before = set(re.findall(r"(\w+): done", " ".join(before.split())))
@@ -156,10 +171,12 @@ def driver_kills(runs: int, rng: np.random.Generator, work: Path) -> tuple[int, 
         # stage (baselines, a network, a search) that had finished must not.
         redone = [stage for stage in finished_before if f"{stage}: done" in shown
                   and stage not in ("data", "ray", "evaluate", "report")]
-        ok = resumed.returncode == 0 and found is not None and not redone and (out / "report.html").is_file()
+        ok = (resumed.returncode == 0 and found is not None and not redone and not trials_redone
+              and (out / "report.html").is_file())
         survived += ok
-        lines.append(f"driver run {run + 1}: killed at {at:.1f} s, {found.group(1) if found else '?'} stage(s) kept: "
-                     + ("survived" if ok else f"LOST (exit {resumed.returncode}, redone {redone})"))
+        lines.append(f"driver run {run + 1}: killed at {at:.1f} s, {found.group(1) if found else '?'} stage(s) and "
+                     f"{len(trials_before)} finished trial(s) kept: "
+                     + ("survived" if ok else f"LOST (exit {resumed.returncode}, redone {redone + trials_redone})"))
     return survived, lines
 
 

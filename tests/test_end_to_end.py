@@ -133,6 +133,17 @@ def test_predict_raw_rows_with_the_exported_model(run, messy_csv, tmp_path):
     assert {"proba_no", "proba_yes"} <= set(frame.columns)
 
 
+def test_predict_names_the_columns_its_rows_lack(run, messy_csv, tmp_path, capsys):
+    rows = pd.read_csv(messy_csv).drop(columns=["num2", "label"])
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    out = tmp_path / "preds.csv"
+    assert main(["predict", str(run["dir"]), "--data", str(tmp_path / "rows.csv"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    assert "lacks 1 column the model was trained on: num2" in err[0], err
+    assert not out.exists()
+
+
 def test_a_finished_run_is_never_overwritten(run, messy_csv, capsys):
     before = tree_digest(run["dir"])
     assert main(["run", "--data", str(messy_csv), "--target", "label", "--out", str(run["dir"])]) == 2

@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 # Without an NVIDIA GPU, pin the CPU build of PyTorch (no multi-GB CUDA download).
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo yes)
 CONSTRAINTS := $(if $(HAS_GPU),,-c constraints/cpu.txt)
+# XGBoost's full wheel carries CUDA libraries; without a GPU its CPU-only twin does the same work.
+XGBOOST := $(if $(HAS_GPU),xgboost,xgboost-cpu)
 STAMP  := $(VENV)/.installed
 
 .PHONY: install run test bench chaos clean
@@ -16,8 +18,8 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml constraints/cpu.txt
-	$(BIN)/pip install -q $(CONSTRAINTS) -e '.[dev]'
-	$(BIN)/pip install -q $(CONSTRAINTS) -e '.[dev,search]' \
+	$(BIN)/pip install -q $(CONSTRAINTS) -e '.[dev,$(XGBOOST)]'
+	$(BIN)/pip install -q $(CONSTRAINTS) -e '.[dev,$(XGBOOST),search]' \
 	  || echo "note: optional search packages (hyperopt, hpbandster, GPy) did not install; their tests skip"
 	touch $(STAMP)
 

@@ -133,6 +133,11 @@ def _finished_trials(run_dir: Path, epochs: int) -> dict[str, int]:
     return counts
 
 
+def _last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1][-300:] if lines else ""
+
+
 def driver_kills(runs: int, rng: np.random.Generator, work: Path) -> tuple[int, list]:
     """SIGKILL `rayfit run` at a random moment, then `rayfit resume`: (survived, lines)."""
     config = work / "chaos.yaml"
@@ -176,7 +181,8 @@ def driver_kills(runs: int, rng: np.random.Generator, work: Path) -> tuple[int, 
         survived += ok
         lines.append(f"driver run {run + 1}: killed at {at:.1f} s, {found.group(1) if found else '?'} stage(s) and "
                      f"{len(trials_before)} finished trial(s) kept: "
-                     + ("survived" if ok else f"LOST (exit {resumed.returncode}, redone {redone + trials_redone})"))
+                     + ("survived" if ok else f"LOST (exit {resumed.returncode}, redone {redone + trials_redone}; "
+                                              f"last words: {_last_line(resumed.stderr)})"))
     return survived, lines
 
 

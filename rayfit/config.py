@@ -67,15 +67,21 @@ class DataConfig(_Section):
 
 class BaselinesConfig(_Section):
     enabled: bool = True
-    models: list[str] = list(BASELINE_NAMES)  # scikit-learn baselines, trained as parallel Ray tasks
+    # The classic-ML models trained side by side as Ray tasks (evaluation/baselines.py): default
+    # (the cheap ones that serve the task), all (every one that serves it: kernel SVM and k nearest
+    # neighbours too), or a list of names.
+    models: Union[Literal["default", "all"], list[str]] = "default"
+    cpus_per_model: int = Field(1, ge=1)  # CPUs each baseline's task holds, and the threads it may use
 
     @field_validator("models")
     @classmethod
-    def _known(cls, names: list[str]) -> list[str]:
-        unknown = [n for n in names if n not in BASELINE_NAMES]
+    def _known(cls, models):
+        if isinstance(models, str):
+            return models
+        unknown = [n for n in models if n not in BASELINE_NAMES]
         if unknown:
             raise ValueError(f"unknown baseline {unknown[0]!r}; choose from {', '.join(BASELINE_NAMES)}")
-        return names
+        return models
 
 
 class CNNSettings(_Section):

@@ -11,7 +11,7 @@ from rayfit.cli import main
 from rayfit.config import DataConfig, validate
 from rayfit.data import prepare
 from rayfit.errors import UserError
-from rayfit.evaluation.baselines import BASELINES
+from rayfit.evaluation.baselines import make_estimator
 
 
 def test_infinities_in_a_csv_are_missing_values_recorded_in_the_prep_log(tmp_path):
@@ -34,13 +34,8 @@ def test_linear_tunes_c_for_both_tasks():
     """C is the inverse regularization strength of both tasks' estimators: Ridge's alpha = 1 / (2 C)."""
     space = validate({"tune": {"model": "linear"}}).tune.space
     assert list(space) == ["C"]
-    linear = BASELINES["linear"]
-    ridge = linear.build("regression", None, 0)
-    ridge.set_params(**linear.params_for("regression", {"C": 2.0}))
-    assert ridge.alpha == 0.25
-    logistic = linear.build("classification", None, 0)
-    logistic.set_params(**linear.params_for("classification", {"C": 2.0}))
-    assert logistic.C == 2.0
+    assert make_estimator("linear", "regression", None, 0, params={"C": 2.0}).alpha == 0.25
+    assert make_estimator("linear", "classification", None, 0, params={"C": 2.0}).C == 2.0
 
 
 @pytest.mark.parametrize("raw, fragment", [

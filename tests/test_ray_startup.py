@@ -313,7 +313,7 @@ def test_ctrl_c_in_each_training_stage_leaves_a_run_that_resume_finishes(rayfit,
     baselines = {"dummy", "linear", "random_forest"}
 
     run = rayfit("run", "exp.yaml", "--out", "run")
-    run.wait_for("baselines: scikit-learn baselines")  # the tasks are submitted, their workers starting
+    run.wait_for("baselines: classic-ML baselines")  # the tasks are submitted, their workers starting
     assert not baselines <= set(_ctrl_c(run, run_dir))
 
     resume = rayfit("resume", "run")

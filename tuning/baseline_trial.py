@@ -1,7 +1,7 @@
 """A Tune trial over a scikit-learn baseline, trained in steps so schedulers can stop it early.
 
-Gradient boosting and random forests grow by a number of trees per step (warm start), each step
-reported like an epoch of a network; a linear model is one step.
+Tree ensembles grow by a number of trees per step (scikit-learn's warm start, or a booster
+continued), each step reported like an epoch of a network; a linear model is one step.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import ray
 from ray import tune
 from sklearn.metrics import accuracy_score, log_loss, mean_squared_error
 
-from rayfit.evaluation.baselines import BASELINES
+from rayfit.evaluation.baselines import BASELINES, grow, make_estimator
 
 ESTIMATOR_FILE = "estimator.joblib"
 
@@ -29,8 +29,6 @@ def _val_metrics(estimator, X, y, task) -> dict:
 
 
 def baseline_trial(config: dict, base: dict) -> None:
-    from threadpoolctl import threadpool_limits
-
     from rayfit.cluster.ledger import note
 
     note(base.get("ledger"))
@@ -41,18 +39,13 @@ def baseline_trial(config: dict, base: dict) -> None:
     X_val, y_val = data["X_val"].reshape(len(data["X_val"]), -1), data["y_val"]
     name, task = base["baseline"], base["task"]
     weights = base.get("class_weights")
-    estimator = BASELINES[name].build(task, dict(enumerate(weights)) if weights else None, base["seed"])
-    estimator.set_params(**BASELINES[name].params_for(task, config))
-    growth = BASELINES[name].growth
-    steps = base["max_t"] if growth else 1
-    if growth:
-        estimator.set_params(warm_start=True, **BASELINES[name].in_steps)
+    class_weight = dict(enumerate(weights)) if weights else None
+    threads = base.get("threads", 1)
+    estimator = make_estimator(name, task, class_weight, base["seed"], threads, params=config)
+    steps = base["max_t"] if BASELINES[name].growth else 1
     best = float("inf")
     for step in range(1, steps + 1):
-        if growth:
-            estimator.set_params(**{growth[0]: growth[1] * step})
-        with threadpool_limits(limits=base.get("threads", 1)):
-            estimator.fit(X, y)
+        grow(name, estimator, step, X, y, class_weight, threads)
         metrics = {"epoch": step, **_val_metrics(estimator, X_val, y_val, task)}
         if metrics["val_loss"] < best:
             best = metrics["val_loss"]

@@ -1,7 +1,9 @@
-"""Stage: the scikit-learn baselines, each one Ray task of one CPU, collected as they finish."""
+"""Stage: the classic-ML baselines, each one Ray task of `baselines.cpus_per_model` CPUs (and as
+many threads), collected as they finish."""
 from __future__ import annotations
 
 from rayfit.cluster.ledger import note, stage_key
+from rayfit.evaluation.baselines import baselines_for
 from rayfit.evaluation.fitted import SklearnModel
 from rayfit.stages.state import RunState, Trained
 
@@ -11,12 +13,14 @@ def start_baselines(state: RunState, data) -> dict:
     import ray
 
     exp, prepared, display = state.exp, state.prepared, state.display
-    names = [name for name in exp.baselines.models if name not in state.trained]
+    names = [name for name in baselines_for(exp.baselines.models, prepared.task) if name not in state.trained]
     if names:
-        display.start("baselines", "scikit-learn baselines", total=len(names))
-    fit = ray.remote(num_cpus=1)(_fit_baseline_task)
+        display.start("baselines", "classic-ML baselines", total=len(names))
+    cpus = exp.baselines.cpus_per_model
+    fit = ray.remote(num_cpus=cpus)(_fit_baseline_task)
     cw = prepared.class_weights if prepared.task == "classification" else None
-    return {fit.remote(name, prepared.task, cw, exp.seed, data.ref, stage_key(state.run_key, name)): name
+    return {fit.options(name=f"rayfit.baseline[{name}]").remote(name, prepared.task, cw, exp.seed, data.ref,
+                                                               stage_key(state.run_key, name), cpus): name
             for name in names}
 
 
@@ -36,11 +40,11 @@ def collect_baselines(state: RunState, pending: dict) -> None:
         done += 1
         display.advance("baselines", done, total, f"{name} {seconds:.1f}s")
     if total:
-        display.finish("baselines", ", ".join(n for n in state.exp.baselines.models))
+        display.finish("baselines", ", ".join(baselines_for(state.exp.baselines.models, prepared.task)))
 
 
-def _fit_baseline_task(name, task, class_weight, seed, arrays, ledger):
+def _fit_baseline_task(name, task, class_weight, seed, arrays, ledger, threads):
     from rayfit.evaluation.baselines import fit_baseline
 
     note(ledger)
-    return fit_baseline(name, task, class_weight, seed, arrays["X_train"], arrays["y_train"])
+    return fit_baseline(name, task, class_weight, seed, arrays["X_train"], arrays["y_train"], threads)

@@ -4,6 +4,7 @@ each enabled framework's workers to the cluster: the run plan every network laun
 from __future__ import annotations
 
 from rayfit.config import Experiment
+from rayfit.errors import UserError
 from rayfit.stages.networks import enabled_frameworks
 from rayfit.stages.searches import enabled_searches
 from rayfit.trainers.registry import is_network_framework
@@ -15,6 +16,9 @@ def preflight(exp: Experiment) -> None:
 
     cluster = ClusterShape.current()
     plan_networks(exp, cluster)
+    if exp.baselines.enabled and cluster.slots(exp.baselines.cpus_per_model) < 1:
+        raise UserError(f"baselines.cpus_per_model: {exp.baselines.cpus_per_model} CPUs per baseline, but no node of "
+                        f"the Ray cluster has that many ({cluster.describe()}); lower baselines.cpus_per_model")
     for key, search in enabled_searches(exp):
         # A baseline's trials, and any trial_mode: inline, are one process each: one node must hold one.
         inline = search.trial_mode == "inline" or not is_network_framework(search.model)

@@ -8,6 +8,7 @@ from rayfit.cluster.storage import local_copy
 from rayfit.config import CLASSIFICATION_METRICS, REGRESSION_METRICS, Experiment
 from rayfit.data import Prepared, prepare
 from rayfit.errors import UserError
+from rayfit.evaluation.baselines import BASELINES, baselines_for
 from rayfit.evaluation.metrics import default_primary_metric
 from rayfit.progress import Display
 from rayfit.stages.networks import enabled_frameworks
@@ -24,6 +25,7 @@ def prepare_data(exp: Experiment, display: Display) -> tuple[Prepared, str, floa
     prepared.source = exp.data.source
     metric = primary_metric(exp, prepared.task)
     check_networks(exp, prepared.kind)
+    check_baselines(exp, prepared.task)
     check_something_to_train(exp)
     display.finish("data", f"{prepared.task}, {prepared.n_rows} rows -> {len(prepared.y_train)}/"
                            f"{len(prepared.y_val)}/{len(prepared.y_test)}, {prepared.n_features} features")
@@ -54,6 +56,16 @@ def check_networks(exp: Experiment, kind: str) -> None:
             if kind not in NETWORKS[search.model][network]:
                 raise UserError(f"{key}: searches {search.model}.model {network!r}, which takes "
                                 f"{' or '.join(NETWORKS[search.model][network])} input, not {kind}")
+
+
+def check_baselines(exp: Experiment, task: str) -> None:
+    """Every baseline named, trained or searched, must serve the task (lasso does no classification)."""
+    if exp.baselines.enabled:
+        baselines_for(exp.baselines.models, task)
+    for key, search in enabled_searches(exp):
+        if not is_network_framework(search.model) and not BASELINES[search.model].serves(task):
+            raise UserError(f"{key}.model: {search.model} does {' and '.join(BASELINES[search.model].tasks)} only, "
+                            f"and this is a {task} task")
 
 
 def check_something_to_train(exp: Experiment) -> None:

@@ -14,9 +14,10 @@ import yaml
 from conftest import tree_digest
 from rayfit.cli import main
 from rayfit.config import validate
+from rayfit.evaluation.baselines import baselines_for
 
 CLASSIFICATION_KEYS = {"accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"}
-MODELS = {"dummy", "linear", "random_forest", "gradient_boosting", "torch_mlp", "keras_mlp", "torch_tuned"}
+MODELS = {*baselines_for("default", "classification"), "torch_mlp", "keras_mlp", "torch_tuned"}
 OVERRIDES = ["torch.epochs=20", "keras.epochs=20", "tune.num_samples=4", "tune.max_t=6", "tune.grace_period=2",
              # what users set to train data-parallel: both frameworks through Ray Train, 2 workers each
              "torch.launch=ray_train", "keras.launch=ray_train"]

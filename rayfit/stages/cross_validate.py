@@ -1,0 +1,95 @@
+"""Stage: cross-validate. With `evaluation.cv` on (auto: tables of at most 10,000 train +
+validation rows), every classic-ML model, tuned ones with their chosen hyperparameters, is scored
+on K stratified folds of train + validation and refitted on all of it, each fold and each refit
+one Ray task (evaluation/selection.py). Evaluation then chooses on these scores, and the refitted
+model is the one the test split scores."""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from rayfit.evaluation.baselines import BASELINES, fit_estimator
+from rayfit.evaluation.fitted import SklearnModel
+from rayfit.evaluation.selection import folds_for, score_fold, split_folds, summarize
+from rayfit.stages.state import RunState
+
+STAGE = "cv"
+
+
+def train_and_validation(prepared) -> tuple[np.ndarray, np.ndarray]:
+    return np.concatenate([prepared.X_train, prepared.X_val]), np.concatenate([prepared.y_train, prepared.y_val])
+
+
+def cross_validate(state: RunState) -> None:
+    import ray
+
+    from rayfit.cluster.watchdog import current_watchdog
+
+    exp, prepared, display = state.exp, state.prepared, state.display
+    X, y = train_and_validation(prepared)
+    state.cv_folds = folds_for(exp.evaluation.cv, len(y), prepared.task, y)
+    if state.cv_folds is None:
+        return
+    names = [name for name, trained in state.trained.items()
+             if trained.framework == SklearnModel.kind and name not in state.cv]
+    if not names:
+        return
+    folds = split_folds(y, prepared.task, state.cv_folds, exp.seed)
+    cpus = exp.baselines.cpus_per_model
+    cw = prepared.class_weights if prepared.task == "classification" else None
+    data = ray.put({"X": X.reshape(len(X), -1), "y": y})
+    score, refit = (ray.remote(num_cpus=cpus)(task) for task in (_score_fold_task, _refit_task))
+    pending = {}
+    for name in names:
+        estimator = ray.put(state.trained[name].model.estimator)
+        baseline = registry_name(state, name)
+        for fit_rows, held_out in folds:
+            pending[score.options(name=f"rayfit.cv[{name}]").remote(
+                estimator, baseline, prepared.task, cw, cpus, data, fit_rows, held_out, prepared.n_classes)] = name
+        pending[refit.options(name=f"rayfit.refit[{name}]").remote(estimator, baseline, cw, cpus, data)] = name
+    total = len(pending)
+    display.start(STAGE, f"{state.cv_folds}-fold cross-validation of {len(names)} models, then refit on "
+                         f"train + validation", total=total)
+    scores, refitted = defaultdict(list), {}
+    with state.timed(STAGE):
+        while pending:
+            ready = current_watchdog().wait(list(pending))[0]
+            name = pending.pop(ready)
+            out = ray.get(ready)
+            if isinstance(out, dict):
+                scores[name].append(out)
+            else:
+                refitted[name] = out
+            display.advance(STAGE, total - len(pending), total, name, echo=False)
+            if len(scores[name]) == state.cv_folds and name in refitted:
+                model = SklearnModel(name, prepared.task, refitted.pop(name), prepared.n_classes)
+                state.finished_cv(name, summarize(scores.pop(name)), state.cv_folds, model)
+    best = max(names, key=lambda n: _for_ranking(state, n))
+    display.finish(STAGE, f"{len(names)} models, best {best}: cv {state.metric} "
+                          f"{state.cv[best][state.metric]['mean']:.4f} ± {state.cv[best][state.metric]['std']:.4f}")
+
+
+def _for_ranking(state: RunState, name: str) -> float:
+    from rayfit.evaluation.context import higher_is_better
+
+    value = state.cv[name].get(state.metric, {}).get("mean", float("nan"))
+    if not np.isfinite(value):
+        return float("-inf")
+    return value if higher_is_better(state.metric) else -value
+
+
+def registry_name(state: RunState, name: str) -> str:
+    """The baseline a model is: its own name, or the model its search tuned (gradient_boosting_tuned)."""
+    return name if name in BASELINES else state.searches[name]["model"]
+
+
+def _score_fold_task(estimator, baseline, task, class_weight, threads, data, fit_rows, held_out, n_classes):
+    return score_fold(estimator, baseline, task, class_weight, threads, data["X"], data["y"], fit_rows, held_out,
+                      n_classes)
+
+
+def _refit_task(estimator, baseline, class_weight, threads, data):
+    from sklearn.base import clone
+
+    return fit_estimator(baseline, clone(estimator), data["X"], data["y"], class_weight, threads)

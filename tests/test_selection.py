@@ -1,0 +1,103 @@
+"""Model selection (evaluation/selection.py, stages/cross_validate.py): K-fold cross-validation on
+small tables, the refit on train + validation that the test split scores, networks compared on
+validation, and the test split used for no choice."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rayfit.cli import main
+from rayfit.errors import UserError
+from rayfit.evaluation.selection import AUTO_MAX_ROWS, folds_for, split_folds, summarize
+from rayfit.stages.evaluate import best_on_selection
+
+
+def test_auto_cross_validates_small_tables_only():
+    y = np.arange(200) % 2
+    assert folds_for("auto", 200, "classification", y) == 5
+    assert folds_for("auto", AUTO_MAX_ROWS + 1, "classification", np.arange(AUTO_MAX_ROWS + 1) % 2) is None
+    assert folds_for("none", 200, "classification", y) is None
+    assert folds_for(3, 200, "regression", y.astype(float)) == 3
+
+
+def test_folds_that_cannot_be_made_are_said():
+    rare = np.array([0] * 100 + [1] * 3)  # a class with fewer rows than folds
+    assert folds_for("auto", len(rare), "classification", rare) is None  # auto falls back to validation
+    with pytest.raises(UserError, match="evaluation.cv: 5 folds need 5 rows of every class; class 1 has 3"):
+        folds_for(5, len(rare), "classification", rare)
+    with pytest.raises(UserError, match="evaluation.cv: 10 folds need at least 20 rows"):
+        folds_for(10, 12, "regression", np.zeros(12))
+
+
+def test_folds_are_stratified_and_cover_every_row_once():
+    y = np.array([0] * 80 + [1] * 20)
+    folds = split_folds(y, "classification", 5, seed=0)
+    held_out = np.concatenate([held for _, held in folds])
+    assert sorted(held_out) == list(range(100))
+    assert all((y[held] == 1).sum() == 4 for _, held in folds)  # 20% of each fold, as in the table
+
+
+def test_summarize_gives_mean_std_and_folds():
+    summary = summarize([{"accuracy": 0.8, "roc_auc": None}, {"accuracy": 0.9, "roc_auc": 0.7}])
+    assert summary["accuracy"] == {"mean": pytest.approx(0.85), "std": pytest.approx(0.05), "folds": 2}
+    assert summary["roc_auc"] == {"mean": 0.7, "std": 0.0, "folds": 1}
+
+
+def test_selection_uses_cross_validation_where_computed_and_never_test():
+    scores = {
+        # led on its lucky validation rows, behind on cross-validation
+        "forest": {"val": {"accuracy": 0.95}, "cv": {"accuracy": {"mean": 0.80}}, "selected_on": "cv",
+                   "test": {"accuracy": 0.99}},
+        "linear": {"val": {"accuracy": 0.85}, "cv": {"accuracy": {"mean": 0.86}}, "selected_on": "cv",
+                   "test": {"accuracy": 0.70}},
+        "torch_mlp": {"val": {"accuracy": 0.84}, "selected_on": "val", "test": {"accuracy": 1.0}},
+    }
+    assert best_on_selection(scores, "accuracy") == "linear"
+    scores["torch_mlp"]["val"]["accuracy"] = 0.9
+    assert best_on_selection(scores, "accuracy") == "torch_mlp"
+
+
+def _table(rows: int = 300, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(rng.normal(size=(rows, 5)).round(4), columns=[f"x{i}" for i in range(5)])
+    frame["y"] = np.where(frame["x0"] - frame["x1"] + 0.5 * rng.normal(size=rows) > 0, "up", "down")
+    return frame
+
+
+def test_a_small_table_is_chosen_on_cross_validation_and_tested_as_refitted(ray_session, tmp_path, capsys):
+    import joblib
+    from sklearn.base import clone
+
+    _table().to_csv(tmp_path / "rows.csv", index=False)
+    run = tmp_path / "run"
+    args = ["run", "--data", str(tmp_path / "rows.csv"), "--target", "y", "--out", str(run),
+            "--set", "baselines.models=[dummy,linear,decision_tree]", "--set", "torch.enabled=false",
+            "--set", "keras.enabled=false", "--set", "tune.enabled=false", "--set", "report.importance_repeats=1"]
+    assert main(args) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["selection"] == {"method": "cv", "folds": 5, "rows": 255, "refit": "train+val"}
+    for name in ("dummy", "linear", "decision_tree"):
+        entry = metrics["models"][name]
+        assert entry["selected_on"] == "cv" and entry["cv"]["accuracy"]["folds"] == 5
+        assert 0 <= entry["cv"]["accuracy"]["std"] < 0.2
+    cv = {name: metrics["models"][name]["cv"]["accuracy"]["mean"] for name in ("dummy", "linear", "decision_tree")}
+    assert metrics["best_model"] == max(cv, key=cv.get) == "linear"
+
+    # The exported model is the refit on train + validation: the same estimator fitted on those rows.
+    from rayfit.data import prepare
+    from rayfit.config import load_experiment
+
+    prepared = prepare(load_experiment(str(run / "config.yaml")).data, 0)
+    exported = joblib.load(run / "model" / "estimator.joblib")
+    X = np.concatenate([prepared.X_train, prepared.X_val])
+    y = np.concatenate([prepared.y_train, prepared.y_val])
+    again = clone(exported).fit(X, y)
+    assert np.allclose(exported.coef_, again.coef_)
+    assert not np.allclose(exported.coef_, clone(exported).fit(prepared.X_train, prepared.y_train).coef_)
+
+    report = (run / "report.md").read_text()
+    assert "chosen on 5-fold cross-validation accuracy" in report
+    assert "Cross-validation: 5 folds of train + validation (255 rows)" in report

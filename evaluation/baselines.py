@@ -318,7 +318,11 @@ def grow(name: str, estimator, step: int, X, y, class_weight: Optional[dict], th
         return fit_estimator(name, estimator, X, y, class_weight, threads)
     estimator.set_params(**{parameter: per_step}, **baseline.in_steps)
     more = baseline.continue_fit(estimator) if step > 1 else {}
-    return fit_estimator(name, estimator, X, y, class_weight, threads, **more)
+    fit_estimator(name, estimator, X, y, class_weight, threads, **more)
+    # The parameter says the whole model's size again, so that a copy (cross-validation's, a
+    # refit's) grows as many trees at once.
+    estimator.set_params(**{parameter: per_step * step})
+    return estimator
 
 
 def fit_baseline(name: str, task: str, class_weight: Optional[dict], seed: int, X, y, threads: int = 1):

@@ -58,6 +58,8 @@ class ReportContext:
     stage_times: dict[str, float] = field(default_factory=dict)  # pipeline stage -> seconds
     created: str = ""  # when the run finished
     artifacts: dict[str, str] = field(default_factory=dict)  # label -> path relative to the run dir
+    # how the best model was chosen: {"method": "cv", "folds", "rows", "refit"} or {"method": "validation"}
+    selection: dict[str, Any] = field(default_factory=dict)
     # the cluster the run was planned on: {"cluster", "nodes", "cpus", "gpus", "notes"?}
     resources: dict[str, Any] = field(default_factory=dict)
 

@@ -98,11 +98,16 @@ def _title(ctx: ReportContext) -> list[Block]:
     if ctx.created:
         blocks.append(Paragraph(f"Created {ctx.created}."))
     best = ctx.models.get(ctx.best_model, {})
+    if best.get("selected_on") == "cv":
+        cv = best["cv"].get(ctx.primary_metric, {})
+        chosen = (f"chosen on {ctx.selection.get('folds', '?')}-fold cross-validation {ctx.primary_metric} "
+                  f"{format_value(cv.get('mean'))} ± {format_value(cv.get('std'))} over train + validation, "
+                  f"then refitted on both")
+    else:
+        chosen = f"chosen on validation {ctx.primary_metric} {format_value(ctx.metric(ctx.best_model, 'val'))}"
     blocks.append(Paragraph(
         f"Best model: {ctx.best_model} ({best.get('framework', MISSING)}), "
-        f"test {ctx.primary_metric} {format_value(ctx.metric(ctx.best_model, 'test'))} "
-        f"(chosen on validation {ctx.primary_metric} {format_value(ctx.metric(ctx.best_model, 'val'))}; "
-        f"{ctx.task})."
+        f"test {ctx.primary_metric} {format_value(ctx.metric(ctx.best_model, 'test'))} ({chosen}; {ctx.task})."
     ))
     return blocks
 
@@ -150,8 +155,34 @@ def _models(ctx: ReportContext, plots: dict[str, Path]) -> list[Block]:
         _metrics_table(ctx, "test"),
         Paragraph("Validation metrics:"),
         _metrics_table(ctx, "val"),
+        *_cross_validation(ctx),
         *_images(plots, "model_comparison"),
     ]
+
+
+def _cross_validation(ctx: ReportContext) -> list[Block]:
+    """Each cross-validated model's mean ± std per metric, beside its test score, and which score
+    chose each model."""
+    crossed = {name: model for name, model in ctx.models.items() if model.get("cv")}
+    if not crossed:
+        return [Paragraph("Models were chosen on the validation split (no cross-validation: "
+                          "evaluation.cv is none, or the table is larger than cv: auto cross-validates).")]
+    folds = ctx.selection.get("folds", "?")
+    metrics = ctx.metric_names
+    header = ["Model"] + [f"CV {m} (mean ± std)" for m in metrics] + [f"Test {ctx.primary_metric}"]
+    rows, highlight = [], None
+    for i, (name, model) in enumerate(crossed.items()):
+        highlight = i if name == ctx.best_model else highlight
+        cells = [f"{format_value(model['cv'][m]['mean'])} ± {format_value(model['cv'][m]['std'])}"
+                 if m in model["cv"] else MISSING for m in metrics]
+        rows.append([name, *cells, model.get("test", {}).get(ctx.primary_metric)])
+    networks = [name for name, model in ctx.models.items() if not model.get("cv")]
+    said = (f"{', '.join(networks)} {'was' if len(networks) == 1 else 'were'} compared by {ctx.primary_metric} on "
+            f"the validation split." if networks else "")
+    return [Paragraph(f"Cross-validation: {folds} folds of train + validation ({ctx.selection.get('rows', '?')} rows), "
+                      f"stratified for classification; each model's test score is its refit on all of them. {said} "
+                      f"The test split was used for no choice."),
+            Table(header, rows, highlight)]
 
 
 def _how_networks_ran(ctx: ReportContext) -> list[Block]:

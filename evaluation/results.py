@@ -35,8 +35,9 @@ HOW_IT_RAN = ("workers", "device", "gpus_per_worker", "amp", "launch_reason", "l
 
 
 def model_entry(framework: str, test: dict, val: dict, train_time_s: float, launch: str = "",
-                run_info: Optional[dict] = None) -> dict:
-    """One model in `models`: its scores on both splits and, for a network, how it ran."""
+                run_info: Optional[dict] = None, cv: Optional[dict] = None) -> dict:
+    """One model in `models`: its scores on both splits (and on cross-validation, {metric: {mean,
+    std, folds}}, where computed), what it was chosen on, and, for a network, how it ran."""
     info = run_info or {}
     return {
         "framework": framework,
@@ -45,6 +46,8 @@ def model_entry(framework: str, test: dict, val: dict, train_time_s: float, laun
         "train_time_s": round(train_time_s, 3),
         **({"launch": launch} if launch else {}),
         **{k: info[k] for k in HOW_IT_RAN if k in info and info[k] not in ("", {}, [])},
+        **({"cv": cv} if cv else {}),
+        "selected_on": "cv" if cv else "val",
     }
 
 
@@ -66,8 +69,17 @@ def search_entry(summary: dict) -> dict:
             **({"nodes": summary["nodes"]} if summary.get("nodes") else {})}
 
 
+def selection_entry(folds: Optional[int], rows: int) -> dict:
+    """How the best model was chosen: K-fold cross-validation over `rows` of train + validation
+    (classic-ML models; networks on validation), or the validation split."""
+    if folds:
+        return {"method": "cv", "folds": folds, "rows": rows, "refit": "train+val"}
+    return {"method": "validation"}
+
+
 def metrics_document(task: str, primary_metric: str, best_model: str, dataset: dict, models: dict[str, dict],
-                     resources: Optional[dict] = None, searches: Optional[dict[str, dict]] = None) -> dict:
+                     resources: Optional[dict] = None, searches: Optional[dict[str, dict]] = None,
+                     selection: Optional[dict] = None) -> dict:
     """The whole of metrics.json; `searches` are the search summaries by tuned model name."""
     metrics: dict[str, Any] = {"task": task, "primary_metric": primary_metric, "best_model": best_model,
                                "dataset": dataset, "models": models}
@@ -77,6 +89,7 @@ def metrics_document(task: str, primary_metric: str, best_model: str, dataset: d
     if summaries:
         metrics["tuning"] = next(iter(summaries.values()))
         metrics["searches"] = summaries
+    metrics["selection"] = selection or {"method": "validation"}
     return metrics
 
 

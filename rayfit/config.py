@@ -353,6 +353,21 @@ class RayConfig(_Section):
     stall_timeout_s: float = Field(300, gt=0)
 
 
+class EvaluationConfig(_Section):
+    # How the best model is chosen. auto: K-fold cross-validation (K=5, stratified) over train +
+    # validation for tables of at most 10,000 such rows, the validation split above; K: always K
+    # folds; none: the validation split. Classic-ML models are cross-validated and refitted on
+    # train + validation; networks are compared by their validation score (evaluation/selection.py).
+    cv: Union[Literal["auto", "none"], int] = "auto"
+
+    @field_validator("cv")
+    @classmethod
+    def _folds(cls, cv):
+        if isinstance(cv, int) and cv < 2:
+            raise ValueError(f"cross-validation needs at least 2 folds, got {cv}")
+        return cv
+
+
 class ReportConfig(_Section):
     primary_metric: str = "auto"  # auto: accuracy (classification) / rmse (regression); chosen on validation
     importance_repeats: int = Field(5, ge=1)  # permutation-importance shuffles per feature
@@ -368,6 +383,7 @@ class Experiment(_Section):
     tune: TuneSettings = TuneSettings()
     searches: list[TuneSettings] = []  # more searches beside `tune`, e.g. one over gradient_boosting
     ray: RayConfig = RayConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
     report: ReportConfig = ReportConfig()
 
     @field_validator("name")

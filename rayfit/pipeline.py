@@ -11,6 +11,7 @@ from rayfit.config import Experiment
 from rayfit.errors import UserError
 from rayfit.progress import Display
 from rayfit.run_dir import LOG_FILE, output_to_log
+from rayfit.stages.cross_validate import cross_validate
 from rayfit.stages.evaluate import evaluate
 from rayfit.stages.open_run import new_run, resumed_run
 from rayfit.stages.preflight import plan_networks, preflight
@@ -55,6 +56,7 @@ def _run_stages(state: RunState, verbose: bool, on_preflight_error: Optional[Cal
                     data = put_training_data(state)
                     train_models(state, data)  # baselines and networks
                     run_searches(state, data)
+                    cross_validate(state)
                 render_report(state, evaluate(state))
                 state.record.finish()
             finally:

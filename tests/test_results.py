@@ -8,7 +8,7 @@ import numpy as np
 import yaml
 
 from rayfit.evaluation.results import metrics_document, model_entry, write_results
-from rayfit.stages.evaluate import best_on_validation
+from rayfit.stages.evaluate import best_on_selection
 
 
 def test_metrics_json_keeps_its_keys(tmp_path):
@@ -26,9 +26,10 @@ def test_metrics_json_keeps_its_keys(tmp_path):
 
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert list(written) == ["task", "primary_metric", "best_model", "dataset", "models", "resources", "tuning",
-                             "searches"]
+                             "searches", "selection"]
     assert list(written["models"]["torch_mlp"]) == ["framework", "test", "val", "train_time_s", "launch", "workers",
-                                                    "device", "gpus_per_worker", "amp", "launch_reason"]
+                                                    "device", "gpus_per_worker", "amp", "launch_reason", "selected_on"]
+    assert written["selection"] == {"method": "validation"}
     assert written["models"]["torch_mlp"]["train_time_s"] == 1.235
     assert written["models"]["dummy"]["test"]["accuracy"] is None  # NaN -> null
     assert "launch" not in written["models"]["dummy"]
@@ -38,8 +39,8 @@ def test_metrics_json_keeps_its_keys(tmp_path):
 
 
 def test_the_best_model_is_chosen_on_validation_not_test():
-    scores = {"a": {"val": {"accuracy": 0.8, "rmse": 2.0}, "test": {"accuracy": 0.99}},
-              "b": {"val": {"accuracy": 0.9, "rmse": 1.0}, "test": {"accuracy": 0.5}},
-              "c": {"val": {"accuracy": 0.9, "rmse": 3.0}, "test": {"accuracy": 0.6}}}
-    assert best_on_validation(scores, "accuracy") == "b"  # highest; the first of a tie
-    assert best_on_validation(scores, "rmse") == "b"  # lowest
+    scores = {"a": {"val": {"accuracy": 0.8, "rmse": 2.0}, "test": {"accuracy": 0.99}, "selected_on": "val"},
+              "b": {"val": {"accuracy": 0.9, "rmse": 1.0}, "test": {"accuracy": 0.5}, "selected_on": "val"},
+              "c": {"val": {"accuracy": 0.9, "rmse": 3.0}, "test": {"accuracy": 0.6}, "selected_on": "val"}}
+    assert best_on_selection(scores, "accuracy") == "b"  # highest; the first of a tie
+    assert best_on_selection(scores, "rmse") == "b"  # lowest

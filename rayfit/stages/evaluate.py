@@ -1,6 +1,7 @@
-"""Stage: evaluate. Every model is scored on the same validation and test splits; the best on
-validation by the primary metric is saved with the preprocessing as the run's model, and the
-scores are written to metrics.json and best_params.yaml (evaluation/results.py)."""
+"""Stage: evaluate. Every model is scored on the same validation and test splits; the best by the
+primary metric, on cross-validation where the run cross-validated (stages/cross_validate.py) and on
+validation otherwise, is saved with the preprocessing as the run's model, and the scores are
+written to metrics.json and best_params.yaml (evaluation/results.py)."""
 from __future__ import annotations
 
 import shutil
@@ -11,7 +12,7 @@ from rayfit.data.preprocessing import save_preprocessing
 from rayfit.evaluation.fitted import FittedModel
 from rayfit.evaluation.manifest import write_manifest
 from rayfit.evaluation.metrics import is_better, score_model
-from rayfit.evaluation.results import dataset_entry, metrics_document, model_entry, write_results
+from rayfit.evaluation.results import dataset_entry, metrics_document, model_entry, selection_entry, write_results
 from rayfit.stages.state import RunState
 
 
@@ -33,12 +34,16 @@ def evaluate(state: RunState) -> Evaluation:
     display.start("evaluate", "evaluate (test split)", total=len(state.trained))
     scores: dict[str, dict] = {}
     for i, (name, trained) in enumerate(state.trained.items(), 1):
-        test = score_model(trained.model, prepared.X_test, prepared.y_test, prepared.n_classes)
+        # a cross-validated model is tested as refitted on train + validation; its validation
+        # score stays the train-only fit's (the refit has seen those rows)
+        tested = state.refitted.get(name, trained.model)
+        test = score_model(tested, prepared.X_test, prepared.y_test, prepared.n_classes)
         val = score_model(trained.model, prepared.X_val, prepared.y_val, prepared.n_classes)
-        scores[name] = model_entry(trained.framework, test, val, trained.train_time_s, trained.launch, trained.run_info)
+        scores[name] = model_entry(trained.framework, test, val, trained.train_time_s, trained.launch, trained.run_info,
+                                   cv=state.cv.get(name))
         display.advance("evaluate", i, len(state.trained), name, echo=False)
-    best = best_on_validation(scores, metric)
-    best_model = state.trained[best].model
+    best = best_on_selection(scores, metric)
+    best_model = state.refitted.get(best, state.trained[best].model)
     importance = []  # a pixel's importance says little; images get none
     if prepared.kind != "image":
         importance = permutation_importance(best_model, prepared.X_test, prepared.y_test, prepared.feature_names,
@@ -55,19 +60,26 @@ def evaluate(state: RunState) -> Evaluation:
 
     metrics = metrics_document(
         prepared.task, metric, best, dataset_entry(prepared.task, prepared.n_rows, prepared.n_features, prepared.n_classes),
-        scores, resources=state.plan.describe() if state.plan is not None else None, searches=state.searches)
+        scores, resources=state.plan.describe() if state.plan is not None else None, searches=state.searches,
+        selection=selection_entry(state.cv_folds, len(prepared.y_train) + len(prepared.y_val)))
     best_params = state.search["best_params"] if state.search is not None else {}
     write_results(state.run_dir, metrics, best_params)
-    display.finish("evaluate", f"best {best}: val {metric} {scores[best]['val'][metric]:.4f}, "
-                               f"test {metric} {scores[best]['test'][metric]:.4f}")
+    on = scores[best]["selected_on"]
+    chosen_by = scores[best]["cv"][metric]["mean"] if on == "cv" else scores[best]["val"][metric]
+    display.finish("evaluate", f"best {best}: {on} {metric} {chosen_by:.4f}, test {metric} {scores[best]['test'][metric]:.4f}")
     state.stage_times["evaluate"] = time.perf_counter() - started
     return Evaluation(scores, best, best_model, importance, metrics, best_params)
 
 
-def best_on_validation(scores: dict[str, dict], metric: str) -> str:
-    """The model with the best validation `metric`; the first one seen wins a tie."""
+def best_on_selection(scores: dict[str, dict], metric: str) -> str:
+    """The model with the best selection score of `metric`: its cross-validation mean where it was
+    cross-validated, its validation score otherwise (both held-out estimates; each entry's
+    `selected_on` says which). The first one seen wins a tie; the test split plays no part."""
+    def chosen_by(entry: dict) -> float:
+        return entry["cv"][metric]["mean"] if entry["selected_on"] == "cv" else entry["val"][metric]
+
     best = None
     for name, entry in scores.items():
-        if best is None or is_better(metric, entry["val"][metric], scores[best]["val"][metric]):
+        if best is None or is_better(metric, chosen_by(entry), chosen_by(scores[best])):
             best = name
     return best

@@ -13,7 +13,8 @@ from rayfit.progress import Display
 from rayfit.run_dir import claim_run_dir
 from rayfit.run_record import RunRecord
 from rayfit.stages.prepare import prepare_data
-from rayfit.stages.state import RunState, Trained
+from rayfit.evaluation.fitted import load_model
+from rayfit.stages.state import CV_PREFIX, RunState, Trained
 
 # Read by Ray Train, Tune and the streaming workers straight from storage: never copied to the
 # driver's working directory on resume.
@@ -85,6 +86,9 @@ def resumed_run(run: str, display: Display, address: Optional[str] = None) -> Ru
     for name, info in record.data["stages"].items():
         if name.startswith("search:"):
             state.searches[name.removeprefix("search:")] = info
+        elif name.startswith(CV_PREFIX):
+            state.cv[name.removeprefix(CV_PREFIX)] = info["cv"]
+            state.refitted[name.removeprefix(CV_PREFIX)] = load_model(record.model_dir(name))
         else:
             state.trained[name] = Trained.from_record(info, record.model_dir(name))
     display.say(f"resuming {location}: {len(record.data['stages'])} stage(s) already finished")

@@ -34,7 +34,7 @@ def render_report(state: RunState, evaluation: Evaluation) -> None:
         y_test=prepared.y_test, y_pred=best_model.predict(prepared.X_test), proba=best_model.predict_proba(prepared.X_test),
         class_names=prepared.class_names, importance=evaluation.importance, config_yaml=to_yaml(exp),
         stage_times=state.stage_times, created=time.strftime("%Y-%m-%d %H:%M:%S"),
-        resources=evaluation.metrics.get("resources", {}),
+        resources=evaluation.metrics.get("resources", {}), selection=evaluation.metrics.get("selection", {}),
         artifacts=dict(ARTIFACTS),
     )
     plots = render_all(ctx, state.run_dir / "plots")

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from rayfit.cluster.plan import RunPlan
 
 
+CV_PREFIX = "cv:"  # a run record's stage of one model's cross-validation and refit
+
+
 @dataclass
 class Trained:
     """One model ready for evaluation."""
@@ -58,6 +61,11 @@ class RunState:
     launches: dict[str, object] = field(default_factory=dict)  # network -> its Launch decision
     owns_ray: bool = False  # this run started Ray (and stops it); False when joining a session
     plan: Optional["RunPlan"] = None  # the networks' plan, made before the first launch
+    # cross-validation (stages/cross_validate.py): the folds (None: chosen on validation), each
+    # cross-validated model's scores ({metric: {mean, std, folds}}) and its refit on train + validation
+    cv_folds: Optional[int] = None
+    cv: dict[str, dict] = field(default_factory=dict)
+    refitted: dict[str, FittedModel] = field(default_factory=dict)
     # this session's ledger of where each stage ran (cluster/ledger.py)
     run_key: str = field(default_factory=lambda: f"run-{uuid.uuid4().hex}")
 
@@ -85,6 +93,12 @@ class RunState:
         """A model is ready: keep it for evaluation and record it on disk for `rayfit resume`."""
         self.trained[name] = trained
         self.record.record(name, trained.record_info(), trained.model)
+        self.mirror.push()
+
+    def finished_cv(self, name: str, scores: dict, folds: int, refitted: FittedModel) -> None:
+        """A model's cross-validation scores and its refit on train + validation, recorded for resume."""
+        self.cv[name], self.refitted[name] = scores, refitted
+        self.record.record(f"{CV_PREFIX}{name}", {"cv": scores, "folds": folds}, refitted)
         self.mirror.push()
 
     def record_search(self, name: str, summary: dict) -> None:

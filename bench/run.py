@@ -31,6 +31,7 @@ from bench import (
     b5_scaling,
     b6_growth,
     b7_gpu,
+    b9_selection,
     benchmarks_md,
 )
 from bench.harness import console, load_average, say, show_progress_on
@@ -66,6 +67,8 @@ BENCHMARKS: dict[str, Benchmark] = {
                     ("s_per_row_ratio", "peak_memory_ratio")),
     "B7": Benchmark("GPU: Ray Train / plain PyTorch, utilization, mixed precision", b7_gpu.run, "<= 1.05", True,
                     ("ray_rows_per_s", "plain_rows_per_s", "gpu_utilization_pct", "mixed_precision_speedup")),
+    "B9": Benchmark("selection on small tables: cross-validation regret / validation-split regret",
+                    b9_selection.run, "<= 1", False, ("val_rule_mean_regret", "cv_rule_mean_regret")),
 }
 SUMMARIES = {name: b.summary for name, b in BENCHMARKS.items()}
 

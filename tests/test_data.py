@@ -273,3 +273,40 @@ def test_empty_or_unreadable_file_is_an_error(tmp_path):
         with pytest.raises(UserError, match=rf"{reason}.*{name}|{name}.*{reason}") as caught:
             load_table(str(tmp_path / name))
         assert "\n" not in str(caught.value)
+
+
+def _products(rows: int = 400, seed: int = 0) -> pd.DataFrame:
+    """Prices set by the maker, whose name is one word inside a free-text product name; an SKU per row."""
+    rng = np.random.default_rng(seed)
+    price = {"acme": 10.0, "globex": 20.0, "initech": 30.0, "umbrella": 40.0, "hooli": 50.0}
+    makers = rng.choice(list(price), rows)
+    names = [f"{maker.title()} {rng.choice(['widget', 'gadget', 'gizmo', 'sprocket'])} {rng.integers(100, 999)} "
+             f"{rng.choice(['pro', 'mini', 'max'])}" for maker in makers]
+    return pd.DataFrame({"sku": [f"SKU{i:05d}" for i in range(rows)], "product": names,
+                         "weight": rng.normal(size=rows).round(3),
+                         "price": [price[m] + rng.normal() for m in makers]})
+
+
+def test_a_free_text_column_is_used_as_words_not_codes(tmp_path):
+    from sklearn.linear_model import Ridge
+    from sklearn.metrics import r2_score
+
+    _products().to_csv(tmp_path / "products.csv", index=False)
+    prepared = prepare(DataConfig(source=str(tmp_path / "products.csv"), target="price"), 0)
+    assert "dropped ID-like column 'sku' (unique text per row)" in prepared.log  # an ID is still dropped
+    assert any(line.startswith("text column 'product': TF-IDF of") for line in prepared.log)
+    assert "product:words__acme" in prepared.feature_names
+    # The maker's name inside the text is the price: a linear model on the features finds it.
+    model = Ridge(alpha=1.0).fit(prepared.X_train, prepared.y_train)
+    assert r2_score(prepared.y_test, model.predict(prepared.X_test)) > 0.9
+    # New rows, a missing name among them, through the saved preprocessing (as predict does).
+    rows = _products(5, seed=1).drop(columns=["price"])
+    rows.loc[0, "product"] = None
+    assert prepared.preprocessor.transform(rows).shape == (5, len(prepared.feature_names))
+
+
+def test_one_word_codes_stay_categories_however_many():
+    from rayfit.data.clean import column_kinds
+
+    frame = pd.DataFrame({"code": [f"c{i % 40}" for i in range(200)], "y": range(200)})
+    assert column_kinds(frame, "y")["categorical"] == ["code"]

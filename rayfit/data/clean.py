@@ -18,6 +18,11 @@ _NUMBER_TEXT = r"\s*[-+]?\d+(\.\d*)?\s*"
 
 DATETIME_PARSE_SHARE = 0.90  # a text column is a date when this share of its values parse as one
 ID_TEXT_UNIQUE_SHARE = 0.95  # a text column is an ID when more than this share of rows are distinct
+# A text column is free text (a product name, a description), fed to the models as words and
+# character n-grams, when it has more distinct values than this and its values have at least
+# TEXT_MIN_WORDS words on average. One-word codes, however many, stay categories (or IDs).
+TEXT_MIN_DISTINCT = 20
+TEXT_MIN_WORDS = 2.0
 _DATETIME_SAMPLE = 1000  # values tried when guessing whether a text column holds dates
 
 
@@ -86,7 +91,7 @@ def id_like_reason(series: pd.Series) -> str | None:
         if _looks_like_id_name(str(series.name)) or consecutive:
             return "unique integer per row"
         return None
-    if is_text(series):
+    if is_text(series) and not is_free_text(series):
         share = series.nunique(dropna=True) / max(len(series), 1)
         if share > ID_TEXT_UNIQUE_SHARE and not looks_like_datetime(series):
             return "unique text per row" if share == 1 else f"unique text in {share:.0%} of rows"
@@ -102,6 +107,17 @@ def is_text(series: pd.Series) -> bool:
     dtype = series.dtype
     return not (types.is_numeric_dtype(dtype) or types.is_bool_dtype(dtype) or types.is_datetime64_any_dtype(dtype)
                 or isinstance(dtype, pd.PeriodDtype) or types.is_timedelta64_dtype(dtype))
+
+
+def is_free_text(series: pd.Series) -> bool:
+    """Words, not codes: a text column of many distinct values of several words each."""
+    if not is_text(series):
+        return False
+    values = series.dropna().astype(str)
+    if values.nunique() <= TEXT_MIN_DISTINCT:
+        return False
+    sample = values.sample(min(len(values), 1000), random_state=0)
+    return sample.str.split().str.len().mean() >= TEXT_MIN_WORDS and not looks_like_datetime(series)
 
 
 def looks_like_datetime(series: pd.Series) -> bool:
@@ -134,8 +150,8 @@ def parse_datetimes(series: pd.Series) -> pd.Series:
 
 
 def column_kinds(frame: pd.DataFrame, target: str) -> dict[str, list[str]]:
-    """Feature columns by kind: numeric (bools included), datetime, categorical."""
-    kinds: dict[str, list[str]] = {"numeric": [], "datetime": [], "categorical": []}
+    """Feature columns by kind: numeric (bools included), datetime, text (free text), categorical."""
+    kinds: dict[str, list[str]] = {"numeric": [], "datetime": [], "text": [], "categorical": []}
     for column in frame.columns:
         if column == target:
             continue
@@ -144,6 +160,8 @@ def column_kinds(frame: pd.DataFrame, target: str) -> dict[str, list[str]]:
             kinds["numeric"].append(column)
         elif looks_like_datetime(series):
             kinds["datetime"].append(column)
+        elif is_free_text(series):
+            kinds["text"].append(column)
         else:
             kinds["categorical"].append(column)
     return kinds

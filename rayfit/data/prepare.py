@@ -258,13 +258,19 @@ def _fit_preprocessor(features: pd.DataFrame, train_rows: np.ndarray, kinds: dic
     onehot, ordinal = _choose_encodings(train, kinds["categorical"], cfg)
     pipeline = Pipeline([
         ("datetime", expander),
-        ("columns", build_columns(kinds["numeric"] + date_parts, onehot, ordinal)),
+        ("columns", build_columns(kinds["numeric"] + date_parts, onehot, ordinal, kinds["text"])),
     ]).fit(train)
     columns = pipeline.named_steps["columns"]
     if kinds["numeric"] or date_parts:
         log.append(f"standardized {len(kinds['numeric']) + len(date_parts)} numeric feature(s) "
                    f"(mean and scale fitted on train)")
     for name, steps, column_names in columns.transformers_:
+        if name.startswith("text:"):
+            union = steps.named_steps["tfidf"]
+            words, chars = (len(vectorizer.vocabulary_) for _, vectorizer in union.transformer_list)
+            log.append(f"text column {column_names!r}: TF-IDF of {words} words and word pairs and "
+                       f"{chars} character 2- to 4-grams (vocabularies fitted on train)")
+            continue
         if name not in ("onehot", "ordinal"):
             continue
         reason = "" if name == "onehot" else (

@@ -83,8 +83,37 @@ def category_name(column: str, category) -> str:
     return f"{column}={category}"
 
 
-def build_columns(numeric: list[str], onehot: list[str], ordinal: list[str]) -> ColumnTransformer:
-    """The per-kind steps after datetime expansion; column names are those of the expanded frame."""
+TEXT_WORD_FEATURES = 300  # the most frequent words and word pairs kept per text column (fitted on train)
+TEXT_CHAR_FEATURES = 300  # the most frequent character 2- to 4-grams kept per text column
+
+
+def as_documents(column) -> np.ndarray:
+    """One text column as strings, missing as empty: what a vectorizer takes."""
+    series = pd.Series(np.asarray(column, dtype=object).reshape(-1))
+    return series.where(series.notna(), "").astype(str).to_numpy()
+
+
+def text_steps(column: str) -> Pipeline:
+    """TF-IDF of words and word pairs, beside TF-IDF of character n-grams (which still match a
+    misspelled or inflected word), each vocabulary capped and fitted on train. Features are named
+    `<column>:words__<term>` and `<column>:chars__<n-gram>`."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import FeatureUnion
+
+    return Pipeline([
+        ("as_documents", FunctionTransformer(as_documents, feature_names_out="one-to-one")),
+        ("tfidf", FeatureUnion([
+            (f"{column}:words", TfidfVectorizer(ngram_range=(1, 2), max_features=TEXT_WORD_FEATURES, sublinear_tf=True,
+                                      dtype=np.float32)),
+            (f"{column}:chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), max_features=TEXT_CHAR_FEATURES,
+                                      sublinear_tf=True, dtype=np.float32)),
+        ])),
+    ])
+
+
+def build_columns(numeric: list[str], onehot: list[str], ordinal: list[str], text: Sequence[str] = ()) -> ColumnTransformer:
+    """The per-kind steps after datetime expansion; column names are those of the expanded frame.
+    Each free-text column has steps of its own (a vectorizer takes one column)."""
     numeric_steps = Pipeline([
         ("as_float", FunctionTransformer(as_float, feature_names_out="one-to-one")),
         ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
@@ -104,6 +133,7 @@ def build_columns(numeric: list[str], onehot: list[str], ordinal: list[str]) -> 
     transformers = [(name, steps, columns) for name, steps, columns in (
         ("numeric", numeric_steps, numeric), ("onehot", onehot_steps, onehot), ("ordinal", ordinal_steps, ordinal),
     ) if columns]
+    transformers += [(f"text:{column}", text_steps(column), column) for column in text]
     return ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0, verbose_feature_names_out=False)
 
 

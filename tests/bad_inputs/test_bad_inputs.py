@@ -102,9 +102,8 @@ CASES = [
     ("target-one-class", {"rows.csv": _with(y=1)}, RUN, "class"),
     ("target-float-as-classes", {"rows.csv": _with(y=np.random.default_rng(1).normal(size=60))},
      [*RUN, "--task", "classification"], "set task: regression"),
-    ("features-only-text", {"rows.csv": _csv(pd.DataFrame(
-        {"t": [f"free text, words and more words {i}" for i in range(60)], "y": [0, 1] * 30}))}, RUN,
-     "no feature columns left"),
+    ("features-only-ids", {"rows.csv": _csv(pd.DataFrame(
+        {"code": [f"A-{i:05d}" for i in range(60)], "y": [0, 1] * 30}))}, RUN, "no feature columns left"),
     ("features-100k-categories", {"rows.csv": _csv(pd.DataFrame(
         {"c": [f"cat{i}" for i in range(100_000)], "y": [0, 1] * 50_000}))}, RUN, "no feature columns left"),
     ("target-only-column", {"rows.csv": b"y\n" + b"0\n1\n" * 30}, RUN, "no feature columns"),

@@ -10,11 +10,24 @@ import numpy as np
 from rayfit.evaluation.metrics import LOWER_IS_BETTER, score_model
 
 
+def feature_groups(feature_names) -> dict[str, list[int]]:
+    """What is shuffled together: each feature alone, except a free-text column's TF-IDF features
+    (`<column>:words__<term>`, `<column>:chars__<n-gram>`), which are the column, shuffled as one."""
+    groups: dict[str, list[int]] = {}
+    for j, name in enumerate(feature_names):
+        column, sep, _ = str(name).partition(":words__")
+        if not sep:
+            column, sep, _ = str(name).partition(":chars__")
+        groups.setdefault(column if sep else str(name), []).append(j)
+    return groups
+
+
 def permutation_importance(model, X, y, feature_names, metric: str, n_classes, repeats: int = 5, seed: int = 0):
     """[(feature, mean drop, std)] sorted by mean drop, largest first.
 
     A feature is an index of the last axis: a column of a table, a channel of a sequence (shuffled
-    across examples with all its time steps, so the feature's whole trace moves together).
+    across examples with all its time steps, so the feature's whole trace moves together); a text
+    column's many features are one (feature_groups).
     """
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
 
@@ -26,7 +39,7 @@ def permutation_importance(model, X, y, feature_names, metric: str, n_classes, r
     baseline = score(X)
     rows = []
     shuffled = np.array(X, copy=True)
-    for j, name in enumerate(feature_names):
+    for name, j in feature_groups(feature_names).items():
         drops = []
         for _ in range(repeats):
             shuffled[..., j] = X[rng.permutation(len(X))][..., j]

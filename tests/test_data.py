@@ -310,3 +310,18 @@ def test_one_word_codes_stay_categories_however_many():
 
     frame = pd.DataFrame({"code": [f"c{i % 40}" for i in range(200)], "y": range(200)})
     assert column_kinds(frame, "y")["categorical"] == ["code"]
+
+
+def test_a_text_column_is_one_feature_to_permutation_importance(tmp_path):
+    from sklearn.linear_model import Ridge
+
+    from rayfit.evaluation.fitted import SklearnModel
+    from rayfit.evaluation.importance import permutation_importance
+
+    _products().to_csv(tmp_path / "products.csv", index=False)
+    prepared = prepare(DataConfig(source=str(tmp_path / "products.csv"), target="price"), 0)
+    model = SklearnModel("ridge", "regression", Ridge().fit(prepared.X_train, prepared.y_train))
+    ranked = permutation_importance(model, prepared.X_test, prepared.y_test, prepared.feature_names, "rmse", None,
+                                    repeats=2)
+    assert [name for name, _, _ in ranked] == ["product", "weight"]  # the maker's name sets the price
+    assert ranked[0][1] > 5 * max(ranked[1][1], 1e-9)

@@ -86,10 +86,38 @@ class SklearnModel(FittedModel):
         return cls(meta["name"], meta["task"], joblib.load(directory / "estimator.joblib"), meta.get("n_classes"))
 
 
+class SoftVote(FittedModel):
+    """A soft-voting ensemble: the mean of its members' class probabilities (or predicted values).
+    Saved as one directory holding each member's."""
+
+    kind = "ensemble"
+
+    def __init__(self, name: str, task: str, members: list[FittedModel]):
+        super().__init__(name, task)
+        self.members = members
+
+    def _raw_predict(self, X):
+        return np.mean([np.asarray(member._raw_predict(X), dtype=np.float64) for member in self.members], axis=0)
+
+    def _member_dirs(self) -> list[str]:
+        return [f"member_{i}_{member.name}" for i, member in enumerate(self.members)]
+
+    def _save_files(self, directory):
+        for member, name in zip(self.members, self._member_dirs()):
+            member.save(directory / name)
+
+    def _meta(self):
+        return {"members": self._member_dirs()}
+
+    @classmethod
+    def load(cls, directory: Path, meta: dict) -> "SoftVote":
+        return cls(meta["name"], meta["task"], [load_model(directory / name) for name in meta["members"]])
+
+
 # kind -> loader(directory, meta). A framework's kind is its registry name (trainers/registry.py);
 # its model class is imported when first needed, so loading a scikit-learn model never imports
 # torch or TensorFlow.
-LOADERS: dict[str, Callable[[Path, dict], FittedModel]] = {"sklearn": SklearnModel.load}
+LOADERS: dict[str, Callable[[Path, dict], FittedModel]] = {"sklearn": SklearnModel.load, "ensemble": SoftVote.load}
 
 
 def load_model(directory: Path) -> FittedModel:

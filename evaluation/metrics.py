@@ -61,3 +61,10 @@ def score_model(model, X: np.ndarray, y: np.ndarray, n_classes: Optional[int]) -
     if model.task == "classification":
         return classification_scores(y, model.predict_proba(X), n_classes)
     return regression_scores(y, model.predict(X))
+
+
+def score_outputs(task: str, y: np.ndarray, outputs: np.ndarray, n_classes: Optional[int]) -> dict[str, Optional[float]]:
+    """The same scores from a model's raw outputs: class probabilities, or predicted values."""
+    if task == "classification":
+        return classification_scores(y, np.asarray(outputs, dtype=np.float64), n_classes)
+    return regression_scores(y, np.asarray(outputs, dtype=np.float64).reshape(-1))

@@ -31,7 +31,8 @@ METRICS_FILE = "metrics.json"
 BEST_PARAMS_FILE = "best_params.yaml"
 
 # A network's entry on how it ran, in this order: workers, device, GPUs, AMP, and why this launch.
-HOW_IT_RAN = ("workers", "device", "gpus_per_worker", "amp", "launch_reason", "launch_figures", "nodes")
+HOW_IT_RAN = ("workers", "device", "gpus_per_worker", "amp", "launch_reason", "launch_figures", "nodes",
+              "members")  # an ensemble's: the models that vote
 
 
 def model_entry(framework: str, test: dict, val: dict, train_time_s: float, launch: str = "",

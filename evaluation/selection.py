@@ -51,16 +51,37 @@ def split_folds(y: np.ndarray, task: str, k: int, seed: int) -> list[tuple[np.nd
 
 
 def score_fold(estimator, name: str, task: str, class_weight, threads: int, X, y, fit_rows, held_out,
-               n_classes: Optional[int]) -> dict:
-    """Fit an unfitted copy of `estimator` on one fold's rows and score the rows held out."""
+               n_classes: Optional[int]) -> tuple[dict, np.ndarray]:
+    """Fit an unfitted copy of `estimator` on one fold's rows; (its scores on the rows held out,
+    its raw outputs there: what an ensemble's out-of-fold score is made from)."""
     from sklearn.base import clone
 
     from rayfit.evaluation.baselines import fit_estimator
     from rayfit.evaluation.fitted import SklearnModel
-    from rayfit.evaluation.metrics import score_model
+    from rayfit.evaluation.metrics import score_outputs
 
     fitted = fit_estimator(name, clone(estimator), X[fit_rows], y[fit_rows], class_weight, threads)
-    return score_model(SklearnModel(name, task, fitted, n_classes), X[held_out], y[held_out], n_classes)
+    outputs = SklearnModel(name, task, fitted, n_classes)._raw_predict(X[held_out])
+    return score_outputs(task, y[held_out], outputs, n_classes), outputs
+
+
+def ensemble_members(cv: dict[str, dict], metric: str, size: int) -> list[str]:
+    """The best `size` cross-validated models by mean `metric` (the dummy never votes)."""
+    from rayfit.evaluation.context import higher_is_better
+
+    sign = 1.0 if higher_is_better(metric) else -1.0
+    ranked = [name for name in cv if name != "dummy" and np.isfinite(cv[name].get(metric, {}).get("mean", np.nan))]
+    return sorted(ranked, key=lambda name: -sign * cv[name][metric]["mean"])[:size]
+
+
+def ensemble_folds(task: str, y: np.ndarray, folds, outputs: dict[str, list], members: list[str],
+                   n_classes: Optional[int]) -> list[dict]:
+    """The soft vote's score on each fold, from its members' out-of-fold outputs: a held-out
+    estimate, as honest as theirs."""
+    from rayfit.evaluation.metrics import score_outputs
+
+    return [score_outputs(task, y[held_out], np.mean([outputs[m][i] for m in members], axis=0), n_classes)
+            for i, (_, held_out) in enumerate(folds)]
 
 
 def summarize(fold_scores: list[dict]) -> dict:

@@ -359,6 +359,9 @@ class EvaluationConfig(_Section):
     # folds; none: the validation split. Classic-ML models are cross-validated and refitted on
     # train + validation; networks are compared by their validation score (evaluation/selection.py).
     cv: Union[Literal["auto", "none"], int] = "auto"
+    # A soft-voting ensemble of the best this-many cross-validated models (0 or 1: none), scored on the
+    # same folds from their out-of-fold outputs and chosen like any model when it wins.
+    ensemble: int = Field(3, ge=0)
 
     @field_validator("cv")
     @classmethod

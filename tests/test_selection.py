@@ -79,25 +79,66 @@ def test_a_small_table_is_chosen_on_cross_validation_and_tested_as_refitted(ray_
     assert main(args) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["selection"] == {"method": "cv", "folds": 5, "rows": 255, "refit": "train+val"}
-    for name in ("dummy", "linear", "decision_tree"):
+    for name in ("dummy", "linear", "decision_tree", "ensemble"):
         entry = metrics["models"][name]
         assert entry["selected_on"] == "cv" and entry["cv"]["accuracy"]["folds"] == 5
         assert 0 <= entry["cv"]["accuracy"]["std"] < 0.2
-    cv = {name: metrics["models"][name]["cv"]["accuracy"]["mean"] for name in ("dummy", "linear", "decision_tree")}
-    assert metrics["best_model"] == max(cv, key=cv.get) == "linear"
+    # The soft vote of the best two (the dummy never votes), scored on the same folds out of fold.
+    cv = {name: entry["cv"]["accuracy"]["mean"] for name, entry in metrics["models"].items()}
+    assert metrics["models"]["ensemble"]["members"] == sorted(["linear", "decision_tree"], key=lambda n: -cv[n])
+    assert metrics["best_model"] == max(cv, key=cv.get)
+    assert cv["linear"] > cv["decision_tree"] > cv["dummy"]
 
-    # The exported model is the refit on train + validation: the same estimator fitted on those rows.
+    # A cross-validated model is tested as refitted on train + validation: the same estimator fitted
+    # on those rows.
     from rayfit.data import prepare
     from rayfit.config import load_experiment
 
     prepared = prepare(load_experiment(str(run / "config.yaml")).data, 0)
-    exported = joblib.load(run / "model" / "estimator.joblib")
+    exported = joblib.load(run / "models" / "cv:linear" / "estimator.joblib")
     X = np.concatenate([prepared.X_train, prepared.X_val])
     y = np.concatenate([prepared.y_train, prepared.y_val])
     again = clone(exported).fit(X, y)
     assert np.allclose(exported.coef_, again.coef_)
     assert not np.allclose(exported.coef_, clone(exported).fit(prepared.X_train, prepared.y_train).coef_)
 
+    # The exported model (whichever won) predicts raw rows, the ensemble's members loaded with it.
+    rows = _table(20, seed=1).drop(columns=["y"])
+    rows.to_csv(tmp_path / "new.csv", index=False)
+    assert main(["predict", str(run), "--data", str(tmp_path / "new.csv"), "--out", str(tmp_path / "p.csv")]) == 0
+    assert set(pd.read_csv(tmp_path / "p.csv")["prediction"]) <= {"up", "down"}
+
     report = (run / "report.md").read_text()
     assert "chosen on 5-fold cross-validation accuracy" in report
     assert "Cross-validation: 5 folds of train + validation (255 rows)" in report
+
+
+def test_a_soft_vote_averages_its_members_and_saves_with_them(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.tree import DecisionTreeClassifier
+
+    from rayfit.evaluation.fitted import SklearnModel, SoftVote, load_model
+    from rayfit.evaluation.manifest import write_manifest
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 3))
+    y = (X[:, 0] > 0).astype(int)
+    members = [SklearnModel("linear", "classification", LogisticRegression().fit(X, y), 2),
+               SklearnModel("tree", "classification", DecisionTreeClassifier(max_depth=2).fit(X, y), 2)]
+    vote = SoftVote("ensemble", "classification", members)
+    assert np.allclose(vote.predict_proba(X), (members[0].predict_proba(X) + members[1].predict_proba(X)) / 2)
+    write_manifest(vote.save(tmp_path / "vote"))
+    assert np.allclose(load_model(tmp_path / "vote").predict_proba(X), vote.predict_proba(X))
+
+
+def test_the_ensemble_is_scored_from_its_members_out_of_fold_outputs():
+    from rayfit.evaluation.selection import ensemble_folds, ensemble_members
+
+    cv = {"dummy": {"rmse": {"mean": 0.1}}, "a": {"rmse": {"mean": 2.0}}, "b": {"rmse": {"mean": 1.0}},
+          "c": {"rmse": {"mean": 3.0}}}
+    assert ensemble_members(cv, "rmse", 2) == ["b", "a"]  # lowest rmse first; the dummy never votes
+    y = np.array([1.0, 2.0, 3.0, 4.0])
+    folds = [(np.array([2, 3]), np.array([0, 1])), (np.array([0, 1]), np.array([2, 3]))]
+    outputs = {"a": [np.array([0.0, 2.0]), np.array([3.0, 4.0])], "b": [np.array([2.0, 2.0]), np.array([3.0, 6.0])]}
+    scores = ensemble_folds("regression", y, folds, outputs, ["a", "b"], None)
+    assert scores[0]["mae"] == pytest.approx(0.0) and scores[1]["mae"] == pytest.approx(0.5)

@@ -2,7 +2,11 @@
 validation rows), every classic-ML model, tuned ones with their chosen hyperparameters, is scored
 on K stratified folds of train + validation and refitted on all of it, each fold and each refit
 one Ray task (evaluation/selection.py). Evaluation then chooses on these scores, and the refitted
-model is the one the test split scores."""
+model is the one the test split scores.
+
+Then the soft-voting ensemble of the best `evaluation.ensemble` of them: its score on each fold
+comes from its members' out-of-fold outputs, so it competes on the same held-out footing; it
+votes with the members as refitted (tested) and as fitted on train (its validation score)."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -10,11 +14,14 @@ from collections import defaultdict
 import numpy as np
 
 from rayfit.evaluation.baselines import BASELINES, fit_estimator
-from rayfit.evaluation.fitted import SklearnModel
-from rayfit.evaluation.selection import folds_for, score_fold, split_folds, summarize
-from rayfit.stages.state import RunState
+from rayfit.evaluation.fitted import SklearnModel, SoftVote
+from rayfit.evaluation.selection import (
+    ensemble_folds, ensemble_members, folds_for, score_fold, split_folds, summarize,
+)
+from rayfit.stages.state import RunState, Trained
 
 STAGE = "cv"
+ENSEMBLE = "ensemble"
 
 
 def train_and_validation(prepared) -> tuple[np.ndarray, np.ndarray]:
@@ -31,8 +38,11 @@ def cross_validate(state: RunState) -> None:
     state.cv_folds = folds_for(exp.evaluation.cv, len(y), prepared.task, y)
     if state.cv_folds is None:
         return
-    names = [name for name, trained in state.trained.items()
-             if trained.framework == SklearnModel.kind and name not in state.cv]
+    crossed = [name for name, trained in state.trained.items() if trained.framework == SklearnModel.kind]
+    wants_ensemble = exp.evaluation.ensemble >= 2 and ENSEMBLE not in state.trained
+    # The ensemble's score needs its members' out-of-fold outputs, which live in this process only:
+    # a run resumed before its ensemble was made cross-validates its models again.
+    names = crossed if wants_ensemble else [name for name in crossed if name not in state.cv]
     if not names:
         return
     folds = split_folds(y, prepared.task, state.cv_folds, exp.seed)
@@ -44,30 +54,48 @@ def cross_validate(state: RunState) -> None:
     for name in names:
         estimator = ray.put(state.trained[name].model.estimator)
         baseline = registry_name(state, name)
-        for fit_rows, held_out in folds:
+        for i, (fit_rows, held_out) in enumerate(folds):
             pending[score.options(name=f"rayfit.cv[{name}]").remote(
-                estimator, baseline, prepared.task, cw, cpus, data, fit_rows, held_out, prepared.n_classes)] = name
-        pending[refit.options(name=f"rayfit.refit[{name}]").remote(estimator, baseline, cw, cpus, data)] = name
+                estimator, baseline, prepared.task, cw, cpus, data, fit_rows, held_out, prepared.n_classes)] = (name, i)
+        pending[refit.options(name=f"rayfit.refit[{name}]").remote(estimator, baseline, cw, cpus, data)] = (name, None)
     total = len(pending)
     display.start(STAGE, f"{state.cv_folds}-fold cross-validation of {len(names)} models, then refit on "
                          f"train + validation", total=total)
-    scores, refitted = defaultdict(list), {}
+    scores, outputs, refitted = defaultdict(list), defaultdict(lambda: [None] * len(folds)), {}
     with state.timed(STAGE):
         while pending:
             ready = current_watchdog().wait(list(pending))[0]
-            name = pending.pop(ready)
+            name, fold = pending.pop(ready)
             out = ray.get(ready)
-            if isinstance(out, dict):
-                scores[name].append(out)
-            else:
+            if fold is None:
                 refitted[name] = out
+            else:
+                scores[name].append(out[0])
+                outputs[name][fold] = out[1]
             display.advance(STAGE, total - len(pending), total, name, echo=False)
             if len(scores[name]) == state.cv_folds and name in refitted:
                 model = SklearnModel(name, prepared.task, refitted.pop(name), prepared.n_classes)
                 state.finished_cv(name, summarize(scores.pop(name)), state.cv_folds, model)
-    best = max(names, key=lambda n: _for_ranking(state, n))
-    display.finish(STAGE, f"{len(names)} models, best {best}: cv {state.metric} "
+        if wants_ensemble:
+            _soft_vote(state, y, folds, outputs)
+    best = max(state.cv, key=lambda n: _for_ranking(state, n))
+    display.finish(STAGE, f"{len(state.cv)} models, best {best}: cv {state.metric} "
                           f"{state.cv[best][state.metric]['mean']:.4f} ± {state.cv[best][state.metric]['std']:.4f}")
+
+
+def _soft_vote(state: RunState, y: np.ndarray, folds, outputs: dict[str, list]) -> None:
+    prepared = state.prepared
+    members = ensemble_members(state.cv, state.metric, state.exp.evaluation.ensemble)
+    if len(members) < 2:
+        return
+    summary = summarize(ensemble_folds(prepared.task, y, folds, outputs, members, prepared.n_classes))
+    on_train = SoftVote(ENSEMBLE, prepared.task, [state.trained[m].model for m in members])
+    seconds = sum(state.trained[m].train_time_s for m in members)
+    state.finished(ENSEMBLE, Trained(on_train, SoftVote.kind, seconds, run_info={"members": members}))
+    state.finished_cv(ENSEMBLE, summary, state.cv_folds,
+                      SoftVote(ENSEMBLE, prepared.task, [state.refitted[m] for m in members]))
+    state.display.say(f"{STAGE}: soft-voting ensemble of {', '.join(members)}: cv {state.metric} "
+                      f"{summary[state.metric]['mean']:.4f} ± {summary[state.metric]['std']:.4f}")
 
 
 def _for_ranking(state: RunState, name: str) -> float:

@@ -39,7 +39,8 @@ def cross_validate(state: RunState) -> None:
     if state.cv_folds is None:
         return
     crossed = [name for name, trained in state.trained.items() if trained.framework == SklearnModel.kind]
-    wants_ensemble = exp.evaluation.ensemble >= 2 and ENSEMBLE not in state.trained
+    voters = [name for name in crossed if name != "dummy"]
+    wants_ensemble = exp.evaluation.ensemble >= 2 and len(voters) >= 2 and ENSEMBLE not in state.trained
     # The ensemble's score needs its members' out-of-fold outputs, which live in this process only:
     # a run resumed before its ensemble was made cross-validates its models again.
     names = crossed if wants_ensemble else [name for name in crossed if name not in state.cv]

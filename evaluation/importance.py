@@ -47,3 +47,39 @@ def permutation_importance(model, X, y, feature_names, metric: str, n_classes, r
         shuffled[..., j] = X[..., j]
         rows.append((name, float(np.mean(drops)), float(np.std(drops))))
     return sorted(rows, key=lambda row: row[1], reverse=True)
+
+
+def _inner_estimator(estimator):
+    """The fitted model under rayfit's wrappers: a target scaler's regressor, a calibrator's
+    classifier (its first fold's, or the single one of ensemble=False)."""
+    if hasattr(estimator, "regressor_"):
+        return _inner_estimator(estimator.regressor_)
+    if hasattr(estimator, "calibrated_classifiers_"):
+        return _inner_estimator(estimator.calibrated_classifiers_[0].estimator)
+    return estimator
+
+
+def native_importance(model, feature_names) -> tuple[str, list[tuple[str, float]]]:
+    """(what it measures, [(feature, share)] largest first) from what the model itself learned:
+    trees' impurity decrease, boosters' gain, a linear model's absolute coefficients (features are
+    standardized, so they compare). A text column's features add up to the column (feature_groups).
+    Shares sum to 1. ("", []) for a model without such a notion (a network, k nearest neighbours,
+    an RBF SVM, an ensemble)."""
+    estimator = getattr(model, "estimator", None)
+    if estimator is None:
+        return "", []
+    inner = _inner_estimator(estimator)
+    if hasattr(inner, "feature_importances_"):
+        booster = type(inner).__module__.split(".")[0] in ("xgboost", "lightgbm")
+        kind, values = ("gain" if booster else "impurity decrease"), np.asarray(inner.feature_importances_, dtype=float)
+    elif hasattr(inner, "coef_"):
+        coef = np.atleast_2d(np.asarray(inner.coef_, dtype=float))
+        kind, values = "coefficient magnitude", np.abs(coef).mean(axis=0)
+    else:
+        return "", []
+    if values.shape != (len(feature_names),) or not np.isfinite(values).all() or values.sum() <= 0:
+        return "", []
+    grouped = {name: float(values[j].sum()) for name, j in feature_groups(feature_names).items()}
+    total = sum(grouped.values())
+    return kind, sorted(((name, value / total) for name, value in grouped.items()), key=lambda row: row[1],
+                        reverse=True)

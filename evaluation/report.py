@@ -326,7 +326,21 @@ def _importance(ctx: ReportContext, plots: dict[str, Path]) -> list[Block]:
                   f"when one feature is shuffled (top {len(top)} of {len(ctx.importance)})."),
         Table(["Rank", "Feature", f"Mean drop in {ctx.primary_metric}", "Std"], rows),
         *_images(plots, "feature_importance"),
+        *_native_importance(ctx),
     ]
+
+
+def _native_importance(ctx: ReportContext) -> list[Block]:
+    """What each model itself learned to rely on, beside the best model's permutation importance."""
+    rows = [[name, entry["native_importance"]["kind"],
+             ", ".join(f"{feature} ({100 * share:.0f}%)" for feature, share in entry["native_importance"]["top"][:5])]
+            for name, entry in ctx.models.items() if entry.get("native_importance")]
+    if not rows:
+        return []
+    return [Paragraph("Native importance, where a model has one: trees' impurity decrease, boosters' gain, "
+                      "linear models' absolute coefficients on standardized features; each feature's share "
+                      "(top 5):"),
+            Table(["Model", "Measure", "Features"], rows)]
 
 
 def _timings(ctx: ReportContext) -> list[Block]:

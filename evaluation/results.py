@@ -35,11 +35,17 @@ HOW_IT_RAN = ("workers", "device", "gpus_per_worker", "amp", "launch_reason", "l
               "members")  # an ensemble's: the models that vote
 
 
+NATIVE_TOP = 10  # features kept of a model's native importance in metrics.json
+
+
 def model_entry(framework: str, test: dict, val: dict, train_time_s: float, launch: str = "",
-                run_info: Optional[dict] = None, cv: Optional[dict] = None) -> dict:
+                run_info: Optional[dict] = None, cv: Optional[dict] = None,
+                native_importance: tuple = ("", [])) -> dict:
     """One model in `models`: its scores on both splits (and on cross-validation, {metric: {mean,
-    std, folds}}, where computed), what it was chosen on, and, for a network, how it ran."""
+    std, folds}}, where computed), what it was chosen on, for a network how it ran, and for a model
+    that has one its native importance ({kind, top: [[feature, share], ...]}: evaluation/importance.py)."""
     info = run_info or {}
+    kind, ranked = native_importance
     return {
         "framework": framework,
         "test": test,
@@ -49,6 +55,8 @@ def model_entry(framework: str, test: dict, val: dict, train_time_s: float, laun
         **{k: info[k] for k in HOW_IT_RAN if k in info and info[k] not in ("", {}, [])},
         **({"cv": cv} if cv else {}),
         "selected_on": "cv" if cv else "val",
+        **({"native_importance": {"kind": kind, "top": [[f, round(v, 4)] for f, v in ranked[:NATIVE_TOP]]}}
+           if kind else {}),
     }
 
 

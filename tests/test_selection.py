@@ -89,6 +89,13 @@ def test_a_small_table_is_chosen_on_cross_validation_and_tested_as_refitted(ray_
     assert metrics["best_model"] == max(cv, key=cv.get)
     assert cv["linear"] > cv["decision_tree"] > cv["dummy"]
 
+    # What each model learned to rely on: the label is x0 - x1 plus noise.
+    linear, tree = metrics["models"]["linear"]["native_importance"], metrics["models"]["decision_tree"]["native_importance"]
+    assert linear["kind"] == "coefficient magnitude" and tree["kind"] == "impurity decrease"
+    assert {f for f, _ in linear["top"][:2]} == {f for f, _ in tree["top"][:2]} == {"x0", "x1"}
+    assert abs(sum(share for _, share in linear["top"]) - 1) < 1e-3  # every feature's share, all 5 kept
+    assert "native_importance" not in metrics["models"]["dummy"]
+
     # A cross-validated model is tested as refitted on train + validation: the same estimator fitted
     # on those rows.
     from rayfit.data import prepare
@@ -111,6 +118,7 @@ def test_a_small_table_is_chosen_on_cross_validation_and_tested_as_refitted(ray_
     report = (run / "report.md").read_text()
     assert "chosen on 5-fold cross-validation accuracy" in report
     assert "Cross-validation: 5 folds of train + validation (255 rows)" in report
+    assert "| linear | coefficient magnitude | x" in report  # the native importance table
 
 
 def test_a_soft_vote_averages_its_members_and_saves_with_them(tmp_path):

@@ -27,7 +27,7 @@ class Evaluation:
 
 
 def evaluate(state: RunState) -> Evaluation:
-    from rayfit.evaluation.importance import permutation_importance
+    from rayfit.evaluation.importance import native_importance, permutation_importance
 
     exp, prepared, display, metric = state.exp, state.prepared, state.display, state.metric
     started = time.perf_counter()
@@ -40,7 +40,7 @@ def evaluate(state: RunState) -> Evaluation:
         test = score_model(tested, prepared.X_test, prepared.y_test, prepared.n_classes)
         val = score_model(trained.model, prepared.X_val, prepared.y_val, prepared.n_classes)
         scores[name] = model_entry(trained.framework, test, val, trained.train_time_s, trained.launch, trained.run_info,
-                                   cv=state.cv.get(name))
+                                   cv=state.cv.get(name), native_importance=native_importance(tested, prepared.feature_names))
         display.advance("evaluate", i, len(state.trained), name, echo=False)
     best = best_on_selection(scores, metric)
     best_model = state.refitted.get(best, state.trained[best].model)

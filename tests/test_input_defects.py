@@ -183,3 +183,18 @@ def test_a_search_stopped_before_its_first_state_is_started_anew(tmp_path):
     (stopped / "tuner.pkl").write_bytes(b"\x80\x04N.")
     (stopped / "experiment_state-2026-11-29_10-00-00.json").write_text("{}")
     assert _restorable(Location.of(stopped)) and stopped.is_dir()
+
+
+def test_a_trial_continues_from_its_own_newest_checkpoint_not_an_older_record(tmp_path):
+    """A driver killed within a second of a trial's report leaves Tune's record a checkpoint behind."""
+    from ray.train import Checkpoint
+
+    from rayfit.trainers.checkpoints import newest_of_owner
+
+    trial = tmp_path / "train_trial_482a5_00002_2_lr=0.0001_2026-11-29_15-48-18"
+    for index in (0, 1, 2):
+        (trial / f"checkpoint_00000{index}").mkdir(parents=True)
+    recorded = Checkpoint(str(trial / "checkpoint_000001"))
+    assert newest_of_owner(recorded, "482a5_00002").path == str(trial / "checkpoint_000002")
+    assert newest_of_owner(recorded, "482a5_00003") is recorded  # another trial's (a PBT donor's): as given
+    assert newest_of_owner(None, "482a5_00002") is None

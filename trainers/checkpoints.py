@@ -79,6 +79,18 @@ def intact_or_earlier(checkpoint: Optional[Checkpoint], say: Say = print) -> Opt
     return _as_checkpoint(chosen) if chosen else None
 
 
+def newest_of_owner(checkpoint: Optional[Checkpoint], owner: str) -> Optional[Checkpoint]:
+    """The newest checkpoint beside `checkpoint` when it lies in a directory of `owner`'s own (a Tune
+    trial's, named with its trial id); else `checkpoint` as it is (none, or a PBT donor's)."""
+    if checkpoint is None:
+        return None
+    here = Location.of_filesystem(checkpoint.filesystem, checkpoint.path)
+    if here is None or f"_{owner}_" not in here.parent.name:
+        return checkpoint
+    newer = sorted(c.name for c in here.parent.children() if c.name.startswith(PREFIX) and c.name > here.name)
+    return _as_checkpoint(here.parent.join(newer[-1])) if newer else checkpoint
+
+
 # -- a task's checkpoint store -------------------------------------------------------------------
 
 def _numbered(directory: Location) -> list[Location]:

@@ -37,7 +37,7 @@ class WorkerGroupContext:
 
         return intact_or_earlier(ray.train.get_checkpoint(), say)
 
-    def wants_checkpoint(self, improved: bool) -> bool:
+    def wants_checkpoint(self, improved: bool, final: bool) -> bool:
         return self.rank == 0  # every epoch, from rank 0: the others hold the same weights
 
     def report(self, metrics: dict, checkpoint_dir: Optional[Path]) -> None:
@@ -61,13 +61,18 @@ class TrialContext:
     def latest_checkpoint(self, say):
         from ray import tune
 
-        from rayfit.trainers.checkpoints import intact_or_earlier
+        from rayfit.trainers.checkpoints import intact_or_earlier, newest_of_owner
 
-        return intact_or_earlier(tune.get_checkpoint(), say)  # set when a trial is resumed or exploited (PBT)
+        checkpoint = tune.get_checkpoint()  # set when a trial is resumed or exploited (PBT)
+        # A driver killed within a second of a report leaves Tune's record behind what the trial
+        # wrote: continue from the trial's own newest checkpoint, not redo epochs it had finished.
+        checkpoint = newest_of_owner(checkpoint, tune.get_context().get_trial_id())
+        return intact_or_earlier(checkpoint, say)
 
-    def wants_checkpoint(self, improved: bool) -> bool:
-        # Only on improvement, so a small trial is not dominated by checkpoint I/O.
-        return improved or self.checkpoint_every_epoch
+    def wants_checkpoint(self, improved: bool, final: bool) -> bool:
+        # On improvement (a small trial is not dominated by checkpoint I/O), and at the last epoch:
+        # a finished trial that Tune's record missed then resumes finished, with nothing to redo.
+        return improved or final or self.checkpoint_every_epoch
 
     def report(self, metrics: dict, checkpoint_dir: Optional[Path]) -> None:
         from ray import tune
@@ -90,7 +95,7 @@ class TaskContext:
 
         return latest_checkpoint(self.checkpoint_dir, say)
 
-    def wants_checkpoint(self, improved: bool) -> bool:
+    def wants_checkpoint(self, improved: bool, final: bool) -> bool:
         return True
 
     def report(self, metrics: dict, checkpoint_dir: Optional[Path]) -> None:

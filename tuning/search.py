@@ -251,6 +251,10 @@ def _latest_checkpoint(result) -> Optional[Path]:
         if not len(paths):
             return None
         checkpoint = tune.Checkpoint(paths.iloc[-1], filesystem=result.filesystem)
+    elif "trial_id" in result.metrics:  # what the trial wrote last, if Tune's record missed it (trainers/contexts.py)
+        from rayfit.trainers.checkpoints import newest_of_owner
+
+        checkpoint = newest_of_owner(checkpoint, result.metrics["trial_id"])
     import pyarrow.fs as pafs
 
     if isinstance(checkpoint.filesystem, pafs.LocalFileSystem):

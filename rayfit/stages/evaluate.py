@@ -61,7 +61,8 @@ def evaluate(state: RunState) -> Evaluation:
     metrics = metrics_document(
         prepared.task, metric, best, dataset_entry(prepared.task, prepared.n_rows, prepared.n_features, prepared.n_classes),
         scores, resources=state.plan.describe() if state.plan is not None else None, searches=state.searches,
-        selection=selection_entry(state.cv_folds, len(prepared.y_train) + len(prepared.y_val)))
+        # cv only when some model was cross-validated (a run of networks alone chose on validation)
+        selection=selection_entry(state.cv_folds if state.cv else None, len(prepared.y_train) + len(prepared.y_val)))
     best_params = state.search["best_params"] if state.search is not None else {}
     write_results(state.run_dir, metrics, best_params)
     on = scores[best]["selected_on"]

@@ -202,6 +202,17 @@ def _lightgbm(task, cw, seed, threads):
     return lightgbm.LGBMRegressor(**common)
 
 
+def _catboost(task, cw, seed, threads):
+    import catboost
+
+    # no files: CatBoost writes catboost_info/ into the working directory unless told not to
+    common = dict(iterations=300, learning_rate=0.1, depth=6, thread_count=threads, random_seed=seed,
+                  verbose=False, allow_writing_files=False)
+    if task == "classification":
+        return catboost.CatBoostClassifier(class_weights=cw, **common)
+    return catboost.CatBoostRegressor(**common)
+
+
 _TREE_SPACE = {"max_depth": {"choice": [None, 4, 8, 16]}, "min_samples_leaf": {"randint": [1, 20]},
                "max_features": {"choice": ["sqrt", 0.5, 1.0]}}
 _TREE_TUNABLE = ("max_depth", "min_samples_leaf", "max_features", "min_samples_split")
@@ -257,6 +268,13 @@ BASELINES: dict[str, Baseline] = {
         # subsample only takes effect with bagging every iteration
         growth=("n_estimators", 10), in_steps={"subsample_freq": 1},
         continue_fit=lambda model: {"init_model": model.booster_}),
+    # CatBoost, where it installs (the `catboost` extra): a fitted model's parameters cannot change,
+    # so it is fitted whole (no growth in steps for a scheduler to stop); not in the default set
+    "catboost": Baseline(
+        _catboost, default=False, package="catboost",
+        space={"learning_rate": {"loguniform": [0.01, 0.3]}, "depth": {"randint": [4, 10]},
+               "l2_leaf_reg": {"loguniform": [0.1, 30.0]}},
+        tunable=("learning_rate", "depth", "l2_leaf_reg", "iterations", "bagging_temperature")),
 }
 
 

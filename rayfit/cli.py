@@ -51,6 +51,10 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(message)
 
 
+TASKS = ["auto", "classification", "regression", "clustering"]
+TASK_HELP = ("default: inferred from the target; clustering needs no target (--target then names a label column "
+             "that judges the clusters)")
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rayfit", description="Distributed training on Ray: data -> models -> report.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -59,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", nargs="?", help="experiment YAML (see examples/)")
     run.add_argument("--data", help="a .csv / .parquet file or a built-in set (synthetic, iris, ...)")
     run.add_argument("--target", help="the column to predict")
-    run.add_argument("--task", choices=["auto", "classification", "regression"], help="default: inferred")
+    run.add_argument("--task", choices=TASKS, help=TASK_HELP)
     run.add_argument("--out", help="run directory or storage URI (must not exist or be empty); "
                                    "default <storage>/<name>-<time>")
     run.add_argument("--storage", help=STORAGE_HELP)
@@ -82,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("config", nargs="?", help="experiment YAML (see examples/)")
     submit.add_argument("--data", help="a .csv / .parquet file (shipped with the job) or a built-in set")
     submit.add_argument("--target", help="the column to predict")
-    submit.add_argument("--task", choices=["auto", "classification", "regression"], help="default: inferred")
+    submit.add_argument("--task", choices=TASKS, help=TASK_HELP)
     submit.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override a config key (repeatable)")
     _dashboard_address(submit)

@@ -44,8 +44,12 @@ class DataConfig(_Section):
     # A built-in set name (see rayfit.data.builtin), a .csv / .parquet / .npz path, or a folder of
     # one image subfolder per class.
     source: str = "synthetic"
-    target: Optional[str] = None  # target column; built-in sets know their own
-    task: Literal["auto", "classification", "regression"] = "auto"  # auto: inferred from the target
+    # target column; built-in sets know their own. With task: clustering, an optional label column
+    # that judges the clusters (adjusted Rand index, mutual information) and is never a feature.
+    target: Optional[str] = None
+    # auto: classification or regression, inferred from the target; clustering: no target to predict
+    # (the `clustering` section says what is searched)
+    task: Literal["auto", "classification", "regression", "clustering"] = "auto"
     split: SplitConfig = SplitConfig()
     stratify: bool = True  # keep class proportions in every split (classification)
     drop_duplicates: bool = True  # drop exact duplicate rows
@@ -82,6 +86,39 @@ class BaselinesConfig(_Section):
         if unknown:
             raise ValueError(f"unknown baseline {unknown[0]!r}; choose from {', '.join(BASELINE_NAMES)}")
         return models
+
+
+class ClusteringConfig(_Section):
+    """task: clustering. Each algorithm is searched over its settings, every candidate one Ray task;
+    the best of each algorithm, and the run's best, by `metric`."""
+
+    algorithms: list[Literal["kmeans", "agglomerative", "dbscan"]] = ["kmeans", "agglomerative", "dbscan"]
+    k: tuple[int, int] = (2, 10)  # the numbers of clusters searched, both ends included (kmeans, agglomerative)
+    linkage: Literal["ward", "average", "complete", "single"] = "ward"  # agglomerative
+    min_samples: int = Field(5, ge=2)  # DBSCAN: neighbours that make a core point; eps is searched
+    # the candidates' measure: silhouette and calinski_harabasz higher, davies_bouldin lower is better
+    metric: Literal["silhouette", "davies_bouldin", "calinski_harabasz"] = "silhouette"
+    embeddings: list[Literal["pca", "tsne", "umap"]] = ["pca", "tsne", "umap"]  # 2-D views in the report
+    # rows beyond this are sampled (same rows for all): t-SNE and UMAP embed them, silhouette scores
+    # them, agglomerative clustering (quadratic memory) is skipped above max_agglomerative_rows
+    sample_rows: int = Field(3000, ge=100)
+    max_agglomerative_rows: int = Field(20000, ge=100)
+    cpus_per_model: int = Field(1, ge=1)  # CPUs each candidate's Ray task holds, and its threads
+
+    @field_validator("k")
+    @classmethod
+    def _range(cls, k):
+        low, high = k
+        if low < 2 or high < low:
+            raise ValueError(f"k: [{low}, {high}] is not a range of at least 2 clusters (low >= 2, high >= low)")
+        return k
+
+    @field_validator("algorithms", "embeddings")
+    @classmethod
+    def _some(cls, names):
+        if len(set(names)) != len(names):
+            raise ValueError("names one twice")
+        return names
 
 
 class CNNSettings(_Section):
@@ -388,6 +425,7 @@ class Experiment(_Section):
     ray: RayConfig = RayConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     report: ReportConfig = ReportConfig()
+    clustering: ClusteringConfig = ClusteringConfig()  # task: clustering
 
     @field_validator("name")
     @classmethod
@@ -514,7 +552,7 @@ def load_experiment(
         if not isinstance(raw["data"], dict):
             raise UserError(f"{origin}: data: must be a section")
         raw["data"]["source"] = data
-        if target is None and not config_path and not _is_builtin(data):
+        if target is None and not config_path and not _is_builtin(data) and task != "clustering":
             if not Path(data).exists() and "://" not in data:  # a typo says so before anything else
                 raise UserError(f"data file not found: {data} (and not a built-in set)")
             raise UserError("--target is required with --data (name the column to predict)")

@@ -1,4 +1,5 @@
-"""The driver: prepare -> Ray and preflight -> baselines and networks -> searches -> evaluate -> report.
+"""The driver: prepare -> Ray and preflight -> baselines and networks -> searches -> evaluate -> report
+(task: clustering: prepare -> Ray -> the clustering candidates and embeddings -> report).
 
 Each stage is a module of rayfit/stages/ working on one RunState; this file only says their order.
 """
@@ -11,6 +12,7 @@ from rayfit.config import Experiment
 from rayfit.errors import UserError
 from rayfit.progress import Display
 from rayfit.run_dir import LOG_FILE, output_to_log
+from rayfit.stages.clustering import check_clustering_fits, run_clustering
 from rayfit.stages.cross_validate import cross_validate
 from rayfit.stages.evaluate import evaluate
 from rayfit.stages.open_run import new_run, resumed_run
@@ -38,11 +40,29 @@ def resume_experiment(run: str, display: Display, verbose: bool = False, address
     return state.location
 
 
+def _cluster(state: RunState, on_preflight_error: Optional[Callable[[], None]]) -> None:
+    """task: clustering: Ray, then every candidate and embedding as Ray tasks, then the report."""
+    try:
+        start_ray(state)
+        check_clustering_fits(state)
+        check_storage_reaches_every_node(state.location)
+    except UserError:
+        if on_preflight_error:
+            on_preflight_error()
+        raise
+    with watching_for_stalls(state):
+        run_clustering(state)
+    state.record.finish()
+
+
 def _run_stages(state: RunState, verbose: bool, on_preflight_error: Optional[Callable[[], None]] = None) -> None:
     state.display.attach_log(state.run_dir / LOG_FILE)
     try:
         with output_to_log(state.run_dir / LOG_FILE, verbose):
             try:
+                if state.exp.data.task == "clustering":
+                    _cluster(state, on_preflight_error)
+                    return
                 try:
                     start_ray(state)
                     preflight(state.exp)

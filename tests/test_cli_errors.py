@@ -55,7 +55,7 @@ CASES = {
     "set without equals": (["run", "--set", "torch.epochs"], ["--set", "key.path=value"]),
     "set unknown key": (["run", "--set", "torch.epoks=3"], ["torch.epoks", "unknown key"]),
     "set wrong type": (["run", "--set", "tune.num_samples=many"], ["tune.num_samples", "integer"]),
-    "bad task choice": (["run", "--task", "clustering"], ["clustering", "classification", "regression"]),
+    "bad task choice": (["run", "--task", "ranking"], ["ranking", "classification", "regression", "clustering"]),
     "no command": ([], ["command"]),
     "out is an earlier run": (["run", "--out", "earlier"], ["earlier", "already exists", "never overwrites"]),
     "metric of the wrong task": (["run", "--data", "diabetes", "--set", "report.primary_metric=accuracy"],

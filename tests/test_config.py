@@ -39,7 +39,7 @@ def test_resolved_config_round_trips():
     ({"torch": {"epochs": "many"}}, "torch.epochs: Input should be a valid integer"),
     ({"torch": {"dropout": 1.5}}, "torch.dropout: Input should be less than 1"),
     ({"data": {"split": {"train": 0.8, "val": 0.15, "test": 0.15}}}, "data.split: train + val + test must be 1.0"),
-    ({"data": {"task": "clustering"}}, "data.task: Input should be 'auto', 'classification' or 'regression'"),
+    ({"data": {"task": "ranking"}}, "data.task: Input should be 'auto', 'classification', 'regression' or 'clustering'"),
     ({"baselines": {"models": ["svn"]}}, "unknown baseline 'svn'; choose from dummy, linear"),
     ({"tune": {"space": {"lr": {"loguniform": [0, 1]}}}}, "loguniform bounds must be positive"),
     ({"tune": {"space": {"lr": {"uniform": [1, 0.1]}}}}, "bounds must be ordered"),

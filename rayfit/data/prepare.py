@@ -21,10 +21,11 @@ from rayfit.data.arrays import ChannelStandardizer, load_examples, resolve_kind
 from rayfit.data.load import load_table
 from rayfit.data.preprocessing import DatetimeExpander, build_columns
 from rayfit.data.sequences import WindowedSeries, chronological_ranges, numeric_columns, windows_in
-from rayfit.data.target import detect_task, encode_classes, regression_values, resolve_target
+from rayfit.data.target import detect_task, encode_classes, regression_values, resolve_target, shorten
 from rayfit.errors import UserError
 
 MIN_ROWS = 20  # below this, a three-way split leaves nothing to learn or judge from
+MIN_CLUSTER_ROWS = 10  # fewer rows than this do not make clusters worth the name
 MIN_ROWS_PER_CLASS = 3  # a stratified split puts at least one row of each class in each part
 AUTO_WEIGHT_RATIO = 1.5  # class_weight auto: weight classes when the largest is this many times the smallest
 
@@ -115,6 +116,75 @@ def prepare(cfg: DataConfig, seed: int) -> Prepared:
         class_names=class_names, class_weights=weights, preprocessor=preprocessor, log=log,
         n_rows=len(frame), source=cfg.source,
     )
+
+
+@dataclass
+class Unlabelled:
+    """A table ready for clustering: every row, preprocessed; the label column (if any) kept aside
+    to judge the clusters by, never as a feature. Saved like Prepared (save_preprocessing)."""
+
+    X: np.ndarray  # float32 (rows, features), every row of the cleaned table
+    labels: Optional[np.ndarray]  # int64 codes of the label column, or None
+    label_names: Optional[list[str]]
+    target: Optional[str]  # the label column
+    feature_names: list[str]
+    raw_columns: list[str]
+    preprocessor: Any
+    log: list[str] = field(default_factory=list)
+    n_rows: int = 0
+    source: str = ""
+    task: str = "clustering"
+    kind: str = "tabular"
+    class_names: Optional[list[str]] = None  # predictions are cluster numbers, not classes
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.X.shape[1:])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X.shape[1])
+
+
+def prepare_unlabelled(cfg: DataConfig) -> Unlabelled:
+    """Load and clean a table for clustering, and fit its preprocessing on every row (there is no
+    split: nothing is predicted that a held-out row could check). Rows are kept as they are in the
+    file, duplicates too, so that assignments.csv lines up with it."""
+    kind, _ = resolve_kind(cfg)
+    if kind != "tabular":
+        raise UserError(f"task: clustering takes a table (CSV or Parquet), but {cfg.source} is {kind} data")
+    frame, default_target = load_table(cfg.source)
+    frame.columns = [str(c) for c in frame.columns]
+    target = cfg.target or default_target
+    if target is not None and target not in frame.columns:
+        raise UserError(f"label column {target!r} not found in {cfg.source}; columns: {shorten(frame.columns)}")
+    log: list[str] = ["task: clustering" + (f" (column {target!r} judges the clusters, it is not a feature)"
+                                            if target else " (no label column: judged by the clusters' shape alone)")]
+    frame = clean.infinities_as_missing(frame, log)
+    if cfg.drop_constant:
+        frame = clean.drop_constant_columns(frame, target, log)
+    if cfg.drop_id_like:
+        frame = clean.drop_id_like_columns(frame, target, log)
+    frame = frame.reset_index(drop=True)
+    features = frame.drop(columns=[target]) if target else frame
+    if features.shape[1] < 1:
+        raise UserError(f"no feature columns left in {cfg.source} after cleaning")
+    if len(frame) < MIN_CLUSTER_ROWS:
+        raise UserError(f"too few rows to cluster: {len(frame)} (need at least {MIN_CLUSTER_ROWS})")
+    labels = label_names = None
+    if target:
+        known = frame[target].notna().to_numpy()
+        codes, label_names = encode_classes(frame.loc[known, target], [])
+        labels = np.full(len(frame), -1, dtype=np.int64)  # -1: no label (left out of ARI and NMI)
+        labels[known] = codes
+    kinds = clean.column_kinds(features, None)
+    preprocessor = _fit_preprocessor(features, np.arange(len(features)), kinds, cfg, log)
+    X = np.asarray(preprocessor.transform(features), dtype=np.float32)
+    log = [line.replace("fitted on train", "fitted on every row") for line in log]
+    return Unlabelled(X=X, labels=labels, label_names=label_names, target=target,
+                      feature_names=[str(n) for n in preprocessor.get_feature_names_out()],
+                      raw_columns=list(features.columns), preprocessor=preprocessor, log=log, n_rows=len(frame),
+                      source=cfg.source)
 
 
 def _prepare_examples(cfg: DataConfig, seed: int, kind: str) -> Prepared:

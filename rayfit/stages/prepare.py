@@ -20,6 +20,8 @@ def prepare_data(exp: Experiment, display: Display) -> tuple[Prepared, str, floa
     """(the prepared splits, the primary metric, seconds taken)."""
     display.start("data", f"prepare {exp.data.source}")
     started = time.perf_counter()
+    if exp.data.task == "clustering":
+        return _prepare_for_clustering(exp, display, started)
     with local_copy(exp.data.source) as source:  # a file in an object store is read from a copy
         prepared = prepare(exp.data.model_copy(update={"source": source}), exp.seed)
     prepared.source = exp.data.source
@@ -30,6 +32,17 @@ def prepare_data(exp: Experiment, display: Display) -> tuple[Prepared, str, floa
     display.finish("data", f"{prepared.task}, {prepared.n_rows} rows -> {len(prepared.y_train)}/"
                            f"{len(prepared.y_val)}/{len(prepared.y_test)}, {prepared.n_features} features")
     return prepared, metric, time.perf_counter() - started
+
+
+def _prepare_for_clustering(exp: Experiment, display: Display, started: float):
+    from rayfit.data.prepare import prepare_unlabelled
+
+    with local_copy(exp.data.source) as source:
+        data = prepare_unlabelled(exp.data.model_copy(update={"source": source}))
+    data.source = exp.data.source
+    labels = f", label column {data.target!r}" if data.target else ""
+    display.finish("data", f"clustering, {data.n_rows} rows, {data.n_features} features{labels}")
+    return data, exp.clustering.metric, time.perf_counter() - started
 
 
 def primary_metric(exp: Experiment, task: str) -> str:

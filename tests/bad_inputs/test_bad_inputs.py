@@ -110,6 +110,16 @@ CASES = [
     ("rows-too-few", {"rows.csv": _csv(_table(rows=4))}, RUN, "rows"),
     ("features-only-lists", {"rows.parquet": _parquet(pd.DataFrame({"l": [[1, 2]] * 60, "y": [0, 1] * 30}))},
      ["run", "--data", "rows.parquet", "--target", "y", *TINY], "column 'l' of rows.parquet holds lists"),
+    # -- task: clustering
+    ("cluster-k-range", {"rows.csv": GOOD}, ["run", "--data", "rows.csv", "--task", "clustering",
+                                             "--set", "clustering.k=[1, 4]"], "clustering.k"),
+    ("cluster-label-missing", {"rows.csv": GOOD}, ["run", "--data", "rows.csv", "--task", "clustering",
+                                                   "--target", "species"], "label column 'species' not found"),
+    ("cluster-arrays", {}, ["run", "--data", "sequences", "--task", "clustering"], "clustering takes a table"),
+    ("cluster-algorithm-unknown", {}, ["run", "--data", "iris", "--task", "clustering",
+                                       "--set", "clustering.algorithms=[kmeans, spectral]"], "clustering.algorithms"),
+    ("cluster-rows-too-few", {"rows.csv": _csv(_table(rows=6))}, ["run", "--data", "rows.csv", "--task", "clustering"],
+     "too few rows to cluster"),
     # -- runs, resume, predict
     ("out-not-empty", {"rows.csv": GOOD, "taken/keep.txt": b"mine"}, [*RUN[:5], "--out", "taken", *TINY], "--out taken: already exists"),
     ("out-under-a-file", {"rows.csv": GOOD, "afile": b"x"}, [*RUN, "--out", "afile/run"], "afile/run: cannot create the run directory"),

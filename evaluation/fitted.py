@@ -120,6 +120,35 @@ class SoftVote(FittedModel):
 LOADERS: dict[str, Callable[[Path, dict], FittedModel]] = {"sklearn": SklearnModel.load, "ensemble": SoftVote.load}
 
 
+def model_to_bytes(model: FittedModel) -> bytes:
+    """The model as one archive of its saved directory: what any process on any node can load
+    (`model_from_bytes`), whatever the framework, with no shared file system."""
+    import io
+    import tarfile
+    import tempfile
+
+    from rayfit.evaluation.manifest import write_manifest
+
+    with tempfile.TemporaryDirectory(prefix="rayfit-model-") as tmp:
+        model.save(Path(tmp) / "model")
+        write_manifest(Path(tmp) / "model")
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            tar.add(Path(tmp) / "model", arcname="model")
+    return buffer.getvalue()
+
+
+def model_from_bytes(blob: bytes) -> FittedModel:
+    import io
+    import tarfile
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="rayfit-model-") as tmp:
+        with tarfile.open(fileobj=io.BytesIO(blob), mode="r") as tar:
+            tar.extractall(tmp, filter="data")
+        return load_model(Path(tmp) / "model")
+
+
 def load_model(directory: Path) -> FittedModel:
     from rayfit.trainers.registry import FRAMEWORKS
 

@@ -49,6 +49,37 @@ def permutation_importance(model, X, y, feature_names, metric: str, n_classes, r
     return sorted(rows, key=lambda row: row[1], reverse=True)
 
 
+def importance_on_ray(models: dict, X, y, feature_names, metric: str, n_classes, repeats: int, seed: int,
+                      on_done=None) -> dict[str, list]:
+    """`permutation_importance` of every model at once, each in a Ray task of one CPU: name ->
+    [(feature, mean drop, std)]. A model travels as its saved directory (any framework, any node);
+    `on_done(name, done, total)` as each finishes."""
+    import ray
+
+    from rayfit.cluster.watchdog import current_watchdog
+    from rayfit.evaluation.fitted import model_to_bytes
+
+    task = ray.remote(num_cpus=1)(_importance_task)
+    X_ref, y_ref = ray.put(X), ray.put(y)
+    pending = {task.options(name=f"rayfit.importance[{name}]").remote(
+        model_to_bytes(model), X_ref, y_ref, list(feature_names), metric, n_classes, repeats, seed): name
+        for name, model in models.items()}
+    found, total = {}, len(pending)
+    while pending:
+        ready = current_watchdog().wait(list(pending))[0]
+        name = pending.pop(ready)
+        found[name] = ray.get(ready)
+        if on_done:
+            on_done(name, len(found), total)
+    return {name: found[name] for name in models}
+
+
+def _importance_task(blob, X, y, feature_names, metric, n_classes, repeats, seed):
+    from rayfit.evaluation.fitted import model_from_bytes
+
+    return permutation_importance(model_from_bytes(blob), X, y, feature_names, metric, n_classes, repeats, seed)
+
+
 def _inner_estimator(estimator):
     """The fitted model under rayfit's wrappers: a target scaler's regressor, a calibrator's
     classifier (its first fold's, or the single one of ensemble=False)."""

@@ -326,8 +326,21 @@ def _importance(ctx: ReportContext, plots: dict[str, Path]) -> list[Block]:
                   f"when one feature is shuffled (top {len(top)} of {len(ctx.importance)})."),
         Table(["Rank", "Feature", f"Mean drop in {ctx.primary_metric}", "Std"], rows),
         *_images(plots, "feature_importance"),
+        *_every_models_importance(ctx),
         *_native_importance(ctx),
     ]
+
+
+def _every_models_importance(ctx: ReportContext) -> list[Block]:
+    """Each model's permutation importance, by the same function on the same test split."""
+    rows = [[name, ", ".join(f"{feature} ({format_value(mean)})" for feature, mean, _ in
+                             entry["permutation_importance"]["top"][:5])]
+            for name, entry in ctx.models.items() if entry.get("permutation_importance", {}).get("top")]
+    if len(rows) < 2:
+        return []
+    return [Paragraph(f"Every model's permutation importance on the test split: the features whose shuffling "
+                      f"costs most {ctx.primary_metric} (top 5, mean drop):"),
+            Table(["Model", "Features"], rows)]
 
 
 def _native_importance(ctx: ReportContext) -> list[Block]:

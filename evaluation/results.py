@@ -7,6 +7,7 @@ metrics.json
     task, primary_metric, best_model (chosen on validation)
     dataset    {rows, features, classes (classification only)}
     models     name -> {framework, test: {metric: value}, val: {metric: value}, train_time_s,
+               permutation_importance {top: [[feature, mean drop, std], ...]} (tables),
                and for networks: launch ("ray_train" | "task"), workers, device, gpus_per_worker,
                amp, launch_reason, launch_figures (each only when known)}
     resources  the run plan (cluster/plan.py RunPlan.describe())

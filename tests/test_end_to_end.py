@@ -100,6 +100,22 @@ def test_models_learn_well_beyond_the_dummy(run):
         assert models[name]["test"]["accuracy"] >= dummy + 0.15, (name, models[name]["test"])
 
 
+def test_every_model_has_its_permutation_importance(run):
+    """One function, in parallel Ray tasks, for every model of every framework: the label is made of
+    num1, num2 and city, and each model that learned it finds one of them its most important input;
+    the dummy, which learned nothing, loses nothing to any shuffle."""
+    models = run["metrics"]["models"]
+    for name, entry in models.items():
+        top = entry["permutation_importance"]["top"]
+        assert len(top) >= 3 and all(len(row) == 3 for row in top), name
+        if name == "dummy":
+            assert all(mean == 0 for _, mean, _ in top)
+        elif entry["test"]["accuracy"] > models["dummy"]["test"]["accuracy"] + 0.15:
+            assert top[0][0] in ("num1", "num2") or top[0][0].startswith("city"), (name, top)
+    report = (run["dir"] / "report.md").read_text()
+    assert "Every model's permutation importance" in report and "| keras_mlp |" in report
+
+
 def test_cleaning_is_recorded_in_the_report(run):
     report = (run["dir"] / "report.md").read_text()
     for fragment in ("customer_id", "const", "signup", "num1", "city"):

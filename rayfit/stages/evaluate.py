@@ -12,7 +12,7 @@ from rayfit.data.preprocessing import save_preprocessing
 from rayfit.evaluation.fitted import FittedModel
 from rayfit.evaluation.manifest import write_manifest
 from rayfit.evaluation.metrics import is_better, score_model
-from rayfit.evaluation.results import dataset_entry, metrics_document, model_entry, selection_entry, write_results
+from rayfit.evaluation.results import NATIVE_TOP, dataset_entry, metrics_document, model_entry, selection_entry, write_results
 from rayfit.stages.state import RunState
 
 
@@ -27,7 +27,7 @@ class Evaluation:
 
 
 def evaluate(state: RunState) -> Evaluation:
-    from rayfit.evaluation.importance import native_importance, permutation_importance
+    from rayfit.evaluation.importance import native_importance
 
     exp, prepared, display, metric = state.exp, state.prepared, state.display, state.metric
     started = time.perf_counter()
@@ -44,10 +44,14 @@ def evaluate(state: RunState) -> Evaluation:
         display.advance("evaluate", i, len(state.trained), name, echo=False)
     best = best_on_selection(scores, metric)
     best_model = state.refitted.get(best, state.trained[best].model)
-    importance = []  # a pixel's importance says little; images get none
+    importances: dict[str, list] = {}  # a pixel's importance says little; images get none
     if prepared.kind != "image":
-        importance = permutation_importance(best_model, prepared.X_test, prepared.y_test, prepared.feature_names,
-                                            metric, prepared.n_classes, exp.report.importance_repeats, exp.seed)
+        importances = _every_importance(state, {name: state.refitted.get(name, trained.model)
+                                                for name, trained in state.trained.items()})
+        for name, ranked in importances.items():
+            scores[name]["permutation_importance"] = {
+                "top": [[feature, round(mean, 6), round(std, 6)] for feature, mean, std in ranked[:NATIVE_TOP]]}
+    importance = importances.get(best, [])
 
     # model/ appears whole: written beside it, then renamed (a rerun after a stop replaces a partial one)
     model_dir, partial = state.run_dir / "model", state.run_dir / ".model.partial"
@@ -70,6 +74,20 @@ def evaluate(state: RunState) -> Evaluation:
     display.finish("evaluate", f"best {best}: {on} {metric} {chosen_by:.4f}, test {metric} {scores[best]['test'][metric]:.4f}")
     state.stage_times["evaluate"] = time.perf_counter() - started
     return Evaluation(scores, best, best_model, importance, metrics, best_params)
+
+
+def _every_importance(state: RunState, models: dict) -> dict[str, list]:
+    """Permutation importance of every tested model on the test split, in parallel Ray tasks."""
+    from rayfit.evaluation.importance import importance_on_ray
+
+    prepared, display = state.prepared, state.display
+    display.start("importance", "permutation importance on the test split", total=len(models))
+    found = importance_on_ray(models, prepared.X_test, prepared.y_test, prepared.feature_names, state.metric,
+                              prepared.n_classes, state.exp.report.importance_repeats, state.exp.seed,
+                              on_done=lambda name, done, total: display.advance("importance", done, total, name,
+                                                                                echo=False))
+    display.finish("importance", f"{len(found)} models")
+    return found
 
 
 def best_on_selection(scores: dict[str, dict], metric: str) -> str:

@@ -120,6 +120,10 @@ class SoftVote(FittedModel):
 LOADERS: dict[str, Callable[[Path, dict], FittedModel]] = {"sklearn": SklearnModel.load, "ensemble": SoftVote.load}
 
 
+# kinds whose loader lives in a module of its own
+OWN_MODULE = {"booster": "rayfit.trainers.boosters", "clusters": "rayfit.evaluation.clustering"}
+
+
 def model_to_bytes(model: FittedModel) -> bytes:
     """The model as one archive of its saved directory: what any process on any node can load
     (`model_from_bytes`), whatever the framework, with no shared file system."""
@@ -158,6 +162,10 @@ def load_model(directory: Path) -> FittedModel:
     verify_manifest(directory)  # before anything in it is unpickled
     meta = json.loads((directory / MODEL_META).read_text())
     kind = meta["kind"]
+    if kind not in LOADERS and kind in OWN_MODULE:  # registered when their module is imported
+        import importlib
+
+        importlib.import_module(OWN_MODULE[kind])
     if kind not in LOADERS and kind in FRAMEWORKS:
         LOADERS[kind] = FRAMEWORKS[kind].load("fitted").load
     return LOADERS[kind](directory, meta)

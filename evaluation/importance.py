@@ -101,7 +101,7 @@ def native_importance(model, feature_names) -> tuple[str, list[tuple[str, float]
         return "", []
     inner = _inner_estimator(estimator)
     if hasattr(inner, "feature_importances_"):
-        booster = type(inner).__module__.split(".")[0] in ("xgboost", "lightgbm")
+        booster = type(inner).__module__.split(".")[0] in ("xgboost", "lightgbm") or getattr(inner, "is_booster", False)
         kind, values = ("gain" if booster else "impurity decrease"), np.asarray(inner.feature_importances_, dtype=float)
     elif hasattr(inner, "coef_"):
         coef = np.atleast_2d(np.asarray(inner.coef_, dtype=float))

@@ -76,6 +76,10 @@ class BaselinesConfig(_Section):
     # neighbours too), or a list of names.
     models: Union[Literal["default", "all"], list[str]] = "default"
     cpus_per_model: int = Field(1, ge=1)  # CPUs each baseline's task holds, and the threads it may use
+    # XGBoost and LightGBM: above 1, each trains data-parallel as a Ray Train worker group of this many
+    # workers (XGBoostTrainer, LightGBMTrainer), each of cpus_per_model CPUs reading its shard of the
+    # training split; 1: one Ray task each, like every other baseline
+    workers: int = Field(1, ge=1)
 
     @field_validator("models")
     @classmethod

@@ -13,7 +13,8 @@ def start_baselines(state: RunState, data) -> dict:
     import ray
 
     exp, prepared, display = state.exp, state.prepared, state.display
-    names = [name for name in baselines_for(exp.baselines.models, prepared.task) if name not in state.trained]
+    names = [name for name in baselines_for(exp.baselines.models, prepared.task)
+             if name not in state.trained and name not in in_worker_groups(state)]
     if names:
         display.start("baselines", "classic-ML baselines", total=len(names))
     cpus = exp.baselines.cpus_per_model
@@ -22,6 +23,34 @@ def start_baselines(state: RunState, data) -> dict:
     return {fit.options(name=f"rayfit.baseline[{name}]").remote(name, prepared.task, cw, exp.seed, data.ref,
                                                                stage_key(state.run_key, name), cpus): name
             for name in names}
+
+
+def in_worker_groups(state: RunState) -> list[str]:
+    """The baselines that train as Ray Train worker groups (baselines.workers > 1): XGBoost, LightGBM."""
+    from rayfit.trainers.boosters import DISTRIBUTED
+
+    if state.exp.baselines.workers < 2 or not state.exp.baselines.enabled:
+        return []
+    return [name for name in baselines_for(state.exp.baselines.models, state.prepared.task) if name in DISTRIBUTED]
+
+
+def run_booster_groups(state: RunState, data) -> None:
+    """Each distributed booster as a worker group of baselines.workers, one group at a time."""
+    from rayfit.trainers.boosters import fit_booster_group
+
+    exp, display = state.exp, state.display
+    workers, cpus = exp.baselines.workers, exp.baselines.cpus_per_model
+    for name in in_worker_groups(state):
+        if name in state.trained:
+            continue
+        display.start(name, f"{name} x{workers} (Ray Train, {cpus} CPU each)")
+        with state.timed(name):
+            model, seconds = fit_booster_group(name, data, state.prepared.n_classes, workers, cpus,
+                                               state.location.join("checkpoints"), stage_key(state.run_key, name))
+        state.finished(name, Trained(model, name, seconds, launch="ray_train",
+                                     run_info={"workers": workers, "device": "cpu", "nodes": state.nodes_of(name),
+                                               "launch_reason": f"baselines.workers: {workers}"}))
+        display.finish(name, f"{workers} workers, {seconds:.1f}s")
 
 
 def collect_baselines(state: RunState, pending: dict) -> None:

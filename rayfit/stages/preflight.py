@@ -19,6 +19,10 @@ def preflight(exp: Experiment) -> None:
     if exp.baselines.enabled and cluster.slots(exp.baselines.cpus_per_model) < 1:
         raise UserError(f"baselines.cpus_per_model: {exp.baselines.cpus_per_model} CPUs per baseline, but no node of "
                         f"the Ray cluster has that many ({cluster.describe()}); lower baselines.cpus_per_model")
+    if exp.baselines.enabled and exp.baselines.workers > 1 and cluster.slots(exp.baselines.cpus_per_model) < exp.baselines.workers:
+        raise UserError(f"baselines.workers: {exp.baselines.workers} workers of {exp.baselines.cpus_per_model} CPU(s) for "
+                        f"XGBoost and LightGBM, but the Ray cluster holds {cluster.slots(exp.baselines.cpus_per_model)} "
+                        f"such worker(s) ({cluster.describe()}); lower baselines.workers or baselines.cpus_per_model")
     for key, search in enabled_searches(exp):
         # A baseline's trials, and any trial_mode: inline, are one process each: one node must hold one.
         inline = search.trial_mode == "inline" or not is_network_framework(search.model)

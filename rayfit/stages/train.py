@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from rayfit.stages.baselines import collect_baselines, start_baselines
+from rayfit.stages.baselines import collect_baselines, run_booster_groups, start_baselines
 from rayfit.stages.networks import network_finished, pending_networks, run_worker_group, start_network
 from rayfit.stages.state import RunState
 
@@ -22,6 +22,7 @@ def train_models(state: RunState, data) -> None:
             (in_tasks if pending is not None else in_groups).append((framework, model, pending))
         collect_baselines(state, baselines)
         state.stage_times["baselines"] = time.perf_counter() - started
+        run_booster_groups(state, data)  # XGBoost and LightGBM data-parallel, when baselines.workers > 1
         for framework, model, _ in in_groups:
             run_worker_group(state, framework, model, data, hub)
         for framework, model, pending in in_tasks:

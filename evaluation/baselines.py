@@ -45,6 +45,8 @@ class Baseline:
     # spells a hyperparameter differently or wraps the model that has it; None: the same names
     translate: Optional[Callable[[str, dict], dict]] = None
     package: str = "sklearn"  # the import it needs (the contract test names it when missing)
+    # Parameters that train it on the CUDA device Ray assigned its task (empty: no GPU mode)
+    gpu_params: dict = field(default_factory=dict)
 
     def serves(self, task: str) -> bool:
         return task in self.tasks
@@ -257,7 +259,8 @@ BASELINES: dict[str, Baseline] = {
                "reg_lambda": {"loguniform": [1e-3, 10.0]}},
         tunable=("learning_rate", "max_depth", "subsample", "colsample_bytree", "reg_lambda", "reg_alpha",
                  "min_child_weight"),
-        growth=("n_estimators", 10), continue_fit=lambda model: {"xgb_model": model.get_booster()}),
+        growth=("n_estimators", 10), continue_fit=lambda model: {"xgb_model": model.get_booster()},
+        gpu_params={"device": "cuda"}),
     "lightgbm": Baseline(
         _lightgbm, package="lightgbm",
         space={"learning_rate": {"loguniform": [0.01, 0.3]}, "num_leaves": {"randint": [8, 128]},
@@ -274,7 +277,8 @@ BASELINES: dict[str, Baseline] = {
         _catboost, default=False, package="catboost",
         space={"learning_rate": {"loguniform": [0.01, 0.3]}, "depth": {"randint": [4, 10]},
                "l2_leaf_reg": {"loguniform": [0.1, 30.0]}},
-        tunable=("learning_rate", "depth", "l2_leaf_reg", "iterations", "bagging_temperature")),
+        tunable=("learning_rate", "depth", "l2_leaf_reg", "iterations", "bagging_temperature"),
+        gpu_params={"task_type": "GPU", "devices": "0"}),
 }
 
 
@@ -344,10 +348,46 @@ def grow(name: str, estimator, step: int, X, y, class_weight: Optional[dict], th
     return estimator
 
 
-def fit_baseline(name: str, task: str, class_weight: Optional[dict], seed: int, X, y, threads: int = 1):
-    """Fit one baseline; returns (estimator, seconds). Runs inside a Ray task of `threads` CPUs."""
+def fit_baseline(name: str, task: str, class_weight: Optional[dict], seed: int, X, y, threads: int = 1,
+                 device: str = "cpu"):
+    """Fit one baseline; returns (estimator, seconds). Runs inside a Ray task of `threads` CPUs
+    (and, with device "cuda", the GPU Ray assigned it: see `gpu_device`)."""
     estimator = make_estimator(name, task, class_weight, seed, threads)
+    if device == "cuda":
+        estimator.set_params(**BASELINES[name].gpu_params)
     X = X.reshape(len(X), -1)  # images and sequences: one flat row per example
     start = time.perf_counter()
     fit_estimator(name, estimator, X, y, class_weight, threads)
-    return estimator, time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    if device == "cuda" and name == "xgboost":
+        estimator.set_params(device="cpu")  # predicts wherever it is loaded, a driver without a GPU too
+    return estimator, seconds
+
+
+def has_gpu_mode(name: str) -> bool:
+    return bool(BASELINES[name].gpu_params)
+
+
+def gpu_device(name: str) -> tuple[str, str]:
+    """("cuda" | "cpu", why) for baseline `name` in this Ray task: the GPU Ray assigned it, when the
+    library was built for CUDA and a CUDA device is really there (Ray's GPUs may be logical)."""
+    from rayfit.trainers.device import assigned_gpu_ids
+
+    ids = assigned_gpu_ids()
+    if not ids:
+        return "cpu", "no GPU assigned"
+    if name == "xgboost":
+        import xgboost
+
+        if not xgboost.build_info().get("USE_CUDA"):
+            return "cpu", f"GPU {ids} assigned, but this xgboost has no CUDA (the xgboost-cpu package)"
+    if name == "catboost":
+        from catboost.utils import get_gpu_device_count
+
+        if get_gpu_device_count() < 1:
+            return "cpu", f"GPU {ids} assigned, but CatBoost sees no CUDA device"
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu", f"GPU {ids} assigned, but CUDA is not available here"
+    return "cuda", f"GPU {ids}"

@@ -100,9 +100,10 @@ def _title(ctx: ReportContext) -> list[Block]:
     best = ctx.models.get(ctx.best_model, {})
     if best.get("selected_on") == "cv":
         cv = best["cv"].get(ctx.primary_metric, {})
+        then = "then refitted on both" if best.get("refit", True) else "tested as trained on train"
         chosen = (f"chosen on {ctx.selection.get('folds', '?')}-fold cross-validation {ctx.primary_metric} "
                   f"{format_value(cv.get('mean'))} ± {format_value(cv.get('std'))} over train + validation, "
-                  f"then refitted on both")
+                  f"{then}")
     else:
         chosen = f"chosen on validation {ctx.primary_metric} {format_value(ctx.metric(ctx.best_model, 'val'))}"
     blocks.append(Paragraph(
@@ -176,12 +177,18 @@ def _cross_validation(ctx: ReportContext) -> list[Block]:
         cells = [f"{format_value(model['cv'][m]['mean'])} ± {format_value(model['cv'][m]['std'])}"
                  if m in model["cv"] else MISSING for m in metrics]
         rows.append([name, *cells, model.get("test", {}).get(ctx.primary_metric)])
-    networks = [name for name, model in ctx.models.items() if not model.get("cv")]
-    said = (f"{', '.join(networks)} {'was' if len(networks) == 1 else 'were'} compared by {ctx.primary_metric} on "
-            f"the validation split." if networks else "")
-    return [Paragraph(f"Cross-validation: {folds} folds of train + validation ({ctx.selection.get('rows', '?')} rows), "
-                      f"stratified for classification; each model's test score is its refit on all of them. {said} "
-                      f"The test split was used for no choice."),
+    on_validation = [name for name, model in ctx.models.items() if not model.get("cv")]
+    why = ctx.selection.get("on_validation", {})
+    said = " ".join(f"{name} was compared by {ctx.primary_metric} on the validation split"
+                    f"{f' ({why[name]})' if name in why else ''}." for name in on_validation)
+    folded = [name for name, model in crossed.items() if not model.get("refit", True)]
+    trained_in_folds = (f"{', '.join(folded)} trained on each fold's rows (early-stopping on a 15% slice of them, "
+                        f"tuned hyperparameters as chosen) and {'is' if len(folded) == 1 else 'are'} tested as trained "
+                        f"on train." if folded else "")
+    sentences = [f"Cross-validation: {folds} folds of train + validation ({ctx.selection.get('rows', '?')} rows), "
+                 f"stratified for classification; each classic-ML model's test score is its refit on all of them.",
+                 trained_in_folds, said, "The test split was used for no choice."]
+    return [Paragraph(" ".join(s for s in sentences if s)),
             Table(header, rows, highlight)]
 
 

@@ -8,6 +8,8 @@ metrics.json
     dataset    {rows, features, classes (classification only)}
     models     name -> {framework, test: {metric: value}, val: {metric: value}, train_time_s,
                permutation_importance {top: [[feature, mean drop, std], ...]} (tables),
+               cv {metric: {mean, std, folds}} and refit (bool) where cross-validated,
+               selected_on ("cv" | "val"),
                and for networks: launch ("ray_train" | "task"), workers, device, gpus_per_worker,
                amp, launch_reason, launch_figures (each only when known)}
     resources  the run plan (cluster/plan.py RunPlan.describe())
@@ -32,7 +34,7 @@ METRICS_FILE = "metrics.json"
 BEST_PARAMS_FILE = "best_params.yaml"
 
 # A network's entry on how it ran, in this order: workers, device, GPUs, AMP, and why this launch.
-HOW_IT_RAN = ("workers", "device", "gpus_per_worker", "amp", "launch_reason", "launch_figures", "nodes",
+HOW_IT_RAN = ("workers", "device", "device_reason", "gpus_per_worker", "amp", "launch_reason", "launch_figures", "nodes",
               "members")  # an ensemble's: the models that vote
 
 
@@ -41,7 +43,7 @@ NATIVE_TOP = 10  # features kept of a model's native importance in metrics.json
 
 def model_entry(framework: str, test: dict, val: dict, train_time_s: float, launch: str = "",
                 run_info: Optional[dict] = None, cv: Optional[dict] = None,
-                native_importance: tuple = ("", [])) -> dict:
+                native_importance: tuple = ("", []), refit: bool = True) -> dict:
     """One model in `models`: its scores on both splits (and on cross-validation, {metric: {mean,
     std, folds}}, where computed), what it was chosen on, for a network how it ran, and for a model
     that has one its native importance ({kind, top: [[feature, share], ...]}: evaluation/importance.py)."""
@@ -54,7 +56,9 @@ def model_entry(framework: str, test: dict, val: dict, train_time_s: float, laun
         "train_time_s": round(train_time_s, 3),
         **({"launch": launch} if launch else {}),
         **{k: info[k] for k in HOW_IT_RAN if k in info and info[k] not in ("", {}, [])},
-        **({"cv": cv} if cv else {}),
+        # refit: the tested model was refitted on train + validation (classic ML); a network chosen on
+        # folds is tested as trained
+        **({"cv": cv, "refit": refit} if cv else {}),
         "selected_on": "cv" if cv else "val",
         **({"native_importance": {"kind": kind, "top": [[f, round(v, 4)] for f, v in ranked[:NATIVE_TOP]]}}
            if kind else {}),
@@ -79,11 +83,13 @@ def search_entry(summary: dict) -> dict:
             **({"nodes": summary["nodes"]} if summary.get("nodes") else {})}
 
 
-def selection_entry(folds: Optional[int], rows: int) -> dict:
+def selection_entry(folds: Optional[int], rows: int, on_validation: Optional[dict] = None) -> dict:
     """How the best model was chosen: K-fold cross-validation over `rows` of train + validation
-    (classic-ML models; networks on validation), or the validation split."""
+    (`on_validation`: the networks compared on the validation split instead, and why), or the
+    validation split."""
     if folds:
-        return {"method": "cv", "folds": folds, "rows": rows, "refit": "train+val"}
+        return {"method": "cv", "folds": folds, "rows": rows, "refit": "train+val",
+                **({"on_validation": on_validation} if on_validation else {})}
     return {"method": "validation"}
 
 

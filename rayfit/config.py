@@ -80,6 +80,10 @@ class BaselinesConfig(_Section):
     # workers (XGBoostTrainer, LightGBMTrainer), each of cpus_per_model CPUs reading its shard of the
     # training split; 1: one Ray task each, like every other baseline
     workers: int = Field(1, ge=1)
+    # The baselines with a GPU mode (xgboost, catboost) train on a GPU: auto when the cluster has
+    # GPUs; each such task then holds gpus_per_model of one (a fraction shares it)
+    gpu: Union[Literal["auto"], bool] = "auto"
+    gpus_per_model: float = Field(1.0, gt=0)
 
     @field_validator("models")
     @classmethod
@@ -398,11 +402,17 @@ class EvaluationConfig(_Section):
     # How the best model is chosen. auto: K-fold cross-validation (K=5, stratified) over train +
     # validation for tables of at most 10,000 such rows, the validation split above; K: always K
     # folds; none: the validation split. Classic-ML models are cross-validated and refitted on
-    # train + validation; networks are compared by their validation score (evaluation/selection.py).
+    # train + validation; networks join the folds as cv_networks says (evaluation/selection.py).
     cv: Union[Literal["auto", "none"], int] = "auto"
     # A soft-voting ensemble of the best this-many cross-validated models (0 or 1: none), scored on the
     # same folds from their out-of-fold outputs and chosen like any model when it wins.
     ensemble: int = Field(3, ge=0)
+    # Networks in the same folds (tuned ones with their chosen hyperparameters): each trains on every
+    # fold's rows, one Ray task per fold, and is chosen on the rows the fold holds out rather than on
+    # the validation split it early-stopped (or was tuned) on. auto: when folds x its own measured
+    # training time fits in cv_budget_s; the report says which networks were chosen how.
+    cv_networks: Union[Literal["auto"], bool] = "auto"
+    cv_budget_s: float = Field(300.0, gt=0)
 
     @field_validator("cv")
     @classmethod

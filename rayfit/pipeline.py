@@ -76,7 +76,7 @@ def _run_stages(state: RunState, verbose: bool, on_preflight_error: Optional[Cal
                     data = put_training_data(state)
                     train_models(state, data)  # baselines and networks
                     run_searches(state, data)
-                    cross_validate(state)
+                    cross_validate(state, data)
                 render_report(state, evaluate(state))
                 state.record.finish()
             finally:

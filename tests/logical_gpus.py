@@ -68,4 +68,16 @@ try:
     plan_trials("inline", 0.1, 8, 1, None, cluster)
 except UserError as exc:
     report["trial_error"] = str(exc)
+
+# 4. a run on this cluster: the baseline with a GPU mode (xgboost) asks for a GPU (baselines.gpu:
+#    auto), gets one, finds no CUDA behind it and trains on CPU, and says why
+from rayfit.cli import main  # noqa: E402
+
+out = work / "run"
+code = main(["run", "--data", "iris", "--out", str(out), "--set", "baselines.models=[dummy,xgboost]",
+             "--set", "baselines.gpus_per_model=0.5", "--set", "torch.enabled=false", "--set", "keras.enabled=false",
+             "--set", "tune.enabled=false", "--set", "evaluation.cv=none", "--set", "report.importance_repeats=1"])
+models = json.loads((out / "metrics.json").read_text())["models"] if code == 0 else {}
+report["baseline_run"] = {"code": code, **{name: {k: models[name].get(k) for k in ("device", "device_reason")}
+                                           for name in models}}
 sys.stdout.write("REPORT " + json.dumps(report) + "\n")

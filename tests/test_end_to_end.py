@@ -20,7 +20,9 @@ CLASSIFICATION_KEYS = {"accuracy", "precision", "recall", "f1", "roc_auc", "log_
 MODELS = {*baselines_for("default", "classification"), "ensemble", "torch_mlp", "keras_mlp", "torch_tuned"}
 OVERRIDES = ["torch.epochs=20", "keras.epochs=20", "tune.num_samples=4", "tune.max_t=6", "tune.grace_period=2",
              # what users set to train data-parallel: both frameworks through Ray Train, 2 workers each
-             "torch.launch=ray_train", "keras.launch=ray_train"]
+             "torch.launch=ray_train", "keras.launch=ray_train",
+             # networks in the folds: tests/test_selection.py; here they are chosen on validation
+             "evaluation.cv_networks=false"]
 
 
 @contextmanager
@@ -89,6 +91,8 @@ def test_metrics_json_follows_the_contract(run):
     assert {name for name, m in metrics["models"].items() if m["selected_on"] == "val"} == {
         "torch_mlp", "keras_mlp", "torch_tuned"}
     assert chosen_by[metrics["best_model"]] == max(chosen_by.values())
+    assert metrics["selection"]["on_validation"] == dict.fromkeys(("torch_mlp", "keras_mlp", "torch_tuned"),
+                                                                  "evaluation.cv_networks: false")
 
 
 def test_models_learn_well_beyond_the_dummy(run):

@@ -11,8 +11,8 @@ from rayfit.cli import main
 EXAMPLES = Path(__file__).parent.parent / "examples"
 SHORT = {
     "digits_cnn.yaml": ["torch.model=cnn", "torch.epochs=3", "keras.epochs=3", "tune.num_samples=2", "tune.max_t=2",
-                        "tune.grace_period=1"],
-    "sequence.yaml": ["torch.epochs=8", "keras.epochs=8"],
+                        "tune.grace_period=1", "evaluation.cv_networks=false"],
+    "sequence.yaml": ["torch.epochs=8", "keras.epochs=8", "evaluation.cv_networks=false"],
 }
 NEURAL = {"digits_cnn.yaml": {"torch_cnn", "keras_cnn", "torch_tuned"},
           "sequence.yaml": {"torch_rnn", "torch_transformer", "keras_rnn"}}

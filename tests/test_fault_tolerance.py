@@ -88,6 +88,7 @@ OTHER: {enabled: false}
 tune: {enabled: false}
 FRAMEWORK: {epochs: 6, workers: 2, batch_size: 16, patience: 100, hidden_sizes: [32, 16], launch: LAUNCH}
 report: {importance_repeats: 1}
+evaluation: {cv_networks: false}
 """
 
 
@@ -194,6 +195,7 @@ torch: {enabled: false, hidden_sizes: [32], patience: 100, batch_size: 4}
 keras: {enabled: false}
 tune: {num_samples: 8, max_t: 8, scheduler: fifo, max_concurrent_trials: 2, space: {lr: {loguniform: [0.0001, 0.01]}}}
 report: {importance_repeats: 1}
+evaluation: {cv_networks: false}
 """
 
 

@@ -41,3 +41,17 @@ def test_keras_trainer_trains_on_a_gpu_with_mixed_precision(ray_session, tmp_pat
     assert result.runtime == ON_ONE_GPU_WITH_AMP
     assert result.history[-1]["val_loss"] < result.history[0]["val_loss"]
     assert (result.model.predict(X_val) == y_val).mean() > 0.8
+
+
+@pytest.mark.gpu
+def test_xgboost_baseline_trains_on_the_gpu_its_task_was_given(ray_session):
+    """The baselines stage's own task body, given one GPU: XGBoost trains with device cuda there."""
+    from rayfit.stages.baselines import _fit_baseline_task
+
+    data, X_val, y_val = _separable(ray_session)
+    task = ray_session.remote(num_cpus=1, num_gpus=1)(_fit_baseline_task)
+    estimator, seconds, (device, why) = ray_session.get(task.remote("xgboost", "classification", None, 0, data.ref,
+                                                                    None, 1))
+    assert device == "cuda", why
+    assert (estimator.predict(X_val) == y_val).mean() > 0.8
+    assert estimator.get_params()["device"] == "cpu"  # saved to predict anywhere

@@ -121,7 +121,8 @@ def test_the_quickstart_submitted_to_s3_storage_trains_on_both_nodes_and_is_fetc
     submitted = _rayfit(cluster, "submit", "--address", cluster.dashboard_url, "--storage", f"s3://{BUCKET}/runs",
                         "--ship", "--set", "keras.enabled=false", "--set", "tune.enabled=false",
                         "--set", "baselines.models=[dummy,linear]", "--set", "torch.launch=ray_train", "--set", "torch.gpu=false",
-                        "--set", "torch.epochs=3", "--set", "report.importance_repeats=1")
+                        "--set", "torch.epochs=3", "--set", "report.importance_repeats=1",
+                        "--set", "evaluation.cv_networks=false")
     assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr[-2000:]
     lines = submitted.stdout.splitlines()
     job_id = lines[0].removeprefix("job: ")
@@ -199,7 +200,7 @@ def test_a_lost_node_fails_the_job_clearly_and_resume_from_storage_finishes_it(c
                         "--no-wait", "--set", "keras.enabled=false", "--set", "tune.enabled=false",
                         "--set", "baselines.models=[dummy,linear]", "--set", "torch.launch=ray_train", "--set", "torch.gpu=false",
                         "--set", "torch.epochs=40", "--set", "torch.patience=40", "--set", "ray.stall_timeout_s=15",
-                        "--set", "report.importance_repeats=1")
+                        "--set", "report.importance_repeats=1", "--set", "evaluation.cv_networks=false")
     assert submitted.returncode == 0, submitted.stderr[-2000:]
     job_id = submitted.stdout.splitlines()[0].removeprefix("job: ")
     run = submitted.stdout.splitlines()[1].removeprefix("run: ")

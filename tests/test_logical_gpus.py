@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,15 @@ def test_a_group_of_two_gpu_workers_is_placed_and_trains_on_cpu_without_cuda(rep
     # each process that got a GPU without CUDA says so once: the two workers, not once per epoch
     said = [line for line in report["stderr"].splitlines() if "but CUDA is not available" in line]
     assert 2 <= len(said) <= 2 + 16, said
+
+
+def test_a_baseline_with_a_gpu_mode_gets_a_gpu_and_without_cuda_trains_on_cpu(report):
+    run = report["facts"]["baseline_run"]
+    assert run["code"] == 0
+    assert run["dummy"] == {"device": None, "device_reason": None}  # no GPU mode: no GPU asked for
+    assert run["xgboost"]["device"] == "cpu"
+    assert re.fullmatch(r"GPU \[\d\] assigned, but (this xgboost has no CUDA \(the xgboost-cpu package\)|"
+                        r"CUDA is not available here)", run["xgboost"]["device_reason"]), run
 
 
 def test_requests_above_the_clusters_gpus(report):

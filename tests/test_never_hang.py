@@ -38,7 +38,7 @@ def test_distributed_trials_on_streamed_parquet_complete(ray_session, breast_can
                  "--set", "data.streaming=true", "--set", "tune.trial_mode=distributed",
                  "--set", "tune.num_samples=4", "--set", "tune.max_t=3", "--set", "tune.grace_period=1",
                  "--set", "baselines.models=[dummy]", "--set", "torch.enabled=false", "--set", "keras.enabled=false",
-                 "--set", "ray.stall_timeout_s=120"])
+                 "--set", "ray.stall_timeout_s=120", "--set", "evaluation.cv_networks=false"])
     assert code == 0, capsys.readouterr().err
     search = json.loads((out / "metrics.json").read_text())["searches"]["torch_tuned"]
     assert search["trial_mode"] == "distributed" and search["trials"] == 4

@@ -282,6 +282,7 @@ torch: {epochs: 8, launch: ray_train, workers: 2, batch_size: 16, patience: 100,
 keras: {enabled: false}
 tune: {num_samples: 2, max_t: 2, grace_period: 2, scheduler: fifo, max_concurrent_trials: 1}
 report: {importance_repeats: 1}
+evaluation: {cv_networks: false}
 """
 
 

@@ -4,6 +4,7 @@ validation, and the test split used for no choice."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -150,3 +151,67 @@ def test_the_ensemble_is_scored_from_its_members_out_of_fold_outputs():
     outputs = {"a": [np.array([0.0, 2.0]), np.array([3.0, 4.0])], "b": [np.array([2.0, 2.0]), np.array([3.0, 6.0])]}
     scores = ensemble_folds("regression", y, folds, outputs, ["a", "b"], None)
     assert scores[0]["mae"] == pytest.approx(0.0) and scores[1]["mae"] == pytest.approx(0.5)
+
+
+def test_networks_join_the_folds_within_the_budget_and_say_why_not():
+    from types import SimpleNamespace
+
+    from rayfit.config import validate
+    from rayfit.stages.network_folds import plan_network_folds
+    from rayfit.stages.state import Trained
+
+    trained = {"linear": Trained(None, "sklearn", 0.1), "torch_mlp": Trained(None, "torch", 10.0),
+               "keras_mlp": Trained(None, "keras", 100.0),
+               "torch_tuned": Trained(None, "torch", 50.0)}
+    searches = {"torch_tuned": {"model": "torch", "best_params": {"lr": 0.01},
+                                "trials": [{"params": {"lr": 0.1}, "time_total_s": 9.0},
+                                           {"params": {"lr": 0.01}, "time_total_s": 4.0}]}}
+
+    def plan(**evaluation):
+        state = SimpleNamespace(exp=validate({"evaluation": evaluation, "tune": {"max_t": 7}}), trained=trained,
+                                cv={}, cv_folds=5, searches=searches)
+        plans, left_out = plan_network_folds(state)
+        return {p.name: p for p in plans}, left_out
+
+    plans, left_out = plan(cv_budget_s=100)
+    # 5 x 10 s and 5 x 4 s (the tuned one's own best trial) fit in 100 s; 5 x 100 s does not
+    assert set(plans) == {"torch_mlp", "torch_tuned"} and set(left_out) == {"keras_mlp"}
+    assert "5 folds x 100 s of training would take about 500 s, more than evaluation.cv_budget_s=100" in left_out["keras_mlp"]
+    assert plans["torch_tuned"].params == {"lr": 0.01} and plans["torch_tuned"].settings.epochs == 7
+    assert plans["torch_mlp"].params == {} and plans["torch_mlp"].network == "mlp"
+    assert set(plan(cv_networks=True, cv_budget_s=1)[0]) == {"torch_mlp", "keras_mlp", "torch_tuned"}
+    plans, left_out = plan(cv_networks=False)
+    assert not plans and set(left_out) == {"torch_mlp", "keras_mlp", "torch_tuned"}
+
+
+def test_a_network_and_a_tuned_network_are_chosen_on_the_same_folds(ray_session, tmp_path):
+    """The tuned network is judged on rows its search never chose on: it trains on every fold's
+    rows with its chosen hyperparameters, and is scored on the rows the fold holds out."""
+    _table().to_csv(tmp_path / "rows.csv", index=False)
+    run = tmp_path / "run"
+    assert main(["run", "--data", str(tmp_path / "rows.csv"), "--target", "y", "--out", str(run),
+                 "--set", "baselines.models=[dummy,linear]", "--set", "keras.enabled=false",
+                 "--set", "torch.epochs=4", "--set", "torch.launch=task", "--set", "tune.num_samples=2",
+                 "--set", "tune.max_t=3", "--set", "tune.grace_period=3", "--set", "report.importance_repeats=1",
+                 "--set", "evaluation.ensemble=0"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    for name in ("torch_mlp", "torch_tuned"):
+        entry = metrics["models"][name]
+        assert entry["selected_on"] == "cv" and entry["refit"] is False, entry
+        assert entry["cv"]["accuracy"]["folds"] == 5
+    assert metrics["models"]["linear"]["refit"] is True
+    assert "on_validation" not in metrics["selection"]
+    # each fold's network trained on that fold's rows, for as many epochs as its settings allow
+    from rayfit.trainers.checkpoints import latest_checkpoint
+    from rayfit.cluster.storage import Location
+
+    for name, most in (("torch_mlp", 4), ("torch_tuned", 3)):
+        for fold in range(5):
+            with latest_checkpoint(Location.of(run / "checkpoints" / "cv" / name / f"fold_{fold}")).as_directory() as d:
+                epochs = [row["epoch"] for row in json.loads((Path(d) / "history.json").read_text())]
+            assert 1 <= len(epochs) <= most, (name, fold, epochs)
+    cv = {name: entry["cv"]["accuracy"]["mean"] if entry["selected_on"] == "cv" else entry["val"]["accuracy"]
+          for name, entry in metrics["models"].items()}
+    assert metrics["best_model"] == max(cv, key=cv.get)
+    report = (run / "report.md").read_text()
+    assert "torch_mlp, torch_tuned trained on each fold's rows" in report

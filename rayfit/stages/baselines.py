@@ -3,7 +3,7 @@ many threads), collected as they finish."""
 from __future__ import annotations
 
 from rayfit.cluster.ledger import note, stage_key
-from rayfit.evaluation.baselines import baselines_for
+from rayfit.evaluation.baselines import baselines_for, has_gpu_mode
 from rayfit.evaluation.fitted import SklearnModel
 from rayfit.stages.state import RunState, Trained
 
@@ -17,12 +17,22 @@ def start_baselines(state: RunState, data) -> dict:
              if name not in state.trained and name not in in_worker_groups(state)]
     if names:
         display.start("baselines", "classic-ML baselines", total=len(names))
-    cpus = exp.baselines.cpus_per_model
+    cpus, gpus = exp.baselines.cpus_per_model, baseline_gpus(state)
     fit = ray.remote(num_cpus=cpus)(_fit_baseline_task)
     cw = prepared.class_weights if prepared.task == "classification" else None
-    return {fit.options(name=f"rayfit.baseline[{name}]").remote(name, prepared.task, cw, exp.seed, data.ref,
-                                                               stage_key(state.run_key, name), cpus): name
-            for name in names}
+    return {fit.options(name=f"rayfit.baseline[{name}]", num_gpus=gpus if has_gpu_mode(name) else 0).remote(
+        name, prepared.task, cw, exp.seed, data.ref, stage_key(state.run_key, name), cpus): name for name in names}
+
+
+def baseline_gpus(state: RunState) -> float:
+    """The GPU share each baseline with a GPU mode holds: none unless baselines.gpu is true, or auto
+    on a cluster with GPUs."""
+    import ray
+
+    setting = state.exp.baselines.gpu
+    if setting is False or (setting == "auto" and not ray.cluster_resources().get("GPU", 0)):
+        return 0.0
+    return state.exp.baselines.gpus_per_model
 
 
 def in_worker_groups(state: RunState) -> list[str]:
@@ -63,9 +73,11 @@ def collect_baselines(state: RunState, pending: dict) -> None:
     while pending:
         ready = current_watchdog().wait(list(pending))
         name = pending.pop(ready[0])
-        estimator, seconds = ray.get(ready[0])
+        estimator, seconds, device = ray.get(ready[0])
         model = SklearnModel(name, prepared.task, estimator, prepared.n_classes)
-        state.finished(name, Trained(model, SklearnModel.kind, seconds, run_info={"nodes": state.nodes_of(name)}))
+        info = {"nodes": state.nodes_of(name), **({"device": device[0], "device_reason": device[1]}
+                                                   if device[1] != "no GPU assigned" else {})}
+        state.finished(name, Trained(model, SklearnModel.kind, seconds, run_info=info))
         done += 1
         display.advance("baselines", done, total, f"{name} {seconds:.1f}s")
     if total:
@@ -73,7 +85,11 @@ def collect_baselines(state: RunState, pending: dict) -> None:
 
 
 def _fit_baseline_task(name, task, class_weight, seed, arrays, ledger, threads):
-    from rayfit.evaluation.baselines import fit_baseline
+    """(estimator, seconds, (device, why)): on the GPU Ray assigned the task where there really is one."""
+    from rayfit.evaluation.baselines import fit_baseline, gpu_device
 
     note(ledger)
-    return fit_baseline(name, task, class_weight, seed, arrays["X_train"], arrays["y_train"], threads)
+    device = gpu_device(name)
+    estimator, seconds = fit_baseline(name, task, class_weight, seed, arrays["X_train"], arrays["y_train"], threads,
+                                      device=device[0])
+    return estimator, seconds, device

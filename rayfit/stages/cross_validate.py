@@ -28,10 +28,12 @@ def train_and_validation(prepared) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([prepared.X_train, prepared.X_val]), np.concatenate([prepared.y_train, prepared.y_val])
 
 
-def cross_validate(state: RunState) -> None:
+def cross_validate(state: RunState, data=None) -> None:
+    """`data`: the run's TrainingData (networks in folds read its shape and class weights)."""
     import ray
 
     from rayfit.cluster.watchdog import current_watchdog
+    from rayfit.stages.network_folds import plan_network_folds, score_network_fold, start_network_folds
 
     exp, prepared, display = state.exp, state.prepared, state.display
     X, y = train_and_validation(prepared)
@@ -44,12 +46,16 @@ def cross_validate(state: RunState) -> None:
     # The ensemble's score needs its members' out-of-fold outputs, which live in this process only:
     # a run resumed before its ensemble was made cross-validates its models again.
     names = crossed if wants_ensemble else [name for name in crossed if name not in state.cv]
-    if not names:
+    networks, left_out = plan_network_folds(state) if data is not None else ([], {})
+    for name, why in left_out.items():
+        display.say(f"{STAGE}: {name} is compared on the validation split ({why})")
+    state.cv_left_out.update(left_out)
+    if not names and not networks:
         return
     folds = split_folds(y, prepared.task, state.cv_folds, exp.seed)
     cpus = exp.baselines.cpus_per_model
     cw = prepared.class_weights if prepared.task == "classification" else None
-    data = ray.put({"X": X.reshape(len(X), -1), "y": y})
+    shared = ray.put({"X": X.reshape(len(X), -1), "y": y})
     score, refit = (ray.remote(num_cpus=cpus)(task) for task in (_score_fold_task, _refit_task))
     pending = {}
     for name in names:
@@ -57,17 +63,25 @@ def cross_validate(state: RunState) -> None:
         baseline = registry_name(state, name)
         for i, (fit_rows, held_out) in enumerate(folds):
             pending[score.options(name=f"rayfit.cv[{name}]").remote(
-                estimator, baseline, prepared.task, cw, cpus, data, fit_rows, held_out, prepared.n_classes)] = (name, i)
-        pending[refit.options(name=f"rayfit.refit[{name}]").remote(estimator, baseline, cw, cpus, data)] = (name, None)
+                estimator, baseline, prepared.task, cw, cpus, shared, fit_rows, held_out, prepared.n_classes)] = (name, i)
+        pending[refit.options(name=f"rayfit.refit[{name}]").remote(estimator, baseline, cw, cpus, shared)] = (name, None)
+    in_folds = start_network_folds(state, data, networks, X, y, folds) if networks else {}
+    pending.update({ref: (name, i) for ref, (name, i, _, _) in in_folds.items()})
     total = len(pending)
-    display.start(STAGE, f"{state.cv_folds}-fold cross-validation of {len(names)} models, then refit on "
-                         f"train + validation", total=total)
+    what = f"{len(names)} models" + (f" and {len(networks)} networks ({', '.join(p.name for p in networks)})"
+                                     if networks else "")
+    display.start(STAGE, f"{state.cv_folds}-fold cross-validation of {what}, then refit on train + validation",
+                  total=total)
     scores, outputs, refitted = defaultdict(list), defaultdict(lambda: [None] * len(folds)), {}
     with state.timed(STAGE):
         while pending:
             ready = current_watchdog().wait(list(pending))[0]
             name, fold = pending.pop(ready)
             out = ray.get(ready)
+            if ready in in_folds:  # a network trained on the fold's rows: scored here on its held-out rows
+                _, i, plan, checkpoints = in_folds[ready]
+                held_out = folds[i][1]
+                out = score_network_fold(state, plan, checkpoints, X[held_out], y[held_out])
             if fold is None:
                 refitted[name] = out
             else:
@@ -77,6 +91,9 @@ def cross_validate(state: RunState) -> None:
             if len(scores[name]) == state.cv_folds and name in refitted:
                 model = SklearnModel(name, prepared.task, refitted.pop(name), prepared.n_classes)
                 state.finished_cv(name, summarize(scores.pop(name)), state.cv_folds, model)
+            elif len(scores[name]) == state.cv_folds and name in {p.name for p in networks}:
+                # chosen on its folds, tested as trained: no refit (its early stopping needs the validation split)
+                state.finished_cv(name, summarize(scores.pop(name)), state.cv_folds, state.trained[name].model)
         if wants_ensemble:
             _soft_vote(state, y, folds, outputs)
     best = max(state.cv, key=lambda n: _for_ranking(state, n))

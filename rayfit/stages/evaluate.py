@@ -14,6 +14,7 @@ from rayfit.evaluation.manifest import write_manifest
 from rayfit.evaluation.metrics import is_better, score_model
 from rayfit.evaluation.results import NATIVE_TOP, dataset_entry, metrics_document, model_entry, selection_entry, write_results
 from rayfit.stages.state import RunState
+from rayfit.trainers.registry import is_network_framework
 
 
 @dataclass
@@ -40,7 +41,8 @@ def evaluate(state: RunState) -> Evaluation:
         test = score_model(tested, prepared.X_test, prepared.y_test, prepared.n_classes)
         val = score_model(trained.model, prepared.X_val, prepared.y_val, prepared.n_classes)
         scores[name] = model_entry(trained.framework, test, val, trained.train_time_s, trained.launch, trained.run_info,
-                                   cv=state.cv.get(name), native_importance=native_importance(tested, prepared.feature_names))
+                                   cv=state.cv.get(name), native_importance=native_importance(tested, prepared.feature_names),
+                                   refit=not is_network_framework(trained.framework))
         display.advance("evaluate", i, len(state.trained), name, echo=False)
     best = best_on_selection(scores, metric)
     best_model = state.refitted.get(best, state.trained[best].model)
@@ -66,7 +68,8 @@ def evaluate(state: RunState) -> Evaluation:
         prepared.task, metric, best, dataset_entry(prepared.task, prepared.n_rows, prepared.n_features, prepared.n_classes),
         scores, resources=state.plan.describe() if state.plan is not None else None, searches=state.searches,
         # cv only when some model was cross-validated (a run of networks alone chose on validation)
-        selection=selection_entry(state.cv_folds if state.cv else None, len(prepared.y_train) + len(prepared.y_val)))
+        selection=selection_entry(state.cv_folds if state.cv else None, len(prepared.y_train) + len(prepared.y_val),
+                                  {n: why for n, why in state.cv_left_out.items() if n not in state.cv}))
     best_params = state.search["best_params"] if state.search is not None else {}
     write_results(state.run_dir, metrics, best_params)
     on = scores[best]["selected_on"]

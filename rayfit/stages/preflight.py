@@ -19,6 +19,14 @@ def preflight(exp: Experiment) -> None:
     if exp.baselines.enabled and cluster.slots(exp.baselines.cpus_per_model) < 1:
         raise UserError(f"baselines.cpus_per_model: {exp.baselines.cpus_per_model} CPUs per baseline, but no node of "
                         f"the Ray cluster has that many ({cluster.describe()}); lower baselines.cpus_per_model")
+    if exp.baselines.enabled and exp.baselines.gpu is True and cluster.gpus < exp.baselines.gpus_per_model:
+        raise UserError(f"baselines.gpu: true, {exp.baselines.gpus_per_model:g} GPU per model, but the Ray cluster has "
+                        f"{cluster.gpus:g} GPUs ({cluster.describe()}); set baselines.gpu: auto or false")
+    if exp.baselines.enabled and exp.baselines.gpu is not False and cluster.gpus and \
+            cluster.slots(exp.baselines.cpus_per_model, exp.baselines.gpus_per_model) < 1:
+        raise UserError(f"baselines.gpus_per_model: {exp.baselines.gpus_per_model:g} GPUs with "
+                        f"{exp.baselines.cpus_per_model} CPU(s), but no node of the Ray cluster has that many "
+                        f"({cluster.describe()}); lower baselines.gpus_per_model")
     if exp.baselines.enabled and exp.baselines.workers > 1 and cluster.slots(exp.baselines.cpus_per_model) < exp.baselines.workers:
         raise UserError(f"baselines.workers: {exp.baselines.workers} workers of {exp.baselines.cpus_per_model} CPU(s) for "
                         f"XGBoost and LightGBM, but the Ray cluster holds {cluster.slots(exp.baselines.cpus_per_model)} "

@@ -66,6 +66,7 @@ class RunState:
     cv_folds: Optional[int] = None
     cv: dict[str, dict] = field(default_factory=dict)
     refitted: dict[str, FittedModel] = field(default_factory=dict)
+    cv_left_out: dict[str, str] = field(default_factory=dict)  # network -> why it was chosen on validation
     # this session's ledger of where each stage ran (cluster/ledger.py)
     run_key: str = field(default_factory=lambda: f"run-{uuid.uuid4().hex}")
 

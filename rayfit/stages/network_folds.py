@@ -1,0 +1,122 @@
+"""Networks in the cross-validation folds (part of the cross-validate stage).
+
+A network chosen on the validation split it early-stopped on, or a tuned network chosen on the
+validation split its search chose among trials on, is judged on rows it has seen. When a run
+cross-validates (`evaluation.cv`), each network, tuned ones with their chosen hyperparameters,
+trains on every fold's fit rows as well (one Ray task per fold: a 15% slice of those rows for its
+early stopping, the rest to learn from) and is scored on the rows the fold holds out: the same
+folds and the same held-out footing as the classic-ML models.
+
+`evaluation.cv_networks: auto` does so when folds x the network's own measured training time fits
+in `evaluation.cv_budget_s`; the report says which networks were chosen on folds and which on
+validation. A network is tested as it was trained (on train, early-stopped on validation): its
+folds choose, they do not replace it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from rayfit.stages.state import RunState
+from rayfit.trainers.registry import is_network_framework
+
+INNER_VAL = 0.15  # each fold's early-stopping slice of its fit rows
+
+
+@dataclass
+class FoldPlan:
+    name: str  # the model's name in the run: torch_mlp, torch_tuned
+    framework: str
+    network: str
+    settings: object  # the NeuralConfig it trains with
+    params: dict  # a tuned network's chosen hyperparameters ({} otherwise)
+    seconds: float  # one training's measured time
+
+
+def plan_network_folds(state: RunState) -> tuple[list[FoldPlan], dict[str, str]]:
+    """(the networks that join the folds, name -> why each other network does not)."""
+    exp = state.exp
+    setting, budget = exp.evaluation.cv_networks, exp.evaluation.cv_budget_s
+    plans, left_out = [], {}
+    for name, trained in state.trained.items():
+        if not is_network_framework(trained.framework) or name in state.cv:
+            continue
+        if setting is False:
+            left_out[name] = "evaluation.cv_networks: false"
+            continue
+        plan = _fold_plan(state, name, trained)
+        if plan is None:
+            left_out[name] = "its training time is not known"
+            continue
+        estimate = plan.seconds * state.cv_folds
+        if setting == "auto" and estimate > budget:
+            left_out[name] = (f"{state.cv_folds} folds x {plan.seconds:.0f} s of training would take about "
+                              f"{estimate:.0f} s, more than evaluation.cv_budget_s={budget:g}")
+            continue
+        plans.append(plan)
+    return plans, left_out
+
+
+def _fold_plan(state: RunState, name: str, trained) -> Optional[FoldPlan]:
+    framework = trained.framework
+    settings = getattr(state.exp, framework)
+    summary = state.searches.get(name)
+    if summary is None:  # a plain network: framework_network
+        return FoldPlan(name, framework, name.removeprefix(f"{framework}_"), settings, {}, trained.train_time_s)
+    best = next((t for t in summary["trials"] if t["params"] == summary["best_params"]), None)
+    seconds = (best or {}).get("time_total_s")
+    if seconds is None or not np.isfinite(seconds):
+        return None
+    search = next(s for s in [state.exp.tune, *state.exp.searches] if s.enabled and s.model == framework)
+    return FoldPlan(name, framework, settings.models[0], settings.model_copy(update={"epochs": search.max_t}),
+                    dict(summary["best_params"]), float(seconds))
+
+
+def start_network_folds(state: RunState, data, plans: list[FoldPlan], X: np.ndarray, y: np.ndarray, folds) -> dict:
+    """Every (network, fold) as one Ray task: ObjectRef -> (name, fold index, plan, checkpoint dir)."""
+    import ray
+    from sklearn.model_selection import train_test_split
+
+    from rayfit.trainers.contexts import train_task
+    from rayfit.trainers.launch import TrainingData, make_loop_config
+    from rayfit.trainers.target_scale import fit_target_scale
+
+    prepared = state.prepared
+    pending = {}
+    for i, (fit_rows, _) in enumerate(folds):
+        stratify = y[fit_rows] if prepared.task == "classification" else None
+        learn, stop = train_test_split(fit_rows, test_size=INNER_VAL, random_state=state.exp.seed, stratify=stratify)
+        fold = TrainingData(ref=ray.put({"X_train": X[learn], "y_train": y[learn], "X_val": X[stop], "y_val": y[stop]}),
+                            task=data.task, n_outputs=data.n_outputs, class_weights=data.class_weights, seed=data.seed,
+                            train_rows=len(learn), input_shape=data.input_shape,
+                            target_scale=fit_target_scale(y[learn], data.task), run_key=data.run_key)
+        for plan in plans:
+            worker = state.plan.networks[plan.framework] if state.plan and plan.framework in state.plan.networks else None
+            cpus = worker.cpus_per_worker if worker else 1
+            gpus = worker.gpus_per_worker if worker is not None and worker.use_gpu else 0
+            config = make_loop_config(plan.name, plan.framework, plan.network, plan.settings, fold,
+                                      threads=max(1, int(cpus)), stage=plan.name)
+            if plan.params:
+                config = config.with_params(plan.params)
+            checkpoints = state.location.join("checkpoints", "cv", plan.name, f"fold_{i}")
+            ref = ray.remote(train_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=1,
+                                                 name=f"rayfit.cv[{plan.name}]").remote(config, checkpoints.uri, 1)
+            pending[ref] = (plan.name, i, plan, checkpoints)
+    return pending
+
+
+def score_network_fold(state: RunState, plan: FoldPlan, checkpoints, X_held: np.ndarray, y_held: np.ndarray):
+    """(scores, outputs) of a fold's network on the rows the fold held out."""
+    from rayfit.evaluation.metrics import score_outputs
+    from rayfit.trainers.checkpoints import latest_checkpoint
+    from rayfit.trainers.launch import load_checkpoint
+
+    prepared = state.prepared
+    with latest_checkpoint(checkpoints).as_directory() as directory:
+        model, _, _ = load_checkpoint(plan.framework, Path(directory), plan.name, prepared.task,
+                                      plan.settings.restore_best)
+    outputs = np.asarray(model._raw_predict(X_held), dtype=np.float64)
+    return score_outputs(prepared.task, y_held, outputs, prepared.n_classes), outputs

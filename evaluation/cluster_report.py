@@ -15,7 +15,8 @@ from matplotlib.figure import Figure
 
 from .clustering import LABEL_METRICS, LOWER_IS_BETTER, SHAPE_METRICS
 from .plots import DPI, MAX_SCATTER_POINTS, _save
-from .report import Block, Bullets, Code, Heading, Image, Paragraph, Table, format_value, to_html, to_markdown
+from .report import (Block, Bullets, Code, Heading, Image, Paragraph, Table, format_seconds, format_value, to_html,
+                     to_markdown)
 
 METRIC_TITLES = {"silhouette": "silhouette", "davies_bouldin": "Davies-Bouldin", "calinski_harabasz": "Calinski-Harabasz",
                  "adjusted_rand": "adjusted Rand", "normalized_mutual_info": "NMI"}
@@ -185,9 +186,9 @@ def build_report(ctx: ClusterContext, plots: dict[str, Path]) -> list[Block]:
     blocks += [Heading("Data preparation"), Bullets(ctx.prep_log or ["No cleaning was needed."])]
 
     metrics = [*SHAPE_METRICS, *(LABEL_METRICS if ctx.labels is not None else ())]
-    header = ["Algorithm", "Setting", "Clusters", "Noise", *[METRIC_TITLES[m] for m in metrics], "Candidates", "Seconds"]
-    rows = [[name, _setting(e["params"]), e["n_clusters"], e["noise_fraction"], *[e.get(m) for m in metrics],
-             len(e.get("search", [])), e["train_time_s"]] for name, e in ctx.models.items()]
+    header = ["Algorithm", "Setting", "Clusters", "Noise", *[METRIC_TITLES[m] for m in metrics], "Candidates", "Fit time"]
+    rows = [[name, _setting(e["params"]), e["n_clusters"], f"{100 * e['noise_fraction']:.1f}%", *[e.get(m) for m in metrics],
+             len(e.get("search", [])), format_seconds(e["train_time_s"])] for name, e in ctx.models.items()]
     blocks += [Heading("Clusterings"),
                Paragraph(f"Each algorithm's best candidate by {METRIC_TITLES[ctx.metric]}; silhouette and "
                          f"Calinski-Harabasz higher, Davies-Bouldin lower is better. Shape scores count "
@@ -211,8 +212,9 @@ def build_report(ctx: ClusterContext, plots: dict[str, Path]) -> list[Block]:
     if ctx.stage_times:
         total = sum(ctx.stage_times.values())
         blocks += [Heading("Stage timings"),
-                   Table(["Stage", "Seconds", "Share"], [[s, t, f"{100 * t / total:.0f}%" if total else "–"]
-                                                         for s, t in ctx.stage_times.items()] + [["total", total, "100%"]])]
+                   Table(["Stage", "Time", "Share"], [[s, format_seconds(t), f"{100 * t / total:.0f}%" if total else "–"]
+                                                      for s, t in ctx.stage_times.items()]
+                         + [["total", format_seconds(total), "100%"]])]
     if ctx.artifacts:
         blocks += [Heading("Artifacts"), Bullets([f"{label}: {path}" for label, path in ctx.artifacts.items()])]
     if ctx.config_yaml:

@@ -62,6 +62,9 @@ class ReportContext:
     selection: dict[str, Any] = field(default_factory=dict)
     # the cluster the run was planned on: {"cluster", "nodes", "cpus", "gpus", "notes"?}
     resources: dict[str, Any] = field(default_factory=dict)
+    # what it ran on: {python, packages: {name: version}, platform, git_commit?} (results.environment_entry)
+    environment: dict[str, Any] = field(default_factory=dict)
+    seed: Optional[int] = None
 
     @property
     def is_classification(self) -> bool:

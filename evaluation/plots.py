@@ -22,6 +22,7 @@ from .context import ReportContext, higher_is_better, is_missing
 DPI = 110
 VAL_COLOR, TEST_COLOR, BEST_COLOR = "#9ecae1", "#3182bd", "#fdd49e"
 TOP_FEATURES = 20  # more bars than this stop being readable at report width
+MAX_CURVES = 10  # one-vs-rest curves drawn at most (more classes: the first ten)
 MAX_SCATTER_POINTS = 5000  # beyond this a scatter is a blot and the PNG grows for nothing
 
 
@@ -104,12 +105,14 @@ def tuning_curves(ctx: ReportContext, path: Path) -> bool:
         is_best = trial is best
         line, = ax.plot(epochs, losses, linewidth=2.5 if is_best else 1, alpha=1 if is_best else 0.7,
                         label=f"{trial['trial_id']}{' (best)' if is_best else ''}")
-        # An early-stopped trial ends before the longest one; the cross marks where the scheduler cut it.
-        if len(epochs) < longest:
-            ax.plot(epochs[-1], losses[-1], "x", color=line.get_color(), markersize=8)
+        # A trial cut short: x where the scheduler stopped it, o where its own patience did.
+        if len(epochs) < longest and trial.get("status") in ("stopped by scheduler", "early stopping"):
+            marker = "x" if trial["status"] == "stopped by scheduler" else "o"
+            ax.plot(epochs[-1], losses[-1], marker, color=line.get_color(), markersize=8, fillstyle="none")
     ax.set_xlabel("epoch")
     ax.set_ylabel("val loss")
-    ax.set_title(f"Tuning: validation loss of {len(trials)} trials (x: stopped early)")
+    ax.set_title(f"Tuning: validation loss of {len(trials)} trials (x: stopped by the scheduler, "
+                 f"o: by early stopping)")
     if len(trials) <= 12:
         ax.legend(fontsize=7, ncols=2)
     return _save(fig, path)
@@ -154,28 +157,84 @@ def confusion_matrix(ctx: ReportContext, path: Path) -> bool:
     if not ctx.is_classification or len(ctx.y_test) == 0:
         return False
     k = _class_count(ctx)
-    fig = Figure(figsize=(max(4.5, 0.6 * k + 2), max(4, 0.6 * k + 1.5)))
+    side = max(4.5, 0.6 * k + 2)
+    fig = Figure(figsize=(2 * side, max(4, 0.6 * k + 1.5)))
+    # counts, and each true class's row as shares (what a class's recall and confusions are)
+    for i, (normalize, fmt, title) in enumerate(((None, "d", "counts"), ("true", ".2f", "share of each true class"))):
+        ax = fig.add_subplot(1, 2, i + 1)
+        ConfusionMatrixDisplay.from_predictions(
+            ctx.y_test, ctx.y_pred, labels=list(range(k)), display_labels=ctx.class_names or list(range(k)),
+            normalize=normalize, values_format=fmt, cmap="Blues", colorbar=False, ax=ax,
+            xticks_rotation="vertical" if k > 6 else "horizontal",
+        )
+        ax.set_title(f"{ctx.best_model} (test): {title}", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _scored_classes(ctx: ReportContext) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(class name, is that class, its probability) for each class to draw a curve of: the positive
+    class of a binary task, every class present in test one-vs-rest otherwise. None without
+    probabilities or with a single class in test (the curves are undefined)."""
+    if not ctx.is_classification or ctx.proba is None or ctx.proba.ndim != 2 or len(np.unique(ctx.y_test)) < 2:
+        return []
+    names = ctx.class_names or [str(i) for i in range(ctx.proba.shape[1])]
+    classes = [1] if ctx.proba.shape[1] == 2 else [c for c in range(ctx.proba.shape[1]) if c in set(ctx.y_test)]
+    return [(str(names[c]), np.asarray(ctx.y_test) == c, ctx.proba[:, c]) for c in classes]
+
+
+def pr_curve(ctx: ReportContext, path: Path) -> bool:
+    from sklearn.metrics import PrecisionRecallDisplay
+
+    curves = _scored_classes(ctx)
+    if not curves:
+        return False
+    fig = Figure(figsize=(5.5, 5))
     ax = fig.add_subplot()
-    ConfusionMatrixDisplay.from_predictions(
-        ctx.y_test, ctx.y_pred, labels=list(range(k)), display_labels=ctx.class_names or list(range(k)),
-        values_format="d", cmap="Blues", colorbar=False, ax=ax,
-        xticks_rotation="vertical" if k > 6 else "horizontal",
-    )
-    ax.set_title(f"Confusion matrix: {ctx.best_model} (test)")
+    for name, truth, score in curves[:MAX_CURVES]:
+        PrecisionRecallDisplay.from_predictions(truth, score, name=name if len(curves) > 1 else ctx.best_model,
+                                                plot_chance_level=len(curves) == 1, ax=ax)
+    what = f"positive class: {curves[0][0]}" if len(curves) == 1 else "one class against the rest"
+    ax.set_title(f"Precision-recall (test, {what})", fontsize=10)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def calibration(ctx: ReportContext, path: Path) -> bool:
+    """Predicted probability against the observed frequency, in 10 bins: how far the model's
+    probabilities can be taken at their word."""
+    from sklearn.calibration import calibration_curve
+
+    curves = _scored_classes(ctx)
+    if not curves:
+        return False
+    fig = Figure(figsize=(5.5, 5))
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfectly calibrated")
+    for name, truth, score in curves[:MAX_CURVES]:
+        observed, predicted = calibration_curve(truth, score, n_bins=10, strategy="uniform")
+        ax.plot(predicted, observed, marker="o", label=name if len(curves) > 1 else ctx.best_model)
+    ax.set_xlabel("predicted probability")
+    ax.set_ylabel("observed frequency")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title(f"Calibration (test, {len(ctx.y_test)} rows, 10 bins)", fontsize=10)
+    ax.legend(fontsize=7)
     return _save(fig, path)
 
 
 def roc_curve(ctx: ReportContext, path: Path) -> bool:
-    binary = ctx.is_classification and ctx.proba is not None and ctx.proba.ndim == 2 and ctx.proba.shape[1] == 2
-    # With one class absent from the test split the curve is undefined.
-    if not binary or len(np.unique(ctx.y_test)) < 2:
+    curves = _scored_classes(ctx)  # the positive class, or each class against the rest
+    if not curves:
         return False
-    fig = Figure(figsize=(5, 5))
+    fig = Figure(figsize=(5.5, 5))
     ax = fig.add_subplot()
-    RocCurveDisplay.from_predictions(ctx.y_test, ctx.proba[:, 1], pos_label=1, name=ctx.best_model,
-                                     plot_chance_level=True, ax=ax)
-    positive = ctx.class_names[1] if ctx.class_names else "1"
-    ax.set_title(f"ROC curve (test, positive class: {positive})")
+    for i, (name, truth, score) in enumerate(curves[:MAX_CURVES]):
+        RocCurveDisplay.from_predictions(truth, score, name=name if len(curves) > 1 else ctx.best_model,
+                                         plot_chance_level=i == 0, ax=ax)
+    what = f"positive class: {curves[0][0]}" if len(curves) == 1 else "one class against the rest"
+    ax.set_title(f"ROC curve (test, {what})", fontsize=10)
+    ax.legend(fontsize=7)
     return _save(fig, path)
 
 
@@ -233,6 +292,8 @@ PLOTS: dict[str, Callable[[ReportContext, Path], bool]] = {
     "tuning_parameters": tuning_parameters,
     "confusion_matrix": confusion_matrix,
     "roc_curve": roc_curve,
+    "pr_curve": pr_curve,
+    "calibration": calibration,
     "feature_importance": feature_importance,
     "predicted_vs_actual": predicted_vs_actual,
     "residuals": residuals,

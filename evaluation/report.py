@@ -28,6 +28,8 @@ PLOT_TITLES = {
     "tuning_parameters": "Hyperparameters against validation loss",
     "confusion_matrix": "Confusion matrix",
     "roc_curve": "ROC curve",
+    "pr_curve": "Precision-recall curve",
+    "calibration": "Calibration curve",
     "feature_importance": "Feature importance",
     "predicted_vs_actual": "Predicted vs actual",
     "residuals": "Residuals",
@@ -45,6 +47,21 @@ def format_value(value: Any) -> str:
     if isinstance(value, numbers.Real):
         return f"{float(value):.4g}"
     return str(value)
+
+
+def format_seconds(seconds: Any) -> str:
+    """A duration with its unit, to a sensible precision: 42 ms, 3.2 s, 95 s, 4 min 10 s."""
+    if is_missing(seconds):
+        return MISSING
+    seconds = float(seconds)
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -136,7 +153,7 @@ def _metrics_table(ctx: ReportContext, split: str) -> Table:
     metrics = ctx.metric_names
     header = ["Model", "Framework"] + [m + (" ↑" if higher_is_better(m) else " ↓") for m in metrics]
     if split == "test":
-        header.append("Train time (s)")
+        header.append("Train time")
     rows, highlight = [], None
     for i, (name, model) in enumerate(ctx.models.items()):
         if name == ctx.best_model:
@@ -144,7 +161,7 @@ def _metrics_table(ctx: ReportContext, split: str) -> Table:
         row = [f"{name} (best)" if name == ctx.best_model else name, model.get("framework", MISSING)]
         row += [model.get(split, {}).get(m) for m in metrics]
         if split == "test":
-            row.append(model.get("train_time_s"))
+            row.append(format_seconds(model.get("train_time_s")))
         rows.append(row)
     return Table(header, rows, highlight)
 
@@ -292,11 +309,22 @@ def _tuning_budget(trials: list[dict]) -> str:
     text = f"{len(trials)} trials; {trained} epochs trained"
     if not max_epochs:
         return text + "."
-    budget = len(trials) * max_epochs
-    text += f" of a {budget}-epoch budget ({len(trials)} trials × {max_epochs} epochs)"
-    if trained < budget:
-        text += f"; early stopping saved {100 * (budget - trained) / budget:.0f}%"
-    return text + "."
+    budget = sum(t.get("max_epochs") or max_epochs for t in trials)
+    text += f" of a {budget}-epoch budget ({len(trials)} trials × up to {max_epochs} epochs)"
+    # each trial's unused epochs, by what ended it: the scheduler's cuts, the trial's own patience
+    saved: dict[str, int] = {}
+    for t in trials:
+        left = (t.get("max_epochs") or max_epochs) - (t.get("epochs") or 0)
+        if left > 0:
+            saved[t.get("status", "")] = saved.get(t.get("status", ""), 0) + left
+    ended = {status: sum(1 for t in trials if t.get("status") == status) for status in
+             ("completed", "stopped by scheduler", "early stopping", "failed")}
+    if any(ended.values()):
+        text += "; " + ", ".join(f"{n} {status}" for status, n in ended.items() if n)
+    by = {"stopped by scheduler": "the scheduler's stops", "early stopping": "early stopping (patience)",
+          "failed": "failures"}
+    spared = [f"{by[status]} spared {100 * n / budget:.0f}%" for status, n in saved.items() if status in by and n]
+    return text + (f"; {', '.join(spared)} of it" if spared else "") + "."
 
 
 def _by_val_loss(trial: dict) -> tuple[bool, float]:
@@ -318,7 +346,8 @@ def _trials_table(trials: list[dict]) -> Table:
 
 
 def _diagnostics(ctx: ReportContext, plots: dict[str, Path]) -> list[Block]:
-    images = _images(plots, "confusion_matrix", "roc_curve", "predicted_vs_actual", "residuals")
+    images = _images(plots, "confusion_matrix", "roc_curve", "pr_curve", "calibration", "predicted_vs_actual",
+                     "residuals")
     return [Heading(f"Best model on test: {ctx.best_model}"), *images] if images else []
 
 
@@ -367,16 +396,35 @@ def _timings(ctx: ReportContext) -> list[Block]:
     if not ctx.stage_times:
         return []
     total = sum(ctx.stage_times.values())
-    rows = [[stage, seconds, f"{100 * seconds / total:.0f}%" if total else MISSING]
+    rows = [[stage, format_seconds(seconds), f"{100 * seconds / total:.0f}%" if total else MISSING]
             for stage, seconds in ctx.stage_times.items()]
-    rows.append(["total", total, "100%" if total else MISSING])
-    return [Heading("Stage timings"), Table(["Stage", "Seconds", "Share"], rows)]
+    rows.append(["total", format_seconds(total), "100%" if total else MISSING])
+    return [Heading("Stage timings"), Table(["Stage", "Time", "Share"], rows)]
 
 
 def _artifacts(ctx: ReportContext) -> list[Block]:
     if not ctx.artifacts:
         return []
     return [Heading("Artifacts"), Bullets([f"{label}: {path}" for label, path in ctx.artifacts.items()])]
+
+
+def _reproducibility(ctx: ReportContext) -> list[Block]:
+    """What to rerun it with: the seed, the versions, the commit; the configuration follows."""
+    env = ctx.environment
+    if not env and ctx.seed is None:
+        return []
+    facts = []
+    if ctx.seed is not None:
+        facts.append(f"seed: {ctx.seed} (the split, every model and the search)")
+    if env.get("packages"):
+        facts.append("packages: " + ", ".join(f"{name} {version}" for name, version in env["packages"].items()))
+    if env.get("python"):
+        facts.append(f"Python {env['python']} on {env.get('platform', MISSING)}")
+    if env.get("git_commit"):
+        facts.append(f"git commit of the working directory: {env['git_commit']}")
+    if ctx.resources:
+        facts.append(f"Ray cluster: {ctx.resources.get('cluster', MISSING)}")
+    return [Heading("Reproducibility"), Bullets(facts)]
 
 
 def _config(ctx: ReportContext) -> list[Block]:
@@ -410,7 +458,7 @@ def build_report(ctx: ReportContext, plots: dict[str, Path]) -> list[Block]:
     extra = [name for name, path in plots.items() if Path(path) not in placed]
     if extra:
         blocks += [Heading("Other plots"), *_images(plots, *extra)]
-    return blocks + _timings(ctx) + _artifacts(ctx) + _config(ctx)
+    return blocks + _timings(ctx) + _artifacts(ctx) + _reproducibility(ctx) + _config(ctx)
 
 
 # ----------------------------------------------------------------------------------------------

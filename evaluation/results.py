@@ -16,6 +16,9 @@ metrics.json
     tuning     the first search's entry (the key from before there were several searches)
     searches   tuned model name -> {model, searcher, scheduler, trials (a count), epochs_trained,
                epochs_budget, wall_time_s, best_params, trial_mode, trial_mode_reason, placement}
+    timings_s  seconds per stage (data, ray, baselines, each network, each search, cv, evaluate)
+    environment {python, packages: {name: version}, platform, git_commit (where the working
+               directory is a git checkout; "+changes" when it has uncommitted ones)}
 best_params.yaml
     the first search's best hyperparameters; {} when the run had no search
 
@@ -93,6 +96,35 @@ def selection_entry(folds: Optional[int], rows: int, on_validation: Optional[dic
     return {"method": "validation"}
 
 
+PACKAGES = ("rayfit", "ray", "torch", "tensorflow", "scikit-learn", "xgboost", "lightgbm", "numpy", "pandas")
+
+
+def environment_entry() -> dict:
+    """What the run ran on, for reproducing it: Python, the packages' versions, the project's git
+    commit (of the working directory, when it is a git checkout), the machine."""
+    import platform
+    import subprocess
+    from importlib import metadata
+
+    versions = {}
+    for package in PACKAGES:
+        for distribution in (package, f"{package}-cpu"):  # xgboost-cpu provides xgboost
+            try:
+                versions[package] = metadata.version(distribution)
+                break
+            except metadata.PackageNotFoundError:
+                continue
+    entry = {"python": platform.python_version(), "packages": versions, "platform": platform.platform()}
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        if done.returncode == 0:
+            dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=5)
+            entry["git_commit"] = done.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return entry
+
+
 def metrics_document(task: str, primary_metric: str, best_model: str, dataset: dict, models: dict[str, dict],
                      resources: Optional[dict] = None, searches: Optional[dict[str, dict]] = None,
                      selection: Optional[dict] = None) -> dict:
@@ -106,6 +138,7 @@ def metrics_document(task: str, primary_metric: str, best_model: str, dataset: d
         metrics["tuning"] = next(iter(summaries.values()))
         metrics["searches"] = summaries
     metrics["selection"] = selection or {"method": "validation"}
+    metrics["environment"] = environment_entry()
     return metrics
 
 

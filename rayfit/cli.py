@@ -82,6 +82,18 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--data", required=True, help="a .csv / .parquet file of raw rows")
     predict.add_argument("--out", help="where to write predictions (CSV); default: stdout")
 
+    report = commands.add_parser("report", help="rebuild a finished run's report from its stored results")
+    report.add_argument("run_dir", help="a finished run's directory")
+
+    serve = commands.add_parser("serve", help="serve a run's best model over HTTP with Ray Serve")
+    serve.add_argument("run_dir", help="a finished run: its directory or storage URI")
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="default 8000")
+    serve.add_argument("--replicas", type=int, default=1, help="model replicas behind the endpoint (default 1)")
+    serve.add_argument("--max-batch-size", type=int, default=32, help="requests batched into one prediction")
+    serve.add_argument("--max-rows", type=int, default=10_000, help="rows one request may hold")
+    serve.add_argument("--address", help=ADDRESS_HELP)
+
     submit = commands.add_parser("submit", help="run an experiment as a job on a Ray cluster (Ray Jobs API)")
     submit.add_argument("config", nargs="?", help="experiment YAML (see examples/)")
     submit.add_argument("--data", help="a .csv / .parquet file (shipped with the job) or a built-in set")
@@ -249,6 +261,48 @@ def _resume(args) -> int:
     return EXIT_OK
 
 
+def _report(args) -> int:
+    from rayfit.progress import Display
+    from rayfit.rebuild import rebuild_report
+    from rayfit.run_dir import terminal_stream
+
+    with Display(terminal_stream()) as display:
+        page = rebuild_report(args.run_dir, display)
+        display.say(f"report: {page}")
+    return EXIT_OK
+
+
+def _serve(args) -> int:
+    import time
+
+    from rayfit.cluster.session import ensure_ray
+    from rayfit.serve import ServeSettings, check_port, model_archive, start_serving, stop_serving
+
+    for flag, value in (("--port", args.port), ("--replicas", args.replicas),
+                        ("--max-batch-size", args.max_batch_size), ("--max-rows", args.max_rows)):
+        if value < 1 or (flag == "--port" and value > 65535):
+            raise UserError(f"{flag}: {value} is out of range")
+    settings = ServeSettings(host=args.host, port=args.port, replicas=args.replicas,
+                             max_batch_size=args.max_batch_size, max_rows=args.max_rows)
+    model_archive(args.run_dir)  # not a finished run: said before Ray starts
+    check_port(settings.host, settings.port)
+    session = ensure_ray(args.address)
+    try:
+        url = start_serving(args.run_dir, settings)
+        _say(f"serving {args.run_dir} at {url}: POST /predict, GET /schema, GET /healthz; Ctrl-C stops")
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        _say("serve: stopped")
+        return EXIT_OK
+    finally:
+        stop_serving()
+        if session.started:
+            import ray
+
+            ray.shutdown()
+
+
 def _predict(args) -> int:
     from rayfit.predict import predict_file
 
@@ -346,7 +400,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with _signals_stop_the_command() as received:
         try:
             args = build_parser().parse_args(argv)
-            commands = {"run": _run, "resume": _resume, "predict": _predict, "submit": _submit, "fetch": _fetch, "jobs": _jobs,
+            commands = {"run": _run, "resume": _resume, "predict": _predict, "serve": _serve, "report": _report, "submit": _submit, "fetch": _fetch, "jobs": _jobs,
                         "cluster": _cluster}
             return commands[args.command](args)
         except UserError as exc:

@@ -57,6 +57,9 @@ class Display:
         self._log: Optional[TextIO] = None
         # Called with every line shown (and its stage, if any): the watchdog's heartbeats.
         self.listeners: list[Callable[[Optional[str]], None]] = []
+        # While a hub is followed: drains its pending events, so a stage's last epochs are shown
+        # before the line that says it is done
+        self._pending: Optional[Callable[[], None]] = None
         self.progress = Progress(
             SpinnerColumn(), TextColumn("[bold]{task.description:<18}"), BarColumn(bar_width=28),
             MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
@@ -91,7 +94,9 @@ class Display:
         if self._log is not None:
             self._log.write(f"rayfit {line}\n")
         if to_terminal and not self.progress:
-            self.console.print(line, markup=False, highlight=False)
+            # Not a terminal (CI, a pipe, a file): the line as it is, never wrapped at a guessed width.
+            self.console.file.write(line + "\n")
+            self.console.file.flush()
 
     def say(self, text: str) -> None:
         if self.progress:
@@ -116,6 +121,8 @@ class Display:
                            stage=stage)
 
     def finish(self, stage: str, summary: str) -> None:
+        if self._pending is not None:
+            self._pending()
         with self._lock:
             if self.progress and stage in self._tasks:
                 task = self.progress.tasks[self._tasks[stage]]
@@ -136,16 +143,18 @@ class Display:
         """Drain the hub into the display while the body runs (a Ray Train fit blocks the driver)."""
         stop = threading.Event()
         lost: list[str] = []
+        one_at_a_time = threading.Lock()  # the pump and a finishing stage: events stay in order
 
         def drain() -> None:
-            if lost:
-                return
-            try:
-                for event in ray.get(hub.drain.remote()):
-                    self.on_event(event)
-            except Exception as exc:  # noqa: BLE001 - e.g. its node is gone: progress is, training is not
-                lost.append((str(exc).strip().splitlines() or [type(exc).__name__])[0])
-                self.say(f"progress: epoch lines stop here, the progress actor was lost ({lost[0]})")
+            with one_at_a_time:
+                if lost:
+                    return
+                try:
+                    for event in ray.get(hub.drain.remote(), timeout=10):
+                        self.on_event(event)
+                except Exception as exc:  # noqa: BLE001 - e.g. its node is gone: progress is, training is not
+                    lost.append((str(exc).strip().splitlines() or [type(exc).__name__])[0])
+                    self.say(f"progress: epoch lines stop here, the progress actor was lost ({lost[0]})")
 
         def pump():
             while True:
@@ -155,9 +164,11 @@ class Display:
 
         thread = threading.Thread(target=pump, daemon=True)
         thread.start()
+        self._pending = drain
         try:
             yield
         finally:
+            self._pending = None
             stop.set()
             thread.join()
             drain()

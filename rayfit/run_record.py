@@ -45,19 +45,22 @@ class RunRecord:
         return record
 
     @classmethod
-    def load(cls, run_dir: Path, shown: Optional[str] = None) -> "RunRecord":
-        """The record in `run_dir` (the driver's copy of the run named `shown` in messages)."""
+    def load(cls, run_dir: Path, shown: Optional[str] = None, finished: bool = False) -> "RunRecord":
+        """The record in `run_dir` (the driver's copy of the run named `shown` in messages) of a run
+        to resume, or with `finished`, of a finished one (to read)."""
         path = Path(run_dir) / STATE_FILE
         if not path.is_file():
             raise UserError(f"{shown or run_dir}: not a rayfit run directory (no {STATE_FILE})")
         record = cls(run_dir, json.loads(path.read_text()))
-        if record.finished:
+        if finished and not record.finished:
+            raise UserError(f"{shown or run_dir}: this run has not finished; rayfit resume {shown or run_dir} finishes it")
+        if not finished and record.finished:
             raise UserError(f"{shown or run_dir}: this run already finished; nothing to resume")
         return record
 
-    def check_source(self, source: str) -> None:
+    def check_source(self, source: str, needs: str = "resume needs") -> None:
         if source_digest(source) != self.data["source_sha256"]:
-            raise UserError(f"data.source: {source} changed since the run started; resume needs the same data")
+            raise UserError(f"data.source: {source} changed since the run started; {needs} the same data")
 
     @property
     def finished(self) -> bool:

@@ -183,3 +183,25 @@ def test_the_report_says_how_each_network_ran(run):
     assert "Ray cluster: 2 CPUs, 0 GPUs." in section
     assert "| torch_mlp | Ray Train worker group | 2 | cpu |" in section
     assert "| keras_mlp | Ray Train worker group | 2 | cpu |" in section
+
+
+def test_rayfit_report_rebuilds_the_same_report_without_training(run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run["dir"], copy)
+    before = (copy / "report.md").read_text()
+    for name in ("report.md", "report.html"):
+        (copy / name).unlink()
+    shutil.rmtree(copy / "plots")
+    trained = {p: p.stat().st_mtime_ns for p in (copy / "models").rglob("*") if p.is_file()}
+    assert main(["report", str(copy)]) == 0
+    after = (copy / "report.md").read_text()
+
+    def body(text):  # all but the line saying when it was made
+        return [line for line in text.splitlines() if not line.startswith("Created ")]
+
+    assert body(after) == body(before)
+    assert {p.stem for p in (copy / "plots").glob("*.png")} == {p.stem for p in (run["dir"] / "plots").glob("*.png")}
+    assert (copy / "report.html").is_file()
+    assert {p: p.stat().st_mtime_ns for p in (copy / "models").rglob("*") if p.is_file()} == trained  # nothing retrained

@@ -11,8 +11,11 @@ from rayfit.cli import main
 EXAMPLES = Path(__file__).parent.parent / "examples"
 SHORT = {
     "digits_cnn.yaml": ["torch.model=cnn", "torch.epochs=3", "keras.epochs=3", "tune.num_samples=2", "tune.max_t=2",
-                        "tune.grace_period=1", "evaluation.cv_networks=false"],
-    "sequence.yaml": ["torch.epochs=8", "keras.epochs=8", "evaluation.cv_networks=false"],
+                        "tune.grace_period=1", "evaluation.cv_networks=false",
+                        # one task per network: worker groups are tested elsewhere, and cost a start each here
+                        "torch.launch=task", "keras.launch=task"],
+    "sequence.yaml": ["torch.epochs=8", "keras.epochs=8", "evaluation.cv_networks=false", "torch.launch=task",
+                      "keras.launch=task"],
 }
 NEURAL = {"digits_cnn.yaml": {"torch_cnn", "keras_cnn", "torch_tuned"},
           "sequence.yaml": {"torch_rnn", "torch_transformer", "keras_rnn"}}

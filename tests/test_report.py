@@ -18,7 +18,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ODD_NAME = "<b>x</b>"  # a model name that must come out escaped in HTML
 PREP_LOG = ["dropped 3 duplicate rows", "imputed 5 missing values in 'age' with the median"]
 CLASSIFICATION_PLOTS = {"model_comparison", "learning_curves", "tuning_curves", "tuning_parameters",
-                        "confusion_matrix", "roc_curve", "feature_importance"}
+                        "confusion_matrix", "roc_curve", "pr_curve", "calibration", "feature_importance"}
 REGRESSION_PLOTS = {"model_comparison", "feature_importance", "predicted_vs_actual", "residuals"}
 
 
@@ -57,7 +57,8 @@ def classification_ctx() -> ReportContext:
         prep_log=PREP_LOG,
         histories={"torch_mlp": _history(8, 0.7), ODD_NAME: _history(5, 0.9)},
         best_params={"lr": 0.003162, "hidden": 64},
-        trials=[_trial("t_00", 10, 0.01), _trial("t_01", 2, 0.3, "STOPPED"), _trial("t_02", 4, 0.1, "STOPPED")],
+        trials=[_trial("t_00", 10, 0.01, "completed"), _trial("t_01", 2, 0.3, "stopped by scheduler"),
+                _trial("t_02", 4, 0.1, "early stopping")],
         y_test=y_test, y_pred=proba.argmax(axis=1), proba=proba, class_names=["no", "yes"],
         importance=[("age", 0.12, 0.01), ("income", 0.05, 0.02), ("city", 0.01, 0.005), ("b", 0.0, 0.001),
                     ("a", -0.002, 0.001)],
@@ -160,7 +161,9 @@ def test_markdown_content(classification_ctx, tmp_path):
     trial_rows = [line for line in md.splitlines() if line.startswith(("| t_0", "| **t_0"))]
     assert [re.search(r"t_0\d", row).group() for row in trial_rows] == ["t_00", "t_02", "t_01"]
     assert "3 trials; 16 epochs trained of a 30-epoch budget" in md
-    assert "early stopping saved 47%" in md
+    # what ended each trial, and whose stops spared which share of the budget
+    assert ("(3 trials × up to 10 epochs); 1 completed, 1 stopped by scheduler, 1 early stopping; the scheduler's "
+            "stops spared 27%, early stopping (patience) spared 20% of it.") in md
     assert "| 4 | b | 0 | 0.001 |" in md  # importance table, 4 significant digits
     assert "```yaml\nname: binary-demo" in md
     assert "checkpoints/torch_mlp" in md
@@ -214,3 +217,27 @@ def test_every_search_gets_its_own_tuning_section(classification_ctx, tmp_path):
     assert "](plots/tuning_curves_gradient_boosting_tuned.png)" in gbm_section
     assert "3 trials; 16 epochs trained" in md[first:second]
     assert "Tuning curves (gradient_boosting_tuned)" in page
+
+
+def test_durations_have_units_and_sensible_precision():
+    from rayfit.evaluation.report import format_seconds
+
+    assert [format_seconds(s) for s in (0.04184, 3.21, 42.4, 250.6, None)] == ["42 ms", "3.2 s", "42 s", "4 min 11 s", "–"]
+
+
+def test_multi_class_curves_are_one_class_against_the_rest(classification_ctx, tmp_path):
+    from dataclasses import replace
+
+    from rayfit.evaluation.plots import _scored_classes
+
+    rng = np.random.default_rng(2)
+    y_test = rng.integers(0, 3, size=90)
+    proba = rng.dirichlet([1, 1, 1], size=90) * 0.5 + 0.5 * np.eye(3)[y_test]
+    ctx = replace(classification_ctx, y_test=y_test, y_pred=proba.argmax(axis=1), proba=proba,
+                  class_names=["a", "b", "c"])
+    assert [name for name, _, _ in _scored_classes(ctx)] == ["a", "b", "c"]
+    plots = render_all(ctx, tmp_path / "plots")
+    assert {"roc_curve", "pr_curve", "calibration", "confusion_matrix"} <= set(plots)
+    _assert_valid_pngs(plots)
+    # binary: the positive class alone
+    assert [name for name, _, _ in _scored_classes(classification_ctx)] == ["yes"]

@@ -26,10 +26,15 @@ def test_metrics_json_keeps_its_keys(tmp_path):
 
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert list(written) == ["task", "primary_metric", "best_model", "dataset", "models", "resources", "tuning",
-                             "searches", "selection"]
+                             "searches", "selection", "environment"]
     assert list(written["models"]["torch_mlp"]) == ["framework", "test", "val", "train_time_s", "launch", "workers",
                                                     "device", "gpus_per_worker", "amp", "launch_reason", "selected_on"]
     assert written["selection"] == {"method": "validation"}
+    environment = written["environment"]
+    assert {"rayfit", "ray", "torch", "tensorflow", "scikit-learn"} <= set(environment["packages"])
+    import ray
+
+    assert environment["packages"]["ray"] == ray.__version__ and environment["python"].count(".") == 2
     assert written["models"]["torch_mlp"]["train_time_s"] == 1.235
     assert written["models"]["dummy"]["test"]["accuracy"] is None  # NaN -> null
     assert "launch" not in written["models"]["dummy"]

@@ -8,7 +8,7 @@ from rayfit.cluster.plan import ClusterShape, check_trial_request
 from rayfit.config import TorchConfig, TuneSettings, validate
 from rayfit.errors import UserError
 from rayfit.trainers.launch import TrainingData
-from rayfit.tuning.search import run_search
+from rayfit.tuning.search import STATUSES, _status, run_search
 
 BASE = TorchConfig(hidden_sizes=[16], patience=100, batch_size=32)  # no early stopping inside trials
 
@@ -28,7 +28,8 @@ def test_asha_stops_trials_early(data, tmp_path):
     search = run_search(settings, BASE, data, tmp_path)
     assert len(search.trials) == 8
     assert search.epochs_trained < 8 * 8, search.epochs_trained
-    assert any(t["status"] == "stopped early" for t in search.trials)
+    assert any(t["status"] == "stopped by scheduler" for t in search.trials)
+    assert {t["status"] for t in search.trials} <= set(STATUSES)
     assert search.model.predict_proba(np.zeros((2, 6), np.float32)).shape == (2, 2)
 
 
@@ -196,3 +197,13 @@ def test_distributed_trials_refuse_what_they_cannot_do():
         validate({"tune": {"trial_mode": "distributed", "scheduler": "pbt", "max_t": 8}})
     with pytest.raises(UserError, match="gradient_boosting trains inline"):
         validate({"tune": {"trial_mode": "distributed", "model": "gradient_boosting"}})
+
+
+def test_a_trial_says_what_ended_it():
+    """The scheduler's cuts are told from the trial's own early stopping and from a full run."""
+    rows = [{"epoch": e, "early_stopped": False} for e in (1, 2, 3)]
+    assert _status("", rows, planned=3) == "completed"
+    assert _status("", rows[:2], planned=3) == "stopped by scheduler"
+    assert _status("", rows[:1] + [{"epoch": 2, "early_stopped": True}], planned=3) == "early stopping"
+    assert _status("boom", rows, planned=3) == "failed"
+    assert _status("", [{"epoch": 1, "planned": 1}], planned=1) == "completed"  # a model that does not grow

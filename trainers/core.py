@@ -176,6 +176,7 @@ def train(config: LoopConfig, context: ExecutionContext) -> list[dict]:
                    # this process's peak resident memory so far (Linux: KiB): what streaming keeps flat
                    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
         improved = run.stopper.step(metrics["val_loss"], epoch)
+        metrics["early_stopped"] = bool(run.stopper.should_stop)  # its own patience ended it here
         run.schedule.observe(metrics["val_loss"])
         if improved or run.best_weights is None:
             run.best_weights = adapter.weights()

@@ -46,7 +46,8 @@ def baseline_trial(config: dict, base: dict) -> None:
     best = float("inf")
     for step in range(1, steps + 1):
         grow(name, estimator, step, X, y, class_weight, threads)
-        metrics = {"epoch": step, **_val_metrics(estimator, X_val, y_val, task)}
+        # planned: its own number of steps (a model that does not grow has one), not the search's max_t
+        metrics = {"epoch": step, **_val_metrics(estimator, X_val, y_val, task), "planned": steps}
         if metrics["val_loss"] < best:
             best = metrics["val_loss"]
             with tempfile.TemporaryDirectory() as tmp:

@@ -34,7 +34,10 @@ from rayfit.tuning.searchers import build_searcher, scheduler_for
 from rayfit.tuning.space import to_param_space
 from rayfit.tuning.trial_mode import FreeStoppedWorkerGroups, TrialMode, choose_trial_mode, distributed_trial
 
-HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "val_accuracy", "lr", "epoch_time_s")
+HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "val_accuracy", "lr", "epoch_time_s", "early_stopped", "planned")
+# Why a trial ended: it failed, trained all its epochs, its own early stopping (patience) ended it,
+# or the scheduler (ASHA, median stopping, ...) cut it short
+STATUSES = ("failed", "completed", "early stopping", "stopped by scheduler")
 
 
 @dataclass
@@ -163,17 +166,18 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
         checkpoint = None if failed else _latest_checkpoint(result)
         history = _trial_history(result, checkpoint)
         best_row = better(history, key=lambda r: r[settings.metric]) if history else {}
+        planned = int((history[-1].get("planned") if history else None) or settings.max_t)
         trials.append({
             "trial_id": result.metrics.get("trial_id", Path(result.path).name),
             "params": {k: result.config[k] for k in settings.space},
             "val_loss": best_row.get("val_loss", math.nan),
             **({"val_accuracy": best_row["val_accuracy"]} if "val_accuracy" in best_row else {}),
             "epochs": len(history),
-            "max_epochs": settings.max_t,
+            "max_epochs": planned,
             # the trial's own time, as its actor measured it (Tune's time_total_s): training,
             # validation and checkpoints, without the search's scheduling around it
             "time_total_s": result.metrics.get("time_total_s", math.nan),
-            "status": "failed" if failed else "completed" if len(history) >= settings.max_t else "stopped early",
+            "status": _status(failed, history, planned),
             **({"error": failed} if failed else {}),
             "history": history,
             "_checkpoint": checkpoint,
@@ -197,6 +201,17 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
         plan=plan.describe(), trial_mode_figures=mode.figures,
         runtime=runtime,
     )
+
+
+def _status(failed: str, history: list[dict], planned: int) -> str:
+    """One of STATUSES for a trial's history."""
+    if failed:
+        return "failed"
+    if len(history) >= planned:
+        return "completed"
+    if history and history[-1].get("early_stopped"):
+        return "early stopping"
+    return "stopped by scheduler"
 
 
 def _last_line(error: BaseException) -> str:

@@ -12,7 +12,7 @@ from rayfit.data.preprocessing import save_preprocessing
 from rayfit.evaluation.fitted import FittedModel
 from rayfit.evaluation.manifest import write_manifest
 from rayfit.evaluation.metrics import is_better, score_model
-from rayfit.evaluation.results import NATIVE_TOP, dataset_entry, metrics_document, model_entry, selection_entry, write_results
+from rayfit.evaluation.results import dataset_entry, metrics_document, model_entry, selection_entry, write_results
 from rayfit.stages.state import RunState
 from rayfit.trainers.registry import is_network_framework
 
@@ -51,9 +51,11 @@ def evaluate(state: RunState) -> Evaluation:
         importances = _every_importance(state, {name: state.refitted.get(name, trained.model)
                                                 for name, trained in state.trained.items()})
         for name, ranked in importances.items():
+            # every feature, most important first (what `rayfit report` redraws the best model's from)
             scores[name]["permutation_importance"] = {
-                "top": [[feature, round(mean, 6), round(std, 6)] for feature, mean, std in ranked[:NATIVE_TOP]]}
-    importance = importances.get(best, [])
+                "top": [[feature, round(mean, 6), round(std, 6)] for feature, mean, std in ranked]}
+    # the best model's, as metrics.json keeps it: the report now and `rayfit report` later show the same
+    importance = [tuple(row) for row in scores[best].get("permutation_importance", {}).get("top", [])]
 
     # model/ appears whole: written beside it, then renamed (a rerun after a stop replaces a partial one)
     model_dir, partial = state.run_dir / "model", state.run_dir / ".model.partial"
@@ -70,12 +72,13 @@ def evaluate(state: RunState) -> Evaluation:
         # cv only when some model was cross-validated (a run of networks alone chose on validation)
         selection=selection_entry(state.cv_folds if state.cv else None, len(prepared.y_train) + len(prepared.y_val),
                                   {n: why for n, why in state.cv_left_out.items() if n not in state.cv}))
+    state.stage_times["evaluate"] = time.perf_counter() - started
+    metrics["timings_s"] = {stage: round(seconds, 3) for stage, seconds in state.stage_times.items()}
     best_params = state.search["best_params"] if state.search is not None else {}
     write_results(state.run_dir, metrics, best_params)
     on = scores[best]["selected_on"]
     chosen_by = scores[best]["cv"][metric]["mean"] if on == "cv" else scores[best]["val"][metric]
     display.finish("evaluate", f"best {best}: {on} {metric} {chosen_by:.4f}, test {metric} {scores[best]['test'][metric]:.4f}")
-    state.stage_times["evaluate"] = time.perf_counter() - started
     return Evaluation(scores, best, best_model, importance, metrics, best_params)
 
 

@@ -128,6 +128,9 @@ CASES = [
     ("resume-data-changed", {"rows.csv": GOOD, **_fake_run("rows.csv")}, ["resume", "run"],
      "changed since the run started"),
     ("predict-not-a-run", {"rows.csv": GOOD}, ["predict", "nowhere", "--data", "rows.csv"], "not a finished rayfit run"),
+    ("report-not-a-run", {"somedir/x.txt": b"x"}, ["report", "somedir"], "not a finished rayfit run"),
+    ("serve-not-a-run", {"somedir/x.txt": b"x"}, ["serve", "somedir"], "not a finished rayfit run"),
+    ("serve-port-out-of-range", {}, ["serve", "somedir", "--port", "70000"], "--port: 70000 is out of range"),
     ("fetch-not-a-run", {"somedir/x.txt": b"x"}, ["fetch", "somedir", "--out", "copy"], "not a rayfit run"),
     ("storage-unknown-scheme", {"rows.csv": GOOD}, [*RUN, "--storage", "ftp2://host/x"], "storage ftp2://host/x"),
 ]

@@ -1,0 +1,244 @@
+"""`rayfit serve RUN`: a finished run's model as an HTTP JSON endpoint on Ray Serve.
+
+    POST /predict   a list of row objects, or {"rows": [...]}: {"predictions": [...]} and, for a
+                    classifier, {"probabilities": [{class: p, ...}, ...]}; the same answers as
+                    `rayfit predict` gives for the same rows
+    GET  /schema    the columns a row needs and their kinds, the task, the classes
+    GET  /healthz   {"status": "ok", "model": ...}
+
+Each replica loads the model and its fitted preprocessing from the run's `model/` directory,
+shipped to it as bytes (its manifest checked there before anything is unpickled), so a replica on
+any node of a cluster serves without shared storage. Requests are batched across callers
+(`@serve.batch`) into one prediction. A malformed request gets a 4xx whose `detail` names the
+problem, never a crashed replica: not JSON, not a list of objects, no rows, more rows than
+`max_rows`, a body over `max_bytes`, a missing column, a value of the wrong kind.
+"""
+
+import io
+import json
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+
+from rayfit.errors import UserError
+
+APP_NAME = "rayfit"
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    replicas: int = 1
+    max_batch_size: int = 32  # requests one prediction batches together
+    batch_wait_s: float = 0.01  # how long a request waits for others to batch with
+    max_rows: int = 10_000  # rows one request may hold
+    max_bytes: int = 10 * 2**20  # one request body's size
+
+
+def model_archive(run: str) -> bytes:
+    """The run's model/ directory (a path or a storage URI) as one tar archive."""
+    from rayfit.cluster.storage import Location
+    from rayfit.evaluation.fitted import MODEL_META
+
+    location = Location.of(run).join("model")
+    if not location.join(MODEL_META).is_file():
+        raise UserError(f"{run}: not a finished rayfit run (no model/{MODEL_META})")
+    with tempfile.TemporaryDirectory(prefix="rayfit-serve-") as tmp:
+        directory = Path(location.uri) if location.local else location.download(Path(tmp) / "model")
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            tar.add(directory, arcname="model")
+        return buffer.getvalue()
+
+
+def column_kinds(preprocessing) -> dict[str, str]:
+    """Each raw column the model takes -> number | category | text | datetime, from the fitted pipeline."""
+    kinds = dict.fromkeys(preprocessing.raw_columns, "number")
+    pipeline = preprocessing.pipeline
+    steps = getattr(pipeline, "named_steps", {})
+    if "datetime" in steps:
+        for column in steps["datetime"].parts_:
+            kinds[column] = "datetime"
+    if "columns" in steps:
+        for name, _, columns in steps["columns"].transformers_:
+            kind = "text" if name.startswith("text:") else "category" if name in ("onehot", "ordinal") else None
+            if kind:
+                for column in [columns] if isinstance(columns, str) else columns:
+                    if column in kinds:
+                        kinds[column] = kind
+    return kinds
+
+
+class RequestError(ValueError):
+    """A request the endpoint refuses: (HTTP status, what is wrong with it)."""
+
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+def parse_rows(body: bytes, kinds: dict[str, str], max_rows: int, max_bytes: int) -> pd.DataFrame:
+    """A request body -> a frame of the model's raw columns (extra keys ignored), or RequestError."""
+    if len(body) > max_bytes:
+        raise RequestError(413, f"request body of {len(body)} bytes is over the limit of {max_bytes}")
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(400, f"the body is not JSON: {exc}") from None
+    rows = payload.get("rows") if isinstance(payload, dict) else payload
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise RequestError(422, 'send a JSON list of row objects, e.g. [{"column": value, ...}], or {"rows": [...]}')
+    if not rows:
+        raise RequestError(422, "no rows to predict")
+    if len(rows) > max_rows:
+        raise RequestError(413, f"{len(rows)} rows, more than the {max_rows} one request may hold")
+    missing = [c for c in kinds if any(c not in row for row in rows)]
+    if missing:
+        first = next(i for i, row in enumerate(rows) if missing[0] not in row)
+        shown = ", ".join(missing[:10]) + (f" (and {len(missing) - 10} more)" if len(missing) > 10 else "")
+        raise RequestError(422, f"row {first} lacks column{'s' if len(missing) > 1 else ''} {shown}; "
+                                f"GET /schema lists what a row needs")
+    for column, kind in kinds.items():
+        for i, row in enumerate(rows):
+            value = row[column]
+            if value is None:
+                continue  # missing: imputed like a gap in training
+            if kind == "number" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                if not (isinstance(value, str) and _is_number(value)):
+                    raise RequestError(422, f"row {i}, column {column!r}: expected a number, got {value!r}")
+            elif kind != "number" and not isinstance(value, (str, int, float, bool)):
+                raise RequestError(422, f"row {i}, column {column!r}: expected a {kind} value, got "
+                                        f"{type(value).__name__}")
+    frame = pd.DataFrame([{c: row[c] for c in kinds} for row in rows], columns=list(kinds))
+    for column, kind in kinds.items():
+        if kind == "number":
+            frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    return frame
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def answers(model, preprocessing, frame: pd.DataFrame) -> list[dict]:
+    """One answer per row: {"prediction"} and, for a classifier, {"probabilities": {class: p}}."""
+    X = preprocessing.transform(frame)
+    predicted = preprocessing.decode(model.predict(X))
+    proba = model.predict_proba(X)
+    out = []
+    for i, value in enumerate(predicted):
+        answer: dict[str, Any] = {"prediction": _plain(value)}
+        if proba is not None:
+            answer["probabilities"] = {str(name): float(p) for name, p in zip(preprocessing.class_names, proba[i])}
+        out.append(answer)
+    return out
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def build_app(archive: bytes, settings: ServeSettings):
+    """The Ray Serve application: one deployment of `settings.replicas` replicas behind FastAPI."""
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
+    from ray import serve
+
+    api = FastAPI(title="rayfit model")
+
+    @serve.deployment(num_replicas=settings.replicas, ray_actor_options={"num_cpus": 0.5})
+    @serve.ingress(api)
+    class Predictor:
+        def __init__(self, archive: bytes):
+            from rayfit.data.preprocessing import load_preprocessing
+            from rayfit.evaluation.fitted import load_model
+            from rayfit.evaluation.manifest import verify_manifest
+
+            self._tmp = tempfile.TemporaryDirectory(prefix="rayfit-replica-")
+            with tarfile.open(fileobj=io.BytesIO(archive), mode="r") as tar:
+                tar.extractall(self._tmp.name, filter="data")
+            directory = Path(self._tmp.name) / "model"
+            verify_manifest(directory)
+            self.preprocessing = load_preprocessing(directory)
+            self.model = load_model(directory)
+            self.kinds = column_kinds(self.preprocessing) if self.preprocessing.takes_rows else {}
+
+        @api.get("/healthz")
+        def healthz(self):
+            return {"status": "ok", "model": self.model.name, "task": self.model.task}
+
+        @api.get("/schema")
+        def schema(self):
+            return {"columns": [{"name": c, "kind": k} for c, k in self.kinds.items()], "task": self.model.task,
+                    "target": self.preprocessing.target, "classes": self.preprocessing.class_names,
+                    "model": self.model.name, "max_rows": settings.max_rows}
+
+        @api.post("/predict")
+        async def predict(self, request: Request):
+            if not self.kinds:
+                return JSONResponse({"detail": f"this model takes {self.preprocessing.kind} arrays, not rows; "
+                                               f"use rayfit predict with an .npz file"}, status_code=422)
+            try:
+                frame = parse_rows(await request.body(), self.kinds, settings.max_rows, settings.max_bytes)
+                return {"rows": len(frame), **_merge(await self._batched(frame))}
+            except RequestError as exc:
+                return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+            except UserError as exc:
+                return JSONResponse({"detail": str(exc)}, status_code=422)
+
+        @serve.batch(max_batch_size=settings.max_batch_size, batch_wait_timeout_s=settings.batch_wait_s)
+        async def _batched(self, frames: list[pd.DataFrame]) -> list[list[dict]]:
+            """Every waiting request's rows in one prediction, split back per request."""
+            everything = answers(self.model, self.preprocessing, pd.concat(frames, ignore_index=True))
+            out, start = [], 0
+            for frame in frames:
+                out.append(everything[start:start + len(frame)])
+                start += len(frame)
+            return out
+
+    return Predictor.bind(archive)
+
+
+def _merge(rows: list[dict]) -> dict:
+    merged = {"predictions": [r["prediction"] for r in rows]}
+    if rows and "probabilities" in rows[0]:
+        merged["probabilities"] = [r["probabilities"] for r in rows]
+    return merged
+
+
+def check_port(host: str, port: int) -> None:
+    """The port is free to listen on: a taken one is said now, not left to a proxy that never binds."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise UserError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+
+
+def start_serving(run: str, settings: ServeSettings) -> str:
+    """Deploy the run's model on the Ray session of this process; the endpoint's base URL."""
+    from ray import serve
+
+    archive = model_archive(run)
+    serve.start(http_options={"host": settings.host, "port": settings.port})
+    serve.run(build_app(archive, settings), name=APP_NAME, route_prefix="/", blocking=False)
+    return f"http://{settings.host}:{settings.port}"
+
+
+def stop_serving() -> None:
+    from ray import serve
+
+    serve.shutdown()

@@ -1,0 +1,28 @@
+"""The progress display without a terminal (CI, a pipe): plain lines, one event each, in order,
+never wrapped."""
+from __future__ import annotations
+
+import io
+import re
+
+from rayfit.progress import Display, progress_hub
+
+
+def test_a_stage_is_done_after_its_last_epoch_and_no_line_is_wrapped(ray_session):
+    import ray
+
+    out = io.StringIO()
+    hub = progress_hub()
+    with Display(out, live=False) as display:
+        display.start("torch_mlp", "torch_mlp (one task)", total=22)
+        with display.follow(hub, interval=60):  # the pump would not drain again for a minute
+            ray.get([hub.push.remote({"stage": "torch_mlp", "epoch": e, "epochs": 22,
+                                      "metrics": {"train_loss": 0.5, "val_loss": 0.4}}) for e in range(1, 23)])
+            display.finish("torch_mlp", "22 epochs, best epoch 20, " + "a long summary " * 10)
+    lines = out.getvalue().splitlines()
+    epochs = [int(m.group(1)) for line in lines if (m := re.search(r"torch_mlp: (\d+)/22", line))]
+    done = next(i for i, line in enumerate(lines) if "torch_mlp: done" in line)
+    assert epochs == list(range(1, 23))  # every epoch, in order ...
+    assert all(i < done for i, line in enumerate(lines) if re.search(r"torch_mlp: \d+/22", line))  # ... before done
+    assert lines[done].rstrip().endswith("a long summary")  # one line, however long: not wrapped at 80 columns
+    assert len(lines[done]) > 150

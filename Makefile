@@ -18,11 +18,17 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml constraints/cpu.txt
-	$(BIN)/pip install -q $(CONSTRAINTS) -e '.[dev,$(XGBOOST)]'
-	$(BIN)/pip install -q $(CONSTRAINTS) -e '.[dev,$(XGBOOST),search]' \
-	  || echo "note: optional search packages (hyperopt, hpbandster, GPy) did not install; their tests skip"
-	$(BIN)/pip install -q $(CONSTRAINTS) -e '.[dev,$(XGBOOST),catboost]' \
-	  || echo "note: catboost did not install; the catboost baseline is left out and its tests skip"
+	@date +"install: started %T"
+	@# One resolve for everything where it all installs; otherwise the core first, then what of the
+	@# optional packages installs (hpbandster builds netifaces from source and needs a C compiler).
+	$(BIN)/pip install -q $(CONSTRAINTS) -e '.[dev,$(XGBOOST),catboost,search]' || { \
+	  echo "note: the optional packages (hyperopt, hpbandster, GPy, catboost) did not all install; without them:"; \
+	  $(BIN)/pip install -q $(CONSTRAINTS) -e '.[dev,$(XGBOOST)]' && { \
+	    $(BIN)/pip install -q $(CONSTRAINTS) -e '.[dev,$(XGBOOST),catboost]' \
+	      || echo "note: catboost did not install; the catboost baseline is left out and its tests skip"; \
+	    $(BIN)/pip install -q $(CONSTRAINTS) -e '.[dev,$(XGBOOST),search]' \
+	      || echo "note: optional search packages (hyperopt, hpbandster, GPy) did not install; their tests skip"; }; }
+	@date +"install: done %T"
 	touch $(STAMP)
 
 run: install

@@ -127,7 +127,75 @@ def _title(ctx: ReportContext) -> list[Block]:
         f"Best model: {ctx.best_model} ({best.get('framework', MISSING)}), "
         f"test {ctx.primary_metric} {format_value(ctx.metric(ctx.best_model, 'test'))} ({chosen}; {ctx.task})."
     ))
-    return blocks
+    return blocks + _summary(ctx)
+
+
+CLASSIC = ("sklearn", "xgboost", "lightgbm")  # frameworks of the classic-ML baselines
+
+
+def _summary(ctx: ReportContext) -> list[Block]:
+    """What one decides from, first: the best against the best baseline and the dummy, the data,
+    what was done to it, how long it took, on what."""
+    metric, facts = ctx.primary_metric, []
+    test = lambda name: format_value(ctx.metric(name, "test"))  # noqa: E731
+    sign = 1 if higher_is_better(metric) else -1
+    baselines = [n for n, m in ctx.models.items() if m.get("framework") in CLASSIC and n not in ("dummy", ctx.best_model)
+                 and not is_missing(ctx.metric(n, "test"))]
+    line = f"{ctx.best_model}: test {metric} {test(ctx.best_model)}"
+    if baselines:
+        runner = max(baselines, key=lambda n: sign * ctx.metric(n, "test"))
+        line += f"; the best other classic-ML model, {runner}: {test(runner)}"
+    if "dummy" in ctx.models:
+        line += f"; the dummy (always the most frequent class or the mean): {test('dummy')}"
+    facts.append(line)
+    data = ctx.dataset
+    shape = f"{format_value(data.get('rows'))} rows, {format_value(data.get('features'))} features"
+    if data.get("classes"):
+        shape += f", {data['classes']} classes"
+    splits = data.get("split_sizes") or {}
+    if splits:
+        shape += " (" + "/".join(str(n) for n in splits.values()) + " " + "/".join(splits) + ")"
+    facts.append(f"data: {shape}")
+    if ctx.prep_log:
+        facts.append(f"preparation: {len(ctx.prep_log)} step{'s' if len(ctx.prep_log) > 1 else ''} "
+                     f"(see Data preparation), e.g. {ctx.prep_log[0]}")
+    if ctx.stage_times:
+        facts.append(f"wall time: {format_seconds(sum(ctx.stage_times.values()))} until the report")
+    if ctx.resources:
+        facts.append(f"resources: {ctx.resources.get('cluster', MISSING)}, {format_value(ctx.resources.get('nodes'))} "
+                     f"node(s)")
+    return [Heading("Summary"), Bullets(facts), _leaderboard(ctx)]
+
+
+def _selection_score(ctx: ReportContext, name: str) -> tuple[str, Optional[float], Optional[float]]:
+    model = ctx.models[name]
+    if model.get("selected_on") == "cv" and ctx.primary_metric in model.get("cv", {}):
+        cv = model["cv"][ctx.primary_metric]
+        return "cv", cv.get("mean"), cv.get("std")
+    return "val", ctx.metric(name, "val"), None
+
+
+def _leaderboard(ctx: ReportContext) -> Table:
+    """Every model, best first by the score that chose among them: how it was chosen and tested,
+    what trained it and where, how long."""
+    metric = ctx.primary_metric
+    sign = 1 if higher_is_better(metric) else -1
+
+    def rank(name):
+        value = _selection_score(ctx, name)[1]
+        return (is_missing(value), 0.0 if is_missing(value) else -sign * value)
+
+    names = sorted(ctx.models, key=rank)
+    rows = []
+    for name in names:
+        model = ctx.models[name]
+        on, value, std = _selection_score(ctx, name)
+        chosen_by = f"{format_value(value)}" + (f" ± {format_value(std)}" if std is not None else "")
+        rows.append([name, model.get("framework", MISSING), f"{on} {chosen_by}", ctx.metric(name, "test"),
+                     model.get("launch", "task" if model.get("framework") in CLASSIC else MISSING),
+                     model.get("workers", 1), model.get("device", "cpu"), format_seconds(model.get("train_time_s"))])
+    header = ["Model", "Framework", f"Chosen on ({metric})", f"Test {metric}", "Launch", "Workers", "Device", "Train time"]
+    return Table(header, rows, names.index(ctx.best_model) if ctx.best_model in names else None)
 
 
 def _dataset(ctx: ReportContext) -> list[Block]:

@@ -60,9 +60,13 @@ def test_run_directory_holds_every_artifact(run):
     for name in ("report.html", "report.md", "metrics.json", "config.yaml", "best_params.yaml", "run.log"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     plots = {p.stem for p in (out / "plots").glob("*.png")}
-    assert {"model_comparison", "learning_curves", "confusion_matrix", "roc_curve", "feature_importance"} <= plots
+    assert {"model_comparison", "learning_curves", "confusion_matrix", "roc_curve", "pr_curve", "calibration",
+            "feature_importance"} <= plots
     assert (out / "model" / "model.json").is_file()
     assert (out / "model" / "preprocessor.joblib").is_file()
+    assert "Without rayfit:" in (out / "model" / "README.md").read_text()
+    best_kind = json.loads((out / "model" / "model.json").read_text())["kind"]
+    assert (out / "model" / "model.torchscript.pt").is_file() == (best_kind == "torch")
 
 
 def test_metrics_json_follows_the_contract(run):

@@ -15,7 +15,7 @@ SHORT = {
                         # one task per network: worker groups are tested elsewhere, and cost a start each here
                         "torch.launch=task", "keras.launch=task"],
     "sequence.yaml": ["torch.epochs=8", "keras.epochs=8", "evaluation.cv_networks=false", "torch.launch=task",
-                      "keras.launch=task"],
+                      "keras.launch=task", "tune.enabled=false"],  # the digits run has the search
 }
 NEURAL = {"digits_cnn.yaml": {"torch_cnn", "keras_cnn", "torch_tuned"},
           "sequence.yaml": {"torch_rnn", "torch_transformer", "keras_rnn"}}

@@ -171,7 +171,8 @@ def test_markdown_content(classification_ctx, tmp_path):
 
 def test_missing_metrics_show_as_dash(classification_ctx, tmp_path):
     _, md, page = _render(classification_ctx, tmp_path)
-    odd_test_row = next(line for line in md.splitlines() if line.startswith("| \\<b\\>x\\</b\\> | keras"))
+    test_table = md.split("Test metrics (")[1]
+    odd_test_row = next(line for line in test_table.splitlines() if line.startswith("| \\<b\\>x\\</b\\> | keras"))
     assert odd_test_row.rstrip(" |").split(" | ")[-2] == "–"  # log_loss, before train time
     assert not re.search(r"\bnan\b", md + page, re.IGNORECASE)
     assert "None" not in md and "None" not in page
@@ -241,3 +242,17 @@ def test_multi_class_curves_are_one_class_against_the_rest(classification_ctx, t
     _assert_valid_pngs(plots)
     # binary: the positive class alone
     assert [name for name, _, _ in _scored_classes(classification_ctx)] == ["yes"]
+
+
+def test_the_summary_comes_first_and_the_leaderboard_ranks_by_what_chose(classification_ctx, tmp_path):
+    _, md, _ = _render(classification_ctx, tmp_path)
+    assert md.index("## Summary") < md.index("## Dataset")
+    summary = md[md.index("## Summary"):md.index("## Dataset")]
+    # the best, the best other classic-ML model, the data, the time
+    assert "- torch_mlp: test accuracy 0.874; the best other classic-ML model, logistic_regression: 0.81" in summary
+    assert "- data: 400 rows, 5 features, 2 classes (240/80/80 train/val/test)" in summary
+    assert "- wall time: 24 s until the report" in summary
+    board = [line for line in summary.splitlines() if line.startswith("| ")][1:]
+    names = [line.split(" | ")[0].strip("| *") for line in board]
+    assert names == ["torch_mlp", "logistic_regression", "\\<b\\>x\\</b\\>"]  # by validation accuracy, best first
+    assert board[0].startswith("| **torch_mlp**")  # the chosen one set apart

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from rayfit.data.preprocessing import save_preprocessing
 from rayfit.evaluation.fitted import FittedModel
+from rayfit.evaluation.export import export_extras
 from rayfit.evaluation.manifest import write_manifest
 from rayfit.evaluation.metrics import is_better, score_model
 from rayfit.evaluation.results import dataset_entry, metrics_document, model_entry, selection_entry, write_results
@@ -62,6 +63,7 @@ def evaluate(state: RunState) -> Evaluation:
     shutil.rmtree(partial, ignore_errors=True)
     best_model.save(partial)
     save_preprocessing(prepared, partial)
+    export_extras(best_model, partial, prepared)  # TorchScript for a PyTorch network; README.md
     write_manifest(partial)
     shutil.rmtree(model_dir, ignore_errors=True)
     partial.rename(model_dir)

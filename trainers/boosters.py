@@ -18,6 +18,9 @@ import numpy as np
 from rayfit.evaluation.fitted import LOADERS, FittedModel
 
 DISTRIBUTED = ("xgboost", "lightgbm")  # the baselines that train as worker groups when baselines.workers > 1
+# each library's objective for (regression, more than two classes, two classes)
+OBJECTIVES = {"xgboost": ("reg:squarederror", "multi:softprob", "binary:logistic"),
+              "lightgbm": ("regression", "multiclass", "binary")}
 
 
 class BoosterModel(FittedModel):
@@ -89,27 +92,20 @@ def booster_params(library: str, task: str, n_classes: Optional[int], seed: int,
     from rayfit.evaluation.baselines import make_estimator
 
     estimator = make_estimator(library, task, None, seed, threads)
+    raw = estimator.get_params()
     if library == "xgboost":
         params = {k: v for k, v in estimator.get_xgb_params().items() if v is not None}
-        rounds = estimator.get_params()["n_estimators"]
-        if task == "regression":
-            params["objective"] = "reg:squarederror"
-        elif n_classes > 2:
-            params.update(objective="multi:softprob", num_class=n_classes)
-        else:
-            params["objective"] = "binary:logistic"
-        return params, rounds
-    raw = estimator.get_params()
-    rounds = raw["n_estimators"]
-    params = {"learning_rate": raw["learning_rate"], "num_leaves": raw["num_leaves"], "seed": seed,
-              "num_threads": threads, "verbosity": -1}
-    if task == "regression":
-        params["objective"] = "regression"
-    elif n_classes > 2:
-        params.update(objective="multiclass", num_class=n_classes)
     else:
-        params["objective"] = "binary"
-    return params, rounds
+        params = {"learning_rate": raw["learning_rate"], "num_leaves": raw["num_leaves"], "seed": seed,
+                  "num_threads": threads, "verbosity": -1}
+    regression, multiclass, binary = OBJECTIVES[library]
+    if task == "regression":
+        params["objective"] = regression
+    elif n_classes > 2:
+        params.update(objective=multiclass, num_class=n_classes)
+    else:
+        params["objective"] = binary
+    return params, raw["n_estimators"]
 
 
 def _worker(config: dict) -> None:

@@ -83,11 +83,7 @@ def prepare(cfg: DataConfig, seed: int) -> Prepared:
     frame = clean.drop_missing_target(frame, target, log)
     if cfg.drop_duplicates:
         frame = clean.drop_duplicate_rows(frame, log)
-    if cfg.drop_constant:
-        frame = clean.drop_constant_columns(frame, target, log)
-    if cfg.drop_id_like:
-        frame = clean.drop_id_like_columns(frame, target, log)
-    frame = frame.reset_index(drop=True)
+    frame = _drop_uninformative_columns(frame, target, cfg, log)
     if frame.shape[1] < 2:
         raise UserError(f"no feature columns left in {cfg.source} after cleaning (only the target {target!r})")
     _check_enough_rows(len(frame), cfg)
@@ -161,11 +157,7 @@ def prepare_unlabelled(cfg: DataConfig) -> Unlabelled:
     log: list[str] = ["task: clustering" + (f" (column {target!r} judges the clusters, it is not a feature)"
                                             if target else " (no label column: judged by the clusters' shape alone)")]
     frame = clean.infinities_as_missing(frame, log)
-    if cfg.drop_constant:
-        frame = clean.drop_constant_columns(frame, target, log)
-    if cfg.drop_id_like:
-        frame = clean.drop_id_like_columns(frame, target, log)
-    frame = frame.reset_index(drop=True)
+    frame = _drop_uninformative_columns(frame, target, cfg, log)
     features = frame.drop(columns=[target]) if target else frame
     if features.shape[1] < 1:
         raise UserError(f"no feature columns left in {cfg.source} after cleaning")
@@ -185,6 +177,16 @@ def prepare_unlabelled(cfg: DataConfig) -> Unlabelled:
                       feature_names=[str(n) for n in preprocessor.get_feature_names_out()],
                       raw_columns=list(features.columns), preprocessor=preprocessor, log=log, n_rows=len(frame),
                       source=cfg.source)
+
+
+def _drop_uninformative_columns(frame: pd.DataFrame, target: Optional[str], cfg: DataConfig,
+                                log: list[str]) -> pd.DataFrame:
+    """Constant and ID-like columns, as the config says (the target, if any, is kept)."""
+    if cfg.drop_constant:
+        frame = clean.drop_constant_columns(frame, target, log)
+    if cfg.drop_id_like:
+        frame = clean.drop_id_like_columns(frame, target, log)
+    return frame.reset_index(drop=True)
 
 
 def _prepare_examples(cfg: DataConfig, seed: int, kind: str) -> Prepared:

@@ -1,7 +1,7 @@
 """The exported model beyond rayfit's own format: a PyTorch network as TorchScript and ONNX, a
-scikit-learn model as ONNX where skl2onnx converts it, and a `model/README.md` that says what each
-file is and how to load it without rayfit. An export a converter cannot make is named, with why, in
-EXPORT_ERRORS.txt; the run goes on.
+Keras network as ONNX (tf2onnx), a scikit-learn model as ONNX where skl2onnx converts it, and a
+`model/README.md` that says what each file is and how to load it without rayfit. An export a
+converter cannot make is named, with why, in EXPORT_ERRORS.txt; the run goes on.
 
 rayfit's own loader (`rayfit predict`, `rayfit serve`) reads model.json and the framework's files;
 the exports are for a program that has only PyTorch, TensorFlow or scikit-learn. The fitted
@@ -24,7 +24,8 @@ def export_extras(model, directory: Path, prepared) -> list[str]:
     """Write the extra exports of `model` into its saved `directory`; the files written."""
     directory = Path(directory)
     written, failed = [], []
-    exporters = {"torch": [("TorchScript", _torchscript), ("ONNX", _onnx_torch)], "sklearn": [("ONNX", _onnx_sklearn)]}
+    exporters = {"torch": [("TorchScript", _torchscript), ("ONNX", _onnx_torch)], "keras": [("ONNX", _onnx_keras)],
+                 "sklearn": [("ONNX", _onnx_sklearn)]}
     for what, export in exporters.get(model.kind, []):
         try:
             written.append(export(model, directory, prepared))
@@ -62,6 +63,17 @@ def _onnx_torch(model, directory: Path, prepared) -> str:
     return ONNX_FILE
 
 
+def _onnx_keras(model, directory: Path, prepared) -> str:
+    """The Keras network's outputs (logits) as ONNX by tf2onnx, the batch size free."""
+    import tensorflow as tf
+    import tf2onnx
+
+    spec = (tf.TensorSpec((None, *prepared.input_shape), tf.float32, name="x"),)
+    onnx_model, _ = tf2onnx.convert.from_keras(model.network, input_signature=spec, opset=ONNX_OPSET)
+    (directory / ONNX_FILE).write_bytes(onnx_model.SerializeToString())
+    return ONNX_FILE
+
+
 def _onnx_sklearn(model, directory: Path, prepared) -> str:
     """A scikit-learn estimator as ONNX by skl2onnx: class probabilities as a plain array (no
     ZipMap), or the predicted value. Boosters and some wrappers have no converter: said in
@@ -93,7 +105,8 @@ def _readme(model, directory: Path, prepared, exports: list[str]) -> str:
         "torch": f"import torch; net = torch.jit.load('{TORCHSCRIPT_FILE}'); net(torch.as_tensor(X)); or "
                  f"onnxruntime.InferenceSession('{ONNX_FILE}').run(None, {{'x': X}})[0]",
         "keras": "from tensorflow import keras; net = keras.models.load_model('model.keras', compile=False) "
-                 "(with rayfit installed for its custom layers); net.predict(X)",
+                 "(with rayfit installed for its custom layers); net.predict(X); or, where exported, "
+                 f"onnxruntime.InferenceSession('{ONNX_FILE}').run(None, {{'x': X}})[0]",
         "booster": "xgboost.Booster(model_file='booster.json') or lightgbm.Booster(model_file='booster.txt'); .predict",
         "ensemble": "the mean of its members' outputs; each member_*/ directory is a model of its own",
         "clusters": "import joblib; joblib.load('clusters.joblib')['estimator'] (K-Means: .predict(X))",

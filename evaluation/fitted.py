@@ -13,6 +13,7 @@ import joblib
 import numpy as np
 
 MODEL_META = "model.json"
+OTHER_MODELS = "models"  # export.models: all: model/models/<name>/, each a complete model directory
 
 
 class FittedModel:

@@ -593,6 +593,17 @@ figure { margin: 1em 0; }
 figure img { max-width: 100%; }
 figcaption { color: #555; font-size: .9em; }
 pre { background: #f6f8fa; padding: 1em; overflow-x: auto; font-size: .88em; }
+.table-wrap { overflow-x: auto; }
+@media print {
+  body { max-width: none; margin: 0; padding: 0; font-size: 10pt; }
+  table { font-size: 7.5pt; }
+  th, td { padding: .15em .3em; }
+  .table-wrap { overflow: visible; }
+  figure, tr, li { break-inside: avoid; }
+  h1, h2, h3 { break-after: avoid; }
+  figure img { max-height: 45vh; }
+  pre { white-space: pre-wrap; overflow: visible; }
+}
 """
 
 
@@ -606,7 +617,8 @@ def _html_table(table: Table) -> str:
     for i, row in enumerate(table.rows):
         attr = ' class="highlight"' if i == table.highlight else ""
         rows.append(f"<tr{attr}>" + "".join(f"<td>{_esc(v)}</td>" for v in row) + "</tr>")
-    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>"
+    return (f'<div class="table-wrap"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n' + "\n".join(rows)
+            + "\n</tbody>\n</table></div>")
 
 
 def _html_image(image: Image) -> str:
@@ -633,6 +645,7 @@ def to_html(blocks: list[Block], title: str) -> str:
             body.append(f"<pre><code>{html.escape(block.text)}</code></pre>")
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
         + "\n".join(body) + "\n</body>\n</html>\n"
     )

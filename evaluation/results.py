@@ -35,6 +35,7 @@ import yaml
 
 METRICS_FILE = "metrics.json"
 BEST_PARAMS_FILE = "best_params.yaml"
+TEST_PREDICTIONS = "test_predictions.csv"  # the best model's test predictions, by source row
 
 # A network's entry on how it ran, in this order: workers, device, GPUs, AMP, and why this launch.
 HOW_IT_RAN = ("workers", "device", "device_reason", "gpus_per_worker", "amp", "launch_reason", "launch_figures", "nodes",

@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("run_dir", help="a finished run: its directory or storage URI")
     predict.add_argument("--data", required=True, help="a .csv / .parquet file of raw rows")
     predict.add_argument("--out", help="where to write predictions (CSV); default: stdout")
+    predict.add_argument("--model", help="an exported model's name (export.models: all); default: the best")
 
     report = commands.add_parser("report", help="rebuild a finished run's report from its stored results")
     report.add_argument("run_dir", help="a finished run's directory")
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--replicas", type=int, default=1, help="model replicas behind the endpoint (default 1)")
     serve.add_argument("--max-batch-size", type=int, default=32, help="requests batched into one prediction")
     serve.add_argument("--max-rows", type=int, default=10_000, help="rows one request may hold")
+    serve.add_argument("--model", help="an exported model's name (export.models: all); default: the best")
     serve.add_argument("--address", help=ADDRESS_HELP)
 
     submit = commands.add_parser("submit", help="run an experiment as a job on a Ray cluster (Ray Jobs API)")
@@ -283,8 +285,8 @@ def _serve(args) -> int:
         if value < 1 or (flag == "--port" and value > 65535):
             raise UserError(f"{flag}: {value} is out of range")
     settings = ServeSettings(host=args.host, port=args.port, replicas=args.replicas,
-                             max_batch_size=args.max_batch_size, max_rows=args.max_rows)
-    model_archive(args.run_dir)  # not a finished run: said before Ray starts
+                             max_batch_size=args.max_batch_size, max_rows=args.max_rows, model=args.model)
+    model_archive(args.run_dir, args.model)  # not a finished run: said before Ray starts
     check_port(settings.host, settings.port)
     session = ensure_ray(args.address)
     try:
@@ -308,7 +310,7 @@ def _predict(args) -> int:
 
     if args.out and Path(args.out).exists():  # said before the model loads; the write below decides
         raise UserError(f"--out {args.out}: already exists; rayfit never overwrites a file")
-    frame = predict_file(args.run_dir, args.data)
+    frame = predict_file(args.run_dir, args.data, args.model)
     if args.out:
         try:
             # "x": created here or not at all, so a file made meanwhile by anyone is never overwritten

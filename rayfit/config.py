@@ -427,6 +427,12 @@ class ReportConfig(_Section):
     importance_repeats: int = Field(5, ge=1)  # permutation-importance shuffles per feature
 
 
+class ExportConfig(_Section):
+    # best: model/ holds the chosen model; all: every other model too, each a complete model
+    # directory under model/models/<name>/ (`rayfit predict RUN --model NAME`, `rayfit serve --model`)
+    models: Literal["best", "all"] = "best"
+
+
 class Experiment(_Section):
     name: str = "quickstart"  # names the run directory: a plain name, never a path
     seed: int = 0  # one seed for the split, the models and the search
@@ -439,6 +445,7 @@ class Experiment(_Section):
     ray: RayConfig = RayConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     report: ReportConfig = ReportConfig()
+    export: ExportConfig = ExportConfig()
     clustering: ClusteringConfig = ClusteringConfig()  # task: clustering
 
     @field_validator("name")
@@ -463,6 +470,12 @@ class Experiment(_Section):
                                  "already); one search per model")
             seen[search.model] = key
         return self
+
+    # mlflow: the finished run logged to MLflow (evaluation/tracking.py): one parent run, a child per
+    # model and per trial. tracking_uri: an MLflow server or database URI; default a SQLite store
+    # under the run directory (RUN/mlflow/mlflow.db). TensorBoard event files are written either way.
+    tracking: Optional[Literal["mlflow"]] = None
+    tracking_uri: Optional[str] = None
 
     # Where runs go: a directory (default runs/), a shared file system path on a cluster, or an
     # object-store URI (s3://bucket/prefix); each run is <storage>/<name>-<time> unless --out says.

@@ -1,4 +1,5 @@
 """The driver: prepare -> Ray and preflight -> baselines and networks -> searches -> evaluate -> report
+-> tracking
 (task: clustering: prepare -> Ray -> the clustering candidates and embeddings -> report).
 
 Each stage is a module of rayfit/stages/ working on one RunState; this file only says their order.
@@ -21,6 +22,7 @@ from rayfit.stages.ray_session import start_ray, stop_ray, watching_for_stalls
 from rayfit.stages.report import render_report
 from rayfit.stages.searches import run_searches
 from rayfit.stages.state import RunState
+from rayfit.stages.tracking import track_run
 from rayfit.stages.train import train_models
 from rayfit.stages.training_data import put_training_data
 
@@ -77,7 +79,9 @@ def _run_stages(state: RunState, verbose: bool, on_preflight_error: Optional[Cal
                     train_models(state, data)  # baselines and networks
                     run_searches(state, data)
                     cross_validate(state, data)
-                render_report(state, evaluate(state))
+                evaluation = evaluate(state)
+                render_report(state, evaluation)
+                track_run(state, evaluation)
                 state.record.finish()
             finally:
                 stop_ray(state)  # inside the redirect: Ray flushes its deduplicated log lines here

@@ -5,8 +5,10 @@ an .npz file whose array `x` holds the raw examples.
 """
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -16,15 +18,32 @@ from rayfit.data import load_table
 from rayfit.data.arrays import NPZ_SUFFIXES, read_npz
 from rayfit.data.preprocessing import Preprocessing, load_preprocessing
 from rayfit.errors import UserError
-from rayfit.evaluation.fitted import MODEL_META, load_model
+from rayfit.evaluation.fitted import MODEL_META, OTHER_MODELS, load_model
 from rayfit.evaluation.manifest import verify_manifest
 
 
-def predict_file(run: str, data: str) -> pd.DataFrame:
-    """Predictions for the rows in `data` by the run at `run` (a directory or a storage URI)."""
+def model_location(run: str, model: Optional[str] = None) -> Location:
+    """Where the run's model directory is: its best model's (model/), or with `model` the one of that
+    name (the best, or one exported by `export.models: all` under model/models/)."""
     location = Location.of(run).join("model")
     if not location.join(MODEL_META).is_file():
         raise UserError(f"{run}: not a finished rayfit run (no model/{MODEL_META})")
+    if model is None or model == json.loads(location.join(MODEL_META).read_text())["name"]:
+        return location
+    exported = sorted(child.name for child in location.join(OTHER_MODELS).children()) \
+        if location.join(OTHER_MODELS).exists() else []
+    if model not in exported:
+        best = json.loads(location.join(MODEL_META).read_text())["name"]
+        others = f"the others exported: {', '.join(exported)}" if exported else \
+            "no other model was exported (export.models: all exports every model)"
+        raise UserError(f"--model {model}: not among this run's exported models (the best: {best}; {others})")
+    return location.join(OTHER_MODELS, model)
+
+
+def predict_file(run: str, data: str, model: Optional[str] = None) -> pd.DataFrame:
+    """Predictions for the rows in `data` by the run at `run` (a directory or a storage URI): by
+    its best model, or by the exported model named `model`."""
+    location = model_location(run, model)
     if location.local:
         return _predict(Path(location.uri), data)
     with tempfile.TemporaryDirectory(prefix="rayfit-model-") as tmp:

@@ -39,16 +39,15 @@ class ServeSettings:
     batch_wait_s: float = 0.01  # how long a request waits for others to batch with
     max_rows: int = 10_000  # rows one request may hold
     max_bytes: int = 10 * 2**20  # one request body's size
+    model: Optional[str] = None  # an exported model's name (export.models: all); None: the best
 
 
-def model_archive(run: str) -> bytes:
-    """The run's model/ directory (a path or a storage URI) as one tar archive."""
-    from rayfit.cluster.storage import Location
-    from rayfit.evaluation.fitted import MODEL_META
+def model_archive(run: str, model: Optional[str] = None) -> bytes:
+    """The run's model directory (a path or a storage URI) as one tar archive: its best model's, or
+    the exported model named `model`."""
+    from rayfit.predict import model_location
 
-    location = Location.of(run).join("model")
-    if not location.join(MODEL_META).is_file():
-        raise UserError(f"{run}: not a finished rayfit run (no model/{MODEL_META})")
+    location = model_location(run, model)
     with tempfile.TemporaryDirectory(prefix="rayfit-serve-") as tmp:
         directory = Path(location.uri) if location.local else location.download(Path(tmp) / "model")
         buffer = io.BytesIO()
@@ -232,7 +231,7 @@ def start_serving(run: str, settings: ServeSettings) -> str:
     """Deploy the run's model on the Ray session of this process; the endpoint's base URL."""
     from ray import serve
 
-    archive = model_archive(run)
+    archive = model_archive(run, settings.model)
     serve.start(http_options={"host": settings.host, "port": settings.port})
     serve.run(build_app(archive, settings), name=APP_NAME, route_prefix="/", blocking=False)
     return f"http://{settings.host}:{settings.port}"

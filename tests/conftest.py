@@ -92,3 +92,11 @@ def tree_digest(root: Path) -> str:
         if path.is_file():
             digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Headless Chromium for the tests that look at the report as a person would (tests/browser.py)."""
+    from browser import find_chromium
+
+    return find_chromium()

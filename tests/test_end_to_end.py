@@ -7,6 +7,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -22,7 +23,9 @@ OVERRIDES = ["torch.epochs=20", "keras.epochs=20", "tune.num_samples=4", "tune.m
              # what users set to train data-parallel: both frameworks through Ray Train, 2 workers each
              "torch.launch=ray_train", "keras.launch=ray_train",
              # networks in the folds: tests/test_selection.py; here they are chosen on validation
-             "evaluation.cv_networks=false"]
+             "evaluation.cv_networks=false",
+             # every model exported, and the run logged to MLflow (its SQLite store in the run directory)
+             "export.models=all", "tracking=mlflow"]
 
 
 @contextmanager
@@ -209,3 +212,86 @@ def test_rayfit_report_rebuilds_the_same_report_without_training(run, tmp_path):
     assert {p.stem for p in (copy / "plots").glob("*.png")} == {p.stem for p in (run["dir"] / "plots").glob("*.png")}
     assert (copy / "report.html").is_file()
     assert {p: p.stat().st_mtime_ns for p in (copy / "models").rglob("*") if p.is_file()} == trained  # nothing retrained
+
+
+def test_predict_on_the_raw_test_rows_gives_the_reports_test_predictions(run, messy_csv, tmp_path):
+    """test_predictions.csv holds what the report was drawn from, by source row; `rayfit predict` on
+    those raw rows, from the exported model, gives the same answers."""
+    expected = pd.read_csv(run["dir"] / "test_predictions.csv")
+    assert len(expected) == run["metrics"]["dataset"]["rows"] - 252 - 54  # the test split (70/15/15 of 360)
+    best = run["metrics"]["models"][run["metrics"]["best_model"]]
+    assert (expected["actual"] == expected["prediction"]).mean() == pytest.approx(best["test"]["accuracy"])
+    pd.read_csv(messy_csv).iloc[expected["row"]].drop(columns=["label"]).to_csv(tmp_path / "rows.csv", index=False)
+    assert main(["predict", str(run["dir"]), "--data", str(tmp_path / "rows.csv"), "--out", str(tmp_path / "p.csv")]) == 0
+    got = pd.read_csv(tmp_path / "p.csv")
+    assert list(got["prediction"]) == list(expected["prediction"])
+    for column in ("proba_no", "proba_yes"):
+        assert np.allclose(got[column], expected[column], atol=1e-6)
+
+
+def test_every_model_is_exported_and_predicts_by_name(run, messy_csv, tmp_path, capsys):
+    best = run["metrics"]["best_model"]
+    others = run["dir"] / "model" / "models"
+    assert {p.name for p in others.iterdir()} == MODELS - {best}
+    for name in ("torch_mlp", "keras_mlp"):  # each network also as ONNX, answering as itself
+        assert (others / name / "model.onnx").is_file(), name
+    out = tmp_path / "keras.csv"
+    assert main(["predict", str(run["dir"]), "--data", str(messy_csv), "--model", "keras_mlp", "--out", str(out)]) == 0
+    assert (pd.read_csv(out)["prediction"] == pd.read_csv(messy_csv)["label"]).mean() > 0.7
+    assert main(["predict", str(run["dir"]), "--data", str(messy_csv), "--model", "nope"]) == 2
+    assert "--model nope: not among this run's exported models" in capsys.readouterr().err
+
+
+def test_mlflow_holds_the_run_its_models_and_trials(run):
+    """Read back with MLflow's own client: one parent run, a child per model, a child per trial under
+    the tuned model's, the config as params, every epoch of a network, the report as an artifact."""
+    from mlflow import MlflowClient
+
+    from rayfit.evaluation.tracking import default_uri
+
+    metrics = run["metrics"]
+    client = MlflowClient(tracking_uri=default_uri(run["dir"]))
+    experiment = client.get_experiment_by_name(yaml.safe_load((run["dir"] / "config.yaml").read_text())["name"])
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1
+    parent = parents[0]
+    assert parent.data.tags["rayfit.best_model"] == metrics["best_model"]
+    assert parent.data.params["torch.epochs"] == "20" and parent.data.params["tune.num_samples"] == "4"
+    best_test = metrics["models"][metrics["best_model"]]["test"]["accuracy"]
+    assert parent.data.metrics["best_test_accuracy"] == pytest.approx(best_test)
+    children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    assert set(children) == MODELS
+    for name, child in children.items():
+        assert child.data.metrics["test_accuracy"] == pytest.approx(metrics["models"][name]["test"]["accuracy"]), name
+    history = client.get_metric_history(children["torch_mlp"].info.run_id, "val_loss")
+    state = json.loads((run["dir"] / "run_state.json").read_text())
+    assert [m.step for m in history] == [row["epoch"] for row in state["stages"]["torch_mlp"]["history"]]
+    trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == children["torch_tuned"].info.run_id]
+    assert len(trials) == metrics["tuning"]["trials"] == 4
+    assert all({"lr", "batch_size"} <= set(t.data.params) for t in trials)
+    assert {"report.html", "metrics.json", "model"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
+
+
+def test_tensorboard_event_files_hold_every_networks_epochs(run):
+    import tensorflow as tf
+
+    state = json.loads((run["dir"] / "run_state.json").read_text())
+    for name in ("torch_mlp", "keras_mlp", "torch_tuned"):
+        files = list((run["dir"] / "tensorboard" / name).glob("events.out.tfevents.*"))
+        assert len(files) == 1, name
+        steps = [value_step for event in tf.compat.v1.train.summary_iterator(str(files[0]))
+                 for value_step in [event.step] for value in event.summary.value if value.tag == "loss/val"]
+        assert steps == [row["epoch"] for row in state["stages"][name]["history"]], name
+    assert len(list((run["dir"] / "tensorboard" / "torch_tuned" / "trials").iterdir())) == 4
+
+
+def test_the_report_renders_cleanly_in_chromium(run, chromium):
+    """Every plot loaded, no console error, no sideways scrolling on a laptop, and in print every
+    table and figure within an A4 page (test-artifacts/customers.png and .pdf are kept)."""
+    from browser import assert_renders_cleanly, check_in_browser
+
+    found = check_in_browser(run["dir"] / "report.html", chromium, "customers")
+    assert_renders_cleanly(found, at_least_images=7)
+    alts = {alt for alt, _, _ in found["images"]}
+    assert any("confusion" in alt.lower() for alt in alts) and any("learning" in alt.lower() for alt in alts), alts

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from browser import assert_renders_cleanly, check_in_browser
 from rayfit.cli import main
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -22,7 +23,7 @@ NEURAL = {"digits_cnn.yaml": {"torch_cnn", "keras_cnn", "torch_tuned"},
 
 
 @pytest.mark.parametrize("example", list(SHORT))
-def test_example_runs_end_to_end(example, ray_session, tmp_path):
+def test_example_runs_end_to_end(example, ray_session, tmp_path, chromium):
     argv = ["run", str(EXAMPLES / example), "--out", str(tmp_path / "run")]
     for override in SHORT[example]:
         argv += ["--set", override]
@@ -36,3 +37,6 @@ def test_example_runs_end_to_end(example, ray_session, tmp_path):
     curves = report[report.index("## Learning curves"):]
     assert all(f"| {name} |" in curves for name in NEURAL[example])  # every neural model's curve
     assert (tmp_path / "run" / "plots" / "learning_curves.png").is_file()
+    # its report, as a person sees it: images and sequences draw other plots than tables do
+    found = check_in_browser(tmp_path / "run" / "report.html", chromium, Path(example).stem)
+    assert_renders_cleanly(found, at_least_images=4)

@@ -38,6 +38,23 @@ def test_torchscript_gives_the_networks_own_outputs(network, shape, tmp_path):
     assert "['a', 'b', 'c']" in readme
 
 
+@pytest.mark.parametrize("network, shape", [("mlp", (6,)), ("cnn", (8, 8, 1)), ("rnn", (5, 2))])
+def test_a_keras_network_as_onnx_answers_as_itself(network, shape, tmp_path):
+    from rayfit.config import KerasConfig
+    from rayfit.trainers.keras_model import KerasModel
+    from rayfit.trainers.keras_models import build_keras_model
+
+    arch = architecture(KerasConfig(model=network).model_dump(), network, shape, 3)
+    model = KerasModel("keras_" + network, "classification", build_keras_model(arch), arch)
+    X = np.random.default_rng(0).standard_normal((16, *shape)).astype(np.float32)
+    model.save(tmp_path)
+    prepared = SimpleNamespace(X_train=X, input_shape=shape, class_names=["a", "b", "c"])
+    assert export_extras(model, tmp_path, prepared) == [ONNX_FILE, "README.md"]
+    onnx_logits = _onnx_run(tmp_path / ONNX_FILE, X)[0]
+    assert np.allclose(_softmax(onnx_logits), model.predict_proba(X), atol=1e-5)
+    assert f"InferenceSession('{ONNX_FILE}')" in (tmp_path / "README.md").read_text()
+
+
 def _softmax(logits):
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)

@@ -52,6 +52,8 @@ class Prepared:
     n_rows: int = 0  # rows (or examples) after cleaning
     source: str = ""
     kind: str = "tabular"  # "tabular" | "image" | "sequence"
+    # the test split's rows as numbered in the source file (0: the first data row); tables only
+    test_rows: Optional[np.ndarray] = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -84,6 +86,8 @@ def prepare(cfg: DataConfig, seed: int) -> Prepared:
     if cfg.drop_duplicates:
         frame = clean.drop_duplicate_rows(frame, log)
     frame = _drop_uninformative_columns(frame, target, cfg, log)
+    source_rows = frame.index.to_numpy()  # each kept row's number in the file, before cleaning dropped any
+    frame = frame.reset_index(drop=True)
     if frame.shape[1] < 2:
         raise UserError(f"no feature columns left in {cfg.source} after cleaning (only the target {target!r})")
     _check_enough_rows(len(frame), cfg)
@@ -110,7 +114,7 @@ def prepare(cfg: DataConfig, seed: int) -> Prepared:
         y_train=y_train, y_val=y_val, y_test=y_test,
         feature_names=[str(n) for n in preprocessor.get_feature_names_out()], raw_columns=list(features.columns),
         class_names=class_names, class_weights=weights, preprocessor=preprocessor, log=log,
-        n_rows=len(frame), source=cfg.source,
+        n_rows=len(frame), source=cfg.source, test_rows=source_rows[test],
     )
 
 
@@ -157,7 +161,7 @@ def prepare_unlabelled(cfg: DataConfig) -> Unlabelled:
     log: list[str] = ["task: clustering" + (f" (column {target!r} judges the clusters, it is not a feature)"
                                             if target else " (no label column: judged by the clusters' shape alone)")]
     frame = clean.infinities_as_missing(frame, log)
-    frame = _drop_uninformative_columns(frame, target, cfg, log)
+    frame = _drop_uninformative_columns(frame, target, cfg, log).reset_index(drop=True)
     features = frame.drop(columns=[target]) if target else frame
     if features.shape[1] < 1:
         raise UserError(f"no feature columns left in {cfg.source} after cleaning")
@@ -186,7 +190,7 @@ def _drop_uninformative_columns(frame: pd.DataFrame, target: Optional[str], cfg:
         frame = clean.drop_constant_columns(frame, target, log)
     if cfg.drop_id_like:
         frame = clean.drop_id_like_columns(frame, target, log)
-    return frame.reset_index(drop=True)
+    return frame
 
 
 def _prepare_examples(cfg: DataConfig, seed: int, kind: str) -> Prepared:

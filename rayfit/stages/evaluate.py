@@ -9,11 +9,11 @@ import time
 from dataclasses import dataclass
 
 from rayfit.data.preprocessing import save_preprocessing
-from rayfit.evaluation.fitted import FittedModel
+from rayfit.evaluation.fitted import OTHER_MODELS, FittedModel
 from rayfit.evaluation.export import export_extras
 from rayfit.evaluation.manifest import write_manifest
 from rayfit.evaluation.metrics import is_better, score_model
-from rayfit.evaluation.results import dataset_entry, metrics_document, model_entry, selection_entry, write_results
+from rayfit.evaluation.results import TEST_PREDICTIONS, dataset_entry, metrics_document, model_entry, selection_entry, write_results
 from rayfit.stages.state import RunState
 from rayfit.trainers.registry import is_network_framework
 
@@ -61,10 +61,16 @@ def evaluate(state: RunState) -> Evaluation:
     # model/ appears whole: written beside it, then renamed (a rerun after a stop replaces a partial one)
     model_dir, partial = state.run_dir / "model", state.run_dir / ".model.partial"
     shutil.rmtree(partial, ignore_errors=True)
-    best_model.save(partial)
-    save_preprocessing(prepared, partial)
-    export_extras(best_model, partial, prepared)  # TorchScript for a PyTorch network; README.md
-    write_manifest(partial)
+    if state.exp.export.models == "all":  # every other model, each a model directory of its own
+        display.start("export", "export every model", total=len(state.trained) - 1)
+        others = [name for name in state.trained if name != best]
+        for i, name in enumerate(others, 1):
+            write_model_dir(state.refitted.get(name, state.trained[name].model), prepared,
+                            partial / OTHER_MODELS / name)
+            display.advance("export", i, len(others), name, echo=False)
+        display.finish("export", f"{len(others)} models under model/{OTHER_MODELS}/")
+    write_model_dir(best_model, prepared, partial)  # its manifest covers the others' files too
+    write_test_predictions(best_model, prepared, state.run_dir / TEST_PREDICTIONS)
     shutil.rmtree(model_dir, ignore_errors=True)
     partial.rename(model_dir)
 
@@ -82,6 +88,33 @@ def evaluate(state: RunState) -> Evaluation:
     chosen_by = scores[best]["cv"][metric]["mean"] if on == "cv" else scores[best]["val"][metric]
     display.finish("evaluate", f"best {best}: {on} {metric} {chosen_by:.4f}, test {metric} {scores[best]['test'][metric]:.4f}")
     return Evaluation(scores, best, best_model, importance, metrics, best_params)
+
+
+def write_test_predictions(model: FittedModel, prepared, path) -> None:
+    """The best model's test-split predictions, which the report's plots are drawn from, beside each
+    row's number in the source file: `rayfit predict` on those raw rows gives the same answers."""
+    import pandas as pd
+
+    if prepared.test_rows is None:  # images, sequences, streamed tables: no source row numbers
+        return
+    decode = (lambda v: v) if prepared.class_names is None else \
+        (lambda v: [prepared.class_names[int(i)] for i in v])
+    frame = pd.DataFrame({"row": prepared.test_rows, "actual": decode(prepared.y_test),
+                          "prediction": decode(model.predict(prepared.X_test))})
+    proba = model.predict_proba(prepared.X_test)
+    if proba is not None:
+        for i, name in enumerate(prepared.class_names):
+            frame[f"proba_{name}"] = proba[:, i]
+    frame.to_csv(path, index=False)
+
+
+def write_model_dir(model: FittedModel, prepared, directory) -> None:
+    """A complete model directory: the model, its fitted preprocessing, the exports (TorchScript,
+    ONNX) with README.md, and last the manifest of every file."""
+    model.save(directory)
+    save_preprocessing(prepared, directory)
+    export_extras(model, directory, prepared)
+    write_manifest(directory)
 
 
 def _every_importance(state: RunState, models: dict) -> dict[str, list]:

@@ -9,6 +9,7 @@ from typing import Callable, Optional
 from rayfit.cluster.storage import STATE_FILE, Location, RunMirror, plan_run_location
 from rayfit.config import Experiment, load_experiment, to_yaml
 from rayfit.errors import UserError
+from rayfit.evaluation.tracking import check_tracking
 from rayfit.progress import Display
 from rayfit.run_dir import claim_run_dir
 from rayfit.run_record import RunRecord
@@ -24,6 +25,7 @@ READ_IN_PLACE = ("checkpoints", "tune", "data")
 def new_run(exp: Experiment, out: Optional[str], display: Display) -> tuple[RunState, Callable[[], None]]:
     """The state of a new run, and `give_back`, which removes what the run claimed (for a request
     the preflight finds this cluster cannot run)."""
+    check_tracking(exp.tracking, exp.tracking_uri)  # no MLflow server there: said before any work
     location = Location.of(out) if out else plan_run_location(None, exp.storage, exp.name)
     if not location.local:
         location.parent.check_writable()  # no bucket, no credentials: said now, before any work

@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import Optional
 
 from rayfit.config import to_yaml
-from rayfit.evaluation.results import BEST_PARAMS_FILE, METRICS_FILE
+from rayfit.evaluation.results import BEST_PARAMS_FILE, METRICS_FILE, TEST_PREDICTIONS
 from rayfit.run_dir import LOG_FILE
 from rayfit.stages.evaluate import Evaluation
 from rayfit.stages.state import RunState
 
 # label -> path in the run directory, listed by the report
 ARTIFACTS = {"best model + preprocessing": "model/", "checkpoints": "checkpoints/", "tuning": "tune/",
-             "metrics": METRICS_FILE, "config": "config.yaml", "best params": BEST_PARAMS_FILE, "log": LOG_FILE}
+             "metrics": METRICS_FILE, "test predictions": TEST_PREDICTIONS, "config": "config.yaml", "best params": BEST_PARAMS_FILE, "log": LOG_FILE}
 
 
 def render_report(state: RunState, evaluation: Evaluation) -> None:
@@ -46,7 +46,8 @@ def report_context(exp, prepared, metrics: dict, best_model, histories: dict, se
         class_names=prepared.class_names, importance=importance, config_yaml=to_yaml(exp),
         stage_times=stage_times, created=created or time.strftime("%Y-%m-%d %H:%M:%S"),
         resources=metrics.get("resources", {}), selection=metrics.get("selection", {}),
-        artifacts=dict(ARTIFACTS), environment=metrics.get("environment", {}), seed=exp.seed,
+        artifacts={label: path for label, path in ARTIFACTS.items()
+                   if path != TEST_PREDICTIONS or prepared.test_rows is not None}, environment=metrics.get("environment", {}), seed=exp.seed,
     )
 
 

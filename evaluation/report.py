@@ -15,6 +15,8 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from rayfit import units
+
 from .context import ReportContext, higher_is_better, is_missing
 from .plots import SEARCH_PLOTS, search_plot_name
 
@@ -51,17 +53,7 @@ def format_value(value: Any) -> str:
 
 def format_seconds(seconds: Any) -> str:
     """A duration with its unit, to a sensible precision: 42 ms, 3.2 s, 95 s, 4 min 10 s."""
-    if is_missing(seconds):
-        return MISSING
-    seconds = float(seconds)
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    minutes, rest = divmod(round(seconds), 60)
-    return f"{minutes} min {rest} s"
+    return MISSING if is_missing(seconds) else units.format_seconds(seconds)
 
 
 # ----------------------------------------------------------------------------------------------

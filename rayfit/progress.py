@@ -15,6 +15,8 @@ import ray
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from rayfit.units import format_seconds
+
 
 @ray.remote(num_cpus=0)
 class ProgressHub:
@@ -53,6 +55,7 @@ class Display:
         self.live = self.console.is_terminal if live is None else live
         self.started = time.perf_counter()
         self._tasks: dict[str, int] = {}
+        self._stage_started: dict[str, float] = {}
         self._lock = threading.RLock()
         self._log: Optional[TextIO] = None
         # Called with every line shown (and its stage, if any): the watchdog's heartbeats.
@@ -69,6 +72,8 @@ class Display:
     # -- lifecycle
     def __enter__(self):
         if self.progress:
+            # the first row: the whole command's elapsed time
+            self.progress.add_task("elapsed", total=None, info="")
             self.progress.start()
         return self
 
@@ -105,12 +110,16 @@ class Display:
 
     # -- stages
     def start(self, stage: str, description: str, total: Optional[int] = None) -> None:
+        self._stage_started[stage] = time.perf_counter()
         with self._lock:
             if self.progress:
                 self._tasks[stage] = self.progress.add_task(description, total=total, info="")
             self._emit(f"{stage}: {description}", to_terminal=True, stage=stage)
 
     def advance(self, stage: str, completed: int, total: Optional[int] = None, info: str = "", echo: bool = True) -> None:
+        left = self.remaining(stage, completed, total)
+        if left is not None:
+            info = f"{info}, about {format_seconds(left)} left" if info else f"about {format_seconds(left)} left"
         with self._lock:
             if self.progress and stage in self._tasks:
                 self.progress.update(self._tasks[stage], completed=completed, total=total, info=info)
@@ -119,6 +128,14 @@ class Display:
             if echo:
                 self._emit(f"{stage}: {completed}{f'/{total}' if total else ''} {info}".rstrip(), to_terminal=True,
                            stage=stage)
+
+    def remaining(self, stage: str, completed: int, total: Optional[int]) -> Optional[float]:
+        """The stage's remaining time at its pace so far (an upper bound where early stopping may end
+        it sooner); None before the first step, after the last, or without a total."""
+        started = self._stage_started.get(stage)
+        if started is None or not total or not 0 < completed < total:
+            return None
+        return (time.perf_counter() - started) / completed * (total - completed)
 
     def finish(self, stage: str, summary: str) -> None:
         if self._pending is not None:

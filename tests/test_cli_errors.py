@@ -69,6 +69,11 @@ CASES = {
     "submit a bad config": (["submit", "malformed.yaml", "--address", "http://127.0.0.1:1", "--storage", "store"],
                             ["malformed YAML"]),
     "jobs without address": (["jobs", "list", "--address", ""], ["--address", "dashboard"]),
+    "tracking server not there": (["run", "--set", "tracking=mlflow", "--set", "tracking_uri=http://127.0.0.1:1"],
+                                  ["tracking_uri", "127.0.0.1:1", "no MLflow server"]),
+    "unknown tracking": (["run", "--set", "tracking=wandb"], ["tracking", "mlflow"]),
+    "bad export choice": (["run", "--set", "export.models=some"], ["export.models", "best", "all"]),
+    "predict by an unexported model": (["predict", "earlier", "--data", "good.csv", "--model", "x"], ["earlier"]),
     "cluster down of nothing": (["cluster", "down", "--dir", "no-cluster"], ["no local cluster", "no-cluster"]),
 }
 

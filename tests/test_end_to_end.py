@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 
@@ -153,6 +154,12 @@ def test_ray_output_goes_to_the_log_not_the_terminal(run):
     for marker in ("(RayTrainWorker", "Configuration for experiment"):
         assert marker in log and marker not in run["terminal"], marker
     assert "torch_mlp" in run["terminal"] and "tune" in run["terminal"]  # the progress display
+    # each finished trial: the search's best so far and how many trials ended before max_t
+    trials = re.findall(r"torch_tuned: (\d)/4 trial \S+, best val_loss (\d\.\d{4})", run["terminal"])
+    assert [int(done) for done, _ in trials] == [1, 2, 3, 4], run["terminal"]
+    bests = [float(best) for _, best in trials]
+    assert bests == sorted(bests, reverse=True)  # the best so far never gets worse
+    assert re.search(r"torch_mlp: \d+/20 .*, about [\d.]+ (ms|s) left", run["terminal"])  # a network's epochs
 
 
 def test_predict_raw_rows_with_the_exported_model(run, messy_csv, tmp_path):

@@ -26,3 +26,20 @@ def test_a_stage_is_done_after_its_last_epoch_and_no_line_is_wrapped(ray_session
     assert all(i < done for i, line in enumerate(lines) if re.search(r"torch_mlp: \d+/22", line))  # ... before done
     assert lines[done].rstrip().endswith("a long summary")  # one line, however long: not wrapped at 80 columns
     assert len(lines[done]) > 150
+
+
+def test_a_stage_says_how_long_it_has_left_at_its_pace(monkeypatch):
+    import rayfit.progress as progress
+
+    now = [100.0]
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: now[0])
+    out = io.StringIO()
+    display = Display(out, live=False)
+    display.start("torch_mlp", "torch_mlp (one task)", total=10)
+    now[0] += 8.0
+    display.advance("torch_mlp", 4, 10, "val_loss=0.4")  # 2 s an epoch, 6 to go
+    now[0] += 2.0
+    display.advance("torch_mlp", 10, 10, "val_loss=0.3")  # the last: nothing left to estimate
+    lines = out.getvalue().splitlines()
+    assert lines[1].endswith("torch_mlp: 4/10 val_loss=0.4, about 12 s left"), lines
+    assert lines[2].endswith("torch_mlp: 10/10 val_loss=0.3"), lines

@@ -57,25 +57,40 @@ class SearchResult:
 
 
 class _TrialProgress(tune.Callback):
-    """Driver-side: forward trial results to the progress display."""
+    """Driver-side: forward trial results to the progress display, with the search's best value of
+    its metric so far and how many trials ended before `max_t` epochs (cut by the scheduler or by
+    their own early stopping)."""
 
-    def __init__(self, on_event):
+    def __init__(self, on_event, metric: str, mode: str, max_t: int):
         self.on_event = on_event
+        self.metric, self.mode, self.max_t = metric, mode, max_t
         self.done = 0
+        self.best: Optional[float] = None
+        self.stopped_early = 0
 
     def __getstate__(self):
         # Tune pickles its callbacks with the experiment state; the display is this process's only.
-        return {"on_event": None, "done": self.done}
+        return {**self.__dict__, "on_event": None}
+
+    def _event(self, trial, **fields) -> dict:
+        return {"stage": "tune", "trial": trial.trial_id, "done": self.done, "best": self.best,
+                "metric": self.metric, "stopped_early": self.stopped_early, **fields}
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        value = result.get(self.metric)
+        if isinstance(value, (int, float)) and math.isfinite(value) and (
+                self.best is None or (value < self.best if self.mode == "min" else value > self.best)):
+            self.best = float(value)
         if self.on_event:
-            self.on_event({"stage": "tune", "trial": trial.trial_id, "epoch": result.get("epoch"),
-                       "val_loss": result.get("val_loss"), "done": self.done})
+            self.on_event(self._event(trial, epoch=result.get("epoch"), val_loss=result.get("val_loss")))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.done += 1
+        epochs = (trial.last_result or {}).get("epoch")
+        if isinstance(epochs, int) and epochs < self.max_t:
+            self.stopped_early += 1
         if self.on_event:
-            self.on_event({"stage": "tune", "trial": trial.trial_id, "done": self.done, "finished": True})
+            self.on_event(self._event(trial, finished=True))
 
 
 def tuned_name(settings: TuneSettings) -> str:
@@ -117,7 +132,7 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
     # reads result.json only. One logger instead of three: fewer files and writes per result.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     path = Location.of(storage).join(search_name(settings))  # a directory or a URI (cluster/storage.py)
-    callbacks = [JsonLoggerCallback()] + ([_TrialProgress(on_event)] if on_event else [])
+    callbacks = [JsonLoggerCallback()] + ([_TrialProgress(on_event, settings.metric, settings.mode, settings.max_t)] if on_event else [])
     if plan.mode == "distributed":
         callbacks.append(FreeStoppedWorkerGroups())
     if _restorable(path):

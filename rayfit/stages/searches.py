@@ -34,6 +34,10 @@ def run_search(state: RunState, settings, data) -> None:
 
     def on_event(event):
         info = f"trial {event['trial']}" + (f" epoch {event['epoch']}" if event.get("epoch") else "")
+        if event.get("best") is not None:
+            info += f", best {event['metric']} {event['best']:.4f}"
+        if event.get("stopped_early"):
+            info += f", {event['stopped_early']} stopped early"
         display.advance(name, event["done"], settings.num_samples, info, echo=event.get("finished", False))
 
     network = is_network_framework(settings.model)

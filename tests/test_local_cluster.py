@@ -113,7 +113,7 @@ def test_both_nodes_serve_work_and_a_client_without_the_token_is_refused(cluster
 
 
 def test_the_quickstart_submitted_to_s3_storage_trains_on_both_nodes_and_is_fetched(cluster, object_store,
-                                                                                    tmp_path, monkeypatch):
+                                                                                    tmp_path, monkeypatch, chromium):
     monkeypatch.chdir(tmp_path)  # a path mistaken for a URI would show up here as ./s3:
     started = time.time()
     # The quickstart, smaller: one network trained by a Ray Train worker group of 2 workers of
@@ -150,6 +150,10 @@ def test_the_quickstart_submitted_to_s3_storage_trains_on_both_nodes_and_is_fetc
     assert len(set(metrics["models"]["torch_mlp"]["nodes"])) == 2  # its workers ran on both nodes
     assert metrics["resources"]["nodes"] == 2
     assert len(metrics["resources"]["per_node"]) == 2
+    # the quickstart's report, as fetched, as a person sees it
+    from browser import assert_renders_cleanly, check_in_browser
+
+    assert_renders_cleanly(check_in_browser(run / "report.html", chromium, "quickstart"), at_least_images=5)
 
     # Neither the cluster's token nor the storage's secret is in any file of the run.
     secrets = [cluster.token_path.read_text().strip().encode(), os.environ["AWS_SECRET_ACCESS_KEY"].encode()]

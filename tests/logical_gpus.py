@@ -32,11 +32,11 @@ arrays = {"X_train": X[:160], "y_train": y[:160], "X_val": X[160:], "y_val": y[1
 data = TrainingData(ray.put(arrays), "classification", 1, None, 0, train_rows=160, input_shape=(6,))
 work = Path(tempfile.mkdtemp())
 
-# 1. gpus_per_trial 0.25 on 4 GPUs: 16 trials at once. A thread watches the free GPUs while the
-#    search runs: all 16 trials placed together leave none.
-settings = TuneSettings(num_samples=16, max_t=2, grace_period=1, scheduler="fifo", cpus_per_trial=0.125,
-                        gpus_per_trial=0.25, trial_mode="inline", space={"lr": {"loguniform": [1e-3, 1e-2]}})
-report["trial_plan"] = plan_trials("inline", 0.125, 0.25, 1, None, cluster).describe()
+# 1. gpus_per_trial 0.5 on 4 GPUs: 8 trials at once. A thread watches the free GPUs while the
+#    search runs: all 8 trials placed together leave none.
+settings = TuneSettings(num_samples=8, max_t=2, grace_period=1, scheduler="fifo", cpus_per_trial=0.25,
+                        gpus_per_trial=0.5, trial_mode="inline", space={"lr": {"loguniform": [1e-3, 1e-2]}})
+report["trial_plan"] = plan_trials("inline", 0.25, 0.5, 1, None, cluster).describe()
 least_free = [4.0]
 done = threading.Event()
 

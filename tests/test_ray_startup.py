@@ -30,7 +30,8 @@ from rayfit.run_record import STATE_FILE, RunRecord
 
 RAYFIT = Path(sys.executable).with_name("rayfit")
 # Baselines only, on a 150-row set: the cheapest complete run.
-TINY_OVERRIDES = ("torch.enabled=false", "keras.enabled=false", "tune.enabled=false")
+TINY_OVERRIDES = ("torch.enabled=false", "keras.enabled=false", "tune.enabled=false",
+                  "baselines.models=[dummy,linear]", "report.importance_repeats=1")
 TINY = ["--data", "iris", *(arg for override in TINY_OVERRIDES for arg in ("--set", override))]
 # The bound on failing to join: the connect timeout, plus slack for a busy machine.
 SLACK_S = 10

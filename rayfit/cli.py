@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-batch-size", type=int, default=32, help="requests batched into one prediction")
     serve.add_argument("--max-rows", type=int, default=10_000, help="rows one request may hold")
     serve.add_argument("--model", help="an exported model's name (export.models: all); default: the best")
+    serve.add_argument("--verbose", action="store_true", help="Ray Serve's own log lines on the terminal")
     serve.add_argument("--address", help=ADDRESS_HELP)
 
     submit = commands.add_parser("submit", help="run an experiment as a job on a Ray cluster (Ray Jobs API)")
@@ -275,9 +276,11 @@ def _report(args) -> int:
 
 
 def _serve(args) -> int:
+    import tempfile
     import time
 
     from rayfit.cluster.session import ensure_ray
+    from rayfit.run_dir import output_to_log, terminal_stream
     from rayfit.serve import ServeSettings, check_port, model_archive, start_serving, stop_serving
 
     for flag, value in (("--port", args.port), ("--replicas", args.replicas),
@@ -288,21 +291,26 @@ def _serve(args) -> int:
                              max_batch_size=args.max_batch_size, max_rows=args.max_rows, model=args.model)
     model_archive(args.run_dir, args.model)  # not a finished run: said before Ray starts
     check_port(settings.host, settings.port)
-    session = ensure_ray(args.address)
-    try:
-        url = start_serving(args.run_dir, settings)
-        _say(f"serving {args.run_dir} at {url}: POST /predict, GET /schema, GET /healthz; Ctrl-C stops")
-        while True:
-            time.sleep(1)
-    except KeyboardInterrupt:
-        _say("serve: stopped")
-        return EXIT_OK
-    finally:
-        stop_serving()
-        if session.started:
-            import ray
+    # Ray's and Ray Serve's own output (each replica's requests) to a log, unless --verbose
+    log = Path(tempfile.gettempdir()) / f"rayfit-serve-{settings.port}.log"
+    terminal = terminal_stream()
+    with output_to_log(log, args.verbose):
+        session = ensure_ray(args.address)
+        try:
+            url = start_serving(args.run_dir, settings)
+            print(f"serving {args.run_dir} at {url}: POST /predict, GET /schema, GET /healthz; Ctrl-C stops"
+                  + ("" if args.verbose else f" (Ray Serve's log: {log})"), file=terminal, flush=True)
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            print("serve: stopped", file=terminal, flush=True)
+            return EXIT_OK
+        finally:
+            stop_serving()
+            if session.started:
+                import ray
 
-            ray.shutdown()
+                ray.shutdown()
 
 
 def _predict(args) -> int:

@@ -26,6 +26,13 @@ def format_value(value) -> str:
     return str(value)
 
 
+def with_interval(entry: dict) -> str:
+    """A ratio and, where measured, its 95% interval: 1.02 [0.97, 1.08]."""
+    interval = entry.get("interval")
+    text = format_value(entry.get("ratio"))
+    return f"{text} [{format_value(interval[0])}, {format_value(interval[1])}]" if interval else text
+
+
 def status(entry: dict) -> str:
     if entry.get("error"):
         return "error"
@@ -57,12 +64,12 @@ def render(results: dict, summaries: dict[str, tuple[str, ...]]) -> str:
     lines = ["| | benchmark | ratio | target | result | key figures |", "|---|---|---|---|---|---|"]
     for name in sorted(results):
         entry = results[name]
-        lines.append(f"| {name} | {entry.get('title', '')} | {format_value(entry.get('ratio'))} | "
+        lines.append(f"| {name} | {entry.get('title', '')} | {with_interval(entry)} | "
                      f"{entry.get('target', '')} | {status(entry)} | {key_figures(entry, summaries.get(name, ()))} |")
     lines += ["", "Every target:", ""]
     for name in sorted(results):
         for item in results[name].get("checks", []):
-            lines.append(f"- {name} {item['name']}: {format_value(item['ratio'])} (target {item['target']}): "
+            lines.append(f"- {name} {item['name']}: {with_interval(item)} (target {item['target']}): "
                          f"{'met' if item['met'] else 'not met'}")
     machines = {json.dumps(e.get("machine", {}), sort_keys=True) for e in results.values()}
     lines += ["", "Measured on:", ""]

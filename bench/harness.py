@@ -2,7 +2,8 @@
 
 A comparison runs its sides in one `bench.run` process, interleaved ABBA-style (A B, B A, A B, ...)
 so that a drift of the machine (another job starting, a cache warming) lands on both sides alike,
-and quotes the median of the repeats on each side and the ratio of the medians.
+and quotes the median of the repeats on each side, the ratio of the medians and its 95% bootstrap
+interval. A target counts as met only when the whole interval meets it.
 """
 from __future__ import annotations
 
@@ -64,6 +65,35 @@ def ratio(numerator: Optional[float], denominator: Optional[float]) -> Optional[
     return numerator / denominator
 
 
+def bootstrap_ratio(numerator: Sequence, denominator: Sequence, level: float = 0.95, resamples: int = 4000,
+                    seed: int = 0) -> Optional[tuple[float, float]]:
+    """The `level` percentile interval of median(numerator) / median(denominator).
+
+    Each side is a list of repeats; a repeat is one value (a whole run's wall time) or a list of
+    values (its epochs). Two levels are resampled, as they vary: the repeats with replacement, then
+    the values within each drawn repeat, so a repeat that ran slow as a whole widens the interval
+    instead of passing for many independent epochs."""
+    import numpy as np
+
+    def groups(side) -> list:
+        found = [np.asarray([v for v in (r if isinstance(r, (list, tuple)) else [r])
+                             if v is not None and not math.isnan(v)], dtype=float) for r in side]
+        return [g for g in found if len(g)]
+
+    num, den = groups(numerator), groups(denominator)
+    if not num or not den:
+        return None
+    rng = np.random.default_rng(seed)
+
+    def draw(side: list) -> float:
+        picked = [side[i] for i in rng.integers(0, len(side), len(side))]
+        return float(np.median(np.concatenate([g[rng.integers(0, len(g), len(g))] for g in picked])))
+
+    ratios = np.array([draw(num) / draw(den) for _ in range(resamples)])
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(ratios, tail)), float(np.percentile(ratios, 100 - tail))
+
+
 def steady(values: Sequence[float], skip: int = 1) -> list[float]:
     """Per-epoch values without the first `skip` (warm-up: allocation, graph tracing, caches)."""
     return list(values[skip:]) if len(values) > skip else list(values)
@@ -72,17 +102,24 @@ def steady(values: Sequence[float], skip: int = 1) -> list[float]:
 _OPERATORS = {"<=": operator.le, ">=": operator.ge}
 
 
-def check(name: str, value: Optional[float], op: str, bound: float, unit: str = "") -> dict:
-    """One target: `value op bound`, e.g. check("torch", 1.03, "<=", 1.05). No value: not met."""
+def check(name: str, value: Optional[float], op: str, bound: float, unit: str = "",
+          interval: Optional[tuple[float, float]] = None) -> dict:
+    """One target: `value op bound`, e.g. check("torch", 1.03, "<=", 1.05). No value: not met. With
+    an interval, met only when its far end meets the bound (the upper end for <=, the lower for >=)."""
     met = value is not None and not math.isnan(value) and _OPERATORS[op](value, bound)
-    return {"name": name, "ratio": _round(value), "target": f"{op} {bound:g}{unit}", "met": bool(met)}
+    if interval is not None:
+        met = met and _OPERATORS[op](interval[1] if op == "<=" else interval[0], bound)
+    entry = {"name": name, "ratio": _round(value), "target": f"{op} {bound:g}{unit}", "met": bool(met)}
+    if interval is not None:
+        entry["interval"] = [_round(interval[0]), _round(interval[1])]
+    return entry
 
 
 def finding(figures: dict, checks: list[dict], headline: int = 0) -> dict:
     """A benchmark's entry: its figures; the headline check's ratio and target; met when every check is."""
     head = checks[headline]
-    return {"figures": _round(figures), "ratio": head["ratio"], "target": head["target"],
-            "met": all(c["met"] for c in checks), "checks": checks}
+    return {"figures": _round(figures), "ratio": head["ratio"], "interval": head.get("interval"),
+            "target": head["target"], "met": all(c["met"] for c in checks), "checks": checks}
 
 
 def skipped(reason: str, target: str) -> dict:

@@ -5,10 +5,11 @@ The searcher is rayfit's seeded random search, so both schedulers see the same 3
 (checked: `same_trials`). Early stopping inside a trial is switched off on both sides (patience =
 max_t) so that "full budget" means every trial trains max_t epochs and the only difference is the
 scheduler. Three targets: ASHA's epochs <= 1/3 of the full budget's, its best validation accuracy
-within 0.5 points of the full budget's, and its wall time <= 1.5x the sum of its trials' own
-training time: the epoch_time_s (training + validation) each trial reported to Tune, read from
-its result.json. The wall time over the trials' time_total_s (their whole time in Tune, start-up,
-reports and checkpoints included, as rayfit records it) is given beside it.
+within 0.5 points of the full budget's, and its wall time <= 1.0x the sum of its trials' own
+training time: the epoch_time_s (training + validation) of every epoch each trial trained, read from
+its result.json (a trial reports at ASHA's rungs and its end, carrying the epochs in between). The
+wall time over the trials' time_total_s (their whole time in Tune, start-up, reports and
+checkpoints included, as rayfit records it) is given beside it.
 """
 from __future__ import annotations
 
@@ -17,7 +18,12 @@ import math
 from pathlib import Path
 
 from bench.harness import alternate, check, finding, median, ratio
-from bench.ray_session import scratch, training_data
+from bench.ray_session import scratch, trial_training, training_data
+
+
+# The search's wall time over its trials' own training: 2 trials at once on 2 CPUs make 0.5 the
+# ideal, so 1.0 leaves half the wall time to Tune, start-ups and reports.
+WALL_TARGET = 1.0
 
 
 def _quickstart_data():
@@ -29,19 +35,6 @@ def _quickstart_data():
                           "X_val": prepared.X_val, "y_val": prepared.y_val}), len(prepared.y_val)
 
 
-def _trial_training_seconds(search_dir: Path) -> tuple[float, int]:
-    """Sum of epoch_time_s over every result each trial reported to Tune (its result.json)."""
-    seconds, rows = 0.0, 0
-    for results in search_dir.glob("*/result.json"):
-        for line in results.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                if "epoch_time_s" in row:
-                    seconds += float(row["epoch_time_s"])
-                    rows += 1
-    return seconds, rows
-
-
 def _search(scheduler: str, sizes: dict, data, storage: Path) -> dict:
     from rayfit.tuning.search import run_search, search_name
 
@@ -51,7 +44,7 @@ def _search(scheduler: str, sizes: dict, data, storage: Path) -> dict:
                             grace_period=sizes["grace"], reduction_factor=3)
     base = TorchConfig(hidden_sizes=[64, 32], patience=sizes["max_t"])  # the quickstart's torch section
     result = run_search(settings, base, data, storage)
-    trained_s, reported = _trial_training_seconds(storage / search_name(settings))
+    trained_s, reported = trial_training(storage / search_name(settings))
     # Tune's time_total_s per trial, where rayfit records it: the trainable's whole time (its
     # start-up, data fetch, reports and checkpoints too), so more than the training itself.
     totals = [t.get("time_total_s") for t in result.trials]
@@ -99,5 +92,5 @@ def run(quick: bool) -> dict:
     return finding(figures, [
         check("ASHA epochs / full budget's", epochs_ratio, "<=", round(1 / 3, 3)),
         check("best val accuracy: full budget - ASHA", gap_points, "<=", 0.5, " points"),
-        check("ASHA wall / its trials' training", figures["asha_wall_over_training"], "<=", 1.5),
+        check("ASHA wall / its trials' training", figures["asha_wall_over_training"], "<=", WALL_TARGET),
     ])

@@ -98,3 +98,21 @@ def binary_table(rows: int, features: int, seed: int) -> tuple[np.ndarray, np.nd
     w = rng.standard_normal(features).astype(np.float32)
     y = (X @ w + 0.5 * rng.standard_normal(rows, dtype=np.float32) > 0).astype(np.int64)
     return X, y
+
+
+def trial_training(search_dir: Path) -> tuple[float, int]:
+    """The seconds and epochs every trial of a search trained: the epoch_time_s (training and
+    validation) of each epoch in its result.json, those carried inside a report included."""
+    import json
+
+    seconds, epochs = 0.0, 0
+    for results in Path(search_dir).glob("*/result.json"):
+        for line in results.read_text().splitlines():
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            for epoch in [*(row.get("carried") or []), row]:
+                if "epoch_time_s" in epoch:
+                    seconds += float(epoch["epoch_time_s"])
+                    epochs += 1
+    return seconds, epochs

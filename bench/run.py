@@ -31,6 +31,7 @@ from bench import (
     b5_scaling,
     b6_growth,
     b7_gpu,
+    b8_trial_overhead,
     b9_selection,
     benchmarks_md,
 )
@@ -67,6 +68,10 @@ BENCHMARKS: dict[str, Benchmark] = {
                     ("s_per_row_ratio", "peak_memory_ratio")),
     "B7": Benchmark("GPU: Ray Train / plain PyTorch, utilization, mixed precision", b7_gpu.run, "<= 1.05", True,
                     ("ray_rows_per_s", "plain_rows_per_s", "gpu_utilization_pct", "mixed_precision_speedup")),
+    "B8": Benchmark("trial overhead: 256 one-epoch trials, rayfit / stock Tune (reuse_actors) per trial",
+                    b8_trial_overhead.run, "<= 0.25", True,
+                    ("rayfit_overhead_s_per_trial", "stock_reuse_overhead_s_per_trial", "stock_overhead_s_per_trial",
+                     "rayfit_wall_s", "stock_reuse_wall_s")),
     "B9": Benchmark("selection on small tables: cross-validation regret / validation-split regret",
                     b9_selection.run, "<= 1", False, ("val_rule_mean_regret", "cv_rule_mean_regret")),
 }

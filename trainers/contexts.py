@@ -22,6 +22,9 @@ from typing import Optional
 from rayfit.cluster.ledger import note
 from rayfit.trainers.core import LoopConfig, train
 
+CARRIED = "carried"  # a trial's report: the epochs since its previous report, each a metrics dict
+REPORT_EVERY_S = 10.0  # a trial reports at least this often, decision point or not
+
 
 class WorkerGroupContext:
     def __init__(self):
@@ -37,7 +40,7 @@ class WorkerGroupContext:
 
         return intact_or_earlier(ray.train.get_checkpoint(), say)
 
-    def wants_checkpoint(self, improved: bool, final: bool) -> bool:
+    def wants_checkpoint(self, improved: bool, final: bool, epoch: int) -> bool:
         return self.rank == 0  # every epoch, from rank 0: the others hold the same weights
 
     def report(self, metrics: dict, checkpoint_dir: Optional[Path]) -> None:
@@ -53,10 +56,21 @@ class WorkerGroupContext:
 
 
 class TrialContext:
+    """An inline trial reports to Tune only where its scheduler decides something (`report_at`:
+    ASHA's rungs; none for FIFO; None: every epoch), at its last epoch, and at least every
+    REPORT_EVERY_S (the watchdog's heartbeat, the display's progress). The epochs in between travel
+    inside the next report (CARRIED), so the trial's history is whole while Tune handles a few
+    results instead of one per epoch."""
+
     rank, world_size = 0, 1
 
-    def __init__(self, checkpoint_every_epoch: bool = False):
+    def __init__(self, checkpoint_every_epoch: bool = False, report_at: Optional[frozenset] = None):
         self.checkpoint_every_epoch = checkpoint_every_epoch
+        self.report_at = report_at
+        self._carried: list[dict] = []
+        self._improved = False  # since the last checkpoint
+        self._due = True
+        self._last_report = time.monotonic()
 
     def latest_checkpoint(self, say):
         from ray import tune
@@ -69,15 +83,28 @@ class TrialContext:
         checkpoint = newest_of_owner(checkpoint, tune.get_context().get_trial_id())
         return intact_or_earlier(checkpoint, say)
 
-    def wants_checkpoint(self, improved: bool, final: bool) -> bool:
-        # On improvement (a small trial is not dominated by checkpoint I/O), and at the last epoch:
-        # a finished trial that Tune's record missed then resumes finished, with nothing to redo.
-        return improved or final or self.checkpoint_every_epoch
+    def wants_checkpoint(self, improved: bool, final: bool, epoch: int) -> bool:
+        # Asked once per epoch, just before `report`: whether this epoch reports, and with a
+        # checkpoint. A checkpoint when the trial improved since the last one (a small trial is not
+        # dominated by checkpoint I/O), and at the last epoch: a finished trial that Tune's record
+        # missed then resumes finished, with nothing to redo.
+        self._improved = self._improved or improved
+        self._due = (final or self.checkpoint_every_epoch or self.report_at is None or epoch in self.report_at
+                     or time.monotonic() - self._last_report >= REPORT_EVERY_S)
+        return self._due and (self._improved or final or self.checkpoint_every_epoch)
 
     def report(self, metrics: dict, checkpoint_dir: Optional[Path]) -> None:
         from ray import tune
 
+        if not self._due:
+            self._carried.append(metrics)
+            return
+        if self._carried:
+            metrics = {**metrics, CARRIED: self._carried}
         checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
+        self._carried, self._last_report = [], time.monotonic()
+        if checkpoint is not None:
+            self._improved = False
         tune.report(metrics, checkpoint=checkpoint)
 
     def train_shard(self):
@@ -95,7 +122,7 @@ class TaskContext:
 
         return latest_checkpoint(self.checkpoint_dir, say)
 
-    def wants_checkpoint(self, improved: bool, final: bool) -> bool:
+    def wants_checkpoint(self, improved: bool, final: bool, epoch: int) -> bool:
         return True
 
     def report(self, metrics: dict, checkpoint_dir: Optional[Path]) -> None:
@@ -116,9 +143,11 @@ def train_worker(loop: dict) -> None:
 
 
 def train_trial(params: dict, base: dict) -> None:
-    """An inline Tune trial: base = {"config": LoopConfig, "checkpoint_every_epoch": bool}."""
+    """An inline Tune trial: base = {"config": LoopConfig, "checkpoint_every_epoch": bool,
+    "report_at": the scheduler's decision epochs, or None for every epoch}."""
     note(base["config"].ledger)
-    train(base["config"].with_params(params), TrialContext(base.get("checkpoint_every_epoch", False)))
+    train(base["config"].with_params(params),
+          TrialContext(base.get("checkpoint_every_epoch", False), base.get("report_at")))
 
 
 def train_task(config: LoopConfig, checkpoint_dir: str, keep: int) -> dict:

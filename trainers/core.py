@@ -76,7 +76,7 @@ class ExecutionContext(Protocol):
     def latest_checkpoint(self, say):  # the newest intact ray.train.Checkpoint, or None; say(text) tells the user
         ...
 
-    def wants_checkpoint(self, improved: bool, final: bool) -> bool:  # final: the loop's last epoch
+    def wants_checkpoint(self, improved: bool, final: bool, epoch: int) -> bool:  # final: the loop's last epoch
         ...
 
     def report(self, metrics: dict, checkpoint_dir: Optional[Path]) -> None:
@@ -193,7 +193,7 @@ def _report(config: LoopConfig, context, adapter, run: _Run, arch: dict, metrics
         config.progress.push.remote({"stage": config.name, "epoch": metrics["epoch"],
                                      "epochs": config.settings.epochs, "metrics": metrics})
     final = metrics["epoch"] >= config.settings.epochs or run.stopper.should_stop
-    if not context.wants_checkpoint(improved, final):
+    if not context.wants_checkpoint(improved, final, metrics["epoch"]):
         context.report(metrics, None)
         return
     with tempfile.TemporaryDirectory() as tmp:

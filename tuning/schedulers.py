@@ -3,11 +3,15 @@ median) or evolution from checkpoints (pbt, pb2). Ray is imported when a schedul
 config can validate names from here."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 from rayfit.errors import UserError
 
-EPOCH = "training_iteration"  # a trial reports once per epoch
+# What the schedulers count. A trial reports to Tune only at its scheduler's decision points
+# (trainers/contexts.py), so the stopping schedulers count epochs, not reports. PBT and PB2 get a
+# report every epoch and keep Tune's own count, which an exploited trial restarts from its donor's.
+EPOCH = "epoch"
+REPORTS = "training_iteration"
 
 
 def _fifo(s):
@@ -42,7 +46,7 @@ def _pbt(s):
 
     from rayfit.tuning.space import to_mutations
 
-    return PopulationBasedTraining(time_attr=EPOCH, perturbation_interval=s.perturbation_interval,
+    return PopulationBasedTraining(time_attr=REPORTS, perturbation_interval=s.perturbation_interval,
                                    quantile_fraction=s.quantile_fraction, hyperparam_mutations=to_mutations(s.space))
 
 
@@ -55,7 +59,7 @@ def _pb2(s):
         raise UserError("tune.scheduler: pb2 needs the GPy package (pip install GPy); or use pbt") from None
     from rayfit.tuning.space import to_bounds
 
-    return PB2(time_attr=EPOCH, perturbation_interval=s.perturbation_interval, quantile_fraction=s.quantile_fraction,
+    return PB2(time_attr=REPORTS, perturbation_interval=s.perturbation_interval, quantile_fraction=s.quantile_fraction,
                hyperparam_bounds=to_bounds(s.space))
 
 
@@ -65,3 +69,18 @@ SCHEDULERS: dict[str, Callable] = {
 
 # Schedulers that restart trials from other trials' checkpoints: trials must checkpoint every epoch.
 EXPLOITING = ("pbt", "pb2")
+
+
+def decision_epochs(s) -> Optional[frozenset[int]]:
+    """The epochs at which the scheduler decides anything about a trial, where a trial reports to
+    Tune (and at its last epoch); None: every epoch. FIFO decides nothing; ASHA only at its rungs,
+    grace_period x reduction_factor^k below max_t (as Ray's ASHA builds them, one bracket)."""
+    if s.scheduler == "fifo":
+        return frozenset()
+    if s.scheduler == "asha":
+        rungs, epoch = set(), s.grace_period
+        while epoch < s.max_t:
+            rungs.add(int(epoch))
+            epoch *= s.reduction_factor
+        return frozenset(rungs)
+    return None

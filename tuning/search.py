@@ -24,12 +24,12 @@ from rayfit.data.streaming import read_training_split
 from rayfit.errors import UserError
 from rayfit.evaluation.fitted import FittedModel, SklearnModel
 from rayfit.trainers.device import read_runtime
-from rayfit.trainers.contexts import train_trial
+from rayfit.trainers.contexts import CARRIED, train_trial
 from rayfit.trainers.core import HISTORY
 from rayfit.trainers.launch import TrainingData, estimate_train_seconds, make_loop_config, trainer_backend
 from rayfit.trainers.registry import framework, is_network_framework
 from rayfit.tuning.baseline_trial import ESTIMATOR_FILE, baseline_trial
-from rayfit.tuning.schedulers import EXPLOITING
+from rayfit.tuning.schedulers import EXPLOITING, decision_epochs
 from rayfit.tuning.searchers import build_searcher, scheduler_for
 from rayfit.tuning.space import to_param_space
 from rayfit.tuning.trial_mode import FreeStoppedWorkerGroups, TrialMode, choose_trial_mode, distributed_trial
@@ -268,7 +268,8 @@ def _trainable(settings: TuneSettings, base: NeuralConfig, data: TrainingData, p
     config = make_loop_config("tune", settings.model, network, trial_settings, data,
                               threads=max(1, int(settings.cpus_per_trial)), stage=tuned_name(settings))
     # PBT restarts trials from other trials' latest checkpoints: checkpoint every epoch for it.
-    return train_trial, {"config": config, "checkpoint_every_epoch": settings.scheduler in EXPLOITING}
+    return train_trial, {"config": config, "checkpoint_every_epoch": settings.scheduler in EXPLOITING,
+                         "report_at": decision_epochs(settings)}
 
 
 def _latest_checkpoint(result) -> Optional[Path]:
@@ -292,6 +293,10 @@ def _latest_checkpoint(result) -> Optional[Path]:
     return Path(checkpoint.to_directory())
 
 
+def _blank(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _trial_history(result, checkpoint: Optional[Path]) -> list[dict]:
     """Per-epoch metrics of the trial's whole lineage.
 
@@ -300,7 +305,13 @@ def _trial_history(result, checkpoint: Optional[Path]) -> list[dict]:
     Epochs reported after that checkpoint come from Tune's record, once each.
     """
     frame = result.metrics_dataframe
-    reported = frame[[c for c in HISTORY_KEYS if c in frame]].to_dict("records") if frame is not None else []
+    reported = []
+    for row in (frame.to_dict("records") if frame is not None else []):
+        # the epochs carried inside this report (an inline trial reports only at decision points)
+        carried = row.get(CARRIED)
+        for epoch_row in carried if isinstance(carried, list) else []:
+            reported.append({k: epoch_row[k] for k in HISTORY_KEYS if k in epoch_row})
+        reported.append({k: row[k] for k in HISTORY_KEYS if k in row and not _blank(row[k])})
     lineage = []
     if checkpoint is not None and (checkpoint / HISTORY).exists():
         lineage = [{k: row[k] for k in HISTORY_KEYS if k in row}

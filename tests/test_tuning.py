@@ -8,7 +8,7 @@ from rayfit.cluster.plan import ClusterShape, check_trial_request
 from rayfit.config import TorchConfig, TuneSettings, validate
 from rayfit.errors import UserError
 from rayfit.trainers.launch import TrainingData
-from rayfit.tuning.search import STATUSES, _status, run_search
+from rayfit.tuning.search import STATUSES, _status, run_search, search_name
 
 BASE = TorchConfig(hidden_sizes=[16], patience=100, batch_size=32)  # no early stopping inside trials
 
@@ -34,16 +34,16 @@ def test_asha_stops_trials_early(data, tmp_path):
     # Tune heard of each trial only at ASHA's rungs (epochs 1, 2, 4) and at its last epoch; the
     # epochs between travelled inside those reports, and every trial's history is whole
     for trial in search.trials:
-        reported = _reported_epochs(tmp_path, trial["trial_id"])
+        reported = _reported_epochs(tmp_path / search_name(settings), trial["trial_id"])
         assert set(reported) <= {1, 2, 4, trial["epochs"]}, (reported, trial["epochs"])
         assert [row["epoch"] for row in trial["history"]] == list(range(1, trial["epochs"] + 1))
 
 
-def _reported_epochs(storage, trial_id: str) -> list[int]:
+def _reported_epochs(search_dir, trial_id: str) -> list[int]:
     """The epochs at which a trial reported to Tune: its result.json, one line per report."""
     import json
 
-    results = [p for p in (storage / "search").glob("*/result.json") if trial_id in p.parent.name]
+    results = [p for p in search_dir.glob("*/result.json") if trial_id in p.parent.name]
     assert len(results) == 1, results
     return [json.loads(line)["epoch"] for line in results[0].read_text().splitlines() if line.strip()]
 
@@ -126,7 +126,7 @@ def test_a_keras_network_is_tunable(data, tmp_path):
     search = run_search(settings, KerasConfig(hidden_sizes=[16], patience=100), data, tmp_path, n_classes=2)
     assert len(search.trials) == 2 and all(t["epochs"] == 3 for t in search.trials)
     # FIFO decides nothing on the way: one report per trial, at its end, with all 3 epochs in its history
-    assert all(_reported_epochs(tmp_path, t["trial_id"]) == [3] for t in search.trials)
+    assert all(_reported_epochs(tmp_path / search_name(settings), t["trial_id"]) == [3] for t in search.trials)
     assert all([row["epoch"] for row in t["history"]] == [1, 2, 3] for t in search.trials)
     assert search.model.kind == "keras" and search.model.name == "keras_tuned"
     assert search.model.predict_proba(np.zeros((2, 6), np.float32)).shape == (2, 2)

@@ -200,17 +200,24 @@ evaluation: {cv_networks: false}
 
 
 def _finished_trials(search_dir: Path, epochs: int) -> dict[str, int]:
-    """trial directory -> results written, for the trials that reached the last epoch."""
+    """trial directory -> results written, for the trials that reached the last epoch (a FIFO
+    trial reports once, at its end, carrying the epochs before)."""
+    import json
+
     counts = {}
     for result in search_dir.glob("*/result.json"):
-        lines = len(result.read_text().splitlines())
-        if lines >= epochs:
-            counts[result.parent.name] = lines
+        lines = [line for line in result.read_text().splitlines() if line.strip()]
+        try:
+            last = json.loads(lines[-1])["epoch"] if lines else 0
+        except (ValueError, KeyError):  # being written
+            continue
+        if last >= epochs:
+            counts[result.parent.name] = len(lines)
     return counts
 
 
 def test_a_killed_search_is_finished_by_resume(ray_session, tmp_path):
-    rows = _slow_enough_data(3000)
+    rows = _slow_enough_data(6000)  # a trial takes seconds: the kill lands with trials under way
     import pandas as pd
 
     frame = pd.DataFrame(rows["X_train"], columns=[f"x{i}" for i in range(20)])

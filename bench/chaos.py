@@ -127,9 +127,12 @@ def _finished_trials(run_dir: Path, epochs: int) -> dict[str, int]:
     """trial directory -> results it wrote, for the search's trials that reached their last epoch."""
     counts = {}
     for result in (run_dir / "tune" / "search").glob("*/result.json"):
-        lines = len(result.read_text().splitlines())
-        if lines >= epochs:
-            counts[result.parent.name] = lines
+        lines = [line for line in result.read_text().splitlines() if line.strip()]
+        try:  # a FIFO trial reports once, at its end, carrying the epochs before
+            if lines and json.loads(lines[-1])["epoch"] >= epochs:
+                counts[result.parent.name] = len(lines)
+        except (ValueError, KeyError):  # being written
+            continue
     return counts
 
 

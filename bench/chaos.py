@@ -16,6 +16,7 @@ each fault runs in the test suite (tests/test_fault_tolerance.py, tests/test_loc
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import signal

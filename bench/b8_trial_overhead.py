@@ -102,7 +102,7 @@ def _stock(address: str, trials: int, storage: str, reuse: bool) -> None:
     config = make_loop_config("tune", "torch", "mlp", base.model_copy(update={"epochs": 1}), data, threads=1,
                               stage="stock")
     trainable = tune.with_resources(tune.with_parameters(train_trial, base={"config": config}), {"cpu": 1})
-    tuner = tune.Tuner(trainable, param_space=to_param_space(SPACE),
+    tuner = tune.Tuner(trainable, param_space=to_param_space(TuneSettings(space=SPACE).space),
                        tune_config=tune.TuneConfig(num_samples=trials, metric="val_loss", mode="min", reuse_actors=reuse),
                        run_config=tune.RunConfig(name="stock", storage_path=storage, verbose=0))
     started = time.perf_counter()

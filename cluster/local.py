@@ -78,7 +78,7 @@ class LocalCluster:
         gpus = gpus or [0] * len(cpus)
         if len(gpus) != len(cpus):
             raise UserError(f"--gpus names {len(gpus)} nodes, --cpus {len(cpus)}")
-        cluster = cls(directory, [Node(c, g) for c, g in zip(cpus, gpus)], _free_port(), _free_port())
+        cluster = cls(directory, [Node(c, g) for c, g in zip(cpus, gpus)], *_free_ports(2))
         fd = os.open(cluster.token_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_hex(32))
@@ -95,14 +95,15 @@ class LocalCluster:
         return cluster
 
     def _start_node(self, index: int, node: Node) -> int:
+        agent, agent_grpc, runtime_env, metrics = _free_ports(4)
         command = [str(Path(sys.executable).with_name("ray")), "start", "--block", "--disable-usage-stats",
                    "--node-ip-address=127.0.0.1", f"--num-cpus={node.cpus:g}", f"--num-gpus={node.gpus}",
                    f"--resources={json.dumps({node.resource(index): 1})}",
                    # Each node's agents on ports of their own: Ray's defaults are fixed numbers, taken
                    # by another node of this machine (or another Ray), and a node whose agent could not
                    # start takes no jobs ("No available agent to submit job").
-                   f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
-                   f"--runtime-env-agent-port={_free_port()}", f"--metrics-export-port={_free_port()}"]
+                   f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
+                   f"--runtime-env-agent-port={runtime_env}", f"--metrics-export-port={metrics}"]
         if index == 0:
             command += ["--head", f"--port={self.port}", "--dashboard-host=127.0.0.1",
                         f"--dashboard-port={self.dashboard_port}", "--include-dashboard=true"]
@@ -188,10 +189,21 @@ class LocalCluster:
         return cls(Path(directory), [Node(**n) for n in record["nodes"]], record["port"], record["dashboard_port"])
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _free_ports(count: int) -> list[int]:
+    """`count` distinct ports free on every address of this machine. Each is bound on all
+    addresses (Ray's agents listen on the node's own IP, where a port free on 127.0.0.1 alone may be
+    taken), and all are held until all are chosen: one at a time, the kernel can hand out the same
+    port twice, and two agents of one node then fail on it ("Address already in use")."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sockets.append(sock)
+            sock.bind(("", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def _wait_for_port(port: int, timeout_s: float, log: Path) -> None:

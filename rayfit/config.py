@@ -67,6 +67,14 @@ class DataConfig(_Section):
     # Stream the training split to Ray Train workers through Ray Data (each worker reads only its
     # shard, batch by batch) instead of handing every worker the arrays. auto: for Parquet sources.
     streaming: Union[Literal["auto"], bool] = "auto"
+    # Where a table is cleaned, split and preprocessed. driver: in the driver's memory (pandas and
+    # scikit-learn); cluster: by Ray Data, block by block on the cluster, the driver holding only
+    # samples (rayfit/data/on_cluster.py); auto: cluster for a CSV or Parquet source larger than an
+    # eighth of the memory available to the driver.
+    prepare_on: Literal["auto", "driver", "cluster"] = "auto"
+    # prepare_on: cluster: about this many rows of each split come to the driver. The baselines train
+    # on the training split's sample, every model is judged on the validation and test samples.
+    driver_rows: int = Field(100_000, ge=100)
 
 
 class BaselinesConfig(_Section):

@@ -17,6 +17,7 @@ from rayfit.stages.clustering import check_clustering_fits, run_clustering
 from rayfit.stages.cross_validate import cross_validate
 from rayfit.stages.evaluate import evaluate
 from rayfit.stages.open_run import new_run, resumed_run
+from rayfit.stages.prepare import prepare_after_ray
 from rayfit.stages.preflight import plan_networks, preflight
 from rayfit.stages.ray_session import start_ray, stop_ray, watching_for_stalls
 from rayfit.stages.report import render_report
@@ -74,6 +75,7 @@ def _run_stages(state: RunState, verbose: bool, on_preflight_error: Optional[Cal
                         on_preflight_error()
                     raise
                 with watching_for_stalls(state):
+                    prepare_after_ray(state)  # data.prepare_on: cluster
                     state.plan = plan_networks(state.exp)
                     data = put_training_data(state)
                     train_models(state, data)  # baselines and networks

@@ -126,8 +126,11 @@ def _weights(directory: Path, framework: str, exported: bool = False) -> list[np
         return [saved[f"w{i}"] for i in range(len(saved.files))]
 
 
-@pytest.mark.parametrize("framework", ["torch", "keras"])
-@pytest.mark.parametrize("launch", LAUNCHES)
+# Each framework and each launch once, not every pairing: the checkpoint store and its resume
+# belong to the launch (Ray Train's checkpoint manager, or the task's own store), the saving and
+# restoring of weights to the framework's adapter over one training core; Keras under Ray Train
+# (a MultiWorkerMirroredStrategy model restored on every worker) is the pairing most likely to drift.
+@pytest.mark.parametrize("framework, launch", [("keras", "ray_train"), ("torch", "task")])
 def test_a_resumed_run_ends_with_the_same_weights(ray_session, tmp_path, launch, framework):
     rows = _slow_enough_data(4000 if framework == "keras" else 10000)
     import pandas as pd

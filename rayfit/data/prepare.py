@@ -54,6 +54,10 @@ class Prepared:
     kind: str = "tabular"  # "tabular" | "image" | "sequence"
     # the test split's rows as numbered in the source file (0: the first data row); tables only
     test_rows: Optional[np.ndarray] = None
+    # data.prepare_on: cluster (rayfit/data/on_cluster.py): the X_/y_ arrays are samples; the whole
+    # training split lies transformed at this URI, and these are the splits' true sizes
+    train_split: Optional[str] = None
+    split_rows: Optional[dict[str, int]] = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -37,7 +37,9 @@ def cross_validate(state: RunState, data=None) -> None:
 
     exp, prepared, display = state.exp, state.prepared, state.display
     X, y = train_and_validation(prepared)
-    state.cv_folds = folds_for(exp.evaluation.cv, len(y), prepared.task, y)
+    # prepared on the cluster, X and y are samples: `auto` goes by the splits' true size
+    rows = prepared.split_rows["train"] + prepared.split_rows["val"] if prepared.split_rows else len(y)
+    state.cv_folds = folds_for(exp.evaluation.cv, rows, prepared.task, y)
     if state.cv_folds is None:
         return
     crossed = [name for name, trained in state.trained.items() if trained.framework == SklearnModel.kind]

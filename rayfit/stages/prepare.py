@@ -7,6 +7,7 @@ import time
 from rayfit.cluster.storage import local_copy
 from rayfit.config import CLASSIFICATION_METRICS, REGRESSION_METRICS, Experiment
 from rayfit.data import Prepared, prepare
+from rayfit.data.on_cluster import ClusterPlan, peek, prepare_on_cluster, prepares_on_cluster
 from rayfit.errors import UserError
 from rayfit.evaluation.baselines import BASELINES, baselines_for
 from rayfit.evaluation.metrics import default_primary_metric
@@ -20,8 +21,10 @@ def prepare_data(exp: Experiment, display: Display) -> tuple[Prepared, str, floa
     """(the prepared splits, the primary metric, seconds taken)."""
     display.start("data", f"prepare {exp.data.source}")
     started = time.perf_counter()
-    if exp.data.task == "clustering":
+    if exp.data.task == "clustering" and exp.data.prepare_on != "cluster":
         return _prepare_for_clustering(exp, display, started)
+    if prepares_on_cluster(exp.data):
+        return _plan_for_cluster(exp, display, started)
     with local_copy(exp.data.source) as source:  # a file in an object store is read from a copy
         prepared = prepare(exp.data.model_copy(update={"source": source}), exp.seed)
     prepared.source = exp.data.source
@@ -32,6 +35,35 @@ def prepare_data(exp: Experiment, display: Display) -> tuple[Prepared, str, floa
     display.finish("data", f"{prepared.task}, {prepared.n_rows} rows -> {len(prepared.y_train)}/"
                            f"{len(prepared.y_val)}/{len(prepared.y_test)}, {prepared.n_features} features")
     return prepared, metric, time.perf_counter() - started
+
+
+def _plan_for_cluster(exp: Experiment, display: Display, started: float) -> tuple[ClusterPlan, str, float]:
+    """A source prepared on the cluster: only its first rows are read now, to check the experiment
+    against them; the preparation itself waits for Ray (prepare_after_ray)."""
+    plan = peek(exp.data)
+    metric = primary_metric(exp, plan.task)
+    check_networks(exp, plan.kind)
+    check_baselines(exp, plan.task)
+    check_something_to_train(exp)
+    display.finish("data", f"{plan.task}, {plan.source_bytes / 2**20:,.0f} MiB: prepared on the cluster once Ray starts")
+    return plan, metric, time.perf_counter() - started
+
+
+def prepare_after_ray(state) -> None:
+    """data.prepare_on: cluster: the three passes of rayfit/data/on_cluster.py, now that Ray runs."""
+    if not isinstance(state.prepared, ClusterPlan):
+        return
+    display, exp = state.display, state.exp
+    display.start("data", f"prepare {exp.data.source} on the cluster")
+    started = time.perf_counter()
+    prepared = prepare_on_cluster(exp.data, state.prepared, exp.seed, state.location.join("data", "train"),
+                                  say=display.say)
+    state.prepared = prepared
+    state.stage_times["data"] = state.stage_times.get("data", 0.0) + time.perf_counter() - started
+    rows = prepared.split_rows
+    display.finish("data", f"{prepared.task}, {prepared.n_rows:,} rows -> {rows['train']:,}/{rows['val']:,}/"
+                           f"{rows['test']:,}, {prepared.n_features} features (samples of {len(prepared.y_train):,}/"
+                           f"{len(prepared.y_val):,}/{len(prepared.y_test):,} on the driver)")
 
 
 def _prepare_for_clustering(exp: Experiment, display: Display, started: float):

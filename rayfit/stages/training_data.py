@@ -16,13 +16,19 @@ def put_training_data(state: RunState):
     exp, prepared = state.exp, state.prepared
     arrays = {"X_train": prepared.X_train, "y_train": prepared.y_train,
               "X_val": prepared.X_val, "y_val": prepared.y_val}
-    stream, why = should_stream(exp.data, prepared.kind, prepared.X_train.nbytes + prepared.y_train.nbytes,
-                                ray.cluster_resources().get("object_store_memory", 0))
-    state.display.say(f"data: {why}")
+    if prepared.train_split:  # prepared on the cluster: the whole split is there already
+        stream, train_path, train_rows = True, prepared.train_split, prepared.split_rows["train"]
+        state.display.say(f"data: {train_rows:,} training rows prepared on the cluster, streamed through Ray Data")
+    else:
+        stream, why = should_stream(exp.data, prepared.kind, prepared.X_train.nbytes + prepared.y_train.nbytes,
+                                    ray.cluster_resources().get("object_store_memory", 0))
+        state.display.say(f"data: {why}")
+        train_rows = len(prepared.X_train)
+        train_path = (write_split(prepared.X_train, prepared.y_train, state.location.join("data", "train.parquet"))
+                      if stream else None)
     return TrainingData(
         ref=ray.put(arrays),  # once into the object store; every task, worker and trial reads it there
-        train_path=write_split(prepared.X_train, prepared.y_train, state.location.join("data", "train.parquet"))
-        if stream else None,
+        train_path=train_path,
         val_ref=ray.put({"X_val": prepared.X_val, "y_val": prepared.y_val}) if stream else None,
         task=prepared.task,
         # Binary classification and regression: one output; multi-class: one logit per class.
@@ -30,7 +36,7 @@ def put_training_data(state: RunState):
         class_weights=([prepared.class_weights[i] for i in range(prepared.n_classes)]
                        if prepared.class_weights else None),
         seed=exp.seed,
-        train_rows=len(prepared.X_train),
+        train_rows=train_rows,
         input_shape=tuple(prepared.X_train.shape[1:]),
         target_scale=fit_target_scale(prepared.y_train, prepared.task),
         run_key=state.run_key,

@@ -1,0 +1,372 @@
+"""Preparation on the cluster: a table larger than the driver should hold is cleaned, split,
+fitted and transformed by Ray Data, block by block, and the driver only ever holds bounded samples.
+
+Three passes over the source, each streamed through Ray Data (read tasks on any node, a few blocks
+in memory at a time):
+
+1. samples: each row's split comes from a seeded hash of its values (the same row always lands in
+   the same split, whatever the blocks), and rows whose hash falls in each split's first slice make
+   a uniform sample of about `data.driver_rows` rows per split. From the training sample come the
+   column kinds, the columns dropped as constant or ID-like, the imputed medians, the categories
+   and the text vocabularies: the same scikit-learn pipeline a driver-prepared run fits.
+2. statistics over the whole training split: each block's row counts, its numeric columns' shifted
+   sums and sums of squares, and its class counts, added up on the driver. They give the exact
+   scaling of every numeric column, the exact classes and class weights, and each split's size.
+3. the transform: every training row through the fitted pipeline, written as Parquet (a tensor
+   column `x`, the target `y`) by the write tasks, where the Ray Train workers stream their shards.
+
+The samples are what the driver keeps: the baselines train on the training sample, and every model
+is judged on the validation and test samples. The networks (and boosters trained as Ray Train worker
+groups) train on every training row.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from rayfit.config import DataConfig
+from rayfit.data import clean
+from rayfit.data.load import CSV_SUFFIXES, PARQUET_SUFFIXES
+from rayfit.data.target import detect_task, resolve_target, shorten
+from rayfit.errors import UserError
+
+PEEK_ROWS = 10_000  # the first rows, read before Ray starts: columns, target and task are checked on them
+# prepare_on: auto prepares on the cluster when the source on disk is larger than this share of the
+# memory available to the driver: pandas holds a table in several times its Parquet size.
+AUTO_MEMORY_FRACTION = 1 / 8
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class ClusterPlan:
+    """What the driver knows of a cluster-prepared source before Ray starts: enough to check the
+    experiment against it (its target, its task) and to say so."""
+
+    source: str
+    target: str
+    task: str
+    columns: list[str]
+    source_bytes: int
+    log: list[str] = field(default_factory=list)
+    kind: str = "tabular"
+
+
+def source_bytes(source: str) -> int:
+    path = Path(source)
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size if path.is_file() else 0
+
+
+def prepares_on_cluster(cfg: DataConfig) -> bool:
+    """Whether this source is prepared on the cluster (data.prepare_on), checked against the rest of
+    the data settings."""
+    suffix = Path(cfg.source).suffix.lower()
+    path = Path(cfg.source)
+    table_file = suffix in CSV_SUFFIXES + PARQUET_SUFFIXES or (
+        path.is_dir() and any(p.suffix in PARQUET_SUFFIXES for p in path.iterdir()))
+    if cfg.prepare_on == "driver":
+        return False
+    if cfg.prepare_on == "auto":
+        if not (table_file and path.exists()) or cfg.task == "clustering" or cfg.kind not in ("auto", "tabular") \
+                or cfg.streaming is False or cfg.window is not None or _asks_for_deduplication(cfg):
+            return False
+        import psutil
+
+        return source_bytes(cfg.source) > AUTO_MEMORY_FRACTION * psutil.virtual_memory().available
+    # prepare_on: cluster, as the user asked: every setting it cannot honour is said now
+    if not table_file:
+        raise UserError(f"data.prepare_on: cluster takes a CSV or Parquet file; {cfg.source} is not one")
+    if cfg.task == "clustering":
+        raise UserError("data.prepare_on: cluster prepares supervised tables; task: clustering is prepared on the driver")
+    if cfg.kind not in ("auto", "tabular") or cfg.window is not None:
+        raise UserError("data.prepare_on: cluster prepares tables of independent rows, not sequences or images")
+    if cfg.streaming is False:
+        raise UserError("data.prepare_on: cluster streams the training split to the workers; "
+                        "it cannot be combined with data.streaming: false")
+    if _asks_for_deduplication(cfg):
+        raise UserError("data.drop_duplicates: finding duplicates needs the whole table on the driver; with "
+                        "data.prepare_on: cluster identical rows instead share a split (set drop_duplicates: false)")
+    return True
+
+
+def _asks_for_deduplication(cfg: DataConfig) -> bool:
+    """drop_duplicates set in the config (its default is passed over: on the cluster identical
+    rows are kept, and always share a split)."""
+    return cfg.drop_duplicates and "drop_duplicates" in cfg.model_fields_set
+
+
+def _read_error(source: str, exc: Exception) -> UserError:
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return UserError(f"could not read data file {source}: {reason}")
+
+
+def peek(cfg: DataConfig) -> ClusterPlan:
+    """The source's columns and first rows, read without Ray: the target must be there, and the
+    task is detected on them."""
+    import pyarrow.dataset as pads
+
+    if not Path(cfg.source).exists():
+        raise UserError(f"data file not found: {cfg.source}")
+    fmt = "csv" if Path(cfg.source).suffix.lower() in CSV_SUFFIXES else "parquet"
+    try:
+        dataset = pads.dataset(cfg.source, format=fmt)
+        head = dataset.head(PEEK_ROWS).to_pandas()
+    except Exception as exc:  # pyarrow's errors: ArrowInvalid, OSError and others
+        raise _read_error(cfg.source, exc) from None
+    names = list(dataset.schema.names)
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise UserError(f"data file {cfg.source} has duplicate column names: {', '.join(map(repr, repeated))}")
+    if len(head) == 0:
+        raise UserError(f"data file has no rows: {cfg.source}")
+    head.columns = [str(c) for c in head.columns]
+    target = resolve_target(head, cfg, None)
+    log = [f"prepared on the cluster by Ray Data (data.prepare_on: {cfg.prepare_on}; the source is "
+           f"{source_bytes(cfg.source) / 2**20:,.0f} MiB): the driver holds samples, never the table"]
+    task = detect_task(head[target].dropna(), cfg.task, log)
+    log[-1] += f" (on the first {len(head):,} rows)"
+    return ClusterPlan(cfg.source, target, task, [str(c) for c in head.columns], source_bytes(cfg.source), log)
+
+
+# --- what runs on the cluster, block by block -------------------------------------------------
+
+def _hash_key(seed: int) -> str:
+    return f"rayfit{seed % 10**10:010d}"  # pandas wants 16 characters
+
+
+def _cleaned(block: pd.DataFrame, target: str) -> pd.DataFrame:
+    """A block as the driver-side cleaning leaves it: infinities missing, no row without a target."""
+    block = clean.infinities_as_missing(block, [])
+    return block.loc[block[target].notna()]
+
+
+def _positions(block: pd.DataFrame, seed: int) -> np.ndarray:
+    """Each row's place in [0, 1): a seeded hash of its values, so a row's split never depends on
+    which block it is read in."""
+    hashes = pd.util.hash_pandas_object(block, index=False, hash_key=_hash_key(seed)).to_numpy()
+    return (hashes >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+@dataclass(frozen=True)
+class _Bounds:
+    """Where each split and each split's sample lie in [0, 1)."""
+
+    starts: tuple[float, float, float]
+    ends: tuple[float, float, float]
+    sample_ends: tuple[float, float, float]
+
+    @classmethod
+    def of(cls, cfg: DataConfig, rows: int) -> "_Bounds":
+        fractions = (cfg.split.train, cfg.split.val, cfg.split.test)
+        starts = (0.0, fractions[0], fractions[0] + fractions[1])
+        ends = (fractions[0], fractions[0] + fractions[1], 1.0)
+        sample_ends = tuple(start + f * min(1.0, cfg.driver_rows / max(1.0, f * rows))
+                            for start, f in zip(starts, fractions))
+        return cls(starts, ends, sample_ends)
+
+    def split_of(self, u: np.ndarray) -> np.ndarray:
+        return np.searchsorted(np.asarray(self.ends[:2]), u, side="right")  # 0 train, 1 val, 2 test
+
+    def in_sample(self, u: np.ndarray, split: np.ndarray) -> np.ndarray:
+        return u < np.asarray(self.sample_ends)[split]
+
+
+def _samples(block: pd.DataFrame, target: str, seed: int, bounds: _Bounds) -> pd.DataFrame:
+    block = _cleaned(block, target)
+    u = _positions(block, seed)
+    split = bounds.split_of(u)
+    keep = bounds.in_sample(u, split)
+    return block.loc[keep].assign(__split__=split[keep], __position__=u[keep])
+
+
+def _target_keys(y: pd.Series) -> pd.Series:
+    """The target as encode_classes keys it: numbers (and booleans) as they are, anything else as text."""
+    numeric = pd.api.types.is_numeric_dtype(y.dtype) or pd.api.types.is_bool_dtype(y.dtype)
+    return y if numeric else y.astype(str)
+
+
+def _statistics(block: pd.DataFrame, target: str, seed: int, bounds: _Bounds, numeric: list[str],
+                centers: np.ndarray, classification: bool) -> pd.DataFrame:
+    """One row of partial sums for this block: rows per split, rows without a target, and over the
+    training rows each numeric column's count, sum and sum of squares around its center, and the
+    class counts."""
+    from rayfit.data.preprocessing import as_float
+
+    total = len(block)
+    block = _cleaned(block, target)
+    split = bounds.split_of(_positions(block, seed))
+    row = {"rows": total, "no_target": total - len(block)}
+    row.update({f"rows_{name}": int((split == i).sum()) for i, name in enumerate(SPLITS)})
+    train = block.loc[split == 0]
+    values = as_float(train[numeric]).to_numpy() - centers if numeric else np.zeros((len(train), 0))
+    present = ~np.isnan(values)
+    filled = np.where(present, values, 0.0)
+    for j, column in enumerate(numeric):
+        row[f"n:{column}"] = int(present[:, j].sum())
+        row[f"s:{column}"] = float(filled[:, j].sum())
+        row[f"q:{column}"] = float((filled[:, j] ** 2).sum())
+    if classification:  # as JSON: a block's classes are its own
+        counts = _target_keys(train[target]).value_counts()
+        row["classes"] = json.dumps([[getattr(k, "item", lambda: k)(), int(c)] for k, c in counts.items()])
+    return pd.DataFrame([row])
+
+
+def _transformed(block: pd.DataFrame, target: str, seed: int, bounds: _Bounds, pipeline, columns: list[str],
+                 classes: Optional[list]) -> dict:
+    """The block's training rows as the networks take them: x (float32 rows), y (class indices or values)."""
+    block = _cleaned(block, target)
+    block = block.loc[bounds.split_of(_positions(block, seed)) == 0]
+    x = np.asarray(pipeline.transform(block[columns]), dtype=np.float32)
+    if classes is None:
+        y = block[target].to_numpy(dtype=np.float32)
+    else:
+        y = pd.Index(classes).get_indexer(_target_keys(block[target])).astype(np.int64)
+    return {"x": x, "y": y}
+
+
+# --- the driver's side ---------------------------------------------------------------------------
+
+def _read(source: str):
+    import ray.data
+
+    try:
+        if Path(source).suffix.lower() in CSV_SUFFIXES:
+            return ray.data.read_csv(source)
+        return ray.data.read_parquet(source)
+    except Exception as exc:
+        raise _read_error(source, exc) from None
+
+
+def prepare_on_cluster(cfg: DataConfig, plan: ClusterPlan, seed: int, train_location, say=lambda line: None):
+    """The Prepared of a cluster-prepared source: samples on the driver, the whole training split
+    transformed and written at `train_location` (a Location) for the workers to stream."""
+    from rayfit.data.prepare import Prepared, _class_weights, _drop_uninformative_columns, _fit_preprocessor
+    from rayfit.data.target import _class_name
+
+    log = list(plan.log)
+    target, classification = plan.target, plan.task == "classification"
+    dataset = _read(cfg.source)
+    rows = dataset.count()
+    bounds = _Bounds.of(cfg, rows)
+
+    say(f"data: pass 1/3, samples of about {cfg.driver_rows:,} rows per split from {rows:,} rows")
+    sampled = dataset.map_batches(_samples, batch_format="pandas", fn_args=(target, seed, bounds)).to_pandas()
+    sampled.columns = [str(c) for c in sampled.columns]
+    sampled = sampled.sort_values("__position__", kind="stable").reset_index(drop=True)  # the same order every run
+    parts = {name: sampled.loc[sampled["__split__"] == i].drop(columns=["__split__", "__position__"])
+             for i, name in enumerate(SPLITS)}
+    for name, part in parts.items():
+        if len(part) == 0:
+            raise UserError(f"too few rows for a prepare on the cluster: the {name} sample is empty ({rows} rows)")
+    train = _drop_uninformative_columns(parts["train"], target, cfg, log)
+    features = [c for c in train.columns if c != target]
+    if not features:
+        raise UserError(f"no feature columns left in {cfg.source} after cleaning (only the target {target!r})")
+    kinds = clean.column_kinds(train, target)
+    log_before = len(log)
+    preprocessor = _fit_preprocessor(train[features], np.arange(len(train)), kinds, cfg, log)
+    log[log_before:] = [line.replace("fitted on train", "fitted on the train sample") for line in log[log_before:]]
+
+    say("data: pass 2/3, statistics over the whole training split")
+    numeric = kinds["numeric"]
+    scale = _numeric_scale(preprocessor) if numeric else None
+    centers = scale.mean_[:len(numeric)].copy() if numeric else np.zeros(0)
+    partial = dataset.map_batches(_statistics, batch_format="pandas",
+                                  fn_args=(target, seed, bounds, numeric, centers, classification)).to_pandas()
+    totals = partial.drop(columns=["classes"], errors="ignore").fillna(0).sum()
+    sizes = {name: int(totals[f"rows_{name}"]) for name in SPLITS}
+    if totals["no_target"]:
+        log.append(f"dropped {int(totals['no_target'])} row(s) with a missing target")
+    split_label = "/".join(f"{f * 100:g}" for f in (cfg.split.train, cfg.split.val, cfg.split.test))
+    log.append(f"split {sum(sizes.values()):,} rows about {split_label} by a hash of each row (seed {seed}; "
+               f"identical rows share a split, not stratified): {sizes['train']:,}/{sizes['val']:,}/{sizes['test']:,}")
+    if numeric:
+        _rescale(scale, numeric, centers, totals, sizes["train"], preprocessor, log)
+    classes = None
+    class_names = None
+    if classification:
+        counts: dict = {}
+        for block in partial["classes"].dropna():
+            for key, count in json.loads(block):
+                counts[key] = counts.get(key, 0) + count
+        classes = sorted(counts)
+        if len(classes) < 2:
+            raise UserError(f"target {target!r} has a single class ({classes[0]!r}); classification needs at least 2")
+        class_names = [_class_name(value) for value in classes]
+        log.append(f"label-encoded target {target!r} into {len(classes)} classes (over the whole training split): "
+                   f"{shorten([f'{name}={i}' for i, name in enumerate(class_names)])}")
+
+    def xy(part: pd.DataFrame):
+        x = np.asarray(preprocessor.transform(part[features]), dtype=np.float32)
+        if classes is None:
+            return x, part[target].to_numpy(dtype=np.float32)
+        return x, pd.Index(classes).get_indexer(_target_keys(part[target])).astype(np.int64)
+
+    (X_train, y_train), (X_val, y_val), (X_test, y_test) = (xy(parts[name]) for name in SPLITS)
+    if classes is not None:  # a class the training split never has cannot be predicted, nor judged
+        (X_val, y_val), (X_test, y_test) = _known(X_val, y_val, "val", log), _known(X_test, y_test, "test", log)
+    weights = None
+    if classification:
+        weights = _class_weights(np.repeat(np.arange(len(classes)), [counts[c] for c in classes]),
+                                 len(classes), cfg.class_weight, log)
+    log.append(f"the driver holds samples of {len(X_train):,}/{len(X_val):,}/{len(X_test):,} rows "
+               f"(data.driver_rows: {cfg.driver_rows:,}): the baselines train on the train sample, every model "
+               f"is judged on the validation and test samples; the networks train on all {sizes['train']:,} "
+               f"training rows, streamed")
+
+    say(f"data: pass 3/3, transform {sizes['train']:,} training rows and write them as Parquet")
+    if train_location.exists():  # a resumed run writes it again
+        train_location.delete()
+    fs, path = train_location.filesystem()
+    transformed = dataset.map_batches(_transformed, batch_format="pandas",
+                                      fn_args=(target, seed, bounds, preprocessor, features, classes))
+    transformed.write_parquet(path, filesystem=fs)
+    return Prepared(
+        task=plan.task, target=target, X_train=X_train, X_val=X_val, X_test=X_test,
+        y_train=y_train, y_val=y_val, y_test=y_test,
+        feature_names=[str(n) for n in preprocessor.get_feature_names_out()], raw_columns=features,
+        class_names=class_names, class_weights=weights, preprocessor=preprocessor, log=log,
+        n_rows=sum(sizes.values()), source=cfg.source, train_split=train_location.uri, split_rows=sizes,
+    )
+
+
+def _known(x: np.ndarray, y: np.ndarray, name: str, log: list[str]):
+    keep = y >= 0
+    if not keep.all():
+        log.append(f"left out {int((~keep).sum())} {name} sample row(s) of classes the training split lacks")
+    return x[keep], y[keep]
+
+
+def _numeric_scale(pipeline):
+    return pipeline.named_steps["columns"].named_transformers_["numeric"].named_steps["scale"]
+
+
+def _rescale(scale, numeric: list[str], centers: np.ndarray, totals: pd.Series, rows: int, pipeline,
+             log: list[str]) -> None:
+    """The numeric columns' scaling over every training row: each column's missing values count at
+    the imputed median, as the pipeline fills them before it scales."""
+    medians = pipeline.named_steps["columns"].named_transformers_["numeric"].named_steps["impute"].statistics_
+    for j, column in enumerate(numeric):
+        n, s, q = totals[f"n:{column}"], totals[f"s:{column}"], totals[f"q:{column}"]
+        gap, fill = rows - n, medians[j] - centers[j]  # missing values, at the median (around the center)
+        mean = (s + gap * fill) / rows
+        var = max((q + gap * fill ** 2) / rows - mean ** 2, 0.0)
+        scale.mean_[j] = centers[j] + mean
+        scale.var_[j] = var
+        scale.scale_[j] = np.sqrt(var) if var > 0 else 1.0
+    scale.n_samples_seen_ = rows
+    dates = len(scale.mean_) - len(numeric)
+    line = (f"standardized {len(numeric)} numeric column(s) with mean and scale over all {rows:,} training rows "
+            f"(Ray Data, block by block)" + (f"; {dates} datetime part(s) on the train sample" if dates else ""))
+    for i, entry in enumerate(log):
+        if entry.startswith("standardized "):  # the sample's scaling, said when the pipeline was fitted
+            log[i] = line
+            break
+    else:
+        log.append(line)

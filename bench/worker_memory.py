@@ -32,14 +32,15 @@ def _high_water_mb(pid: int) -> Optional[float]:
 class PeakWorkerMemory(Sampler):
     """with PeakWorkerMemory() as memory: ...; memory.summary() -> peak MB per worker and the largest."""
 
-    def __init__(self, interval_s: float = 0.2, title: str = WORKER_TITLE):
+    def __init__(self, interval_s: float = 0.2, title: str = WORKER_TITLE, anywhere: bool = False):
         super().__init__(interval_s)
         self.title = title
+        self.anywhere = anywhere  # every process on the machine: the workers of a cluster this process did not start
         self.peaks: dict[int, dict] = {}
 
     def _workers(self) -> list[psutil.Process]:
         found = []
-        for process in psutil.Process().children(recursive=True):
+        for process in psutil.process_iter() if self.anywhere else psutil.Process().children(recursive=True):
             try:
                 if self.title in " ".join(process.cmdline()):
                     found.append(process)

@@ -167,12 +167,14 @@ def train(config: LoopConfig, context: ExecutionContext) -> list[dict]:
         _seed_everything(adapter, config.seed + SEED_STRIDE * epoch + context.rank)
         lr = run.schedule.lr(epoch)
         train_loss, rows = adapter.train_epoch(batches(epoch), lr)
+        train_s = time.perf_counter() - started  # the epoch's training alone, before validation
         # Every worker scores the same full validation set with the same weights, so every worker
         # takes the same early-stopping decision and the report barriers stay in step.
         metrics = {"epoch": epoch, "train_loss": train_loss,
                    **validation_metrics(adapter.predict(X_val), y_val, config.task, config.class_weights),
                    "lr": lr, "train_rows": rows,
                    "epoch_time_s": time.perf_counter() - started,  # training + validation
+                   "train_s": train_s,
                    # this process's peak resident memory so far (Linux: KiB): what streaming keeps flat
                    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
         improved = run.stopper.step(metrics["val_loss"], epoch)

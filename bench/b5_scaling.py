@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.harness import alternate, check, finding, median, ratio, steady
+from bench import ddp_breakdown
+from bench.harness import alternate, bootstrap_ratio, check, finding, median, ratio, steady
 from bench.ray_session import fit_rayfit, scratch, training_data
 
 TARGET = 1.7
@@ -46,12 +47,18 @@ def run(quick: bool) -> dict:
             run = fit_rayfit("torch", "cnn", settings, data, work / f"{name}-{repeat}")
             compute = steady([row["epoch_time_s"] for row in run["history"] if "epoch_time_s" in row])
             return {"rows_per_s": sizes["rows"] / median(run["epoch_wall_s"]),
+                    "epoch_rows_per_s": [sizes["rows"] / wall for wall in run["epoch_wall_s"]],
                     "compute_rows_per_s": sizes["rows"] / median(compute) if compute else None}
 
         return side
 
     with scratch("b5") as work:
         samples = alternate({name: layout(name, work) for name in LAYOUTS}, sizes["repeats"], "B5")
+    # Where the time goes, outside Ray (bench/ddp_breakdown.py): the machine's ceiling for two
+    # independent workers, DDP's all-reduce, and DDP's settings.
+    steps = 20 if quick else 60
+    breakdown = alternate({name: (lambda mode, n: lambda repeat: ddp_breakdown.measure(mode, n, steps=steps))(*spec)
+                           for name, spec in ddp_breakdown.SIDES.items()}, 1 if quick else 3, "B5 breakdown")
     figures = {**sizes, "model": "cnn 32-64, dense 64", "batch_size_per_worker": 64}
     for name in LAYOUTS:
         figures[f"{name}_rows_per_s"] = median([s["rows_per_s"] for s in samples[name]])
@@ -60,4 +67,13 @@ def run(quick: bool) -> dict:
     figures["speedup_2w_over_1w"] = ratio(figures["2w1t_rows_per_s"], figures["1w1t_rows_per_s"])
     figures["speedup_1w2t_over_1w"] = ratio(figures["1w2t_rows_per_s"], figures["1w1t_rows_per_s"])
     figures["compute_speedup_2w_over_1w"] = ratio(figures["2w1t_compute_rows_per_s"], figures["1w1t_compute_rows_per_s"])
-    return finding(figures, [check("2 workers / 1 worker throughput", figures["speedup_2w_over_1w"], ">=", TARGET)])
+    solo = median([m["rows_per_s"] for m in breakdown["solo"]])
+    for name, measured in breakdown.items():
+        figures[f"outside_ray_{name}_rows_per_s"] = median([m["rows_per_s"] for m in measured])
+        figures[f"outside_ray_{name}_over_solo"] = ratio(figures[f"outside_ray_{name}_rows_per_s"], solo)
+        for part in ("data", "forward_backward", "optimizer"):
+            figures[f"outside_ray_{name}_{part}_ms_per_step"] = median([m[f"{part}_ms_per_step"] for m in measured])
+    interval = bootstrap_ratio([s["epoch_rows_per_s"] for s in samples["2w1t"]],
+                               [s["epoch_rows_per_s"] for s in samples["1w1t"]])
+    return finding(figures, [check("2 workers / 1 worker throughput", figures["speedup_2w_over_1w"], ">=", TARGET,
+                                   interval=interval)])

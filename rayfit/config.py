@@ -74,7 +74,7 @@ class DataConfig(_Section):
     prepare_on: Literal["auto", "driver", "cluster"] = "auto"
     # prepare_on: cluster: about this many rows of each split come to the driver. The baselines train
     # on the training split's sample, every model is judged on the validation and test samples.
-    driver_rows: int = Field(100_000, ge=100)
+    driver_rows: int = Field(50_000, ge=100)
 
 
 class BaselinesConfig(_Section):

@@ -106,20 +106,40 @@ def _read_error(source: str, exc: Exception) -> UserError:
     return UserError(f"could not read data file {source}: {reason}")
 
 
+def _head(source: str) -> tuple[list[str], pd.DataFrame]:
+    """The column names and the first PEEK_ROWS rows, reading only the first row group (or CSV
+    blocks) they lie in: a dataset scanner's read-ahead would hold a gigabyte of a large file."""
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+    import pyarrow.parquet as pq
+
+    if Path(source).suffix.lower() in CSV_SUFFIXES:
+        import pyarrow.csv as pacsv
+
+        reader, batches, rows = pacsv.open_csv(source), [], 0
+        for batch in reader:
+            batches.append(batch)
+            rows += batch.num_rows
+            if rows >= PEEK_ROWS:
+                break
+        table = pa.Table.from_batches(batches, schema=reader.schema)
+        return list(reader.schema.names), table.slice(0, PEEK_ROWS).to_pandas()
+    dataset = pads.dataset(source, format="parquet")  # the file list and schema only
+    first = pq.ParquetFile(dataset.files[0])
+    batch = next(first.iter_batches(batch_size=PEEK_ROWS), None)
+    head = batch.to_pandas() if batch is not None else dataset.schema.empty_table().to_pandas()
+    return list(dataset.schema.names), head
+
+
 def peek(cfg: DataConfig) -> ClusterPlan:
     """The source's columns and first rows, read without Ray: the target must be there, and the
     task is detected on them."""
-    import pyarrow.dataset as pads
-
     if not Path(cfg.source).exists():
         raise UserError(f"data file not found: {cfg.source}")
-    fmt = "csv" if Path(cfg.source).suffix.lower() in CSV_SUFFIXES else "parquet"
     try:
-        dataset = pads.dataset(cfg.source, format=fmt)
-        head = dataset.head(PEEK_ROWS).to_pandas()
+        names, head = _head(cfg.source)
     except Exception as exc:  # pyarrow's errors: ArrowInvalid, OSError and others
         raise _read_error(cfg.source, exc) from None
-    names = list(dataset.schema.names)
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise UserError(f"data file {cfg.source} has duplicate column names: {', '.join(map(repr, repeated))}")
@@ -258,9 +278,11 @@ def prepare_on_cluster(cfg: DataConfig, plan: ClusterPlan, seed: int, train_loca
     say(f"data: pass 1/3, samples of about {cfg.driver_rows:,} rows per split from {rows:,} rows")
     sampled = dataset.map_batches(_samples, batch_format="pandas", fn_args=(target, seed, bounds)).to_pandas()
     sampled.columns = [str(c) for c in sampled.columns]
-    sampled = sampled.sort_values("__position__", kind="stable").reset_index(drop=True)  # the same order every run
-    parts = {name: sampled.loc[sampled["__split__"] == i].drop(columns=["__split__", "__position__"])
-             for i, name in enumerate(SPLITS)}
+    sampled.sort_values("__position__", kind="stable", inplace=True, ignore_index=True)  # the same order every run
+    split = sampled.pop("__split__").to_numpy()
+    sampled.drop(columns="__position__", inplace=True)
+    parts = {name: sampled.loc[split == i] for i, name in enumerate(SPLITS)}
+    del sampled  # the driver's memory holds each sample once
     for name, part in parts.items():
         if len(part) == 0:
             raise UserError(f"too few rows for a prepare on the cluster: the {name} sample is empty ({rows} rows)")

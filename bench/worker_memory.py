@@ -18,15 +18,22 @@ from bench.harness import Sampler
 WORKER_TITLE = "RayTrainWorker"  # Ray sets worker process titles to ray::<actor class>.<method>
 
 
-def _high_water_mb(pid: int) -> Optional[float]:
+def _status_mb(pid: int, *fields: str) -> dict[str, Optional[float]]:
+    """Fields of /proc/PID/status in MB (the kernel gives kB)."""
+    found: dict[str, Optional[float]] = dict.fromkeys(fields)
     try:
         with open(f"/proc/{pid}/status") as status:
             for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024  # kB
+                name = line.split(":", 1)[0]
+                if name in found:
+                    found[name] = int(line.split()[1]) / 1024
     except OSError:
         pass
-    return None
+    return found
+
+
+def _high_water_mb(pid: int) -> Optional[float]:
+    return _status_mb(pid, "VmHWM")["VmHWM"]
 
 
 class PeakWorkerMemory(Sampler):
@@ -54,14 +61,21 @@ class PeakWorkerMemory(Sampler):
                 uss = process.memory_full_info().uss / 2**20
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
-            hwm = _high_water_mb(process.pid)
-            peak = self.peaks.setdefault(process.pid, {"peak_rss_mb": 0.0, "peak_uss_mb": 0.0})
-            peak["peak_rss_mb"] = max(peak["peak_rss_mb"], hwm or 0.0)
+            status = _status_mb(process.pid, "VmHWM", "RssAnon", "RssShmem")
+            peak = self.peaks.setdefault(process.pid, {"peak_rss_mb": 0.0, "peak_uss_mb": 0.0, "peak_anon_mb": 0.0,
+                                                       "peak_shmem_mb": 0.0})
+            peak["peak_rss_mb"] = max(peak["peak_rss_mb"], status["VmHWM"] or 0.0)
             peak["peak_uss_mb"] = max(peak["peak_uss_mb"], uss)
+            # the process's own heap (anonymous private memory), and the shared memory it maps: the
+            # object store's pages it has read, counted in its resident set but owned by the store
+            peak["peak_anon_mb"] = max(peak["peak_anon_mb"], status["RssAnon"] or 0.0)
+            peak["peak_shmem_mb"] = max(peak["peak_shmem_mb"], status["RssShmem"] or 0.0)
 
     def summary(self) -> dict:
         workers = list(self.peaks.values())
         return {"workers_seen": len(workers),
                 "peak_rss_mb": max((w["peak_rss_mb"] for w in workers), default=None),
                 "peak_uss_mb": max((w["peak_uss_mb"] for w in workers), default=None),
+                "peak_anon_mb": max((w["peak_anon_mb"] for w in workers), default=None),
+                "peak_shmem_mb": max((w["peak_shmem_mb"] for w in workers), default=None),
                 "per_worker": workers}

@@ -49,6 +49,27 @@ def permutation_importance(model, X, y, feature_names, metric: str, n_classes, r
     return sorted(rows, key=lambda row: row[1], reverse=True)
 
 
+# A test split of at most this many values is scored in the driver, which holds every model already;
+# a Ray task would first start a worker, copy the model and import its framework again (TensorFlow:
+# several seconds), for a computation of well under a second.
+IN_PROCESS_VALUES = 250_000
+
+
+def importance_in_process(X) -> bool:
+    return np.asarray(X).size <= IN_PROCESS_VALUES
+
+
+def importance_here(models: dict, X, y, feature_names, metric: str, n_classes, repeats: int, seed: int,
+                    on_done=None) -> dict[str, list]:
+    """`permutation_importance` of every model, one after another in this process."""
+    found = {}
+    for name, model in models.items():
+        found[name] = permutation_importance(model, X, y, feature_names, metric, n_classes, repeats, seed)
+        if on_done:
+            on_done(name, len(found), len(models))
+    return found
+
+
 def importance_on_ray(models: dict, X, y, feature_names, metric: str, n_classes, repeats: int, seed: int,
                       on_done=None) -> dict[str, list]:
     """`permutation_importance` of every model at once, each in a Ray task of one CPU: name ->

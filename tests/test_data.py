@@ -325,3 +325,20 @@ def test_a_text_column_is_one_feature_to_permutation_importance(tmp_path):
                                     repeats=2)
     assert [name for name, _, _ in ranked] == ["product", "weight"]  # the maker's name sets the price
     assert ranked[0][1] > 5 * max(ranked[1][1], 1e-9)
+
+
+def test_importance_is_the_same_in_the_driver_and_in_ray_tasks(ray_session):
+    """A small test split is scored in the driver, a large one in Ray tasks: the same figures."""
+    from sklearn.linear_model import LogisticRegression
+
+    from rayfit.evaluation.fitted import SklearnModel
+    from rayfit.evaluation.importance import importance_here, importance_in_process, importance_on_ray
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 4)).astype(np.float32)
+    y = (X[:, 0] - 0.5 * X[:, 2] > 0).astype(np.int64)
+    models = {"linear": SklearnModel("linear", "classification", LogisticRegression().fit(X, y), 2)}
+    args = (X, y, ["a", "b", "c", "d"], "accuracy", 2, 3, 0)
+    assert importance_in_process(X) and not importance_in_process(np.zeros((100_000, 100)))
+    here, on_ray = importance_here(models, *args), importance_on_ray(models, *args)
+    assert here == on_ray and [name for name, _, _ in here["linear"]][:2] == ["a", "c"]

@@ -118,15 +118,16 @@ def write_model_dir(model: FittedModel, prepared, directory) -> None:
 
 
 def _every_importance(state: RunState, models: dict) -> dict[str, list]:
-    """Permutation importance of every tested model on the test split, in parallel Ray tasks."""
-    from rayfit.evaluation.importance import importance_on_ray
+    """Permutation importance of every tested model on the test split: in parallel Ray tasks, or
+    here for a small test split (importance_in_process)."""
+    from rayfit.evaluation.importance import importance_here, importance_in_process, importance_on_ray
 
     prepared, display = state.prepared, state.display
     display.start("importance", "permutation importance on the test split", total=len(models))
-    found = importance_on_ray(models, prepared.X_test, prepared.y_test, prepared.feature_names, state.metric,
-                              prepared.n_classes, state.exp.report.importance_repeats, state.exp.seed,
-                              on_done=lambda name, done, total: display.advance("importance", done, total, name,
-                                                                                echo=False))
+    compute = importance_here if importance_in_process(prepared.X_test) else importance_on_ray
+    found = compute(models, prepared.X_test, prepared.y_test, prepared.feature_names, state.metric,
+                    prepared.n_classes, state.exp.report.importance_repeats, state.exp.seed,
+                    on_done=lambda name, done, total: display.advance("importance", done, total, name, echo=False))
     display.finish("importance", f"{len(found)} models")
     return found
 

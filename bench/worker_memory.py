@@ -3,9 +3,12 @@
 A check on the loop's own `peak_rss_mb` from outside the workers: a driver thread watches this process's
 descendants (a local Ray session's workers are children of its raylet, which this process
 started: another Ray session on the machine is never counted) whose process title names a Ray
-Train worker. For each it keeps the kernel's high-water mark of resident memory (VmHWM in
-/proc/PID/status: the true peak, not a sample of it) and the largest unique set size seen
-(private memory, without shared libraries and object-store pages mapped in; sampled).
+Train worker (`anywhere=True`: any process on the machine, for a cluster this process did not
+start). For each it keeps the kernel's high-water mark of resident memory (VmHWM in
+/proc/PID/status: the true peak, not a sample of it), and, sampled every 0.2 s, the largest unique
+set size, anonymous resident memory (RssAnon: the process's own heap) and shared resident memory
+(RssShmem: the object store's pages it has read, which stay mapped, and counted in its resident
+set, after the objects are freed; they belong to the store, whose size is fixed).
 """
 from __future__ import annotations
 

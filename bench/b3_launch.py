@@ -59,7 +59,7 @@ def stock_process(storage):
 def run(quick: bool) -> dict:
     from rayfit.config import TorchConfig
 
-    repeats = 2 if quick else 6
+    repeats = 1 if quick else 6
     X, y = binary_table(320, 8, seed=3)
     data = training_data({"X_train": X[:256], "y_train": y[:256], "X_val": X[256:], "y_val": y[256:]})
     settings = TorchConfig(hidden_sizes=[8], epochs=1, batch_size=32, workers=WORKERS, cpus_per_worker=1, gpu=False)

@@ -132,9 +132,9 @@ def _run(source: Path, out: Path, address: str, env: dict, epochs: int, driver_r
 def run(quick: bool) -> dict:
     from rayfit.cluster.local import LocalCluster
 
-    sizes = [10_000, 50_000] if quick else [100_000, 1_000_000, 5_000_000]
-    driver_rows = 5_000 if quick else 50_000  # rayfit's default
-    epochs = 3
+    sizes = [5_000, 20_000] if quick else [100_000, 1_000_000, 5_000_000]
+    driver_rows = 2_000 if quick else 50_000  # rayfit's default
+    epochs = 2 if quick else 3
     with scratch("b6") as work:
         limit = MemoryLimit(DRIVER_LIMIT_MB)
         cluster = LocalCluster.up(work / "cluster", cpus=[2])

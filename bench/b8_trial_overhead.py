@@ -69,7 +69,7 @@ def _overhead(side: dict) -> float:
 
 
 def run(quick: bool) -> dict:
-    trials = 16 if quick else 256
+    trials = 8 if quick else 256
     repeats = 1 if quick else 2  # the two sides compared alternate; stock Tune's fresh actors, the slow one, run once
     with scratch("b8") as work:
         samples = alternate({

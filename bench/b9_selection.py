@@ -58,7 +58,7 @@ def _one_seed(name: str, seed: int, directory) -> dict:
         fitted = SklearnModel(model, task, estimator, prepared.n_classes)
         val[model] = score_model(fitted, prepared.X_val, prepared.y_val, prepared.n_classes)[metric]
         test_val_rule[model] = score_model(fitted, prepared.X_test, prepared.y_test, prepared.n_classes)[metric]
-        cv[model] = summarize([score_fold(estimator, model, task, cw, 1, X, y, fit, held, prepared.n_classes)
+        cv[model] = summarize([score_fold(estimator, model, task, cw, 1, X, y, fit, held, prepared.n_classes)[0]
                                for fit, held in folds])[metric]["mean"]
         refit = SklearnModel(model, task, fit_estimator(model, clone(estimator), X, y, cw), prepared.n_classes)
         test_cv_rule[model] = score_model(refit, prepared.X_test, prepared.y_test, prepared.n_classes)[metric]

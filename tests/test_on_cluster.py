@@ -114,6 +114,16 @@ def test_settings_it_cannot_honour_are_errors_before_anything_runs(tmp_path):
     assert not prepares_on_cluster(DataConfig(source=str(source)))  # auto: a small file stays on the driver
     with pytest.raises(UserError, match="target column 'nope' not found"):
         peek(DataConfig(source=str(source), target="nope", prepare_on="cluster"))
+    with pytest.raises(UserError, match="regression needs numbers"):
+        peek(DataConfig(source=str(source), target="city", task="regression", prepare_on="cluster"))
+
+
+def test_a_bad_target_is_an_error_before_ray_starts_or_a_run_is_claimed(tmp_path, capsys):
+    source = _write(_table(100), tmp_path / "t.parquet")
+    code = main(["run", "--data", str(source), "--target", "nope", "--out", str(tmp_path / "run"),
+                 "--set", "data.prepare_on=cluster", "--set", "ray.address=127.0.0.1:1"])  # no Ray is asked for
+    assert code == 2 and not (tmp_path / "run").exists()
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: target column 'nope' not found")
 
 
 def test_a_run_prepared_on_the_cluster_trains_on_every_row_and_predicts_raw_rows(ray_session, tmp_path, capsys):

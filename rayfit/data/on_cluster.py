@@ -22,6 +22,7 @@ groups) train on every training row.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -32,7 +33,7 @@ import pandas as pd
 from rayfit.config import DataConfig
 from rayfit.data import clean
 from rayfit.data.load import CSV_SUFFIXES, PARQUET_SUFFIXES
-from rayfit.data.target import detect_task, resolve_target, shorten
+from rayfit.data.target import detect_task, regression_values, resolve_target, shorten
 from rayfit.errors import UserError
 
 PEEK_ROWS = 10_000  # the first rows, read before Ray starts: columns, target and task are checked on them
@@ -151,6 +152,8 @@ def peek(cfg: DataConfig) -> ClusterPlan:
            f"{source_bytes(cfg.source) / 2**20:,.0f} MiB): the driver holds samples, never the table"]
     task = detect_task(head[target].dropna(), cfg.task, log)
     log[-1] += f" (on the first {len(head):,} rows)"
+    if task == "regression":
+        regression_values(head[target].dropna())  # a target of words: said now, not by a failed block
     return ClusterPlan(cfg.source, target, task, [str(c) for c in head.columns], source_bytes(cfg.source), log)
 
 
@@ -263,11 +266,32 @@ def _read(source: str):
         raise _read_error(source, exc) from None
 
 
+@contextmanager
+def _blocks_failing_as_errors(source: str):
+    """A block that fails in a Ray Data task (a CSV whose column types change down the file, a
+    directory of Parquet files with different columns) is an `error:` naming the source and the
+    cause, not a traceback from a worker; the worker's traceback stays in the Ray logs."""
+    import ray.exceptions
+
+    try:
+        yield
+    except ray.exceptions.RayTaskError as exc:
+        cause = getattr(exc, "cause", None) or exc
+        if isinstance(cause, UserError):
+            raise UserError(str(cause)) from None
+        reason = (str(cause).strip().splitlines() or [""])[0]
+        raise UserError(f"could not prepare {source} on the cluster: {type(cause).__name__}: {reason}") from None
+
+
 def prepare_on_cluster(cfg: DataConfig, plan: ClusterPlan, seed: int, train_location, say=lambda line: None):
     """The Prepared of a cluster-prepared source: samples on the driver, the whole training split
     transformed and written at `train_location` (a Location) for the workers to stream."""
-    from rayfit.data.prepare import Prepared, _class_weights, _drop_uninformative_columns, _fit_preprocessor
-    from rayfit.data.target import _class_name
+    with _blocks_failing_as_errors(cfg.source):
+        return _prepare_on_cluster(cfg, plan, seed, train_location, say)
+
+
+def _prepare_on_cluster(cfg: DataConfig, plan: ClusterPlan, seed: int, train_location, say):
+    from rayfit.data.prepare import Prepared, _drop_uninformative_columns, _fit_preprocessor, class_weights_of_counts
 
     log = list(plan.log)
     target, classification = plan.target, plan.task == "classification"
@@ -310,19 +334,7 @@ def prepare_on_cluster(cfg: DataConfig, plan: ClusterPlan, seed: int, train_loca
                f"identical rows share a split, not stratified): {sizes['train']:,}/{sizes['val']:,}/{sizes['test']:,}")
     if numeric:
         _rescale(scale, numeric, centers, totals, sizes["train"], preprocessor, log)
-    classes = None
-    class_names = None
-    if classification:
-        counts: dict = {}
-        for block in partial["classes"].dropna():
-            for key, count in json.loads(block):
-                counts[key] = counts.get(key, 0) + count
-        classes = sorted(counts)
-        if len(classes) < 2:
-            raise UserError(f"target {target!r} has a single class ({classes[0]!r}); classification needs at least 2")
-        class_names = [_class_name(value) for value in classes]
-        log.append(f"label-encoded target {target!r} into {len(classes)} classes (over the whole training split): "
-                   f"{shorten([f'{name}={i}' for i, name in enumerate(class_names)])}")
+    classes, class_names, counts = _classes(partial, target, log) if classification else (None, None, {})
 
     def xy(part: pd.DataFrame):
         x = np.asarray(preprocessor.transform(part[features]), dtype=np.float32)
@@ -335,8 +347,7 @@ def prepare_on_cluster(cfg: DataConfig, plan: ClusterPlan, seed: int, train_loca
         (X_val, y_val), (X_test, y_test) = _known(X_val, y_val, "val", log), _known(X_test, y_test, "test", log)
     weights = None
     if classification:
-        weights = _class_weights(np.repeat(np.arange(len(classes)), [counts[c] for c in classes]),
-                                 len(classes), cfg.class_weight, log)
+        weights = class_weights_of_counts(np.asarray([counts[c] for c in classes]), cfg.class_weight, log)
     log.append(f"the driver holds samples of {len(X_train):,}/{len(X_val):,}/{len(X_test):,} rows "
                f"(data.driver_rows: {cfg.driver_rows:,}): the baselines train on the train sample, every model "
                f"is judged on the validation and test samples; the networks train on all {sizes['train']:,} "
@@ -356,6 +367,25 @@ def prepare_on_cluster(cfg: DataConfig, plan: ClusterPlan, seed: int, train_loca
         class_names=class_names, class_weights=weights, preprocessor=preprocessor, log=log,
         n_rows=sum(sizes.values()), source=cfg.source, train_split=train_location.uri, split_rows=sizes,
     )
+
+
+def _classes(partial: pd.DataFrame, target: str, log: list[str]) -> tuple[list, list[str], dict]:
+    """The classes of the whole training split (sorted, as encode_classes sorts them), their names
+    and their counts, added up from each block's."""
+    from rayfit.data.target import _class_name
+
+    counts: dict = {}
+    for block in partial["classes"].dropna():
+        for key, count in json.loads(block):
+            counts[key] = counts.get(key, 0) + count
+    classes = sorted(counts)
+    if len(classes) < 2:
+        found = f"a single class ({_class_name(classes[0])!r})" if classes else "no class"
+        raise UserError(f"target {target!r} has {found} in the training split; classification needs at least 2")
+    names = [_class_name(value) for value in classes]
+    log.append(f"label-encoded target {target!r} into {len(classes)} classes (over the whole training split): "
+               f"{shorten([f'{name}={i}' for i, name in enumerate(names)])}")
+    return classes, names, counts
 
 
 def _known(x: np.ndarray, y: np.ndarray, name: str, log: list[str]):

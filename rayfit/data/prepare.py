@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
-from sklearn.utils.class_weight import compute_class_weight
 
 from rayfit.config import DataConfig
 from rayfit.data import clean
@@ -384,14 +383,20 @@ def _log_imputation(features: pd.DataFrame, kinds: dict[str, list[str]], log: li
 
 
 def _class_weights(y_train: np.ndarray, n_classes: int, mode: str, log: list[str]) -> Optional[dict[int, float]]:
+    return class_weights_of_counts(np.bincount(y_train, minlength=n_classes), mode, log)
+
+
+def class_weights_of_counts(counts: np.ndarray, mode: str, log: list[str]) -> Optional[dict[int, float]]:
+    """Class weights from the training split's count of each class index (class_weight: auto,
+    balanced or none); balanced is scikit-learn's: rows / (classes present x the class's rows)."""
     if mode == "none":
         return None
-    counts = np.bincount(y_train, minlength=n_classes)
+    n_classes = len(counts)
     present = np.flatnonzero(counts)
     ratio = counts[present].max() / counts[present].min()
     if mode == "auto" and ratio <= AUTO_WEIGHT_RATIO:
         return None
-    balanced = compute_class_weight("balanced", classes=present, y=y_train)
+    balanced = counts.sum() / (len(present) * counts[present])
     # A class missing from train (unstratified split) keeps weight 1; every index gets an entry.
     weights = {i: 1.0 for i in range(n_classes)} | {int(c): float(w) for c, w in zip(present, balanced)}
     log.append(f"class weights: balanced (largest class {ratio:.1f}x the smallest in train): "

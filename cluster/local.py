@@ -189,11 +189,48 @@ class LocalCluster:
         return cls(Path(directory), [Node(**n) for n in record["nodes"]], record["port"], record["dashboard_port"])
 
 
+# Ports for a local cluster's servers come from below the kernel's ephemeral range: a port the kernel
+# hands out (to any outgoing connection of the nodes started meanwhile) could be taken again before
+# the node that was given it binds it, as a runtime-env agent found ("Address already in use"). Ray's
+# workers take 10002-19999.
+_LOWEST_PORT = 20_000
+
+
+def _ephemeral_floor() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
 def _free_ports(count: int) -> list[int]:
-    """`count` distinct ports free on every address of this machine. Each is bound on all
-    addresses (Ray's agents listen on the node's own IP, where a port free on 127.0.0.1 alone may be
-    taken), and all are held until all are chosen: one at a time, the kernel can hand out the same
-    port twice, and two agents of one node then fail on it ("Address already in use")."""
+    """`count` distinct ports free on every address of this machine, outside the ephemeral range.
+    Each is bound on all addresses (Ray's agents listen on the node's own IP, where a port free on
+    127.0.0.1 alone may be taken), and all are held until all are chosen."""
+    import random
+
+    highest = _ephemeral_floor()
+    if highest - _LOWEST_PORT < 1000:  # no room below the ephemeral range: let the kernel choose
+        return _kernel_ports(count)
+    sockets, ports = [], []
+    try:
+        while len(ports) < count:
+            port = random.randrange(_LOWEST_PORT, highest)
+            sock = socket.socket()
+            try:
+                sock.bind(("", port))
+            except OSError:
+                sock.close()
+                continue
+            sockets.append(sock)
+            ports.append(port)
+        return ports
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _kernel_ports(count: int) -> list[int]:
     sockets = []
     try:
         for _ in range(count):

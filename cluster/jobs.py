@@ -48,7 +48,22 @@ def client(address: str):
 
 def submit(exp, address: str, storage: Optional[str], wait: bool, say: Callable[[str], None],
            ship: bool = False) -> int:
-    """Submit the experiment; follow it unless `wait` is False. Exit code: 0 succeeded, 1 failed."""
+    """`rayfit submit`: submit the experiment; follow it unless `wait` is False. Exit code: 0
+    succeeded, 1 failed."""
+    job_id, run = submit_job(exp, address, storage, ship)
+    say(f"job: {job_id}")
+    say(f"run: {run}")
+    if not wait:
+        return 0
+    problem = follow(client(address), job_id, say)
+    if problem:
+        say(f"error: {problem}")
+    return 1 if problem else 0
+
+
+def submit_job(exp, address: str, storage: Optional[str], ship: bool = False) -> tuple[str, Location]:
+    """Submit the experiment as a job (`rayfit submit`, `rayfit.submit`): its id and its run's
+    location."""
     from rayfit.config import to_yaml
 
     storage = storage or exp.storage
@@ -79,11 +94,7 @@ def submit(exp, address: str, storage: Optional[str], wait: bool, say: Callable[
             runtime_env["py_modules"] = [str(_package_copy(Path(tmp) / "package"))]
         job_id = _submit_when_ready(jobs, address, entrypoint=entrypoint, metadata={RUN_KEY: run.uri},
                                     runtime_env=runtime_env)
-    say(f"job: {job_id}")
-    say(f"run: {run}")
-    if not wait:
-        return 0
-    return follow(jobs, job_id, say)
+    return job_id, run
 
 
 def _package_copy(where: Path) -> Path:
@@ -148,8 +159,9 @@ def _copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def follow(jobs, job_id: str, say: Callable[[str], None], poll_s: float = 1.0) -> int:
-    """Print the job's output as it comes (rayfit's own progress lines); 0 when it succeeds."""
+def follow(jobs, job_id: str, say: Callable[[str], None], poll_s: float = 1.0) -> Optional[str]:
+    """Print the job's output as it comes (rayfit's own progress lines); None when it succeeds,
+    else what went wrong (one line)."""
     printed = 0
     while True:
         status = str(jobs.get_job_status(job_id)).split(".")[-1]
@@ -161,8 +173,7 @@ def follow(jobs, job_id: str, say: Callable[[str], None], poll_s: float = 1.0) -
             break
         time.sleep(poll_s)
     if status == "SUCCEEDED":
-        return 0
+        return None
     message = (jobs.get_job_info(job_id).message or "").strip()
-    say(f"error: job {job_id} {status.lower()}" + (f": {message.splitlines()[-1]}" if message else ""))
-    return 1
+    return f"job {job_id} {status.lower()}" + (f": {message.splitlines()[-1]}" if message else "")
 

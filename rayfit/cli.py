@@ -6,7 +6,6 @@ Exit codes: 0 success, 2 bad input (one `error: ...` line on stderr, no tracebac
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import os
 import shlex
@@ -18,23 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional, Sequence
 
-from rayfit.errors import UserError, one_line
+from rayfit.errors import Interrupted, UserError, disk_problem, one_line
 
 EXIT_OK, EXIT_BUG, EXIT_USER, EXIT_INTERRUPTED = 0, 1, 2, 130
-# A full disk, a read-only one, a quota, a directory that is not ours: the user's to fix.
-DISK_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM}
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM ended `run` / `resume`; `run_dir` is the run it leaves behind, if any.
-
-    A KeyboardInterrupt, so that no `except Exception` on the way up swallows it and every `finally`
-    (stopping Ray among them) runs.
-    """
-
-    def __init__(self, run_dir: Optional[str] = None):
-        super().__init__()
-        self.run_dir = run_dir
 
 
 STORAGE_HELP = ("where runs go (config key storage): a directory, default runs/; a path every node shares; "
@@ -196,7 +181,10 @@ def _jobs(args) -> int:
             _say(f"{args.job_id}: {'stop requested' if stopped else 'already finished'}")
             return EXIT_OK
         if args.follow:
-            return follow(jobs, args.job_id, _say)
+            problem = follow(jobs, args.job_id, _say)
+            if problem:
+                _say(f"error: {problem}")
+            return EXIT_BUG if problem else EXIT_OK
         sys.stdout.write(jobs.get_job_logs(args.job_id))
         return EXIT_OK
     except RuntimeError as exc:  # the Jobs API's answer for an unknown job
@@ -227,10 +215,10 @@ def _cluster(args) -> int:
 
 
 def _run(args) -> int:
+    """`rayfit run`: the experiment from the command line, then `rayfit.run` (rayfit/api.py)."""
+    from rayfit.api import run
     from rayfit.config import load_experiment
-    from rayfit.pipeline import run_experiment
     from rayfit.progress import Display
-    from rayfit.cluster.storage import plan_run_location
     from rayfit.run_dir import terminal_stream
 
     exp = load_experiment(args.config, args.data, args.target, args.task, tuple(args.overrides))
@@ -238,29 +226,18 @@ def _run(args) -> int:
         exp.ray.address = args.address
     if args.storage:
         exp.storage = args.storage
-    # Planned here rather than inside run_experiment, so that an interrupted run can be named.
-    location = plan_run_location(args.out, exp.storage, exp.name)
-    with _interruptible(args.out or _as_given(location)), Display(terminal_stream()) as display:
-        run = run_experiment(exp, location.uri, display, verbose=args.verbose)
-        display.say(f"report: {run.join('report.html')}")
+    with Display(terminal_stream()) as display:
+        run(exp, out=args.out, progress=display, verbose=args.verbose)
     return EXIT_OK
 
 
-def _as_given(location) -> str:
-    """A run's location as the user would type it: relative to here when it lies below."""
-    if location.local and Path(location.uri).is_relative_to(Path.cwd()):
-        return os.path.relpath(location.uri)
-    return location.uri
-
-
 def _resume(args) -> int:
-    from rayfit.pipeline import resume_experiment
+    from rayfit.api import resume
     from rayfit.progress import Display
     from rayfit.run_dir import terminal_stream
 
-    with _interruptible(args.run_dir), Display(terminal_stream()) as display:
-        run = resume_experiment(args.run_dir, display, verbose=args.verbose, address=args.address)
-        display.say(f"report: {run.join('report.html')}")
+    with Display(terminal_stream()) as display:
+        resume(args.run_dir, address=args.address, progress=display, verbose=args.verbose)
     return EXIT_OK
 
 
@@ -331,16 +308,6 @@ def _predict(args) -> int:
     else:
         frame.to_csv(sys.stdout, index=False)
     return EXIT_OK
-
-
-@contextmanager
-def _interruptible(run: str):
-    """Tag an interruption with the run it leaves behind (Ray turns our exception into a plain
-    KeyboardInterrupt when it arrives inside `ray.get`, so the tag is added on the way out)."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        raise Interrupted(run) from None
 
 
 @contextmanager
@@ -422,14 +389,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"error: interrupted{by}; {_after_interruption(getattr(exc, 'run_dir', None))}", file=sys.stderr)
             return EXIT_INTERRUPTED
         except OSError as exc:
-            if exc.errno not in DISK_ERRORS:
+            problem = disk_problem(exc)  # the disk, not rayfit: full, read-only or not ours
+            if problem is None:
                 traceback.print_exc()
                 return EXIT_BUG
-            # The disk, not rayfit: full, read-only or not ours. What was written is whole (every
-            # result is renamed into place), and the run resumes once there is room.
-            where = f" {exc.filename}" if exc.filename else ""
-            verb = "access" if exc.errno in (errno.EACCES, errno.EPERM) else "write"
-            print(f"error: cannot {verb}{where}: {exc.strerror or exc}", file=sys.stderr)
+            print(f"error: {problem}", file=sys.stderr)
             return EXIT_USER
         except Exception:  # a bug: keep the traceback so it can be fixed
             traceback.print_exc()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Optional, Union
+from typing import Any, ClassVar, Iterable, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -516,8 +516,8 @@ def read_yaml(path: Union[str, Path]) -> dict:
     return raw
 
 
-def apply_override(raw: dict, assignment: str) -> None:
-    """Apply one `key.path=value` in place; the value is parsed as YAML (numbers, lists, booleans)."""
+def parse_override(assignment: str) -> tuple[str, Any]:
+    """`key.path=value` -> (key path, value); the value is parsed as YAML (numbers, lists, booleans)."""
     key, sep, text = assignment.partition("=")
     if not sep or not key.strip():
         raise UserError(f"--set expects key.path=value, got {assignment!r}")
@@ -525,7 +525,12 @@ def apply_override(raw: dict, assignment: str) -> None:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError:
         value = text
-    parts = key.strip().split(".")
+    return key.strip(), value
+
+
+def set_key(raw: dict, key: str, value: Any) -> None:
+    """Set one dotted key path (`torch.epochs`) in a raw config, in place."""
+    parts = key.split(".")
     node = raw
     for i, part in enumerate(parts[:-1]):
         child = node.setdefault(part, {})
@@ -533,6 +538,11 @@ def apply_override(raw: dict, assignment: str) -> None:
             raise UserError(f"--set {key}: {'.'.join(parts[:i + 1])} is not a section")
         node = child
     node[parts[-1]] = value
+
+
+def apply_override(raw: dict, assignment: str) -> None:
+    """Apply one `key.path=value` in place."""
+    set_key(raw, *parse_override(assignment))
 
 
 def _valid_keys(model: type[BaseModel], loc: tuple) -> list[str]:
@@ -580,14 +590,35 @@ def load_experiment(
     overrides: tuple[str, ...] = (),
 ) -> Experiment:
     """The CLI's inputs -> one validated Experiment."""
-    raw = read_yaml(config_path) if config_path else {}
-    origin = str(config_path) if config_path else "config"
+    return build_experiment(config_path, data, target, task, [parse_override(a) for a in overrides])
+
+
+def build_experiment(
+    config: Union[None, str, Path, dict, "Experiment"] = None,
+    data: Optional[str] = None,
+    target: Optional[str] = None,
+    task: Optional[str] = None,
+    assignments: Iterable[tuple[str, Any]] = (),
+) -> Experiment:
+    """One validated Experiment from a config (a YAML path, a dict or an Experiment), the data
+    source, target and task that replace the config's, and (dotted key, value) overrides applied
+    last: what `rayfit run` and `rayfit.run` share."""
+    if isinstance(config, Experiment):
+        raw, origin, named = config.model_dump(mode="json"), "config", True
+    elif isinstance(config, dict):
+        import copy
+
+        raw, origin, named = copy.deepcopy(config), "config", False
+    elif config is not None:
+        raw, origin, named = read_yaml(config), str(config), False
+    else:
+        raw, origin, named = {}, "config", False
     if data is not None:
         raw.setdefault("data", {})
         if not isinstance(raw["data"], dict):
             raise UserError(f"{origin}: data: must be a section")
         raw["data"]["source"] = data
-        if target is None and not config_path and not _is_builtin(data) and task != "clustering":
+        if target is None and config is None and not _is_builtin(data) and task != "clustering":
             if not Path(data).exists() and "://" not in data:  # a typo says so before anything else
                 raise UserError(f"data file not found: {data} (and not a built-in set)")
             raise UserError("--target is required with --data (name the column to predict)")
@@ -597,10 +628,10 @@ def load_experiment(
         raw.setdefault("data", {})["target"] = target
     if task is not None:
         raw.setdefault("data", {})["task"] = task
-    if config_path and "name" not in raw:
-        raw["name"] = Path(config_path).stem
-    for assignment in overrides:
-        apply_override(raw, assignment)
+    if isinstance(config, (str, Path)) and not named and "name" not in raw:
+        raw["name"] = Path(config).stem
+    for key, value in assignments:
+        set_key(raw, key, value)
     return validate(raw, origin)
 
 

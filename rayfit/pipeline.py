@@ -6,6 +6,7 @@ Each stage is a module of rayfit/stages/ working on one RunState; this file only
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, Optional
 
 from rayfit.cluster.storage import Location, check_storage_reaches_every_node
@@ -28,10 +29,12 @@ from rayfit.stages.train import train_models
 from rayfit.stages.training_data import put_training_data
 
 
-def run_experiment(exp: Experiment, out: Optional[str], display: Display, verbose: bool = False) -> Location:
+def run_experiment(exp: Experiment, out: Optional[str], display: Display, verbose: bool = False,
+                   adopt: Optional[Path] = None) -> Location:
     """Everything `rayfit run` does; the run's location (a directory or a storage URI). Bad input
-    raises UserError before the run's location exists."""
-    state, give_back = new_run(exp, out, display)
+    raises UserError before the run's location exists. `adopt`: a data source the run takes in
+    (rayfit.run's in-memory table, see new_run)."""
+    state, give_back = new_run(exp, out, display, adopt)
     _run_stages(state, verbose, on_preflight_error=give_back)
     return state.location
 

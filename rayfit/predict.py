@@ -53,8 +53,13 @@ def predict_file(run: str, data: str, model: Optional[str] = None) -> pd.DataFra
 def _predict(model_dir: Path, data: str) -> pd.DataFrame:
     verify_manifest(model_dir)  # before the preprocessing or the model is unpickled
     preprocessing = load_preprocessing(model_dir)
-    model = load_model(model_dir)
-    X = preprocessing.transform(_read_raw(data, preprocessing))
+    return predictions(load_model(model_dir), preprocessing, _read_raw(data, preprocessing))
+
+
+def predictions(model, preprocessing: Preprocessing, raw) -> pd.DataFrame:
+    """A model's answers for raw rows (a DataFrame) or raw examples (an array): the prediction in
+    the target's own values and, for a classifier, one probability column per class."""
+    X = preprocessing.transform(raw)
     out = pd.DataFrame({"prediction": preprocessing.decode(model.predict(X))})
     if preprocessing.kind == "sequence" and preprocessing.takes_rows:
         # One window per possible last row; its target lies `horizon` rows after that row.

@@ -189,3 +189,104 @@ class Display:
             stop.set()
             thread.join()
             drain()
+
+
+def in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (where a cell can show a live display)."""
+    import sys
+
+    if "IPython" not in sys.modules:
+        return False
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+class NotebookDisplay(Display):
+    """Progress in a Jupyter cell: one HTML table of the stages (with their bars) and the latest
+    messages, updated in place through a display handle. Every event still goes to the run's log."""
+
+    def __init__(self, min_interval_s: float = 0.25, messages: int = 6):
+        import io
+        from collections import deque
+
+        super().__init__(io.StringIO(), live=False)
+        self._rows: dict[str, dict] = {}
+        self._messages: deque[str] = deque(maxlen=messages)
+        self._handle = None
+        self._shown = 0.0
+        self._min_interval_s = min_interval_s
+
+    def __enter__(self):
+        from IPython.display import HTML, display
+
+        self._handle = display(HTML(self._html()), display_id=True)
+        return self
+
+    def __exit__(self, *exc):
+        self._refresh(force=True)
+        super().__exit__(*exc)
+
+    def say(self, text: str) -> None:
+        super().say(text)
+        with self._lock:
+            self._messages.append(text)
+        self._refresh(force=True)
+
+    def start(self, stage: str, description: str, total: Optional[int] = None) -> None:
+        super().start(stage, description, total)
+        with self._lock:
+            self._rows[stage] = {"description": description, "completed": 0, "total": total, "info": "",
+                                 "started": time.perf_counter(), "ended": None}
+        self._refresh(force=True)
+
+    def advance(self, stage: str, completed: int, total: Optional[int] = None, info: str = "", echo: bool = True) -> None:
+        super().advance(stage, completed, total, info, echo)
+        with self._lock:
+            row = self._rows.get(stage)
+            if row is not None:
+                row.update(completed=completed, total=total, info=info)
+        self._refresh()
+
+    def finish(self, stage: str, summary: str) -> None:
+        super().finish(stage, summary)
+        with self._lock:
+            row = self._rows.get(stage)
+            if row is not None:
+                row.update(completed=row["total"] or 1, total=row["total"] or 1, info=summary,
+                           ended=time.perf_counter())
+        self._refresh(force=True)
+
+    def _refresh(self, force: bool = False) -> None:
+        if self._handle is None:
+            return
+        now = time.perf_counter()
+        if not force and now - self._shown < self._min_interval_s:
+            return
+        from IPython.display import HTML
+
+        with self._lock:
+            self._shown = now
+            self._handle.update(HTML(self._html()))
+
+    def _html(self) -> str:
+        import html
+
+        now = time.perf_counter()
+        cells = []
+        for stage, row in self._rows.items():
+            total, done = row["total"], row["ended"] is not None
+            if total:
+                bar = f"<progress value='{row['completed']}' max='{total}'></progress> {row['completed']}/{total}"
+            else:
+                bar = "done" if done else "running"
+            took = format_seconds((row["ended"] or now) - row["started"])
+            status = "&#10003;" if done else "&#8230;"
+            cells.append(f"<tr><td>{status}</td><td><b>{html.escape(stage)}</b></td>"
+                         f"<td>{html.escape(row['description'])}</td><td>{bar}</td>"
+                         f"<td>{html.escape(row['info'])}</td><td>{took}</td></tr>")
+        messages = "".join(f"<div>{html.escape(m)}</div>" for m in self._messages)
+        return (f"<div class='rayfit-progress'><b>rayfit</b> {format_seconds(now - self.started)}"
+                f"<table>{''.join(cells)}</table>"
+                + (f"<div style='font-family:monospace'>{messages}</div>" if messages else "") + "</div>")

@@ -4,6 +4,7 @@ so that only the rest run."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 from typing import Callable, Optional
 
 from rayfit.cluster.storage import STATE_FILE, Location, RunMirror, plan_run_location
@@ -20,11 +21,17 @@ from rayfit.stages.state import CV_PREFIX, RunState, Trained
 # Read by Ray Train, Tune and the streaming workers straight from storage: never copied to the
 # driver's working directory on resume.
 READ_IN_PLACE = ("checkpoints", "tune", "data")
+SOURCE_NAME = "source"  # RUN/source.parquet: a table the run was given in memory
 
 
-def new_run(exp: Experiment, out: Optional[str], display: Display) -> tuple[RunState, Callable[[], None]]:
+def new_run(exp: Experiment, out: Optional[str], display: Display,
+            adopt: Optional[Path] = None) -> tuple[RunState, Callable[[], None]]:
     """The state of a new run, and `give_back`, which removes what the run claimed (for a request
-    the preflight finds this cluster cannot run)."""
+    the preflight finds this cluster cannot run).
+
+    `adopt`: the data source is this file or folder, which the run takes in as `RUN/source.parquet`
+    (or `RUN/source/`) once claimed; a table handed to `rayfit.run` in memory, which `resume`
+    needs again."""
     check_tracking(exp.tracking, exp.tracking_uri)  # no MLflow server there: said before any work
     location = Location.of(out) if out else plan_run_location(None, exp.storage, exp.name)
     if not location.local:
@@ -39,6 +46,10 @@ def new_run(exp: Experiment, out: Optional[str], display: Display) -> tuple[RunS
         raise UserError(f"--out {location}: already exists and is not empty; rayfit never overwrites a run")
     mirror = RunMirror(location)
     run_dir = mirror.workdir
+    if adopt is not None:
+        kept = run_dir / (SOURCE_NAME + adopt.suffix)
+        shutil.move(adopt, kept)
+        exp.data.source = prepared.source = location.join(kept.name).uri
     (run_dir / "config.yaml").write_text(to_yaml(exp))
     record = RunRecord.create(run_dir, exp.data.source)
     mirror.push()

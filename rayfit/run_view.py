@@ -1,0 +1,250 @@
+"""A run as Python objects: what `rayfit.run`, `rayfit.resume` and `rayfit.load` return.
+
+`Run` reads what the run wrote (metrics.json, the model directories, the report), locally or from
+an object store, and never changes it. `FittedModel` is one of its models with the preprocessing
+fitted with it: raw rows in, predictions in the target's own values out.
+"""
+from __future__ import annotations
+
+import html
+import json
+import tempfile
+from collections.abc import Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import Iterator, Optional, Union
+
+import numpy as np
+import pandas as pd
+
+from rayfit.cluster.storage import STATE_FILE, Location
+from rayfit.errors import UserError
+
+METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.html"
+BEST_DIR = "model"  # the best model, with the preprocessing every model of the run shares
+MODELS_DIR = "models"  # every model the run trained (its resume record); cv:<name> when refitted after CV
+CV_PREFIX = "cv:"
+
+
+class FittedModel:
+    """A trained model and the preprocessing fitted with it: `predict` and `predict_proba` take raw
+    rows (a DataFrame with the training table's columns, the target among them or not) as the run
+    was given them, missing values and categories included. Image and sequence runs take a raw
+    array of examples."""
+
+    def __init__(self, name: str, model, preprocessing):
+        self.name = name
+        self.model = model  # rayfit's own FittedModel over preprocessed arrays
+        self.preprocessing = preprocessing
+
+    @property
+    def task(self) -> str:
+        return self.preprocessing.task
+
+    @property
+    def classes(self) -> Optional[list]:
+        """The class labels, in the order of predict_proba's columns; None for regression."""
+        return self.preprocessing.class_names
+
+    @property
+    def features(self) -> list[str]:
+        """The raw columns the model reads."""
+        return list(self.preprocessing.raw_columns)
+
+    def predict(self, rows) -> pd.Series:
+        """The prediction for each row, in the target's own values (class labels, or numbers)."""
+        raw, index = _rows(rows)
+        values = self.preprocessing.decode(self.model.predict(self.preprocessing.transform(raw)))
+        return pd.Series(values, index=_index(index, len(values)), name=self.preprocessing.target or "prediction")
+
+    def predict_proba(self, rows) -> pd.DataFrame:
+        """One column per class (named by its label), one row per input row."""
+        if self.classes is None:
+            raise UserError(f"{self.name}: a {self.task} model has no class probabilities; use predict")
+        raw, index = _rows(rows)
+        proba = self.model.predict_proba(self.preprocessing.transform(raw))
+        return pd.DataFrame(proba, columns=self.classes, index=_index(index, len(proba)))
+
+    def __repr__(self) -> str:
+        return f"<rayfit.FittedModel {self.name}: {self.task}, {len(self.features)} input columns>"
+
+
+def _rows(rows):
+    """Raw input as the preprocessing takes it, and the index to give the answers."""
+    if isinstance(rows, pd.DataFrame):
+        return rows, rows.index
+    if isinstance(rows, Mapping):  # one row as {column: value}
+        return pd.DataFrame([rows]), None
+    if isinstance(rows, (str, Path)):
+        from rayfit.data import load_table
+
+        return load_table(str(rows))[0], None
+    if isinstance(rows, list) and rows and isinstance(rows[0], Mapping):
+        return pd.DataFrame(rows), None
+    return np.asarray(rows), None  # image and sequence runs: an array of raw examples
+
+
+def _index(index, rows: int):
+    # a time series gives one answer per window, fewer than its rows
+    return index if index is not None and len(index) == rows else None
+
+
+class Models(Mapping):
+    """Every model the run trained, by name, each loaded when first asked for."""
+
+    def __init__(self, run: "Run"):
+        self._run = run
+        self._loaded: dict[str, FittedModel] = {}
+
+    def __getitem__(self, name: str) -> FittedModel:
+        if name not in self._run.metrics.get("models", {}):
+            raise KeyError(name)
+        if name not in self._loaded:
+            self._loaded[name] = self._run._model(name)
+        return self._loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._run.metrics.get("models", {}))
+
+    def __len__(self) -> int:
+        return len(self._run.metrics.get("models", {}))
+
+    def __repr__(self) -> str:
+        return f"<rayfit models: {', '.join(self)}>"
+
+
+class Run:
+    """A finished run: its metrics, models, leaderboard and report."""
+
+    def __init__(self, where: Union[str, Path, Location]):
+        self.location = where if isinstance(where, Location) else Location.of(str(where))
+        self._downloads: Optional[tempfile.TemporaryDirectory] = None
+
+    @classmethod
+    def load(cls, where: Union[str, Path]) -> "Run":
+        """The finished run at `where` (a directory or storage URI); UserError if there is none."""
+        location = Location.of(str(where))
+        if location.local and not location.path.is_dir():
+            raise UserError(f"run directory not found: {where}")
+        state = location.join(STATE_FILE)
+        if not state.is_file():
+            raise UserError(f"{where}: not a rayfit run directory (no {STATE_FILE})")
+        if json.loads(state.read_text()).get("status") != "finished":
+            raise UserError(f"{where}: the run has not finished; finish it with rayfit.resume({str(where)!r})")
+        if not location.join(METRICS_FILE).is_file():
+            raise UserError(f"{where}: a finished run without {METRICS_FILE}")
+        return cls(location)
+
+    # -- where
+    @property
+    def path(self) -> Union[Path, str]:
+        """The run's directory (a Path), or its storage URI."""
+        return self.location.path if self.location.local else self.location.uri
+
+    @property
+    def report_path(self) -> Union[Path, str]:
+        where = self.location.join(REPORT_FILE)
+        return where.path if where.local else where.uri
+
+    # -- results
+    @cached_property
+    def metrics(self) -> dict:
+        """metrics.json: every model's validation and test scores, the best model, the searches."""
+        return json.loads(self.location.join(METRICS_FILE).read_text())
+
+    @property
+    def task(self) -> str:
+        return self.metrics["task"]
+
+    @property
+    def best_model_name(self) -> str:
+        return self.metrics["best_model"]
+
+    @cached_property
+    def best_model(self) -> FittedModel:
+        """The model the run chose (on validation or cross-validation), as exported in model/."""
+        return self._fitted(self.best_model_name, self._local(BEST_DIR))
+
+    @cached_property
+    def models(self) -> Models:
+        return Models(self)
+
+    def leaderboard(self) -> pd.DataFrame:
+        """One row per model, best first by the score the run chose on: its cross-validation mean
+        where it was cross-validated, its validation score otherwise; then its test scores."""
+        from rayfit.evaluation.metrics import LOWER_IS_BETTER
+
+        metric, rows = self.metrics["primary_metric"], []
+        for name, entry in self.metrics.get("models", {}).items():
+            row = {"model": name, "framework": entry.get("framework")}
+            if self.task == "clustering":  # scored on the data itself: no splits
+                row.update({k: v for k, v in entry.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+                row["score"] = entry.get(metric)
+            else:
+                on = entry.get("selected_on", "val")
+                row["selected_on"] = on
+                row["score"] = entry["cv"][metric]["mean"] if on == "cv" else entry.get("val", {}).get(metric)
+                row.update({f"test_{k}": v for k, v in entry.get("test", {}).items()})
+                row["train_time_s"] = entry.get("train_time_s")
+            rows.append(row)
+        table = pd.DataFrame(rows)
+        if table.empty:
+            return table
+        lower = metric in LOWER_IS_BETTER or (self.task == "clustering" and metric == "davies_bouldin")
+        table = table.sort_values("score", ascending=lower, kind="stable", na_position="last")
+        table = table.rename(columns={"score": f"{metric} ({'lower' if lower else 'higher'} is better)"})
+        return table.dropna(axis=1, how="all").set_index("model")
+
+    # -- models
+    def _model(self, name: str) -> FittedModel:
+        refitted = self.location.join(MODELS_DIR, CV_PREFIX + name)
+        directory = refitted if refitted.exists() else self.location.join(MODELS_DIR, name)
+        if not directory.exists():
+            raise UserError(f"{self.path}: model {name!r} was not kept in {MODELS_DIR}/")
+        return self._fitted(name, self._local(directory), preprocessing=self._local(BEST_DIR))
+
+    def _fitted(self, name: str, directory: Path, preprocessing: Optional[Path] = None) -> FittedModel:
+        from rayfit.data.preprocessing import load_preprocessing
+        from rayfit.evaluation.fitted import load_model
+        from rayfit.evaluation.manifest import verify_manifest
+
+        verify_manifest(directory)  # before anything in it is unpickled
+        return FittedModel(name, load_model(directory), load_preprocessing(preprocessing or directory))
+
+    def _local(self, where: Union[str, Location]) -> Path:
+        """A directory of the run on this machine: itself, or a copy of it from the object store."""
+        location = where if isinstance(where, Location) else self.location.join(where)
+        if location.local:
+            return location.path
+        if self._downloads is None:
+            self._downloads = tempfile.TemporaryDirectory(prefix="rayfit-load-")
+        target = Path(self._downloads.name) / location.uri.replace("://", "_").replace("/", "_")
+        return target if target.exists() else location.download(target)
+
+    # -- display
+    def __repr__(self) -> str:
+        try:
+            best = self.metrics.get("best_model")
+        except Exception:  # noqa: BLE001 - a repr never fails
+            best = None
+        return f"<rayfit.Run {self.path}" + (f": best {best}>" if best else ">")
+
+    def _repr_html_(self) -> str:
+        """In a notebook: the run's summary and its leaderboard."""
+        metrics = self.metrics
+        metric, best = metrics["primary_metric"], metrics["best_model"]
+        data = metrics.get("dataset", {})
+        facts = [("run", str(self.path)), ("task", self.task), ("best model", best),
+                 ("rows", data.get("rows")), ("features", data.get("features")),
+                 ("cluster", metrics.get("resources", {}).get("cluster")),
+                 ("report", str(self.report_path))]
+        best_entry = metrics["models"].get(best, {})
+        test = best_entry.get("test", {}).get(metric)
+        if test is not None:
+            facts.insert(3, (f"best's test {metric}", f"{test:.4f}"))
+        summary = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>"
+                          f"{html.escape(str(v))}</td></tr>" for k, v in facts if v is not None)
+        board = self.leaderboard().to_html(float_format=lambda v: f"{v:.4f}", na_rep="", classes="rayfit-leaderboard")
+        return (f"<div class='rayfit-run'><b>rayfit run</b><table>{summary}</table>"
+                f"<p><b>Leaderboard</b> (best first)</p>{board}</div>")

@@ -26,7 +26,30 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from rayfit.errors import Interrupted, UserError, disk_problem
-from rayfit.run_view import FittedModel, Run
+
+
+def in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (where a cell can show a live display)."""
+    import sys
+
+    if "IPython" not in sys.modules:
+        return False
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+if in_notebook():
+    import logging
+    import warnings
+
+    # Ray and tqdm say when imported in a notebook without ipywidgets that their widgets need them
+    # (a line in the cell); nothing of rayfit's uses them.
+    logging.getLogger("ray.widgets.util").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message="IProgress not found", module="tqdm")
+
+from rayfit.run_view import FittedModel, Run  # noqa: E402
 
 __all__ = ["run", "resume", "load", "submit", "Run", "FittedModel", "Job"]
 
@@ -55,15 +78,16 @@ def run(config=None, *, data=None, target: Optional[str] = None, task: str = "au
     """
     with _user_errors() as shown, _data_source(data, config, overrides, shown) as (source, adopt):
         exp = _experiment(config, source, target, task, overrides)
-        return _run(exp, out, progress, verbose, adopt)
+        return _run(exp, out, progress, verbose, adopt, shown)
 
 
-def _run(exp, out, progress, verbose: bool, adopt: Optional[Path] = None) -> Run:
+def _run(exp, out, progress, verbose: bool, adopt: Optional[Path] = None, shown: Optional[dict] = None) -> Run:
     from rayfit.cluster.storage import plan_run_location
     from rayfit.pipeline import run_experiment
 
     location = plan_run_location(str(out) if out is not None else None, exp.storage, exp.name)
     with _display(progress) as display, _interruptible(str(out) if out is not None else _as_given(location)):
+        display.aliases.update(shown or {})
         where = run_experiment(exp, location.uri, display, verbose=verbose, adopt=adopt)
         display.say(f"report: {where.join('report.html')}")
     return Run(where)
@@ -257,7 +281,7 @@ def _user_errors() -> Iterator[dict]:
 
 @contextmanager
 def _display(progress):
-    from rayfit.progress import Display, NotebookDisplay, in_notebook
+    from rayfit.progress import Display, NotebookDisplay
     from rayfit.run_dir import terminal_stream
 
     if isinstance(progress, Display):  # the caller's own (the CLI's), entered by the caller

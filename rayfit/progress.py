@@ -60,6 +60,8 @@ class Display:
         self._log: Optional[TextIO] = None
         # Called with every line shown (and its stage, if any): the watchdog's heartbeats.
         self.listeners: list[Callable[[Optional[str]], None]] = []
+        # Paths shown by another name: the temporary file a DataFrame given to rayfit.run is in
+        self.aliases: dict[str, str] = {}
         # While a hub is followed: drains its pending events, so a stage's last epochs are shown
         # before the line that says it is done
         self._pending: Optional[Callable[[], None]] = None
@@ -103,13 +105,20 @@ class Display:
             self.console.file.write(line + "\n")
             self.console.file.flush()
 
+    def _named(self, text: str) -> str:
+        for path, name in self.aliases.items():
+            text = text.replace(path, name)
+        return text
+
     def say(self, text: str) -> None:
+        text = self._named(text)
         if self.progress:
             self.progress.console.print(text, markup=False, highlight=False)
         self._emit(text, to_terminal=True)
 
     # -- stages
     def start(self, stage: str, description: str, total: Optional[int] = None) -> None:
+        description = self._named(description)
         self._stage_started[stage] = time.perf_counter()
         with self._lock:
             if self.progress:
@@ -191,18 +200,6 @@ class Display:
             drain()
 
 
-def in_notebook() -> bool:
-    """Whether this process is a Jupyter kernel (where a cell can show a live display)."""
-    import sys
-
-    if "IPython" not in sys.modules:
-        return False
-    from IPython import get_ipython
-
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
-
-
 class NotebookDisplay(Display):
     """Progress in a Jupyter cell: one HTML table of the stages (with their bars) and the latest
     messages, updated in place through a display handle. Every event still goes to the run's log."""
@@ -231,13 +228,13 @@ class NotebookDisplay(Display):
     def say(self, text: str) -> None:
         super().say(text)
         with self._lock:
-            self._messages.append(text)
+            self._messages.append(self._named(text))
         self._refresh(force=True)
 
     def start(self, stage: str, description: str, total: Optional[int] = None) -> None:
         super().start(stage, description, total)
         with self._lock:
-            self._rows[stage] = {"description": description, "completed": 0, "total": total, "info": "",
+            self._rows[stage] = {"description": self._named(description), "completed": 0, "total": total, "info": "",
                                  "started": time.perf_counter(), "ended": None}
         self._refresh(force=True)
 

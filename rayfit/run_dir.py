@@ -3,6 +3,7 @@
 Where a run goes is cluster/storage.py's `plan_run_location`."""
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from contextlib import contextmanager
@@ -28,7 +29,9 @@ def output_to_log(log_path: Path, verbose: bool):
     """Send everything written to stdout / stderr (Ray, TensorFlow, C++ libraries) to the log.
 
     The progress display keeps its own duplicate of the terminal (see `terminal_stream`). With
-    `verbose`, output goes to the terminal as usual.
+    `verbose`, output goes to the terminal as usual. Log handlers that write to the Python streams
+    themselves (Ray's, set up when it is imported) are pointed at the log too: in a notebook those
+    streams are the cell's output, not file descriptors 1 and 2.
     """
     sys.stdout.flush()
     sys.stderr.flush()
@@ -38,17 +41,33 @@ def output_to_log(log_path: Path, verbose: bool):
     log = open(log_path, "a", buffering=1)
     saved = {fd: os.dup(fd) for fd in (1, 2)}
     saved_streams = (sys.stdout, sys.stderr)
+    handlers = _stream_handlers()
+    redirected = [(h, h.stream) for h in handlers if h.stream in saved_streams]
     try:
         for fd in (1, 2):
             os.dup2(log.fileno(), fd)
         sys.stdout = sys.stderr = log
+        for handler, _ in redirected:
+            handler.setStream(log)
         yield
     finally:
+        for handler, stream in redirected:
+            handler.setStream(stream)
+        for handler in _stream_handlers():  # made meanwhile (a library imported during the run)
+            if handler.stream is log:
+                handler.setStream(saved_streams[1])
         sys.stdout, sys.stderr = saved_streams
         for fd, copy in saved.items():
             os.dup2(copy, fd)
             os.close(copy)
         log.close()
+
+
+def _stream_handlers() -> list[logging.StreamHandler]:
+    loggers = [logging.getLogger()] + [logger for logger in logging.Logger.manager.loggerDict.values()
+                                       if isinstance(logger, logging.Logger)]
+    return [handler for logger in loggers for handler in logger.handlers
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)]
 
 
 def terminal_stream():

@@ -34,6 +34,17 @@ from rayfit.tuning.searchers import build_searcher, scheduler_for
 from rayfit.tuning.space import to_param_space
 from rayfit.tuning.trial_mode import FreeStoppedWorkerGroups, TrialMode, choose_trial_mode, distributed_trial
 
+
+class QuietReporter(tune.ProgressReporter):
+    """rayfit shows a search's progress itself. Tune's own reporter would print its trial table,
+    and in a notebook it clears the cell's output (the live display with it) when it starts."""
+
+    def should_report(self, trials, done: bool = False) -> bool:
+        return False
+
+    def report(self, trials, done: bool, *sys_info) -> None:
+        pass
+
 HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "val_accuracy", "lr", "epoch_time_s", "early_stopped", "planned")
 # Why a trial ended: it failed, trained all its epochs, its own early stopping (patience) ended it,
 # or the scheduler (ASHA, median stopping, ...) cut it short
@@ -154,7 +165,7 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
                 reuse_actors=plan.mode == "inline",
             ),
             run_config=tune.RunConfig(
-                name=path.name, storage_path=path.parent.uri, verbose=0,
+                name=path.name, storage_path=path.parent.uri, verbose=0, progress_reporter=QuietReporter(),
                 stop=current_watchdog().tune_stopper(),
                 # Keeping every (small) checkpoint: with num_to_keep set, Tune snapshots its state
                 # after each checkpoint, which dominates a small trial.

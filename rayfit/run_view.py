@@ -179,8 +179,9 @@ class Run:
         for name, entry in self.metrics.get("models", {}).items():
             row = {"model": name, "framework": entry.get("framework")}
             if self.task == "clustering":  # scored on the data itself: no splits
-                row.update({k: v for k, v in entry.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
                 row["score"] = entry.get(metric)
+                row.update({k: v for k, v in entry.items()
+                            if k != metric and isinstance(v, (int, float)) and not isinstance(v, bool)})
             else:
                 on = entry.get("selected_on", "val")
                 row["selected_on"] = on

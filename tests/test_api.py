@@ -135,7 +135,7 @@ def test_bad_input_raises_user_error_with_the_cli_message_and_claims_nothing(run
     assert not (tmp_path / "api").exists()
 
 
-def test_the_quickstart_notebook_runs_headless(runs, ray_session, tmp_path, monkeypatch):
+def test_the_quickstart_notebook_runs_headless(ray_session, tmp_path, monkeypatch):
     """examples/quickstart.ipynb executed cell by cell in a Jupyter kernel (nbclient), its settings
     cell made quicker as papermill would; the kernel joins this test session's Ray."""
     import nbclient

@@ -155,6 +155,15 @@ def test_predict_assigns_raw_rows_to_the_runs_clusters(blob_run, tmp_path, capsy
     assigned = pd.read_csv(blob_run["dir"] / "assignments.csv")["cluster"].head(50)
     assert (predicted.to_numpy() == assigned.to_numpy()).mean() > 0.98
 
+    # the same from Python: the run opened with rayfit.load, its leaderboard best first
+    import rayfit
+
+    run = rayfit.load(blob_run["dir"])
+    assert list(run.best_model.predict(rows)) == list(predicted)
+    board = run.leaderboard()
+    assert set(board.index) == {"kmeans", "agglomerative", "dbscan"} and board.index[0] == run.best_model_name
+    assert board["silhouette (higher is better)"].is_monotonic_decreasing
+
 
 def test_clustering_needs_no_configuration(tmp_path, ray_session):
     """`rayfit run --data FILE --task clustering`: no target, no config (one embedding, to keep it quick)."""

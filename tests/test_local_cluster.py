@@ -176,20 +176,35 @@ def test_the_quickstart_submitted_to_s3_storage_trains_on_both_nodes_and_is_fetc
     assert predicted.stdout.splitlines()[0].startswith("prediction") and len(predicted.stdout.splitlines()) == 6
 
 
-def test_a_job_with_its_data_writes_to_a_local_path_the_nodes_share(cluster, tmp_path):
-    data = tmp_path / "rows.csv"
-    load_iris(as_frame=True).frame.to_csv(data, index=False)
-    submitted = _rayfit(cluster, "submit", "--data", str(data), "--target", "target", "--address", cluster.dashboard_url,
-                        "--storage", str(tmp_path / "storage"), "--set", "torch.enabled=false",
-                        "--set", "keras.enabled=false", "--set", "tune.enabled=false",
-                        "--set", "baselines.models=[dummy,linear]", "--set", "report.importance_repeats=1")
+SUBMIT_A_FRAME = """
+import json, sys
+from sklearn.datasets import load_iris
+import rayfit
+
+job = rayfit.submit(data=load_iris(as_frame=True).frame, target="target", address=sys.argv[1], storage=sys.argv[2],
+                    **{{"torch.enabled": False, "keras.enabled": False, "tune.enabled": False,
+                       "baselines.models": ["dummy", "linear"], "report.importance_repeats": 1}})
+run = job.wait(progress=False)
+print(json.dumps({{"job": job.id, "status": job.status(), "run": str(run.path), "best": run.best_model_name,
+                  "predicted": list(run.best_model.predict(load_iris(as_frame=True).frame.head(3)))}}))
+"""
+
+
+def test_a_dataframe_submitted_from_python_writes_to_a_local_path_the_nodes_share(cluster, tmp_path):
+    """`rayfit.submit`, the Python twin of `rayfit submit`: a DataFrame travels with the job as a
+    Parquet file, `Job.wait` follows it to its run, which the nodes' shared directory holds."""
+    submitted = subprocess.run([sys.executable, "-c", SUBMIT_A_FRAME.format(), cluster.dashboard_url,
+                                str(tmp_path / "storage")], capture_output=True, text=True, timeout=300,
+                               env={**os.environ, **cluster.env()})
     assert submitted.returncode == 0, submitted.stdout[-2000:] + submitted.stderr[-2000:]
-    lines = submitted.stdout.splitlines()
+    seen = json.loads(submitted.stdout.strip().splitlines()[-1])
     runs = list((tmp_path / "storage").glob("*/metrics.json"))
-    assert len(runs) == 1 and json.loads(runs[0].read_text())["best_model"] in ("dummy", "linear")
+    assert len(runs) == 1 and str(runs[0].parent) == seen["run"] and runs[0].parent.name.startswith("dataframe-")
+    assert seen["status"] == "SUCCEEDED" and seen["best"] in ("dummy", "linear")
+    assert json.loads(runs[0].read_text())["best_model"] == seen["best"] and len(seen["predicted"]) == 3
 
     listed = _rayfit(cluster, "jobs", "list", "--address", cluster.dashboard_url)
-    assert lines[0].removeprefix("job: ") in listed.stdout and "SUCCEEDED" in listed.stdout
+    assert seen["job"] in listed.stdout and "SUCCEEDED" in listed.stdout
     assert str(runs[0].parent) in listed.stdout  # the job's run, from its metadata
 
 

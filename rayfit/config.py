@@ -52,7 +52,9 @@ class DataConfig(_Section):
     task: Literal["auto", "classification", "regression", "clustering"] = "auto"
     split: SplitConfig = SplitConfig()
     stratify: bool = True  # keep class proportions in every split (classification)
-    drop_duplicates: bool = True  # drop exact duplicate rows
+    # drop exact duplicate rows. auto: yes on the driver; a table prepared on the cluster keeps them
+    # (identical rows share a split there), where true is an error.
+    drop_duplicates: Union[Literal["auto"], bool] = "auto"
     drop_constant: bool = True  # drop columns with a single value
     drop_id_like: bool = True  # drop columns that identify rows (unique integers / strings)
     categorical_encoding: Literal["auto", "onehot", "ordinal"] = "auto"  # auto: one-hot up to max_onehot_categories

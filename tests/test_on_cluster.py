@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from rayfit.cli import main
-from rayfit.config import DataConfig
+from rayfit.config import DataConfig, Experiment, validate
 from rayfit.data.on_cluster import _cleaned, _positions, peek, prepare_on_cluster
 from rayfit.errors import UserError
 
@@ -111,6 +111,9 @@ def test_settings_it_cannot_honour_are_errors_before_anything_runs(tmp_path):
     with pytest.raises(UserError, match="takes a CSV or Parquet file"):
         prepares_on_cluster(DataConfig(source="iris", prepare_on="cluster"))
     assert prepares_on_cluster(DataConfig(source=str(source), prepare_on="cluster"))
+    # a saved config (resume's config.yaml, rayfit.run given an Experiment) sets every key: still fine
+    saved = Experiment(data=DataConfig(source=str(source), prepare_on="cluster")).model_dump(mode="json")
+    assert prepares_on_cluster(validate(saved).data)
     assert not prepares_on_cluster(DataConfig(source=str(source)))  # auto: a small file stays on the driver
     with pytest.raises(UserError, match="target column 'nope' not found"):
         peek(DataConfig(source=str(source), target="nope", prepare_on="cluster"))

@@ -97,9 +97,10 @@ def prepares_on_cluster(cfg: DataConfig) -> bool:
 
 
 def _asks_for_deduplication(cfg: DataConfig) -> bool:
-    """drop_duplicates set in the config (its default is passed over: on the cluster identical
-    rows are kept, and always share a split)."""
-    return cfg.drop_duplicates and "drop_duplicates" in cfg.model_fields_set
+    """drop_duplicates: true (auto keeps them on the cluster, where identical rows share a split).
+    Said by the value, not by whether the key was set: a saved config (resume, rayfit.run given an
+    Experiment) sets every key."""
+    return cfg.drop_duplicates is True
 
 
 def _read_error(source: str, exc: Exception) -> UserError:

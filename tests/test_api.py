@@ -163,3 +163,18 @@ def test_the_quickstart_notebook_runs_headless(ray_session, tmp_path, monkeypatc
     assert any("error: target column 'churn' not found" in t for t in text.values())
     assert "ray: done, joined" in (run_dir / "run.log").read_text()  # the kernel joined this test's Ray
     assert ray_session.is_initialized()  # and left it running
+
+
+def test_a_ray_dataset_is_written_under_the_storage_and_kept_in_the_run(runs, ray_session, tmp_path):
+    import ray.data
+
+    dataset = ray.data.from_pandas(runs["frame"])
+    run = rayfit.run(data=dataset, target="label", storage=tmp_path / "store", progress=False,
+                     **{"torch.enabled": False, "keras.enabled": False, "tune.enabled": False,
+                        "baselines.models": ["dummy", "linear"], "report.importance_repeats": 1})
+    assert run.path.parent == tmp_path / "store" and run.path.name.startswith("dataset-")
+    assert [p.name for p in (tmp_path / "store").iterdir()] == [run.path.name]  # no input folder left behind
+    kept = pd.read_parquet(run.path / "source")
+    assert len(kept) == 360 and set(kept.columns) == set(runs["frame"].columns)
+    assert yaml.safe_load((run.path / "config.yaml").read_text())["data"]["source"] == str(run.path / "source")
+    assert run.metrics["dataset"]["rows"] == 360 and set(run.metrics["models"]) >= {"dummy", "linear"}

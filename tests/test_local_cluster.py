@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from sklearn.datasets import load_iris
 
@@ -174,6 +175,15 @@ def test_the_quickstart_submitted_to_s3_storage_trains_on_both_nodes_and_is_fetc
     predicted = _rayfit(cluster, "predict", f"s3://{BUCKET}/{run_key}", "--data", str(rows))
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     assert predicted.stdout.splitlines()[0].startswith("prediction") and len(predicted.stdout.splitlines()) == 6
+
+    # and opened from Python: rayfit.load of the URI, the same answers as rayfit predict's
+    import rayfit
+
+    opened = rayfit.load(f"s3://{BUCKET}/{run_key}")
+    assert opened.path == f"s3://{BUCKET}/{run_key}" and opened.metrics == metrics
+    answers = [line.split(",")[0] for line in predicted.stdout.splitlines()[1:]]
+    assert [str(v) for v in opened.best_model.predict(pd.read_csv(rows))] == answers
+    assert len(opened.leaderboard()) == len(metrics["models"])
 
 
 SUBMIT_A_FRAME = """

@@ -35,7 +35,7 @@ run: install
 	$(BIN)/rayfit run
 
 test: install
-	$(BIN)/python -m pytest -q --durations=20
+	$(BIN)/python -m pytest -q --durations=40
 
 # The benchmark suite (BENCHMARKS.md): bench/results/latest.json and the results in BENCHMARKS.md.
 bench: install

@@ -305,10 +305,14 @@ def _display(progress):
 
 @contextmanager
 def _interruptible(run: str):
-    """Tag an interruption with the run it leaves behind (Ray turns ours into a plain
+    """Ctrl-C and SIGTERM raise Interrupted, whatever handlers Ray's libraries install meanwhile
+    (rayfit/signals.py), tagged with the run they leave behind (Ray turns ours into a plain
     KeyboardInterrupt when it arrives inside `ray.get`, so the tag is added on the way out)."""
+    from rayfit.signals import stop_on_signals
+
     try:
-        yield
+        with stop_on_signals(exit_on_second=False):
+            yield
     except Interrupted as exc:
         if exc.run_dir is None:
             raise Interrupted(run) from None

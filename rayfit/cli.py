@@ -9,17 +9,18 @@ import argparse
 import json
 import os
 import shlex
-import signal
 import sys
-import threading
 import traceback
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional, Sequence
 
 from rayfit.errors import Interrupted, UserError, disk_problem, one_line
+from rayfit.signals import EXIT_INTERRUPTED, stop_on_signals
 
-EXIT_OK, EXIT_BUG, EXIT_USER, EXIT_INTERRUPTED = 0, 1, 2, 130
+# The CLI's policy: the first SIGINT or SIGTERM interrupts, a second exits at once.
+_signals_stop_the_command = stop_on_signals
+
+EXIT_OK, EXIT_BUG, EXIT_USER = 0, 1, 2
 
 
 STORAGE_HELP = ("where runs go (config key storage): a directory, default runs/; a path every node shares; "
@@ -308,53 +309,6 @@ def _predict(args) -> int:
     else:
         frame.to_csv(sys.stdout, index=False)
     return EXIT_OK
-
-
-@contextmanager
-def _signals_stop_the_command():
-    """The first SIGINT or SIGTERM raises Interrupted in the main thread, wherever it is (Ray
-    start-up, training, the report): the `finally` blocks stop the Ray this process started and the
-    run stays resumable. A second signal exits at once. Yields the signals received.
-
-    Ray's libraries install their own handlers for these two signals and never restore them:
-    `ray.init` makes SIGTERM `sys.exit` (ray/_private/worker.py), Ray Train V2's `fit` makes SIGINT
-    abort the training and return (ray/train/v2/api/data_parallel_trainer.py), Tune makes SIGINT
-    end the search and return (ray/tune/tune.py). Each would turn a stop into a half-finished stage
-    and a run that goes on to the next one, so while a command runs, their requests to replace
-    these two handlers are ignored. Other signals are untouched.
-    """
-    received: list[str] = []
-    if threading.current_thread() is not threading.main_thread():  # main() called from a thread
-        yield received
-        return
-    stop_signals = (signal.SIGINT, signal.SIGTERM)
-
-    def stop(signum, frame):
-        if received:
-            os._exit(EXIT_INTERRUPTED)  # the second signal: no more clean-up
-        received.append(signal.Signals(signum).name)
-        if signum == signal.SIGTERM:
-            # Once Ray is up, a SIGTERM first meets the crash handler of Ray's C++ core (absl's),
-            # which arms a 3 s alarm that aborts the process: to it, SIGTERM is a crash. Stopping
-            # Ray cleanly can take longer than that, so disarm it.
-            signal.alarm(0)
-        raise Interrupted()
-
-    install = signal.signal
-    previous = {signum: signal.getsignal(signum) for signum in stop_signals}
-
-    def keep_ours(signum, handler):
-        return stop if signum in stop_signals else install(signum, handler)
-
-    for signum in stop_signals:
-        install(signum, stop)
-    signal.signal = keep_ours
-    try:
-        yield received
-    finally:
-        signal.signal = install
-        for signum, handler in previous.items():
-            install(signum, handler)
 
 
 def _after_interruption(run: Optional[str]) -> str:

@@ -21,6 +21,9 @@ from rayfit.predict import predict_file
 SETTINGS = {"torch.epochs": 3, "torch.launch": "task", "keras.enabled": False, "tune.enabled": False,
             "baselines.models": ["dummy", "linear", "random_forest"], "report.importance_repeats": 1}
 NOTEBOOK = Path(__file__).parent.parent / "examples" / "quickstart.ipynb"
+# the notebook's own path is what is tested there: baselines alone (the networks are compared above)
+NOTEBOOK_SETTINGS = {"torch.enabled": False, "keras.enabled": False, "tune.enabled": False,
+                     "baselines.models": ["dummy", "linear"], "report.importance_repeats": 1}
 
 
 def _frame() -> pd.DataFrame:
@@ -143,7 +146,7 @@ def test_the_quickstart_notebook_runs_headless(ray_session, tmp_path, monkeypatc
 
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     [settings] = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
-    settings.source = f"settings = {SETTINGS!r}"
+    settings.source = f"settings = {NOTEBOOK_SETTINGS!r}"
     monkeypatch.setenv("RAY_ADDRESS", ray_session.get_runtime_context().gcs_address)
     nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
                             resources={"metadata": {"path": str(tmp_path)}}).execute()
@@ -178,3 +181,25 @@ def test_a_ray_dataset_is_written_under_the_storage_and_kept_in_the_run(runs, ra
     assert len(kept) == 360 and set(kept.columns) == set(runs["frame"].columns)
     assert yaml.safe_load((run.path / "config.yaml").read_text())["data"]["source"] == str(run.path / "source")
     assert run.metrics["dataset"]["rows"] == 360 and set(run.metrics["models"]) >= {"dummy", "linear"}
+
+
+def test_ctrl_c_during_a_run_is_an_interrupted_naming_it_and_the_callers_handlers_come_back():
+    """What rayfit.run and rayfit.resume run under: Tune's and Ray Train's own SIGINT handlers are
+    kept out (they would end a stage and let the run go on), and a notebook's or script's handler
+    is back afterwards."""
+    import signal
+    import time
+
+    from rayfit.api import _interruptible
+
+    def library_handler(*_):  # what Tune installs during a search and never restores
+        raise AssertionError("the library's handler ran")
+
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(rayfit.Interrupted) as raised:
+        with _interruptible("runs/churn-1"):
+            signal.signal(signal.SIGINT, library_handler)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+    assert raised.value.run_dir == "runs/churn-1"
+    assert signal.getsignal(signal.SIGINT) is before

@@ -171,21 +171,25 @@ class Run:
         return Models(self)
 
     def leaderboard(self) -> pd.DataFrame:
-        """One row per model, best first by the score the run chose on: its cross-validation mean
-        where it was cross-validated, its validation score otherwise; then its test scores."""
+        """One row per model, best first by the score the run chose on (`selection_<metric>`): its
+        cross-validation mean where it was cross-validated, its validation score otherwise (which,
+        `selected_on` says); then its test scores (`test_<metric>`) and training time."""
         from rayfit.evaluation.metrics import LOWER_IS_BETTER
 
         metric, rows = self.metrics["primary_metric"], []
+        # scored on the data itself (clustering): the metric's own column; otherwise the held-out
+        # score it was chosen on, cv or val (its `selected_on`), beside its test scores
+        score = metric if self.task == "clustering" else f"selection_{metric}"
         for name, entry in self.metrics.get("models", {}).items():
             row = {"model": name, "framework": entry.get("framework")}
-            if self.task == "clustering":  # scored on the data itself: no splits
-                row["score"] = entry.get(metric)
+            if self.task == "clustering":
+                row[score] = entry.get(metric)
                 row.update({k: v for k, v in entry.items()
                             if k != metric and isinstance(v, (int, float)) and not isinstance(v, bool)})
             else:
                 on = entry.get("selected_on", "val")
                 row["selected_on"] = on
-                row["score"] = entry["cv"][metric]["mean"] if on == "cv" else entry.get("val", {}).get(metric)
+                row[score] = entry["cv"][metric]["mean"] if on == "cv" else entry.get("val", {}).get(metric)
                 row.update({f"test_{k}": v for k, v in entry.get("test", {}).items()})
                 row["train_time_s"] = entry.get("train_time_s")
             rows.append(row)
@@ -193,8 +197,7 @@ class Run:
         if table.empty:
             return table
         lower = metric in LOWER_IS_BETTER or (self.task == "clustering" and metric == "davies_bouldin")
-        table = table.sort_values("score", ascending=lower, kind="stable", na_position="last")
-        table = table.rename(columns={"score": f"{metric} ({'lower' if lower else 'higher'} is better)"})
+        table = table.sort_values(score, ascending=lower, kind="stable", na_position="last")
         return table.dropna(axis=1, how="all").set_index("model")
 
     # -- models

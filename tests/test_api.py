@@ -100,8 +100,9 @@ def test_load_opens_a_cli_run_whose_models_predict_raw_rows_as_rayfit_predict_do
 
     board = run.leaderboard()
     assert set(board.index) == set(run.metrics["models"]) and board.index[0] == run.metrics["best_model"]
-    scores = board.iloc[:, list(board.columns).index("selected_on") + 1]
-    assert scores.is_monotonic_decreasing  # accuracy: higher first
+    assert board["selection_accuracy"].is_monotonic_decreasing  # accuracy: higher first
+    best = run.metrics["models"][run.metrics["best_model"]]
+    assert board["selection_accuracy"].iloc[0] == best["cv"]["accuracy"]["mean"]  # chosen on cross-validation
     page = run._repr_html_()
     assert "rayfit-leaderboard" in page and run.metrics["best_model"] in page
 

@@ -213,6 +213,16 @@ def _torch_before_object_store() -> None:
 DEFAULT_RUNS = "runs"
 
 
+def existing_run(run: str) -> Location:
+    """The location of the run at `run` (a directory or URI); UserError if no run is there."""
+    location = Location.of(run)
+    if location.local and not location.path.is_dir():
+        raise UserError(f"run directory not found: {run}")
+    if not location.join(STATE_FILE).is_file():
+        raise UserError(f"{run}: not a rayfit run directory (no {STATE_FILE})")
+    return location
+
+
 def plan_run_location(out: Optional[str], storage: Optional[str], name: str) -> Location:
     """Where a new run goes: `--out` (a directory or URI) as given, else `<storage>/<name>-<time>`
     (storage: `--storage` / `storage:`, default `runs/`). Fails now if that holds anything."""

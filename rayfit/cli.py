@@ -14,11 +14,8 @@ import traceback
 from pathlib import Path
 from typing import Optional, Sequence
 
-from rayfit.errors import Interrupted, UserError, disk_problem, one_line
+from rayfit.errors import UserError, disk_problem, one_line
 from rayfit.signals import EXIT_INTERRUPTED, stop_on_signals
-
-# The CLI's policy: the first SIGINT or SIGTERM interrupts, a second exits at once.
-_signals_stop_the_command = stop_on_signals
 
 EXIT_OK, EXIT_BUG, EXIT_USER = 0, 1, 2
 
@@ -328,7 +325,7 @@ def _after_interruption(run: Optional[str]) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    with _signals_stop_the_command() as received:
+    with stop_on_signals() as received:  # a first signal interrupts, a second exits at once
         try:
             args = build_parser().parse_args(argv)
             commands = {"run": _run, "resume": _resume, "predict": _predict, "serve": _serve, "report": _report, "submit": _submit, "fetch": _fetch, "jobs": _jobs,

@@ -235,7 +235,7 @@ class NotebookDisplay(Display):
         super().start(stage, description, total)
         with self._lock:
             self._rows[stage] = {"description": self._named(description), "completed": 0, "total": total, "info": "",
-                                 "started": time.perf_counter(), "ended": None}
+                                 "ended": None}
         self._refresh(force=True)
 
     def advance(self, stage: str, completed: int, total: Optional[int] = None, info: str = "", echo: bool = True) -> None:
@@ -278,7 +278,7 @@ class NotebookDisplay(Display):
                 bar = f"<progress value='{row['completed']}' max='{total}'></progress> {row['completed']}/{total}"
             else:
                 bar = "done" if done else "running"
-            took = format_seconds((row["ended"] or now) - row["started"])
+            took = format_seconds((row["ended"] or now) - self._stage_started[stage])
             status = "&#10003;" if done else "&#8230;"
             cells.append(f"<tr><td>{status}</td><td><b>{html.escape(stage)}</b></td>"
                          f"<td>{html.escape(row['description'])}</td><td>{bar}</td>"

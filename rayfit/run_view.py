@@ -17,7 +17,7 @@ from typing import Iterator, Optional, Union
 import numpy as np
 import pandas as pd
 
-from rayfit.cluster.storage import STATE_FILE, Location
+from rayfit.cluster.storage import STATE_FILE, Location, existing_run
 from rayfit.errors import UserError
 
 METRICS_FILE = "metrics.json"
@@ -124,13 +124,8 @@ class Run:
     @classmethod
     def load(cls, where: Union[str, Path]) -> "Run":
         """The finished run at `where` (a directory or storage URI); UserError if there is none."""
-        location = Location.of(str(where))
-        if location.local and not location.path.is_dir():
-            raise UserError(f"run directory not found: {where}")
-        state = location.join(STATE_FILE)
-        if not state.is_file():
-            raise UserError(f"{where}: not a rayfit run directory (no {STATE_FILE})")
-        if json.loads(state.read_text()).get("status") != "finished":
+        location = existing_run(str(where))
+        if json.loads(location.join(STATE_FILE).read_text()).get("status") != "finished":
             raise UserError(f"{where}: the run has not finished; finish it with rayfit.resume({str(where)!r})")
         if not location.join(METRICS_FILE).is_file():
             raise UserError(f"{where}: a finished run without {METRICS_FILE}")

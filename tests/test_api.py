@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +65,7 @@ def test_a_dataframe_through_the_api_gives_the_cli_results(runs):
     config = yaml.safe_load((api.path / "config.yaml").read_text())
     assert config["data"]["source"] == str(api.path / "source.parquet") and api.metrics["dataset"]["rows"] == 360
     pd.testing.assert_frame_equal(pd.read_parquet(api.path / "source.parquet"), runs["frame"])
-    assert not any(Path(p).name.startswith("rayfit-frame-") for p in os.listdir(os.path.dirname(api.path)))
+    assert not list(Path(tempfile.gettempdir()).glob("rayfit-frame-*"))  # the temporary copy was moved in
 
 
 def test_the_callers_ray_session_is_used_and_left_running(runs, ray_session):

@@ -350,9 +350,9 @@ def test_ctrl_c_in_each_training_stage_leaves_a_run_that_resume_finishes(rayfit,
 # even while the clean-up of the first is still running.
 POLICY = textwrap.dedent("""
     import signal, sys, time
-    from rayfit.cli import EXIT_INTERRUPTED, _signals_stop_the_command
+    from rayfit.signals import EXIT_INTERRUPTED, stop_on_signals
 
-    with _signals_stop_the_command() as received:
+    with stop_on_signals() as received:
         signal.signal(signal.SIGINT, lambda *a: sys.exit(3))   # what Ray's libraries do
         signal.signal(signal.SIGTERM, lambda *a: sys.exit(3))
         try:

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Callable, Optional
 
-from rayfit.cluster.storage import STATE_FILE, Location, RunMirror, plan_run_location
+from rayfit.cluster.storage import Location, RunMirror, existing_run, plan_run_location
 from rayfit.config import Experiment, load_experiment, to_yaml
 from rayfit.errors import UserError
 from rayfit.evaluation.tracking import check_tracking
@@ -76,11 +76,7 @@ def new_run(exp: Experiment, out: Optional[str], display: Display,
 def resumed_run(run: str, display: Display, address: Optional[str] = None) -> RunState:
     """The state of the run at `run` (a directory or URI), its finished models and searches loaded
     from its record."""
-    location = Location.of(run)
-    if location.local and not location.path.is_dir():
-        raise UserError(f"run directory not found: {run}")
-    if not location.join(STATE_FILE).is_file():
-        raise UserError(f"{run}: not a rayfit run directory (no {STATE_FILE})")
+    location = existing_run(run)
     mirror = RunMirror(location)
     if mirror.staging:
         location.download(mirror.workdir, skip=READ_IN_PLACE)

@@ -187,6 +187,7 @@ def test_the_quickstart_submitted_to_s3_storage_trains_on_both_nodes_and_is_fetc
 
 SUBMIT_A_FRAME = """
 import json, sys
+from sklearn.datasets import load_iris
 import rayfit
 
 job = rayfit.submit(data=load_iris(as_frame=True).frame, target="target", address=sys.argv[1], storage=sys.argv[2],

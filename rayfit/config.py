@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar, Iterable, Literal, Optional, Union
 
 import yaml
@@ -625,16 +625,28 @@ def build_experiment(
                 raise UserError(f"data file not found: {data} (and not a built-in set)")
             raise UserError("--target is required with --data (name the column to predict)")
         if "name" not in raw:
-            raw["name"] = Path(data).stem if not _is_builtin(data) else data
+            raw["name"] = name_from_file(data) if not _is_builtin(data) else data
     if target is not None:
         raw.setdefault("data", {})["target"] = target
     if task is not None:
         raw.setdefault("data", {})["task"] = task
     if isinstance(config, (str, Path)) and not named and "name" not in raw:
-        raw["name"] = Path(config).stem
+        raw["name"] = name_from_file(config)
     for key, value in assignments:
         set_key(raw, key, value)
     return validate(raw, origin)
+
+
+def name_from_file(path: str | Path) -> str:
+    """A plain run name from a file's stem, as people name files ('sales 2024.csv', 'penguins(1).csv',
+    'données.csv'): accents folded to ASCII, every other run of characters a plain name refuses turned
+    into one '-'. Only a name rayfit derives is mended; a name the user typed is validated as typed."""
+    import unicodedata
+
+    stem = PurePosixPath(str(path).rstrip("/")).stem  # a URI's last part too (s3://bucket/sales 2024.csv)
+    ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+    name = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._-]+", "-", ascii_stem)).strip("._-")[:100].rstrip("._-")
+    return name or "run"
 
 
 def _is_builtin(source: str) -> bool:

@@ -45,11 +45,38 @@ def test_linear_tunes_c_for_both_tasks():
     ({"name": "../elsewhere"}, "name: '../elsewhere' is not a plain name"),
     ({"name": "/tmp/abs"}, "name: '/tmp/abs' is not a plain name"),
     ({"name": "a/b"}, "is not a plain name"),
+    # a name the user typed is refused as typed, never mended
+    ({"name": "sales 2024"}, "name: 'sales 2024' is not a plain name"),
+    ({"name": "penguins(1)"}, "name: 'penguins(1)' is not a plain name"),
+    ({"name": "données"}, "name: 'données' is not a plain name"),
 ])
 def test_configs_that_would_collide_or_escape_are_refused(raw, fragment):
     with pytest.raises(UserError) as caught:
         validate(raw)
     assert fragment in str(caught.value)
+
+
+@pytest.mark.parametrize("file, name", [
+    ("sales 2024.csv", "sales-2024"),
+    ("penguins(1).csv", "penguins-1"),
+    ("Données clients (copie).parquet", "Donnees-clients-copie"),
+    ("数据.csv", "run"),
+    ("s3://bucket/in/q3 [final].csv", "q3-final"),
+    ("..hidden...csv", "hidden"),
+    ("plain_name-1.2.csv", "plain_name-1.2"),
+])
+def test_a_run_named_after_its_file_gets_a_plain_name(tmp_path, file, name):
+    """`rayfit run --data "sales 2024.csv"` (a file named as people name them) runs: the name
+    rayfit takes from the file is made plain; the config's own name is never touched."""
+    from rayfit.config import build_experiment, name_from_file
+
+    assert name_from_file(file) == name
+    if "://" not in file:
+        (tmp_path / file).write_text("a,y\n1,0\n")
+        assert build_experiment(data=str(tmp_path / file), target="y").name == name
+        config = tmp_path / file.replace(".csv", ".yaml").replace(".parquet", ".yaml")
+        config.write_text("torch: {epochs: 1}\n")
+        assert build_experiment(config).name == name
 
 
 def test_a_second_search_of_a_model_is_fine_when_the_first_is_off():

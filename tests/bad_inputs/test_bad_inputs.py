@@ -78,6 +78,9 @@ CASES = [
     ("baseline-unknown", {}, ["run", "--set", "baselines.models=[dummy,xgboosst]"], "xgboosst"),
     ("override-malformed", {}, ["run", "--set", "torch.epochs"], "--set expects key.path=value"),
     ("name-is-a-path", {}, ["run", "--set", "name=../outside"], "not a plain name"),
+    ("name-with-space", {}, ["run", "--set", "name=sales 2024"], "name: 'sales 2024' is not a plain name"),
+    ("name-with-brackets", {}, ["run", "--set", "name=penguins(1)"], "name: 'penguins(1)' is not a plain name"),
+    ("name-not-ascii", {}, ["run", "--set", "name=données"], "name: 'données' is not a plain name"),
     ("search-twice", {}, ["run", "--set", "searches=[{model: torch}]"], "a second search of 'torch'"),
     ("option-unknown", {}, ["run", "--epochs", "3"], "unrecognized arguments"),
     # -- the data file

@@ -9,7 +9,7 @@ CONSTRAINTS := $(if $(HAS_GPU),,-c constraints/cpu.txt)
 XGBOOST := $(if $(HAS_GPU),xgboost,xgboost-cpu)
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test bench chaos clean
+.PHONY: install browser run test test-fast bench chaos clean
 
 install: $(STAMP)
 
@@ -34,8 +34,29 @@ $(STAMP): $(BIN)/python pyproject.toml constraints/cpu.txt
 run: install
 	$(BIN)/rayfit run
 
-test: install
-	$(BIN)/python -m pytest -q --durations=40
+# Debian's Chromium for the tests that look at the report as a person would (tests/browser.py);
+# installed here, beside pip's install, where it is missing and this user is root; else those tests
+# skip and say why.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "note: no Chromium and no root apt-get to install it; the browser tests skip"; \
+	else date +"browser: apt-get install chromium, started %T"; \
+	  { DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1; } \
+	  || echo "note: apt-get install chromium failed; the browser tests skip"; \
+	  date +"browser: done %T"; fi
+
+# The whole suite (CI's command): the install and Chromium side by side, then every test.
+test:
+	@$(MAKE) --no-print-directory -j2 install browser
+	$(BIN)/python -m pytest -q --durations=25
+
+# The loop between edits (a few minutes on an installed checkout): the unit tests and one tiny
+# end-to-end run; everything marked slow (Ray Train / Tune launches, subprocess Rays) or cluster waits
+# for `make test`.
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow and not cluster" --durations=10
 
 # The benchmark suite (BENCHMARKS.md): bench/results/latest.json and the results in BENCHMARKS.md.
 bench: install

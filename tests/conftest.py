@@ -21,6 +21,11 @@ def _has_gpu() -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
+    # The fast tier (`make test-fast`: -m "not slow and not cluster") is the unit tests and the one
+    # smoke run: a test that needs the shared Ray session is slow unless it is that run.
+    for item in items:
+        if "ray_session" in item.fixturenames and "smoke" not in item.keywords:
+            item.add_marker(pytest.mark.slow)
     if _has_gpu():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")

@@ -1,0 +1,44 @@
+"""The fast tier's one end-to-end run (`make test-fast`): a file named as people name them, every
+stage of the default pipeline at its smallest (baselines with cross-validation, a PyTorch network,
+a search), the run directory's contract, and `rayfit predict` on raw rows."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from conftest import messy_frame
+from rayfit.cli import main
+
+pytestmark = pytest.mark.smoke
+
+TINY = {"baselines.models": "[dummy,linear,random_forest]", "torch.epochs": 2, "torch.launch": "task",
+        "keras.enabled": "false", "tune.num_samples": 2, "tune.max_t": 2, "tune.grace_period": 1,
+        "evaluation.cv_networks": "false", "report.importance_repeats": 1}
+
+
+def test_a_browser_named_file_runs_end_to_end_and_predicts(ray_session, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    source = tmp_path / "customers 2024 (1).csv"  # as a browser saves a second download
+    messy_frame(rows=200).to_csv(source, index=False)
+    argv = ["run", "--data", str(source), "--target", "label"]
+    for key, value in TINY.items():
+        argv += ["--set", f"{key}={value}"]
+    assert main(argv) == 0, capsys.readouterr().err
+
+    (run,) = (tmp_path / "runs").iterdir()  # named after the file, made plain
+    assert run.name.startswith("customers-2024-1-"), run.name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["models"]) >= {"dummy", "linear", "random_forest", "ensemble", "torch_mlp", "torch_tuned"}
+    assert metrics["best_model"] in metrics["models"] and metrics["selection"]["method"] == "cv"
+    best = metrics["models"][metrics["best_model"]]["test"]["accuracy"]
+    assert best >= metrics["models"]["dummy"]["test"]["accuracy"] + 0.15, metrics["models"]
+    for name in ("report.html", "report.md", "config.yaml", "best_params.yaml", "run.log", "model/model.json"):
+        assert (run / name).is_file(), name
+
+    rows = messy_frame(rows=30, seed=1).drop(columns="label")
+    rows.to_csv(tmp_path / "new rows.csv", index=False)
+    assert main(["predict", str(run), "--data", str(tmp_path / "new rows.csv"), "--out", "p.csv"]) == 0
+    predictions = pd.read_csv(tmp_path / "p.csv")
+    assert len(predictions) == 30 and set(predictions["prediction"]) <= {"yes", "no"}

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +24,15 @@ def _has_gpu() -> bool:
         return False
 
 
+# fixtures that bring Ray: the shared session, or rayfit commands in subprocesses that start their own
+RAY_FIXTURES = {"ray_session", "rayfit_command"}
+
+
 def pytest_collection_modifyitems(config, items):
     # The fast tier (`make test-fast`: -m "not slow and not cluster") is the unit tests and the one
     # smoke run: a test that needs the shared Ray session is slow unless it is that run.
     for item in items:
-        if "ray_session" in item.fixturenames and "smoke" not in item.keywords:
+        if RAY_FIXTURES & set(item.fixturenames) and "smoke" not in item.keywords:
             item.add_marker(pytest.mark.slow)
     if _has_gpu():
         return
@@ -87,6 +95,50 @@ def messy_csv(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("data") / "customers.csv"
     messy_frame().to_csv(path, index=False)
     return path
+
+
+# The suite's one full run: what users set to train data-parallel (both frameworks through Ray Train,
+# 2 workers each), a search, every model exported, the run logged to MLflow. The end-to-end, serve,
+# report and tracking tests all read it instead of each training its own.
+FULL_RUN = ["torch.epochs=20", "keras.epochs=20", "tune.num_samples=4", "tune.max_t=6", "tune.grace_period=2",
+            "torch.launch=ray_train", "keras.launch=ray_train",
+            # networks in the folds: tests/test_smoke.py; here they are chosen on validation
+            "evaluation.cv_networks=false",
+            "export.models=all", "tracking=mlflow"]
+
+
+@contextmanager
+def terminal_capture():
+    """Capture fds 1 and 2 as a terminal would see them (what rayfit shows the user)."""
+    with tempfile.TemporaryFile(mode="w+") as sink:
+        saved = {fd: os.dup(fd) for fd in (1, 2)}
+        for fd in (1, 2):
+            os.dup2(sink.fileno(), fd)
+        text = {}
+        try:
+            yield text
+        finally:
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+            sink.seek(0)
+            text["out"] = sink.read()
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory, messy_csv, ray_session) -> dict:
+    """`rayfit run` of messy_csv with FULL_RUN: its directory, what the terminal showed, its metrics.
+    Tests read it and never change it (copy it first)."""
+    from rayfit.cli import main
+
+    out = tmp_path_factory.mktemp("runs") / "customers"
+    argv = ["run", "--data", str(messy_csv), "--target", "label", "--out", str(out)]
+    for override in FULL_RUN:
+        argv += ["--set", override]
+    with terminal_capture() as terminal:
+        code = main(argv)
+    assert code == 0, terminal.get("out")
+    return {"dir": out, "terminal": terminal["out"], "metrics": json.loads((out / "metrics.json").read_text())}
 
 
 def tree_digest(root: Path) -> str:

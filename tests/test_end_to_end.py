@@ -1,12 +1,9 @@
-"""`rayfit run` on a CSV it has never seen: one full run (PyTorch and Keras each as a 2-worker Ray Train
-group, Ray Tune), checked throughout."""
+"""`rayfit run` on a CSV it has never seen: the suite's one full run (PyTorch and Keras each as a
+2-worker Ray Train group, Ray Tune; tests/conftest.py's `finished_run`), checked throughout."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
-from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -20,43 +17,11 @@ from rayfit.evaluation.baselines import baselines_for
 
 CLASSIFICATION_KEYS = {"accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"}
 MODELS = {*baselines_for("default", "classification"), "ensemble", "torch_mlp", "keras_mlp", "torch_tuned"}
-OVERRIDES = ["torch.epochs=20", "keras.epochs=20", "tune.num_samples=4", "tune.max_t=6", "tune.grace_period=2",
-             # what users set to train data-parallel: both frameworks through Ray Train, 2 workers each
-             "torch.launch=ray_train", "keras.launch=ray_train",
-             # networks in the folds: tests/test_selection.py; here they are chosen on validation
-             "evaluation.cv_networks=false",
-             # every model exported, and the run logged to MLflow (its SQLite store in the run directory)
-             "export.models=all", "tracking=mlflow"]
-
-
-@contextmanager
-def terminal_capture():
-    """Capture fds 1 and 2 as a terminal would see them (what rayfit shows the user)."""
-    with tempfile.TemporaryFile(mode="w+") as sink:
-        saved = {fd: os.dup(fd) for fd in (1, 2)}
-        for fd in (1, 2):
-            os.dup2(sink.fileno(), fd)
-        text = {}
-        try:
-            yield text
-        finally:
-            for fd, copy in saved.items():
-                os.dup2(copy, fd)
-                os.close(copy)
-            sink.seek(0)
-            text["out"] = sink.read()
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, messy_csv, ray_session):
-    out = tmp_path_factory.mktemp("runs") / "customers"
-    argv = ["run", "--data", str(messy_csv), "--target", "label", "--out", str(out)]
-    for override in OVERRIDES:
-        argv += ["--set", override]
-    with terminal_capture() as terminal:
-        code = main(argv)
-    assert code == 0, terminal.get("out")
-    return {"dir": out, "terminal": terminal["out"], "metrics": json.loads((out / "metrics.json").read_text())}
+def run(finished_run):
+    return finished_run
 
 
 def test_run_directory_holds_every_artifact(run):

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # its own Ray, in a subprocess
+
 
 @pytest.fixture(scope="module")
 def report():

@@ -1,10 +1,13 @@
-"""Starting or joining Ray never hangs (issue 17): a stale `ray start` pointer, an address that does
-not answer, and SIGINT / SIGTERM at any stage.
+"""Starting or joining Ray never hangs: a stale `ray start` pointer, an address that does not
+answer, and SIGINT / SIGTERM at any stage.
 
-Each test runs the installed `rayfit` in a process of its own, in a session of its own (so whatever
-it starts can be found, and cleaned up, by process group), with a Ray temp dir of its own (so Ray's
-pointer file and sessions live there, never in the machine's /tmp/ray, where other Ray sessions may
-be running).
+Where to find Ray and whether it answers are decided by cluster/session.py's functions, tested here in
+this process as a fresh process would see it (`no_ray_here`: the suite's shared session hidden).
+What only a real process shows (a real signal during Ray's start-up and during training, Ray and its
+workers gone afterwards, Ctrl-C in each training stage) runs the installed `rayfit` in a process of
+its own, in a session of its own (so whatever it starts can be found, and cleaned up, by process
+group), with a Ray temp dir of its own (so Ray's pointer file and sessions live there, never in the
+machine's /tmp/ray, where other Ray sessions may be running).
 """
 from __future__ import annotations
 
@@ -25,6 +28,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from conftest import terminal_capture
+from rayfit.cli import main
 from rayfit.config import load_experiment, to_yaml
 from rayfit.run_record import STATE_FILE, RunRecord
 
@@ -144,7 +149,7 @@ class Rayfit:
 
 
 @pytest.fixture
-def rayfit(ray_tmpdir, tmp_path):
+def rayfit_command(ray_tmpdir, tmp_path):
     """Start rayfit commands; whatever they leave running is killed afterwards."""
     started: list[Rayfit] = []
 
@@ -161,19 +166,39 @@ def _flat(text: str) -> str:
     return " ".join(text.split())
 
 
+@pytest.fixture
+def no_ray_here(monkeypatch, ray_tmpdir):
+    """This process as a fresh one sees Ray: no session in it (the suite's shared one hidden), no
+    RAY_ADDRESS, and Ray's pointer file under a temp dir of the test's own. Nothing here may start
+    Ray: `_init` records what would have been started."""
+    import ray
+
+    from rayfit.cluster import session
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", str(ray_tmpdir))
+    started: list[str] = []
+    monkeypatch.setattr(session, "_init", lambda target, address, **local: started.append(address))
+    return started
+
+
 # ----------------------------------------------------------------------------------------------
 # No address: a stale pointer is not followed
 
 
-def test_a_stale_pointer_is_ignored_and_a_private_ray_started(rayfit, ray_tmpdir, tmp_path):
+def test_a_stale_pointer_is_ignored_and_a_private_ray_started(no_ray_here, ray_tmpdir):
+    from rayfit.cluster.session import POINTER, RaySession, ensure_ray, find_ray
+
     stale = _stale_pointer(ray_tmpdir)
-    run = rayfit("run", *TINY, "--out", "run")
-    assert run.finish() == 0, run.output
     pointer = ray_tmpdir / "ray" / "ray_current_cluster"
-    assert f"ray: done, started a private Ray (ignored a stale pointer to {stale} in {pointer}: " \
-           f"connection refused)" in _flat(run.output)
-    assert (tmp_path / "run" / "report.html").is_file()
-    assert run.leftovers() == []  # the private Ray it started is stopped
+    target = find_ray(None)
+    assert (target.address, target.source, target.found_here) == (stale, POINTER, True)
+    assert target.describe(15) == f"join the local cluster at {stale} if it answers, else start a private Ray"
+    assert ensure_ray(None) == RaySession(True, f"started a private Ray (ignored a stale pointer to {stale} in "
+                                                f"{pointer}: connection refused)")
+    # "local": a private instance; None would follow the stale pointer again inside ray.init
+    assert no_ray_here == ["local"]
     assert pointer.read_text() == stale  # Ray's file is left alone: rayfit only declines to follow it
 
 
@@ -199,47 +224,57 @@ ADDRESS_SOURCES = {
 
 
 @pytest.mark.parametrize("given", list(ADDRESS_SOURCES))
-def test_an_address_that_refuses_is_an_error_naming_it(given, rayfit, tmp_path):
+def test_an_address_that_refuses_is_an_error_naming_it(given, no_ray_here, tmp_path, monkeypatch, capfd):
     args, env, key = ADDRESS_SOURCES[given]
     address = f"127.0.0.1:{_closed_port()}"
-    run = rayfit("run", *TINY, "--out", "run", *args(address), **env(address))
-    run.wait_for(f"ray: join {address} ({key}; up to 15 s)")  # the default ray.connect_timeout_s
-    assert run.finish(timeout=15 + SLACK_S) == 2, run.output
-    assert run.last_line == f"error: {key}: cannot join Ray at {address}: connection refused", run.output
-    assert "Traceback" not in run.output
+    for name, value in env(address).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    started = time.monotonic()
+    assert main(["run", *TINY, "--out", "run", *args(address)]) == 2
+    assert time.monotonic() - started < 15 + SLACK_S  # the default ray.connect_timeout_s, and slack
+    out, err = capfd.readouterr()
+    assert f"ray: join {address} ({key}; up to 15 s)" in _flat(out)
+    assert err.strip() == f"error: {key}: cannot join Ray at {address}: connection refused"
+    assert "Traceback" not in out + err and no_ray_here == []
     assert not (tmp_path / "run").exists()  # the run directory it claimed is given back
 
 
-def test_resume_address_overrides_the_runs_own(rayfit, tmp_path):
+def test_resume_address_overrides_the_runs_own(no_ray_here, tmp_path, capfd):
     run_dir = _resumable_run(tmp_path / "interrupted")
     address = f"127.0.0.1:{_closed_port()}"
-    resume = rayfit("resume", str(run_dir), "--address", address)
-    resume.wait_for(f"ray: join {address}")
-    assert resume.finish(timeout=15 + SLACK_S) == 2, resume.output
-    assert resume.last_line == f"error: ray.address: cannot join Ray at {address}: connection refused"
+    assert main(["resume", str(run_dir), "--address", address]) == 2
+    out, err = capfd.readouterr()
+    assert f"ray: join {address}" in _flat(out)
+    assert err.strip() == f"error: ray.address: cannot join Ray at {address}: connection refused"
     assert (run_dir / STATE_FILE).is_file()  # still there to resume once the cluster is back
 
 
-def test_an_open_port_where_no_ray_answers_fails_within_the_timeout(rayfit, tmp_path):
+def test_an_open_port_where_no_ray_answers_fails_within_the_timeout(no_ray_here, tmp_path, monkeypatch, capfd):
     """The kernel accepts TCP connections to a listening socket that never reads: past the TCP check,
     Ray's own client would wait there for minutes."""
+    monkeypatch.chdir(tmp_path)
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
         address = f"127.0.0.1:{silent.getsockname()[1]}"
-        run = rayfit("run", *TINY, "--out", "run", "--address", address, "--set", "ray.connect_timeout_s=2")
-        run.wait_for(f"ray: join {address} (ray.address; up to 2 s)")
-        assert run.finish(timeout=2 + SLACK_S) == 2, run.output
-    assert run.last_line == f"error: ray.address: cannot join Ray at {address}: a port is open there, " \
-                            f"but no Ray answers within 2 s"
+        started = time.monotonic()
+        assert main(["run", *TINY, "--out", "run", "--address", address, "--set", "ray.connect_timeout_s=2"]) == 2
+        assert time.monotonic() - started < 2 + SLACK_S
+    out, err = capfd.readouterr()
+    assert f"ray: join {address} (ray.address; up to 2 s)" in _flat(out)
+    assert err.strip() == f"error: ray.address: cannot join Ray at {address}: a port is open there, " \
+                          f"but no Ray answers within 2 s"
+    assert no_ray_here == []
 
 
 # ----------------------------------------------------------------------------------------------
 # Signals
 
 
-def test_sigterm_during_ray_startup_stops_at_once_and_the_run_resumes(rayfit, tmp_path):
-    run = rayfit("run", *TINY, "--out", "run")
+def test_sigterm_during_ray_startup_stops_at_once_and_the_run_resumes(rayfit_command, tmp_path, ray_session,
+                                                                     monkeypatch):
+    run = rayfit_command("run", *TINY, "--out", "run")
     run.wait_for("ray: start a private Ray")
     time.sleep(1)  # inside ray.init, which takes about 5 s here
     run.proc.send_signal(signal.SIGTERM)
@@ -250,15 +285,15 @@ def test_sigterm_during_ray_startup_stops_at_once_and_the_run_resumes(rayfit, tm
     assert run.last_line == f"error: interrupted by SIGTERM; resume with: rayfit resume run", run.output
     assert run.leftovers() == []  # the half-started Ray is stopped too
 
-    resume = rayfit("resume", "run")
-    assert resume.finish() == 0, resume.output
+    monkeypatch.chdir(tmp_path)  # resumed here, on the suite's Ray: the record is what is tested
+    assert main(["resume", "run"]) == 0
     assert (tmp_path / "run" / "report.html").is_file()
 
 
-def test_sigterm_during_training_stops_ray_and_names_the_resume_command(rayfit, tmp_path):
+def test_sigterm_during_training_stops_ray_and_names_the_resume_command(rayfit_command, tmp_path):
     # Long enough that the signal always lands mid-training; one Ray task, not a worker group,
     # to keep the test cheap.
-    run = rayfit("run", *TINY, "--out", "run", "--set", "baselines.enabled=false", "--set", "torch.enabled=true",
+    run = rayfit_command("run", *TINY, "--out", "run", "--set", "baselines.enabled=false", "--set", "torch.enabled=true",
                  "--set", "torch.launch=task", "--set", "torch.epochs=20000", "--set", "torch.patience=20000")
     run.wait_for("torch_mlp: 2/20000")
     run.proc.send_signal(signal.SIGTERM)
@@ -287,9 +322,13 @@ evaluation: {cv_networks: false}
 """
 
 
-def _ctrl_c(command: Rayfit, run_dir: Path) -> dict:
-    """SIGINT now: exit 130 within the slack, the resume command named, Ray and its workers gone;
-    the run's record as it was left."""
+def _cpus_in_use(ray) -> float:
+    return ray.cluster_resources().get("CPU", 0) - ray.available_resources().get("CPU", 0)
+
+
+def _ctrl_c(command: Rayfit, run_dir: Path, ray, in_use_before: float) -> dict:
+    """SIGINT now: exit 130 within the slack, the resume command named, the driver gone and every CPU
+    its work held given back to the cluster it joined; the run's record as it was left."""
     command.proc.send_signal(signal.SIGINT)
     signalled = time.monotonic()
     assert command.finish(timeout=60) == 130, command.output
@@ -297,12 +336,19 @@ def _ctrl_c(command: Rayfit, run_dir: Path) -> dict:
     assert command.last_line == f"error: interrupted by SIGINT; resume with: rayfit resume {run_dir.name}", \
         command.output
     assert command.leftovers() == []
+    deadline = time.monotonic() + 30  # its tasks, worker group or trials: ended with their driver
+    while _cpus_in_use(ray) > in_use_before:
+        assert time.monotonic() < deadline, f"{_cpus_in_use(ray)} CPUs still held after the interrupted driver left"
+        time.sleep(0.25)
     state = json.loads((run_dir / STATE_FILE).read_text())
     assert state["status"] == "running"
     return state["stages"]
 
 
-def test_ctrl_c_in_each_training_stage_leaves_a_run_that_resume_finishes(rayfit, tmp_path):
+def test_ctrl_c_in_each_training_stage_leaves_a_run_that_resume_finishes(rayfit_command, tmp_path, ray_session,
+                                                                         monkeypatch):
+    """Each command is a real process that receives a real SIGINT; they join the suite's Ray (their
+    own private Ray's start and stop are the SIGTERM tests' above), and the last resume runs here."""
     import numpy as np
     import pandas as pd
 
@@ -313,36 +359,39 @@ def test_ctrl_c_in_each_training_stage_leaves_a_run_that_resume_finishes(rayfit,
     (tmp_path / "exp.yaml").write_text(CTRL_C_EXPERIMENT.replace("DATA", str(tmp_path / "rows.csv")))
     run_dir = tmp_path / "run"
     baselines = {"dummy", "linear", "random_forest"}
+    address = ["--address", ray_session.get_runtime_context().gcs_address]
+    in_use = _cpus_in_use(ray_session)
 
-    run = rayfit("run", "exp.yaml", "--out", "run")
+    run = rayfit_command("run", "exp.yaml", "--out", "run", *address)
     run.wait_for("baselines: classic-ML baselines")  # the tasks are submitted, their workers starting
-    assert not baselines <= set(_ctrl_c(run, run_dir))
+    assert not baselines <= set(_ctrl_c(run, run_dir, ray_session, in_use))
 
-    resume = rayfit("resume", "run")
+    resume = rayfit_command("resume", "run", *address)
     resume.wait_for("torch_mlp: 1/8")  # inside the worker group's fit
     snapshot = run_dir / "checkpoints" / "torch_mlp" / "checkpoint_manager_snapshot.json"
     deadline = time.monotonic() + 30
     while not (snapshot.is_file() and json.loads(snapshot.read_text()).get("latest_checkpoint_result")):
         assert time.monotonic() < deadline, resume.output  # Ray Train has recorded a checkpoint
         time.sleep(0.05)
-    stages = _ctrl_c(resume, run_dir)
+    stages = _ctrl_c(resume, run_dir, ray_session, in_use)
     assert baselines <= set(stages) and "torch_mlp" not in stages
 
-    resume = rayfit("resume", "run")
+    resume = rayfit_command("resume", "run", *address)
     resume.wait_for("torch_tuned: tune torch")
     time.sleep(3)  # trials under way
-    stages = _ctrl_c(resume, run_dir)
+    stages = _ctrl_c(resume, run_dir, ray_session, in_use)
     assert "torch_mlp" in stages and "torch_tuned" not in stages
     assert "torch_mlp: 1/8" not in resume.output  # continued from its checkpoint, not from the start
 
-    resume = rayfit("resume", "run")
-    assert resume.finish() == 0, resume.output
-    assert f"resuming {run_dir}: 4 stage(s) already finished" in _flat(resume.output)
-    assert not any(f"{stage}: done" in resume.output for stage in [*baselines, "torch_mlp"])
+    monkeypatch.chdir(tmp_path)
+    with terminal_capture() as terminal:
+        assert main(["resume", "run"]) == 0
+    shown = terminal["out"]
+    assert f"resuming {run_dir}: 4 stage(s) already finished" in _flat(shown), shown
+    assert not any(f"{stage}: done" in shown for stage in [*baselines, "torch_mlp"])
     assert json.loads((run_dir / "metrics.json").read_text())["models"].keys() >= {*baselines, "torch_mlp",
                                                                                   "torch_tuned"}
     assert (run_dir / "report.html").is_file()
-    assert resume.leftovers() == []
 
 
 # The CLI's signal policy on its own, without Ray: a library that installs its own handler (as

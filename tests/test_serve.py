@@ -25,12 +25,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, messy_csv, ray_session):
-    run = tmp_path_factory.mktemp("serve") / "run"
-    assert main(["run", "--data", str(messy_csv), "--target", "label", "--out", str(run),
-                 "--set", "baselines.models=[dummy,linear,random_forest]", "--set", "torch.enabled=false",
-                 "--set", "keras.enabled=false", "--set", "tune.enabled=false", "--set", "evaluation.cv=none",
-                 "--set", "report.importance_repeats=1"]) == 0
+def served(finished_run):
+    """The suite's full run (tests/conftest.py), its chosen model served."""
+    run = finished_run["dir"]
     url = start_serving(str(run), ServeSettings(port=_free_port(), max_rows=100, max_batch_size=8))
     yield {"run": run, "url": url}
     stop_serving()

@@ -282,7 +282,7 @@ def test_sigterm_during_ray_startup_stops_at_once_and_the_run_resumes(rayfit_com
     assert run.finish(timeout=30) == 130, run.output
     assert time.monotonic() - signalled < SLACK_S, run.output
     assert "ray: done" not in run.output  # it was stopped during the start-up, not after
-    assert run.last_line == f"error: interrupted by SIGTERM; resume with: rayfit resume run", run.output
+    assert run.last_line == "error: interrupted by SIGTERM; resume with: rayfit resume run", run.output
     assert run.leftovers() == []  # the half-started Ray is stopped too
 
     monkeypatch.chdir(tmp_path)  # resumed here, on the suite's Ray: the record is what is tested

@@ -4,7 +4,6 @@ validation, and the test split used for no choice."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -184,34 +183,4 @@ def test_networks_join_the_folds_within_the_budget_and_say_why_not():
     assert not plans and set(left_out) == {"torch_mlp", "keras_mlp", "torch_tuned"}
 
 
-def test_a_network_and_a_tuned_network_are_chosen_on_the_same_folds(ray_session, tmp_path):
-    """The tuned network is judged on rows its search never chose on: it trains on every fold's
-    rows with its chosen hyperparameters, and is scored on the rows the fold holds out."""
-    _table().to_csv(tmp_path / "rows.csv", index=False)
-    run = tmp_path / "run"
-    assert main(["run", "--data", str(tmp_path / "rows.csv"), "--target", "y", "--out", str(run),
-                 "--set", "baselines.models=[dummy,linear]", "--set", "keras.enabled=false",
-                 "--set", "torch.epochs=4", "--set", "torch.launch=task", "--set", "tune.num_samples=2",
-                 "--set", "tune.max_t=3", "--set", "tune.grace_period=3", "--set", "report.importance_repeats=1",
-                 "--set", "evaluation.ensemble=0"]) == 0
-    metrics = json.loads((run / "metrics.json").read_text())
-    for name in ("torch_mlp", "torch_tuned"):
-        entry = metrics["models"][name]
-        assert entry["selected_on"] == "cv" and entry["refit"] is False, entry
-        assert entry["cv"]["accuracy"]["folds"] == 5
-    assert metrics["models"]["linear"]["refit"] is True
-    assert "on_validation" not in metrics["selection"]
-    # each fold's network trained on that fold's rows, for as many epochs as its settings allow
-    from rayfit.trainers.checkpoints import latest_checkpoint
-    from rayfit.cluster.storage import Location
-
-    for name, most in (("torch_mlp", 4), ("torch_tuned", 3)):
-        for fold in range(5):
-            with latest_checkpoint(Location.of(run / "checkpoints" / "cv" / name / f"fold_{fold}")).as_directory() as d:
-                epochs = [row["epoch"] for row in json.loads((Path(d) / "history.json").read_text())]
-            assert 1 <= len(epochs) <= most, (name, fold, epochs)
-    cv = {name: entry["cv"]["accuracy"]["mean"] if entry["selected_on"] == "cv" else entry["val"]["accuracy"]
-          for name, entry in metrics["models"].items()}
-    assert metrics["best_model"] == max(cv, key=cv.get)
-    report = (run / "report.md").read_text()
-    assert "torch_mlp, torch_tuned trained on each fold's rows" in report
+# Networks and a tuned network chosen on the same folds as the classic models: tests/test_smoke.py.

@@ -1,21 +1,25 @@
 """The fast tier's one end-to-end run (`make test-fast`): a file named as people name them, every
-stage of the default pipeline at its smallest (baselines with cross-validation, a PyTorch network,
-a search), the run directory's contract, and `rayfit predict` on raw rows."""
+stage of the default pipeline at its smallest (baselines, a PyTorch network and a search, all
+chosen on the same cross-validation folds), the run directory's contract, and `rayfit predict` on
+raw rows."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from conftest import messy_frame
 from rayfit.cli import main
+from rayfit.cluster.storage import Location
+from rayfit.trainers.checkpoints import latest_checkpoint
 
 pytestmark = pytest.mark.smoke
 
-TINY = {"baselines.models": "[dummy,linear,random_forest]", "torch.epochs": 2, "torch.launch": "task",
-        "keras.enabled": "false", "tune.num_samples": 2, "tune.max_t": 2, "tune.grace_period": 1,
-        "evaluation.cv_networks": "false", "report.importance_repeats": 1}
+TINY = {"baselines.models": "[dummy,linear,random_forest]", "torch.epochs": 4, "torch.launch": "task",
+        "keras.enabled": "false", "tune.num_samples": 2, "tune.max_t": 3, "tune.grace_period": 3,
+        "report.importance_repeats": 1}
 
 
 def test_a_browser_named_file_runs_end_to_end_and_predicts(ray_session, tmp_path, monkeypatch, capsys):
@@ -31,7 +35,21 @@ def test_a_browser_named_file_runs_end_to_end_and_predicts(ray_session, tmp_path
     assert run.name.startswith("customers-2024-1-"), run.name
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics["models"]) >= {"dummy", "linear", "random_forest", "ensemble", "torch_mlp", "torch_tuned"}
-    assert metrics["best_model"] in metrics["models"] and metrics["selection"]["method"] == "cv"
+    assert metrics["selection"]["method"] == "cv" and "on_validation" not in metrics["selection"]
+    # Every model chosen on the same folds: the classic models refitted on train + validation, the
+    # network and the tuned network (with its chosen hyperparameters) trained on each fold's rows.
+    for name in ("torch_mlp", "torch_tuned"):
+        entry = metrics["models"][name]
+        assert entry["selected_on"] == "cv" and entry["refit"] is False and entry["cv"]["accuracy"]["folds"] == 5
+    assert metrics["models"]["linear"]["refit"] is True
+    for name, most in (("torch_mlp", 4), ("torch_tuned", 3)):
+        for fold in range(5):
+            with latest_checkpoint(Location.of(run / "checkpoints" / "cv" / name / f"fold_{fold}")).as_directory() as d:
+                epochs = [row["epoch"] for row in json.loads((Path(d) / "history.json").read_text())]
+            assert 1 <= len(epochs) <= most, (name, fold, epochs)
+    cv = {name: entry["cv"]["accuracy"]["mean"] for name, entry in metrics["models"].items()}
+    assert metrics["best_model"] == max(cv, key=cv.get)
+    assert "torch_mlp, torch_tuned trained on each fold's rows" in (run / "report.md").read_text()
     best = metrics["models"][metrics["best_model"]]["test"]["accuracy"]
     assert best >= metrics["models"]["dummy"]["test"]["accuracy"] + 0.15, metrics["models"]
     for name in ("report.html", "report.md", "config.yaml", "best_params.yaml", "run.log", "model/model.json"):

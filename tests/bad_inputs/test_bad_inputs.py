@@ -171,11 +171,18 @@ def test_bad_input_is_one_error_line_and_changes_nothing(name, files, argv, frag
     assert _snapshot(tmp_path) == before  # nothing written, nothing changed, no run directory
 
 
-# Cases that Ray decides: a fresh process each (its own Ray), kept few.
+def test_a_gpu_the_cluster_lacks_is_one_error_line(ray_session, tmp_path, monkeypatch, capsys):
+    """Decided once Ray is up, by what the cluster has: here the suite's Ray, which has no GPU."""
+    monkeypatch.chdir(tmp_path)
+    before = _snapshot(tmp_path)
+    assert main(["run", "--data", "iris", *TINY, "--set", "torch.enabled=true", "--set", "torch.gpu=true"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: torch.gpu: true"), lines
+    assert _snapshot(tmp_path) == before
+
+
+# Cases that Ray decides in a fresh process of the installed command (its own Ray), kept few.
 RAY_CASES = [
-    ("gpu-required-none-there", ["run", "--data", "iris", *TINY, "--set", "torch.enabled=true",
-                                 "--set", "torch.gpu=true", "--set", "ray.num_gpus=0",
-                                 "--set", "ray.address=local"], "torch.gpu: true"),
     ("address-unreachable", ["run", "--data", "iris", *TINY, "--address", "127.0.0.1:9",
                              "--set", "ray.connect_timeout_s=3"], "ray.address"),
 ]

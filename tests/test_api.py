@@ -20,7 +20,8 @@ from rayfit.predict import predict_file
 
 # small and quick, one network among the baselines: what is compared is the path, not the models
 SETTINGS = {"torch.epochs": 3, "torch.launch": "task", "keras.enabled": False, "tune.enabled": False,
-            "baselines.models": ["dummy", "linear", "random_forest"], "report.importance_repeats": 1}
+            "baselines.models": ["dummy", "linear", "random_forest"], "report.importance_repeats": 1,
+            "evaluation.cv_networks": False}  # the network's folds: tests/test_smoke.py
 NOTEBOOK = Path(__file__).parent.parent / "examples" / "quickstart.ipynb"
 # the notebook's own path is what is tested there: baselines alone (the networks are compared above)
 NOTEBOOK_SETTINGS = {"torch.enabled": False, "keras.enabled": False, "tune.enabled": False,
@@ -102,8 +103,10 @@ def test_load_opens_a_cli_run_whose_models_predict_raw_rows_as_rayfit_predict_do
     board = run.leaderboard()
     assert set(board.index) == set(run.metrics["models"]) and board.index[0] == run.metrics["best_model"]
     assert board["selection_accuracy"].is_monotonic_decreasing  # accuracy: higher first
-    best = run.metrics["models"][run.metrics["best_model"]]
-    assert board["selection_accuracy"].iloc[0] == best["cv"]["accuracy"]["mean"]  # chosen on cross-validation
+    for name, entry in run.metrics["models"].items():  # what each was chosen on: its folds, or validation
+        chosen_on = entry["cv"]["accuracy"]["mean"] if entry["selected_on"] == "cv" else entry["val"]["accuracy"]
+        assert board.loc[name, "selection_accuracy"] == chosen_on, name
+    assert run.metrics["models"]["linear"]["selected_on"] == "cv"
     page = run._repr_html_()
     assert "rayfit-leaderboard" in page and run.metrics["best_model"] in page
 

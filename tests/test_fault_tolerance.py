@@ -132,7 +132,7 @@ def _weights(directory: Path, framework: str, exported: bool = False) -> list[np
 # (a MultiWorkerMirroredStrategy model restored on every worker) is the pairing most likely to drift.
 @pytest.mark.parametrize("framework, launch", [("keras", "ray_train"), ("torch", "task")])
 def test_a_resumed_run_ends_with_the_same_weights(ray_session, tmp_path, launch, framework):
-    rows = _slow_enough_data(4000 if framework == "keras" else 10000)
+    rows = _slow_enough_data(2400 if framework == "keras" else 10000)
     import pandas as pd
 
     frame = pd.DataFrame(np.column_stack([rows["X_train"], rows["y_train"]]),
@@ -194,9 +194,9 @@ SEARCH = """
 name: search
 data: {source: DATA, target: label}
 baselines: {enabled: false}
-torch: {enabled: false, hidden_sizes: [32], patience: 100, batch_size: 4}
+torch: {enabled: false, hidden_sizes: [32], patience: 100, batch_size: 8}
 keras: {enabled: false}
-tune: {num_samples: 8, max_t: 8, scheduler: fifo, max_concurrent_trials: 2, space: {lr: {loguniform: [0.0001, 0.01]}}}
+tune: {num_samples: 6, max_t: 6, scheduler: fifo, max_concurrent_trials: 2, space: {lr: {loguniform: [0.0001, 0.01]}}}
 report: {importance_repeats: 1}
 evaluation: {cv_networks: false}
 """
@@ -220,7 +220,7 @@ def _finished_trials(search_dir: Path, epochs: int) -> dict[str, int]:
 
 
 def test_a_killed_search_is_finished_by_resume(ray_session, tmp_path):
-    rows = _slow_enough_data(6000)  # a trial takes seconds: the kill lands with trials under way
+    rows = _slow_enough_data(4000)  # a trial takes seconds: the kill lands with trials under way
     import pandas as pd
 
     frame = pd.DataFrame(rows["X_train"], columns=[f"x{i}" for i in range(20)])
@@ -237,25 +237,25 @@ def test_a_killed_search_is_finished_by_resume(ray_session, tmp_path):
         driver = subprocess.Popen([str(rayfit), "run", str(config), "--out", str(run_dir),
                                    "--set", f"ray.address={address}"], stdout=log, stderr=log, start_new_session=True)
         deadline = time.time() + 240
-        while time.time() < deadline and driver.poll() is None and len(_finished_trials(search_dir, 8)) < 2:
+        while time.time() < deadline and driver.poll() is None and len(_finished_trials(search_dir, 6)) < 2:
             time.sleep(0.1)
         time.sleep(2)  # past Tune's next snapshot of the search state (one a second)
         assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
-    before = _finished_trials(search_dir, 8)
-    assert 2 <= len(before) < 8
+    before = _finished_trials(search_dir, 6)
+    assert 2 <= len(before) < 6
 
     assert main(["resume", str(run_dir)]) == 0
     import json
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["tuning"]["trials"] == 8
-    # Every trial ran its 8 epochs (its history, from its checkpoint: a trial whose last epoch was
+    assert metrics["tuning"]["trials"] == 6
+    # Every trial ran its 6 epochs (its history, from its checkpoint: a trial whose last epoch was
     # checkpointed but not yet logged when the driver died resumes finished, with nothing to log)
     state = json.loads((run_dir / "run_state.json").read_text())
-    assert [t["epochs"] for t in state["stages"]["search:torch_tuned"]["trials"]] == [8] * 8
-    after = _finished_trials(search_dir, 8)
+    assert [t["epochs"] for t in state["stages"]["search:torch_tuned"]["trials"]] == [6] * 6
+    after = _finished_trials(search_dir, 6)
     for trial, lines in before.items():
         assert after[trial] == lines, f"finished trial {trial} ran again"
     assert (run_dir / "report.html").is_file() and "torch_tuned" in metrics["models"]

@@ -6,7 +6,16 @@ group of its own, each with its own CPU and (logical) GPU counts and a custom re
 authentication is on: a fresh token is written to the cluster's directory (mode 0600) and handed to
 the nodes through the environment; a client needs `RAY_AUTH_MODE=token` and `RAY_AUTH_TOKEN` (or
 `RAY_AUTH_TOKEN_PATH`), as `env()` gives. `rayfit cluster down` stops exactly the process groups
-`up` started: never another Ray on the machine.
+`up` started (and removes the worker nodes' temp dirs it made): never another Ray on the machine.
+
+Each worker node has a Ray temp dir of its own, as a node on its own machine would: nodes that share
+one (Ray's default, /tmp/ray) share their session's `runtime_resources`, and a worker node's
+runtime-env agent, installing a job's working_dir for its first worker, deletes and unpacks again
+(ray/_private/runtime_env/packaging.py, `overwrite=True`) the directory the job's driver on the head
+runs in. The driver's working directory then no longer exists, and whatever resolves a relative
+path against it fails: seen, Tune's ExperimentAnalysis of a search on S3 storage
+(`os.path.relpath` of the bucket's paths: FileNotFoundError) after every trial had finished. The
+head keeps Ray's default temp dir, where Ray's pointer to the cluster (`auto`) is looked for.
 
 The cluster's directory holds `cluster.json` (address, dashboard URL, the nodes and their process
 ids) and `auth_token`; `rayfit cluster up` prints the address and where the token is, never the token.
@@ -16,10 +25,12 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +48,7 @@ class Node:
     cpus: float
     gpus: int = 0  # logical GPUs where the machine has none: Ray schedules them, CUDA stays absent
     pid: int = 0  # the `ray start --block` process, leader of the node's process group
+    temp_dir: str = ""  # a worker node's own Ray temp dir, made by `up` ("": Ray's default, the head's)
 
     def resource(self, index: int) -> str:
         return f"rayfit_node_{index}"
@@ -108,9 +120,15 @@ class LocalCluster:
             command += ["--head", f"--port={self.port}", "--dashboard-host=127.0.0.1",
                         f"--dashboard-port={self.dashboard_port}", "--include-dashboard=true"]
         else:
-            command += [f"--address={self.address}"]
+            # Its own temp dir: its runtime-env agent must not unpack a job's working_dir over the
+            # one the head's driver runs in (see the module's docstring).
+            node.temp_dir = tempfile.mkdtemp(prefix=f"rayfit-node{index}-", dir=os.environ.get("RAY_TMPDIR") or None)
+            command += [f"--address={self.address}", f"--temp-dir={node.temp_dir}"]
         env = {**os.environ, **self.env()}
         env.pop("RAY_ADDRESS", None)
+        # `down` signals the node's whole process group: its raylet and GCS are gone at once, and
+        # Ray's graceful drain on SIGTERM (2.60: up to 30 s) would only wait for them to answer.
+        env.setdefault("RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S", "0")
         # Jobs run `python` from the nodes' PATH: this environment's, where rayfit is installed.
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         with open(self._log(index), "w") as log:
@@ -156,6 +174,9 @@ class LocalCluster:
         deadline = time.monotonic() + 10
         while any(_group_alive(pid) for pid in running) and time.monotonic() < deadline:
             time.sleep(0.1)  # SIGKILL is delivered, not yet acted on
+        for node in self.nodes:
+            if node.temp_dir:
+                shutil.rmtree(node.temp_dir, ignore_errors=True)
         (self.directory / STATE_FILE).unlink(missing_ok=True)
         self.token_path.unlink(missing_ok=True)
         self._forget_pointer()

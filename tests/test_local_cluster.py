@@ -1,8 +1,9 @@
 """A real two-node Ray cluster on loopback (cluster/local.py) and a real S3-compatible object store
 (moto's server) on loopback: both nodes serve work, token authentication keeps out a client
-without the token, the quickstart submitted as a Ray job (`rayfit submit --storage s3://...`)
-trains on both nodes and writes its run to the object store only, `rayfit fetch` brings it back,
-a local storage path the nodes share works too, and `down` stops exactly what `up` started."""
+without the token, the quickstart submitted as a Ray job (`rayfit submit --storage s3://...`), its
+search and both frameworks included, trains on both nodes and writes its run to the object store
+only, `rayfit fetch` brings it back, a local storage path the nodes share works too, and `down`
+stops exactly what `up` started."""
 from __future__ import annotations
 
 import json
@@ -116,17 +117,23 @@ def test_the_quickstart_submitted_to_s3_storage_trains_on_both_nodes_and_is_fetc
                                                                                     tmp_path, monkeypatch, chromium):
     monkeypatch.chdir(tmp_path)  # a path mistaken for a URI would show up here as ./s3:
     started = time.time()
-    # The quickstart, smaller: one network trained by a Ray Train worker group of 2 workers of
-    # 1 CPU, which only the two nodes together can hold; rayfit itself shipped with the job.
+    # The quickstart as users submit it, its search and both frameworks included, smaller: 2
+    # baselines, networks of 3 epochs, a search of 2 trials of 3 epochs. The torch network is
+    # trained by a Ray Train worker group of 2 workers of 1 CPU, which only the two nodes together
+    # can hold, and the search's 2 trials of 1 CPU run at once, one on each node. Tune reads its
+    # experiment back from S3 in the job's driver, whose working directory must still exist (the
+    # worker node's runtime-env agent once unpacked the job's working_dir over it: cluster/local.py).
+    # rayfit itself shipped with the job.
     submitted = _rayfit(cluster, "submit", "--address", cluster.dashboard_url, "--storage", f"s3://{BUCKET}/runs",
-                        "--ship", "--set", "keras.enabled=false", "--set", "tune.enabled=false",
-                        "--set", "baselines.models=[dummy,linear]", "--set", "torch.launch=ray_train", "--set", "torch.gpu=false",
-                        "--set", "torch.epochs=3", "--set", "report.importance_repeats=1",
-                        "--set", "evaluation.cv_networks=false")
+                        "--ship", "--set", "baselines.models=[dummy,linear]", "--set", "torch.launch=ray_train",
+                        "--set", "torch.gpu=false", "--set", "torch.epochs=3", "--set", "keras.epochs=3",
+                        "--set", "tune.num_samples=2", "--set", "tune.max_t=3",
+                        "--set", "report.importance_repeats=1", "--set", "evaluation.cv_networks=false")
     assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr[-2000:]
     lines = submitted.stdout.splitlines()
     job_id = lines[0].removeprefix("job: ")
     assert lines[0].startswith("job: ") and lines[1].startswith(f"run: s3://{BUCKET}/runs/quickstart-")
+    assert any("torch_tuned: done, 2 trials" in line for line in lines)
     assert any("evaluate: done, best" in line for line in lines)
     assert cluster.token_path.read_text().strip() not in submitted.stdout + submitted.stderr
 
@@ -134,9 +141,13 @@ def test_the_quickstart_submitted_to_s3_storage_trains_on_both_nodes_and_is_fetc
     run_key = lines[1].removeprefix(f"run: s3://{BUCKET}/").rstrip("/")
     keys = {o["Key"] for o in object_store.list_objects_v2(Bucket=BUCKET, Prefix=run_key)["Contents"]}
     for name in ("run_state.json", "metrics.json", "report.html", "run.log", "model/model.json",
-                 "models/torch_mlp/model.json"):
+                 "models/torch_mlp/model.json", "models/keras_mlp/model.json", "models/torch_tuned/model.json"):
         assert f"{run_key}/{name}" in keys
     assert any(k.startswith(f"{run_key}/checkpoints/torch_mlp/checkpoint_") for k in keys)  # Ray Train's
+    assert any(k.startswith(f"{run_key}/tune/search/experiment_state-") for k in keys)  # Tune's
+    stored = json.loads(object_store.get_object(Bucket=BUCKET, Key=f"{run_key}/metrics.json")["Body"].read())
+    assert {"torch_mlp", "keras_mlp", "torch_tuned"} <= set(stored["models"])
+    assert stored["tuning"]["trials"] == 2 and len(set(stored["tuning"]["nodes"])) == 2  # a trial on each node
     assert not list(tmp_path.iterdir())
     staged = [p for p in Path(tempfile.gettempdir()).glob("rayfit-run-*") if p.stat().st_mtime >= started]
     assert not staged  # the job's staging directory went once its files were up
@@ -147,6 +158,8 @@ def test_the_quickstart_submitted_to_s3_storage_trains_on_both_nodes_and_is_fetc
     assert json.loads((run / "run_state.json").read_text())["status"] == "finished"
     assert (run / "report.html").stat().st_size > 0 and (run / "model" / "model.json").is_file()
     metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics == stored and (run / "models" / "torch_tuned" / "model.json").is_file()
+    assert (run / "models" / "keras_mlp" / "model.json").is_file()
     assert len(set(metrics["models"]["torch_mlp"]["nodes"])) == 2  # its workers ran on both nodes
     assert metrics["resources"]["nodes"] == 2
     assert len(metrics["resources"]["per_node"]) == 2
@@ -271,8 +284,12 @@ def test_a_lost_node_fails_the_job_clearly_and_resume_from_storage_finishes_it(c
 
 def test_down_stops_exactly_what_up_started(cluster):
     groups = [node.pid for node in cluster.nodes]
+    # the worker node's own Ray temp dir (cluster/local.py), made by `up` and removed by `down`
+    temp_dirs = [node.temp_dir for node in cluster.nodes]
+    assert temp_dirs[0] == "" and Path(temp_dirs[1]).is_dir()
     assert main(["cluster", "down", "--dir", str(cluster.directory)]) == 0
     assert not any(group_processes(pgid) for pgid in groups)  # every process of both nodes is gone
+    assert not Path(temp_dirs[1]).exists()
     assert not (cluster.directory / "cluster.json").exists() and not (cluster.directory / "auth_token").exists()
     pointer = Path(pointer_file())  # Ray's "auto" lookups must not follow a pointer to the stopped cluster
     assert not (pointer.exists() and pointer.read_text().strip().endswith(f":{cluster.port}"))

@@ -1,4 +1,4 @@
-"""Run by tests/test_logical_gpus.py in its own process: a Ray of 2 CPUs and 4 *logical* GPUs.
+"""Run by tests/test_logical_gpus.py in its own process: a Ray of 2 CPUs and 2 *logical* GPUs.
 
 Ray schedules GPU requests against logical GPUs and sets CUDA_VISIBLE_DEVICES, but there is no
 device behind them: what this checks is placement (how many trials and workers fit, what is
@@ -22,7 +22,7 @@ from rayfit.errors import UserError
 from rayfit.trainers.launch import TrainingData, fit_neural
 from rayfit.tuning.search import run_search
 
-ensure_ray(address="local", num_cpus=2, num_gpus=4)
+ensure_ray(address="local", num_cpus=2, num_gpus=2)
 report = {}
 cluster = ClusterShape.current()
 rng = np.random.default_rng(0)
@@ -32,12 +32,12 @@ arrays = {"X_train": X[:160], "y_train": y[:160], "X_val": X[160:], "y_val": y[1
 data = TrainingData(ray.put(arrays), "classification", 1, None, 0, train_rows=160, input_shape=(6,))
 work = Path(tempfile.mkdtemp())
 
-# 1. gpus_per_trial 0.5 on 4 GPUs: 8 trials at once. A thread watches the free GPUs while the
-#    search runs: all 8 trials placed together leave none.
-settings = TuneSettings(num_samples=8, max_t=2, grace_period=1, scheduler="fifo", cpus_per_trial=0.25,
+# 1. gpus_per_trial 0.5 on 2 GPUs: 4 trials at once. A thread watches the free GPUs while the
+#    search runs: all 4 trials placed together leave none.
+settings = TuneSettings(num_samples=4, max_t=2, grace_period=1, scheduler="fifo", cpus_per_trial=0.25,
                         gpus_per_trial=0.5, trial_mode="inline", space={"lr": {"loguniform": [1e-3, 1e-2]}})
 report["trial_plan"] = plan_trials("inline", 0.25, 0.5, 1, None, cluster).describe()
-least_free = [4.0]
+least_free = [2.0]
 done = threading.Event()
 
 

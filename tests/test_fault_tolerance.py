@@ -21,10 +21,15 @@ from rayfit.trainers.launch import TrainingData, fit_neural
 
 
 def _train_workers(marker: str) -> list[psutil.Process]:
+    """This test's training processes: under this process's own Ray (its raylet's children), never
+    another Ray's on the machine (a parallel test worker's)."""
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        if marker in " ".join(proc.info["cmdline"] or []):
-            found.append(proc)
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if marker in " ".join(proc.cmdline()):
+                found.append(proc)
+        except psutil.Error:
+            pass
     return found
 
 

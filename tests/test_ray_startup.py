@@ -271,6 +271,39 @@ def test_an_open_port_where_no_ray_answers_fails_within_the_timeout(no_ray_here,
 # Signals
 
 
+def test_a_private_ray_keeps_idle_workers_for_the_next_stage(ray_session):
+    """The suite's Ray is private (ensure_ray "local"): four workers busy at once, then idle for 3 s,
+    are all still there to serve the next stage (Ray's default kills idle workers above the CPU count
+    after 1 s, and the next stage's tasks paid fresh workers and their imports again)."""
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class Barrier:
+        def __init__(self):
+            self.arrived = 0
+
+        def arrive(self) -> int:
+            self.arrived += 1
+            return self.arrived
+
+        def count(self) -> int:
+            return self.arrived
+
+    @ray.remote(num_cpus=0.5)
+    def pid(barrier):
+        ray.get(barrier.arrive.remote())
+        while ray.get(barrier.count.remote()) < 4:  # the four at once: four workers
+            time.sleep(0.05)
+        return os.getpid()
+
+    barrier = Barrier.remote()
+    workers = set(ray.get([pid.remote(barrier) for _ in range(4)], timeout=120))
+    ray.kill(barrier)
+    assert len(workers) == 4
+    time.sleep(3)
+    assert all(psutil.pid_exists(worker) for worker in workers)
+
+
 def test_sigterm_during_ray_startup_stops_at_once_and_the_run_resumes(rayfit_command, tmp_path, ray_session,
                                                                      monkeypatch):
     run = rayfit_command("run", *TINY, "--out", "run")

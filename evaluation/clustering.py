@@ -214,8 +214,7 @@ def embed(method: str, X: np.ndarray, seed: int, threads: int = 1) -> dict:
         elif method == "umap":
             import warnings
 
-            from umap import UMAP
-
+            UMAP = _umap_class()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "n_jobs overridden by random_state": seeded, so one thread
                 reducer = UMAP(n_components=2, n_neighbors=min(15, len(X) - 1), random_state=seed)
@@ -227,6 +226,23 @@ def embed(method: str, X: np.ndarray, seed: int, threads: int = 1) -> dict:
         out["coords"] = np.column_stack([out["coords"][:, 0], np.zeros(len(X), dtype=np.float32)])
     out["seconds"] = time.perf_counter() - started
     return out
+
+
+def _umap_class():
+    """umap-learn's package imports TensorFlow, when installed, for its ParametricUMAP: about 6 s of a
+    fresh worker's start on 2 cores, for the plain UMAP that needs none of it. Imported with
+    TensorFlow hidden (umap passes over ParametricUMAP on the ImportError), unless either is loaded."""
+    import sys
+
+    if "umap" not in sys.modules and "tensorflow" not in sys.modules:
+        sys.modules["tensorflow"] = None  # `import tensorflow` raises ImportError
+        try:
+            import umap  # noqa: F401
+        finally:
+            del sys.modules["tensorflow"]
+    from umap import UMAP
+
+    return UMAP
 
 
 def dendrogram_linkage(X: np.ndarray, method: str) -> np.ndarray:

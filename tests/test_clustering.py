@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -178,3 +180,21 @@ def test_clustering_needs_no_configuration(tmp_path, ray_session):
     # the progress the user saw, as the run's log keeps it
     assert re.search(r"clustering: \d+/\d+ kmeans n_clusters=2", (tmp_path / "r" / "run.log").read_text())
     assert re.search(r"clustering: done, best \w+ \(\d+ clusters\)", (tmp_path / "r" / "run.log").read_text())
+
+
+UMAP_ALONE = """
+import sys
+from rayfit.evaluation.clustering import _umap_class
+UMAP = _umap_class()
+print("tensorflow" in sys.modules, UMAP.__name__)
+import tensorflow  # still there for whatever the worker runs next
+print(tensorflow.__name__)
+"""
+
+
+def test_umap_loads_without_tensorflow_and_leaves_it_importable():
+    """umap-learn's package imports TensorFlow for ParametricUMAP (seconds of every fresh worker that
+    draws a UMAP embedding); rayfit's UMAP comes without it, and TensorFlow still imports after."""
+    done = subprocess.run([sys.executable, "-c", UMAP_ALONE], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "UMAP", "tensorflow"]

@@ -225,7 +225,7 @@ def _finished_trials(search_dir: Path, epochs: int) -> dict[str, int]:
 
 
 def test_a_killed_search_is_finished_by_resume(ray_session, tmp_path):
-    rows = _slow_enough_data(4000)  # a trial takes seconds: the kill lands with trials under way
+    rows = _slow_enough_data(12000)  # a trial takes several seconds: the kill lands with trials under way
     import pandas as pd
 
     frame = pd.DataFrame(rows["X_train"], columns=[f"x{i}" for i in range(20)])

@@ -10,12 +10,15 @@ from browser import assert_renders_cleanly, check_in_browser
 from rayfit.cli import main
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
+# Three baselines, not the example's eight: each is cross-validated on the same folds, and the zoo's
+# own contract (tests/test_baselines.py) covers the rest; what differs per input kind is the networks.
+BASELINES = "baselines.models=[dummy,linear,random_forest]"
 SHORT = {
-    "digits_cnn.yaml": ["torch.model=cnn", "torch.epochs=3", "keras.epochs=3", "tune.num_samples=2", "tune.max_t=2",
-                        "tune.grace_period=1", "evaluation.cv_networks=false",
+    "digits_cnn.yaml": [BASELINES, "torch.model=cnn", "torch.epochs=3", "keras.epochs=3", "tune.num_samples=2",
+                        "tune.max_t=2", "tune.grace_period=1", "evaluation.cv_networks=false",
                         # one task per network: worker groups are tested elsewhere, and cost a start each here
                         "torch.launch=task", "keras.launch=task"],
-    "sequence.yaml": ["torch.epochs=8", "keras.epochs=8", "evaluation.cv_networks=false", "torch.launch=task",
+    "sequence.yaml": [BASELINES, "torch.epochs=8", "keras.epochs=8", "evaluation.cv_networks=false", "torch.launch=task",
                       "keras.launch=task", "tune.enabled=false"],  # the digits run has the search
 }
 NEURAL = {"digits_cnn.yaml": {"torch_cnn", "keras_cnn", "torch_tuned"},

@@ -23,7 +23,9 @@ def breast_cancer_parquet(tmp_path_factory):
 def test_distributed_trials_on_streamed_parquet_complete(ray_session, breast_cancer_parquet, tmp_path, capsys):
     """The run that used to stall at "trial 3/8" on 2 CPUs: a Parquet file streamed through Ray Data to
     Tune trials that each launch a 2-worker Ray Train group, with ASHA stopping some of them (a stopped
-    trial's worker group must be freed for the third trial to be placed: 2 fit at once)."""
+    trial's worker group must be freed for the third trial to be placed: 2 fit at once). The suite's
+    one search of distributed trials: what a distributed trial is (its own Ray Train run, every
+    epoch reported to Tune) is checked here too."""
     from ray._private.state import state
 
     def lingering() -> list[str]:  # what a Train run may leave behind (other tests' too: count them)
@@ -42,6 +44,15 @@ def test_distributed_trials_on_streamed_parquet_complete(ray_session, breast_can
     assert code == 0, capsys.readouterr().err
     search = json.loads((out / "metrics.json").read_text())["searches"]["torch_tuned"]
     assert search["trial_mode"] == "distributed" and search["trials"] == 3
+    # each trial trained through a Ray Train run of its own, its checkpoints in the trial's directory,
+    # and reported every epoch it trained to Tune: its history whole, whether ASHA stopped it or not
+    trial_runs = {p.parent.parent for p in (out / "tune" / "search").glob("*/train/checkpoint_*") if p.is_dir()}
+    assert len(trial_runs) == 3, trial_runs
+    trials = json.loads((out / "run_state.json").read_text())["stages"]["search:torch_tuned"]["trials"]
+    assert all([h["epoch"] for h in t["history"]] == list(range(1, t["epochs"] + 1)) for t in trials), trials
+    assert max(t["epochs"] for t in trials) == 3
+    # the best trial's network is the run's torch_tuned, scored on the test split with the others
+    assert json.loads((out / "metrics.json").read_text())["models"]["torch_tuned"]["test"]["accuracy"] > 0.8
     # the plan, not the trial actor's sliver of a CPU, sets how many trials run at once
     assert search["placement"] == "2 trials at once, each 2 workers x (0.495 CPU)"
     assert (out / "data" / "train.parquet").is_file()  # the workers really read the streamed split

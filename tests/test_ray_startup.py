@@ -341,7 +341,7 @@ def test_sigterm_during_training_stops_ray_and_names_the_resume_command(rayfit_c
 
 # Ctrl-C in each training stage of one run in turn: the baselines' Ray tasks, a Ray Train worker
 # group, a Tune search. Each time Ray stops, what finished stays finished, and `rayfit resume`
-# goes on from there; the last resume finishes the run.
+# goes on from there; the last resume (in this process, on the suite's Ray) finishes the run.
 CTRL_C_EXPERIMENT = """
 name: ctrl-c
 data: {source: DATA, target: label}
@@ -369,7 +369,8 @@ def _ctrl_c(command: Rayfit, run_dir: Path) -> dict:
     return state["stages"]
 
 
-def test_ctrl_c_in_each_training_stage_leaves_a_run_that_resume_finishes(rayfit_command, tmp_path):
+def test_ctrl_c_in_each_training_stage_leaves_a_run_that_resume_finishes(rayfit_command, tmp_path, ray_session,
+                                                                             monkeypatch, capfd):
     import numpy as np
     import pandas as pd
 
@@ -402,14 +403,17 @@ def test_ctrl_c_in_each_training_stage_leaves_a_run_that_resume_finishes(rayfit_
     assert "torch_mlp" in stages and "torch_tuned" not in stages
     assert "torch_mlp: 1/8" not in resume.output  # continued from its checkpoint, not from the start
 
-    resume = rayfit_command("resume", "run")
-    assert resume.finish() == 0, resume.output
-    assert f"resuming {run_dir}: 4 stage(s) already finished" in _flat(resume.output)
-    assert not any(f"{stage}: done" in resume.output for stage in [*baselines, "torch_mlp"])
+    # The last resume, on the suite's Ray (three real SIGINTs above each stopped a Ray of its own):
+    # what is tested is what the record left it.
+    monkeypatch.chdir(tmp_path)
+    capfd.readouterr()
+    assert main(["resume", "run"]) == 0
+    shown = _flat(capfd.readouterr().out)
+    assert f"resuming {run_dir}: 4 stage(s) already finished" in shown, shown
+    assert not any(f"{stage}: done" in shown for stage in [*baselines, "torch_mlp"]), shown
     assert json.loads((run_dir / "metrics.json").read_text())["models"].keys() >= {*baselines, "torch_mlp",
                                                                                   "torch_tuned"}
     assert (run_dir / "report.html").is_file()
-    assert resume.leftovers() == []
 
 
 # The CLI's signal policy on its own, without Ray: a library that installs its own handler (as

@@ -84,16 +84,27 @@ def test_every_network_trains_in_a_single_task(framework, network, ray_session, 
 @pytest.mark.parametrize("framework", list(FRAMEWORKS))
 def test_each_framework_trains_in_a_worker_group_of_two(framework, ray_session, tmp_path):
     """The worker-group contract once per framework: the worker context never sees which network it
-    trains (the single-task and trial tests above and below cover every builder), so one network
-    per framework proves the group's part: two ranks, DDP / MultiWorkerMirroredStrategy, rank-0
-    checkpoints, the restored model."""
-    network = "cnn"  # a non-tabular input through the group's sharding, the harder case
+    trains (the single-task and trial tests above and below cover every builder), and a group deals
+    its workers their rows by index (DistributedSampler, tf.data's sharding), whatever an input's
+    shape, so one network per framework proves the group's part: two ranks, DDP /
+    MultiWorkerMirroredStrategy, rank-0 checkpoints, the restored model. Its training split is a
+    Parquet file streamed through Ray Data, the harder way in: no training rows in the object store
+    at all, each worker reads its own shard (arrays in memory through a group: the suite's full run,
+    tests/conftest.py FULL_RUN, both frameworks)."""
+    from rayfit.data.streaming import write_split
+
+    network = "mlp"  # streaming is for tables
     arrays, settings = _case(framework, network)
-    data = TrainingData(ray_session.put(arrays), "classification", 3, None, seed=0)
+    path = write_split(arrays["X_train"], arrays["y_train"], tmp_path / "train.parquet")
+    data = TrainingData(ref=None, task="classification", n_outputs=3, class_weights=None, seed=0, train_path=str(path),
+                        val_ref=ray_session.put({"X_val": arrays["X_val"], "y_val": arrays["y_val"]}))
     result = fit_neural(framework, network, settings, data, tmp_path / "ckpt",
                         plan=WorkerPlan(2, 0.5))  # two workers on this 2-CPU machine, beside the driver's tasks
     assert result.runtime["workers"] == 2
     _check(result.history, result.model, arrays, _numbered(tmp_path / "ckpt" / f"{framework}_{network}"), tmp_path)
+    assert (result.model.predict(arrays["X_val"]) == arrays["y_val"]).mean() > 0.7  # it learned from its shards
+    if framework == "torch":  # each worker read half of the 144 training rows
+        assert all(h["train_rows"] == 72 for h in result.history), result.history
 
 
 def _network_trial(params: dict, base: dict) -> None:

@@ -33,16 +33,18 @@ def tmpfs(tmp_path):
         subprocess.run(["umount", str(where)], capture_output=True)
 
 
-@pytest.mark.slow
-def test_a_full_disk_is_an_error_and_leaves_no_run_that_looks_finished(tmpfs):
+def test_a_full_disk_is_an_error_and_leaves_no_run_that_looks_finished(tmpfs, ray_session, capfd):
+    """In this process, on the suite's Ray: the disk is what is tested, not a fresh Ray's start."""
+    from rayfit.cli import main
+
     disk = tmpfs("size=256k")  # room for the record and a small model, not a 335 kB random forest
     run = disk / "run"
-    done = subprocess.run([RAYFIT, "run", *SMALL, "--set", "baselines.models=[dummy,random_forest]", "--out", str(run)],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 2, done.stderr[-2000:]
-    last = done.stderr.strip().splitlines()[-1]
+    code = main(["run", *SMALL, "--set", "baselines.models=[dummy,random_forest]", "--out", str(run)])
+    err = capfd.readouterr().err
+    assert code == 2, err[-2000:]
+    last = err.strip().splitlines()[-1]
     assert last.startswith("error: cannot write") and "No space left on device" in last
-    assert "Traceback" not in done.stderr
+    assert "Traceback" not in err
     assert not (run / "metrics.json").exists() and not (run / "report.html").exists() and not (run / "model").exists()
     assert json.loads((run / "run_state.json").read_text())["status"] == "running"  # whole, and resumable
 

@@ -114,7 +114,8 @@ def test_both_nodes_serve_work_and_a_client_without_the_token_is_refused(cluster
 
 
 def test_the_quickstart_submitted_to_s3_storage_trains_on_both_nodes_and_is_fetched(cluster, object_store,
-                                                                                    tmp_path, monkeypatch, chromium):
+                                                                                    tmp_path, monkeypatch, chromium,
+                                                                                    capfd):
     monkeypatch.chdir(tmp_path)  # a path mistaken for a URI would show up here as ./s3:
     started = time.time()
     # The quickstart as users submit it, its search and both frameworks included, smaller: 2
@@ -184,16 +185,17 @@ def test_the_quickstart_submitted_to_s3_storage_trains_on_both_nodes_and_is_fetc
 
     table, target = load_table("synthetic")
     table.drop(columns=[target]).head(5).to_csv(rows, index=False)
-    predicted = _rayfit(cluster, "predict", f"s3://{BUCKET}/{run_key}", "--data", str(rows))
-    assert predicted.returncode == 0, predicted.stderr[-2000:]
-    assert predicted.stdout.splitlines()[0].startswith("prediction") and len(predicted.stdout.splitlines()) == 6
+    capfd.readouterr()
+    assert main(["predict", f"s3://{BUCKET}/{run_key}", "--data", str(rows)]) == 0  # this process: no Ray needed
+    predicted = capfd.readouterr().out
+    assert predicted.splitlines()[0].startswith("prediction") and len(predicted.splitlines()) == 6
 
     # and opened from Python: rayfit.load of the URI, the same answers as rayfit predict's
     import rayfit
 
     opened = rayfit.load(f"s3://{BUCKET}/{run_key}")
     assert opened.path == f"s3://{BUCKET}/{run_key}" and opened.metrics == metrics
-    answers = [line.split(",")[0] for line in predicted.stdout.splitlines()[1:]]
+    answers = [line.split(",")[0] for line in predicted.splitlines()[1:]]
     assert [str(v) for v in opened.best_model.predict(pd.read_csv(rows))] == answers
     assert len(opened.leaderboard()) == len(metrics["models"])
 
@@ -230,7 +232,8 @@ def test_a_dataframe_submitted_from_python_writes_to_a_local_path_the_nodes_shar
     assert str(runs[0].parent) in listed.stdout  # the job's run, from its metadata
 
 
-def test_a_lost_node_fails_the_job_clearly_and_resume_from_storage_finishes_it(cluster, object_store):
+def test_a_lost_node_fails_the_job_clearly_and_resume_from_storage_finishes_it(cluster, object_store, ray_session,
+                                                                              capfd):
     """The worker node's raylet killed while a 2-worker group spans both nodes: the job cannot
     place its workers again on what remains and fails with the watchdog's message; `rayfit resume
     URI` on another Ray finishes the run from the checkpoint in the object store, and the finished
@@ -274,9 +277,12 @@ def test_a_lost_node_fails_the_job_clearly_and_resume_from_storage_finishes_it(c
     # the node was lost mid-training: a clear message, not a traceback, and not a success
     assert status == "FAILED", logs[-3000:]
     assert "error: stage 'torch_mlp' made no progress" in logs, logs[-3000:]
-    resumed = _rayfit(cluster, "resume", run, "--address", "local")
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-2000:]
-    shown = " ".join(resumed.stdout.split())  # the display wraps long lines without a terminal
+    # resumed on another Ray: this process's (the suite's), which reaches the object store too
+    capfd.readouterr()
+    code = main(["resume", run])
+    resumed = capfd.readouterr()
+    assert code == 0, resumed.out[-3000:] + resumed.err[-2000:]
+    shown = " ".join(resumed.out.split())  # the display wraps long lines without a terminal
     assert "2 stage(s) already finished" in shown
     assert "baselines:" not in shown  # the finished baselines are loaded, not retrained
     epochs = [int(m.group(1)) for m in re.finditer(r"torch_mlp: (\d+)/12", shown)]

@@ -232,12 +232,13 @@ def test_a_dataframe_submitted_from_python_writes_to_a_local_path_the_nodes_shar
     assert str(runs[0].parent) in listed.stdout  # the job's run, from its metadata
 
 
-def test_a_lost_node_fails_the_job_clearly_and_resume_from_storage_finishes_it(cluster, object_store, ray_session,
-                                                                              capfd):
+def test_a_lost_node_fails_the_job_clearly_and_resume_from_storage_finishes_it(cluster, object_store):
     """The worker node's raylet killed while a 2-worker group spans both nodes: the job cannot
     place its workers again on what remains and fails with the watchdog's message; `rayfit resume
     URI` on another Ray finishes the run from the checkpoint in the object store, and the finished
-    baselines are not trained again. Runs last but one: the cluster keeps one node after it."""
+    baselines are not trained again. Runs last but one: the cluster keeps one node after it. The resume
+    is a process of its own: its Ray's workers must reach the object store, and the suite's Ray
+    started its workers before this module pointed AWS_ENDPOINT_URL at moto."""
     import psutil
 
     submitted = _rayfit(cluster, "submit", "--address", cluster.dashboard_url, "--storage", f"s3://{BUCKET}/lost",
@@ -277,12 +278,9 @@ def test_a_lost_node_fails_the_job_clearly_and_resume_from_storage_finishes_it(c
     # the node was lost mid-training: a clear message, not a traceback, and not a success
     assert status == "FAILED", logs[-3000:]
     assert "error: stage 'torch_mlp' made no progress" in logs, logs[-3000:]
-    # resumed on another Ray: this process's (the suite's), which reaches the object store too
-    capfd.readouterr()
-    code = main(["resume", run])
-    resumed = capfd.readouterr()
-    assert code == 0, resumed.out[-3000:] + resumed.err[-2000:]
-    shown = " ".join(resumed.out.split())  # the display wraps long lines without a terminal
+    resumed = _rayfit(cluster, "resume", run, "--address", "local")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-2000:]
+    shown = " ".join(resumed.stdout.split())  # the display wraps long lines without a terminal
     assert "2 stage(s) already finished" in shown
     assert "baselines:" not in shown  # the finished baselines are loaded, not retrained
     epochs = [int(m.group(1)) for m in re.finditer(r"torch_mlp: (\d+)/12", shown)]

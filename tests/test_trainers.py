@@ -135,6 +135,9 @@ def test_every_network_trains_in_an_inline_tune_trial(framework, ray_session, tm
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(_network_trial, base={"configs": configs}), {"CPU": 1}),
         param_space={"network": tune.grid_search(networks)},
+        # as rayfit's inline searches run (tuning/search.py): a trial's actor serves the next trial,
+        # which is what a trial context must survive (and each new actor would import its framework)
+        tune_config=tune.TuneConfig(reuse_actors=True),
         run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), name="contract", verbose=0,
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP),
                                   # result.json, whatever TUNE_DISABLE_AUTO_CALLBACK_LOGGERS says

@@ -42,7 +42,8 @@ def test_distributed_trials_on_streamed_parquet_complete(ray_session, breast_can
                  "--set", "baselines.models=[dummy]", "--set", "torch.enabled=false", "--set", "keras.enabled=false",
                  "--set", "ray.stall_timeout_s=120", "--set", "evaluation.cv_networks=false"])
     assert code == 0, capsys.readouterr().err
-    search = json.loads((out / "metrics.json").read_text())["searches"]["torch_tuned"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    search = metrics["searches"]["torch_tuned"]
     assert search["trial_mode"] == "distributed" and search["trials"] == 3
     # each trial trained through a Ray Train run of its own, its checkpoints in the trial's directory,
     # and reported every epoch it trained to Tune: its history whole, whether ASHA stopped it or not
@@ -52,7 +53,7 @@ def test_distributed_trials_on_streamed_parquet_complete(ray_session, breast_can
     assert all([h["epoch"] for h in t["history"]] == list(range(1, t["epochs"] + 1)) for t in trials), trials
     assert max(t["epochs"] for t in trials) == 3
     # the best trial's network is the run's torch_tuned, scored on the test split with the others
-    assert json.loads((out / "metrics.json").read_text())["models"]["torch_tuned"]["test"]["accuracy"] > 0.8
+    assert metrics["models"]["torch_tuned"]["test"]["accuracy"] > 0.8
     # the plan, not the trial actor's sliver of a CPU, sets how many trials run at once
     assert search["placement"] == "2 trials at once, each 2 workers x (0.495 CPU)"
     assert (out / "data" / "train.parquet").is_file()  # the workers really read the streamed split

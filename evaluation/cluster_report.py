@@ -13,13 +13,12 @@ from typing import Any, Optional
 import numpy as np
 from matplotlib.figure import Figure
 
-from .clustering import LABEL_METRICS, LOWER_IS_BETTER, SHAPE_METRICS
+from . import metrics as registry
+from .clustering import LABEL_METRICS, SHAPE_METRICS
 from .plots import DPI, MAX_SCATTER_POINTS, _save
 from .report import (Block, Bullets, Code, Heading, Image, Paragraph, Table, format_seconds, format_value, to_html,
                      to_markdown)
 
-METRIC_TITLES = {"silhouette": "silhouette", "davies_bouldin": "Davies-Bouldin", "calinski_harabasz": "Calinski-Harabasz",
-                 "adjusted_rand": "adjusted Rand", "normalized_mutual_info": "NMI"}
 EMBEDDING_TITLES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 MAX_DENDROGRAM_LEAVES = 30  # merges shown below this many clusters are folded into their branch
 
@@ -60,7 +59,7 @@ def _scores_by_setting(ctx: ClusterContext, path: Path) -> bool:
         xs = [s["params"][setting] for s in search]
         for metric in (ctx.metric, *(["silhouette"] if ctx.metric != "silhouette" else [])):
             ys = [np.nan if s["scores"].get(metric) is None else s["scores"][metric] for s in search]
-            ax.plot(xs, ys, marker="o", label=METRIC_TITLES[metric])
+            ax.plot(xs, ys, marker="o", label=registry.get(metric).title)
         chosen = ctx.models[name]["params"][setting]
         ax.axvline(chosen, color="#fd8d3c", linestyle="--", linewidth=1, label=f"chosen: {format_value(chosen)}")
         ax.set_xlabel("clusters (k)" if setting == "n_clusters" else "eps")
@@ -169,12 +168,12 @@ def _setting(params: dict) -> str:
 
 def build_report(ctx: ClusterContext, plots: dict[str, Path]) -> list[Block]:
     best = ctx.models[ctx.best]
-    direction = "lower" if ctx.metric in LOWER_IS_BETTER else "higher"
+    chosen_by = registry.get(ctx.metric)
     blocks: list[Block] = [Heading(f"rayfit report: {ctx.name}", level=1)]
     if ctx.created:
         blocks.append(Paragraph(f"Created {ctx.created}."))
     summary = (f"Best clustering: {ctx.best} ({_setting(best['params'])}), {best['n_clusters']} clusters, "
-               f"chosen on {METRIC_TITLES[ctx.metric]} {format_value(best[ctx.metric])} ({direction} is better)")
+               f"chosen on {chosen_by.title} {format_value(best[ctx.metric])} ({chosen_by.direction} is better)")
     if ctx.labels is not None:
         summary += (f"; against label {ctx.dataset.get('labels')!r}: adjusted Rand {format_value(best.get('adjusted_rand'))}, "
                     f"NMI {format_value(best.get('normalized_mutual_info'))}")
@@ -186,11 +185,11 @@ def build_report(ctx: ClusterContext, plots: dict[str, Path]) -> list[Block]:
     blocks += [Heading("Data preparation"), Bullets(ctx.prep_log or ["No cleaning was needed."])]
 
     metrics = [*SHAPE_METRICS, *(LABEL_METRICS if ctx.labels is not None else ())]
-    header = ["Algorithm", "Setting", "Clusters", "Noise", *[METRIC_TITLES[m] for m in metrics], "Candidates", "Fit time"]
+    header = ["Algorithm", "Setting", "Clusters", "Noise", *[registry.get(m).title for m in metrics], "Candidates", "Fit time"]
     rows = [[name, _setting(e["params"]), e["n_clusters"], f"{100 * e['noise_fraction']:.1f}%", *[e.get(m) for m in metrics],
              len(e.get("search", [])), format_seconds(e["train_time_s"])] for name, e in ctx.models.items()]
     blocks += [Heading("Clusterings"),
-               Paragraph(f"Each algorithm's best candidate by {METRIC_TITLES[ctx.metric]}; silhouette and "
+               Paragraph(f"Each algorithm's best candidate by {chosen_by.title}; silhouette and "
                          f"Calinski-Harabasz higher, Davies-Bouldin lower is better. Shape scores count "
                          f"DBSCAN's noise rows in the cluster of their nearest clustered row; a candidate with fewer than 2 clusters or more than half "
                          f"the rows as noise is not chosen."),

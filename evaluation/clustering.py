@@ -21,12 +21,12 @@ from typing import Optional
 import joblib
 import numpy as np
 
+from . import metrics
 from .fitted import LOADERS, FittedModel
 
 ALGORITHMS = ("kmeans", "agglomerative", "dbscan")
-SHAPE_METRICS = ("silhouette", "davies_bouldin", "calinski_harabasz")
-LABEL_METRICS = ("adjusted_rand", "normalized_mutual_info")
-LOWER_IS_BETTER = ("davies_bouldin",)
+SHAPE_METRICS = metrics.names(metrics.CLUSTERING, choosing=True)  # on the clusters' shape alone
+LABEL_METRICS = tuple(m for m in metrics.names(metrics.CLUSTERING) if m not in SHAPE_METRICS)  # against a label column
 DBSCAN_QUANTILES = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # eps candidates: these quantiles of the k-distance
 MAX_NOISE = 0.5  # a DBSCAN candidate calling more than half the rows noise has found no clusters
 
@@ -87,20 +87,17 @@ def fit_candidate(algorithm: str, params: dict, X: np.ndarray, seed: int, thread
 def cluster_scores(X: np.ndarray, assigned: np.ndarray, labels: Optional[np.ndarray], sample: np.ndarray) -> dict:
     """Every metric of one clustering. The shape metrics are computed on `sample` (silhouette is
     quadratic in the rows), noise rows left out; NaN where they are undefined (fewer than 2 clusters)."""
-    from sklearn import metrics
-
     clustered = assigned != -1
     n_clusters = int(len(np.unique(assigned[clustered])))
     scores: dict = {"n_clusters": n_clusters, "noise_fraction": round(float(1 - clustered.mean()), 4)}
     shaped = _noise_to_nearest(X, assigned)[sample]
     defined = 2 <= len(np.unique(shaped)) < len(sample)
     for name in SHAPE_METRICS:
-        scorer = getattr(metrics, f"{name}_score")
-        scores[name] = float(scorer(X[sample], shaped)) if defined else float("nan")
+        scores[name] = float(metrics.get(name).scorer(X[sample], shaped)) if defined else float("nan")
     if labels is not None:
         known = labels != -1
-        scores["adjusted_rand"] = float(metrics.adjusted_rand_score(labels[known], assigned[known]))
-        scores["normalized_mutual_info"] = float(metrics.normalized_mutual_info_score(labels[known], assigned[known]))
+        for name in LABEL_METRICS:
+            scores[name] = float(metrics.get(name).scorer(labels[known], assigned[known]))
     return scores
 
 
@@ -123,16 +120,12 @@ def admissible(scores: dict) -> bool:
     return scores["n_clusters"] >= 2 and scores["noise_fraction"] <= MAX_NOISE and np.isfinite(scores["silhouette"])
 
 
-def better(metric: str, a: float, b: float) -> bool:
-    return a < b if metric in LOWER_IS_BETTER else a > b
-
-
 def best_candidate(results: list[dict], metric: str) -> Optional[dict]:
     """The admissible result with the best `metric`; the first one of a tie (fewer clusters come first)."""
     best = None
     for result in results:
-        if admissible(result["scores"]) and (best is None or better(metric, result["scores"][metric],
-                                                                    best["scores"][metric])):
+        if admissible(result["scores"]) and (best is None or metrics.is_better(metric, result["scores"][metric],
+                                                                              best["scores"][metric])):
             best = result
     return best
 

@@ -11,13 +11,6 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .metrics import LOWER_IS_BETTER
-
-
-def higher_is_better(metric: str) -> bool:
-    return metric not in LOWER_IS_BETTER
-
-
 def is_missing(value: Any) -> bool:
     """A metric a model could not produce (None) or that came out undefined (NaN)."""
     if value is None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rayfit.evaluation.metrics import LOWER_IS_BETTER, score_model
+from rayfit.evaluation.metrics import oriented, score_model
 
 
 def feature_groups(feature_names) -> dict[str, list[int]]:
@@ -29,11 +29,8 @@ def permutation_importance(model, X, y, feature_names, metric: str, n_classes, r
     across examples with all its time steps, so the feature's whole trace moves together); a text
     column's many features are one (feature_groups).
     """
-    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
-
     def score(X_):
-        value = score_model(model, X_, y, n_classes)[metric]
-        return sign * (value if value is not None else np.nan)
+        return oriented(metric, score_model(model, X_, y, n_classes)[metric])
 
     rng = np.random.default_rng(seed)
     baseline = score(X)

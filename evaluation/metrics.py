@@ -1,70 +1,220 @@
-"""Test and validation metrics, all from sklearn.metrics, computed the same way for every model."""
+"""The metric registry: every metric rayfit computes, ranks by or reports, in one place.
+
+Each `Metric` says its name, how it is scored, which way is better, the tasks it serves and how it
+reads in the report. Config validation, Tune's `mode`, selection, the ensemble, the leaderboard, the
+report, permutation importance and `rayfit.load` all read it; `rank` is the one ordering of models
+by a score. This module imports nothing of rayfit and scikit-learn only when something is scored.
+"""
 from __future__ import annotations
 
 import math
-from typing import Optional
+from dataclasses import dataclass
+from typing import Callable, Mapping, Optional
 
 import numpy as np
-from sklearn import metrics as skm
 
-# Metrics where a smaller value is better; every other metric is maximised.
-LOWER_IS_BETTER = {"log_loss", "rmse", "mae", "val_loss"}
-
-
-def default_primary_metric(task: str) -> str:
-    return "accuracy" if task == "classification" else "rmse"
+CLASSIFICATION, REGRESSION, CLUSTERING = "classification", "regression", "clustering"
+TRIAL = "trial"  # reported by every training epoch and Tune trial, on the validation split
 
 
-def is_better(metric: str, candidate: float, incumbent: float) -> bool:
-    if candidate is None or (isinstance(candidate, float) and math.isnan(candidate)):
-        return False
-    if incumbent is None or (isinstance(incumbent, float) and math.isnan(incumbent)):
-        return True
-    return candidate < incumbent if metric in LOWER_IS_BETTER else candidate > incumbent
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    higher_is_better: bool
+    task: str  # classification, regression, clustering or trial
+    title: str  # how the report writes it
+    # classification: (y_true, probabilities, n_classes); regression: (y_true, predictions);
+    # clustering: (X, assigned) on the shape of the clusters, or (labels, assigned) against a label column
+    scorer: Optional[Callable] = None
+    needs_labels: bool = False  # clustering: scored against a label column, so never a choosing metric
+
+    @property
+    def arrow(self) -> str:
+        return "↑" if self.higher_is_better else "↓"
+
+    @property
+    def direction(self) -> str:
+        return "higher" if self.higher_is_better else "lower"
+
+    @property
+    def mode(self) -> str:
+        """Tune's `mode` for this metric."""
+        return "max" if self.higher_is_better else "min"
 
 
-def classification_scores(y_true: np.ndarray, proba: np.ndarray, n_classes: int) -> dict[str, Optional[float]]:
-    y_pred = proba.argmax(axis=1)
-    average = "binary" if n_classes == 2 else "macro"
-    labels = list(range(n_classes))
-    scores = {
-        "accuracy": skm.accuracy_score(y_true, y_pred),
-        "precision": skm.precision_score(y_true, y_pred, average=average, labels=labels if average == "macro" else None, zero_division=0),
-        "recall": skm.recall_score(y_true, y_pred, average=average, labels=labels if average == "macro" else None, zero_division=0),
-        "f1": skm.f1_score(y_true, y_pred, average=average, labels=labels if average == "macro" else None, zero_division=0),
-    }
-    clipped = np.clip(proba, 1e-15, 1.0)
-    clipped = clipped / clipped.sum(axis=1, keepdims=True)
+def _averaged(name: str):
+    """precision, recall or F1: binary for two classes, macro-averaged over every class otherwise."""
+    def score(y_true, proba, n_classes):
+        from sklearn import metrics as skm
+
+        multi = n_classes != 2
+        return getattr(skm, f"{name}_score")(y_true, proba.argmax(axis=1), average="macro" if multi else "binary",
+                                              labels=list(range(n_classes)) if multi else None, zero_division=0)
+    return score
+
+
+def _accuracy(y_true, proba, n_classes):
+    from sklearn import metrics as skm
+
+    return skm.accuracy_score(y_true, proba.argmax(axis=1))
+
+
+def _roc_auc(y_true, proba, n_classes):
+    """One-vs-rest for several classes; undefined (None) where a class is missing from the split."""
+    from sklearn import metrics as skm
+
     present = np.unique(y_true)
     try:
         if n_classes == 2:
-            scores["roc_auc"] = skm.roc_auc_score(y_true, clipped[:, 1]) if len(present) == 2 else None
-        elif len(present) == n_classes:
-            scores["roc_auc"] = skm.roc_auc_score(y_true, clipped, multi_class="ovr", labels=labels)
-        else:
-            scores["roc_auc"] = None  # one-vs-rest AUC is undefined when a class is missing from the split
+            return skm.roc_auc_score(y_true, proba[:, 1]) if len(present) == 2 else None
+        if len(present) == n_classes:
+            return skm.roc_auc_score(y_true, proba, multi_class="ovr", labels=list(range(n_classes)))
     except ValueError:
-        scores["roc_auc"] = None
-    scores["log_loss"] = skm.log_loss(y_true, clipped, labels=labels)
+        pass
+    return None
+
+
+def _log_loss(y_true, proba, n_classes):
+    from sklearn import metrics as skm
+
+    return skm.log_loss(y_true, proba, labels=list(range(n_classes)))
+
+
+def _sklearn(name: str, transform=None):
+    def score(a, b):
+        from sklearn import metrics as skm
+
+        value = getattr(skm, name)(a, b)
+        return transform(value) if transform else value
+    return score
+
+
+REGISTRY: dict[str, Metric] = {m.name: m for m in (
+    Metric("accuracy", True, CLASSIFICATION, "accuracy", _accuracy),
+    Metric("precision", True, CLASSIFICATION, "precision", _averaged("precision")),
+    Metric("recall", True, CLASSIFICATION, "recall", _averaged("recall")),
+    Metric("f1", True, CLASSIFICATION, "f1", _averaged("f1")),
+    Metric("roc_auc", True, CLASSIFICATION, "roc_auc", _roc_auc),
+    Metric("log_loss", False, CLASSIFICATION, "log_loss", _log_loss),
+    Metric("rmse", False, REGRESSION, "rmse", _sklearn("mean_squared_error", math.sqrt)),
+    Metric("mae", False, REGRESSION, "mae", _sklearn("mean_absolute_error")),
+    Metric("r2", True, REGRESSION, "r2", _sklearn("r2_score")),
+    Metric("silhouette", True, CLUSTERING, "silhouette", _sklearn("silhouette_score")),
+    Metric("davies_bouldin", False, CLUSTERING, "Davies-Bouldin", _sklearn("davies_bouldin_score")),
+    Metric("calinski_harabasz", True, CLUSTERING, "Calinski-Harabasz", _sklearn("calinski_harabasz_score")),
+    Metric("adjusted_rand", True, CLUSTERING, "adjusted Rand", _sklearn("adjusted_rand_score"), needs_labels=True),
+    Metric("normalized_mutual_info", True, CLUSTERING, "NMI", _sklearn("normalized_mutual_info_score"),
+           needs_labels=True),
+    Metric("val_loss", False, TRIAL, "validation loss"),
+    Metric("val_accuracy", True, TRIAL, "validation accuracy"),
+)}
+
+DEFAULT = {CLASSIFICATION: "accuracy", REGRESSION: "rmse", CLUSTERING: "silhouette", TRIAL: "val_loss"}
+
+
+def get(name: str) -> Metric:
+    """The registered metric; a name nothing registered is a KeyError naming the known ones."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown metric {name!r}; known: {', '.join(REGISTRY)}") from None
+
+
+def names(task: str, choosing: bool = False) -> tuple[str, ...]:
+    """The metrics of a task, in the registry's order; `choosing`: those a model can be chosen by
+    (a clustering's label scores need a label column and never choose)."""
+    return tuple(m.name for m in REGISTRY.values() if m.task == task and not (choosing and m.needs_labels))
+
+
+def default_metric(task: str) -> str:
+    return DEFAULT[task]
+
+
+def higher_is_better(name: str) -> bool:
+    return get(name).higher_is_better
+
+
+def _missing(value) -> bool:
+    if value is None:
+        return True
+    try:
+        return math.isnan(value)
+    except TypeError:
+        return False
+
+
+def is_better(metric: str, candidate: Optional[float], incumbent: Optional[float]) -> bool:
+    """Strictly better by the metric's direction; a missing value is never better, and anything
+    present beats a missing incumbent."""
+    if _missing(candidate):
+        return False
+    if _missing(incumbent):
+        return True
+    return candidate > incumbent if higher_is_better(metric) else candidate < incumbent
+
+
+def oriented(metric: str, value: Optional[float]) -> float:
+    """The value with larger always better (NaN where missing): what drops and signs are taken from."""
+    if _missing(value):
+        return float("nan")
+    return float(value) if higher_is_better(metric) else -float(value)
+
+
+def rank(scores: Mapping[str, Optional[float]], metric: str) -> list[str]:
+    """The names, best first by `metric`'s direction; missing scores last; ties keep their order
+    (the first one seen wins). The one ordering every choice, ensemble, leaderboard and plot uses."""
+    def key(item):
+        value = oriented(metric, item[1])
+        return (math.isnan(value), 0.0 if math.isnan(value) else -value)
+
+    return [name for name, _ in sorted(scores.items(), key=key)]
+
+
+def best(scores: Mapping[str, Optional[float]], metric: str) -> Optional[str]:
+    ranked = rank(scores, metric)
+    return ranked[0] if ranked else None
+
+
+def selection_score(entry: Mapping, metric: str) -> tuple[str, Optional[float], Optional[float]]:
+    """(where, value, std) of the score a model in metrics.json was chosen on: its cross-validation
+    mean where it was cross-validated (`selected_on: cv`), its validation score otherwise; a
+    clustering's candidate carries its score itself."""
+    if "test" not in entry and "val" not in entry and "cv" not in entry:  # a clustering's entry
+        return "data", entry.get(metric), None
+    cv = entry.get("cv") or {}
+    if entry.get("selected_on") == "cv" and metric in cv:
+        return "cv", cv[metric].get("mean"), cv[metric].get("std")
+    return "val", (entry.get("val") or {}).get(metric), None
+
+
+def rank_models(models: Mapping[str, Mapping], metric: str) -> list[str]:
+    """metrics.json's models, best first by the score each was chosen on (`selection_score`)."""
+    return rank({name: selection_score(entry, metric)[1] for name, entry in models.items()}, metric)
+
+
+# -- scoring
+
+
+def classification_scores(y_true: np.ndarray, proba: np.ndarray, n_classes: int) -> dict[str, Optional[float]]:
+    clipped = np.clip(proba, 1e-15, 1.0)
+    clipped = clipped / clipped.sum(axis=1, keepdims=True)
+    scores = {name: get(name).scorer(y_true, clipped, n_classes) for name in names(CLASSIFICATION)}
     return {k: (None if v is None else float(v)) for k, v in scores.items()}
 
 
 def regression_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    return {
-        "rmse": float(math.sqrt(skm.mean_squared_error(y_true, y_pred))),
-        "mae": float(skm.mean_absolute_error(y_true, y_pred)),
-        "r2": float(skm.r2_score(y_true, y_pred)),
-    }
+    return {name: float(get(name).scorer(y_true, y_pred)) for name in names(REGRESSION)}
 
 
 def score_model(model, X: np.ndarray, y: np.ndarray, n_classes: Optional[int]) -> dict[str, Optional[float]]:
-    if model.task == "classification":
+    if model.task == CLASSIFICATION:
         return classification_scores(y, model.predict_proba(X), n_classes)
     return regression_scores(y, model.predict(X))
 
 
 def score_outputs(task: str, y: np.ndarray, outputs: np.ndarray, n_classes: Optional[int]) -> dict[str, Optional[float]]:
     """The same scores from a model's raw outputs: class probabilities, or predicted values."""
-    if task == "classification":
+    if task == CLASSIFICATION:
         return classification_scores(y, np.asarray(outputs, dtype=np.float64), n_classes)
     return regression_scores(y, np.asarray(outputs, dtype=np.float64).reshape(-1))
+

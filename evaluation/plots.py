@@ -17,7 +17,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from sklearn.metrics import ConfusionMatrixDisplay, PredictionErrorDisplay, RocCurveDisplay
 
-from .context import ReportContext, higher_is_better, is_missing
+from . import metrics
+from .context import ReportContext, is_missing
 
 DPI = 110
 VAL_COLOR, TEST_COLOR, BEST_COLOR = "#9ecae1", "#3182bd", "#fdd49e"
@@ -41,9 +42,8 @@ def model_comparison(ctx: ReportContext, path: Path) -> bool:
     names = [m for m in ctx.models if not (is_missing(ctx.metric(m, "val")) and is_missing(ctx.metric(m, "test")))]
     if not names:
         return False
-    # Best first, ranked the way the model was chosen: on validation.
-    sign = -1 if higher_is_better(metric) else 1
-    names.sort(key=lambda m: (is_missing(ctx.metric(m, "val")), sign * _value_or_nan(ctx.metric(m, "val"))))
+    # Best first, ranked by the score each was chosen on (cross-validation or validation).
+    names = metrics.rank_models({m: ctx.models[m] for m in names}, metric)
 
     fig = Figure(figsize=(7, 1.2 + 0.55 * len(names)))
     ax = fig.add_subplot()
@@ -62,8 +62,7 @@ def model_comparison(ctx: ReportContext, path: Path) -> bool:
             label.set_fontweight("bold")
     ax.invert_yaxis()
     ax.margins(x=0.15)  # room for the value labels
-    direction = "higher" if higher_is_better(metric) else "lower"
-    ax.set_xlabel(f"{metric} ({direction} is better)")
+    ax.set_xlabel(f"{metric} ({metrics.get(metric).direction} is better)")
     ax.set_title(f"Models by {metric}")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)  # outside: bars fill the axes
     return _save(fig, path)

@@ -17,7 +17,8 @@ import numpy as np
 
 from rayfit import units
 
-from .context import ReportContext, higher_is_better, is_missing
+from . import metrics
+from .context import ReportContext, is_missing
 from .plots import SEARCH_PLOTS, search_plot_name
 
 MISSING = "–"
@@ -130,12 +131,11 @@ def _summary(ctx: ReportContext) -> list[Block]:
     what was done to it, how long it took, on what."""
     metric, facts = ctx.primary_metric, []
     test = lambda name: format_value(ctx.metric(name, "test"))  # noqa: E731
-    sign = 1 if higher_is_better(metric) else -1
     baselines = [n for n, m in ctx.models.items() if m.get("framework") in CLASSIC and n not in ("dummy", ctx.best_model)
                  and not is_missing(ctx.metric(n, "test"))]
     line = f"{ctx.best_model}: test {metric} {test(ctx.best_model)}"
     if baselines:
-        runner = max(baselines, key=lambda n: sign * ctx.metric(n, "test"))
+        runner = metrics.best({n: ctx.metric(n, "test") for n in baselines}, metric)
         line += f"; the best other classic-ML model, {runner}: {test(runner)}"
     if "dummy" in ctx.models:
         line += f"; the dummy (always the most frequent class or the mean): {test('dummy')}"
@@ -159,29 +159,15 @@ def _summary(ctx: ReportContext) -> list[Block]:
     return [Heading("Summary"), Bullets(facts), _leaderboard(ctx)]
 
 
-def _selection_score(ctx: ReportContext, name: str) -> tuple[str, Optional[float], Optional[float]]:
-    model = ctx.models[name]
-    if model.get("selected_on") == "cv" and ctx.primary_metric in model.get("cv", {}):
-        cv = model["cv"][ctx.primary_metric]
-        return "cv", cv.get("mean"), cv.get("std")
-    return "val", ctx.metric(name, "val"), None
-
-
 def _leaderboard(ctx: ReportContext) -> Table:
     """Every model, best first by the score that chose among them: how it was chosen and tested,
     what trained it and where, how long."""
     metric = ctx.primary_metric
-    sign = 1 if higher_is_better(metric) else -1
-
-    def rank(name):
-        value = _selection_score(ctx, name)[1]
-        return (is_missing(value), 0.0 if is_missing(value) else -sign * value)
-
-    names = sorted(ctx.models, key=rank)
+    names = metrics.rank_models(ctx.models, metric)
     rows = []
     for name in names:
         model = ctx.models[name]
-        on, value, std = _selection_score(ctx, name)
+        on, value, std = metrics.selection_score(model, metric)
         chosen_by = f"{format_value(value)}" + (f" ± {format_value(std)}" if std is not None else "")
         rows.append([name, model.get("framework", MISSING), f"{on} {chosen_by}", ctx.metric(name, "test"),
                      model.get("launch", "task" if model.get("framework") in CLASSIC else MISSING),
@@ -210,8 +196,8 @@ def _preparation(ctx: ReportContext) -> list[Block]:
 
 
 def _metrics_table(ctx: ReportContext, split: str) -> Table:
-    metrics = ctx.metric_names
-    header = ["Model", "Framework"] + [m + (" ↑" if higher_is_better(m) else " ↓") for m in metrics]
+    shown = ctx.metric_names
+    header = ["Model", "Framework"] + [f"{m} {metrics.get(m).arrow}" for m in shown]
     if split == "test":
         header.append("Train time")
     rows, highlight = [], None
@@ -219,7 +205,7 @@ def _metrics_table(ctx: ReportContext, split: str) -> Table:
         if name == ctx.best_model:
             highlight = i
         row = [f"{name} (best)" if name == ctx.best_model else name, model.get("framework", MISSING)]
-        row += [model.get(split, {}).get(m) for m in metrics]
+        row += [model.get(split, {}).get(m) for m in shown]
         if split == "test":
             row.append(format_seconds(model.get("train_time_s")))
         rows.append(row)
@@ -246,13 +232,13 @@ def _cross_validation(ctx: ReportContext) -> list[Block]:
         return [Paragraph("Models were chosen on the validation split (no cross-validation: "
                           "evaluation.cv is none, or the table is larger than cv: auto cross-validates).")]
     folds = ctx.selection.get("folds", "?")
-    metrics = ctx.metric_names
-    header = ["Model"] + [f"CV {m} (mean ± std)" for m in metrics] + [f"Test {ctx.primary_metric}"]
+    shown = ctx.metric_names
+    header = ["Model"] + [f"CV {m} (mean ± std)" for m in shown] + [f"Test {ctx.primary_metric}"]
     rows, highlight = [], None
     for i, (name, model) in enumerate(crossed.items()):
         highlight = i if name == ctx.best_model else highlight
         cells = [f"{format_value(model['cv'][m]['mean'])} ± {format_value(model['cv'][m]['std'])}"
-                 if m in model["cv"] else MISSING for m in metrics]
+                 if m in model["cv"] else MISSING for m in shown]
         rows.append([name, *cells, model.get("test", {}).get(ctx.primary_metric)])
     on_validation = [name for name, model in ctx.models.items() if not model.get("cv")]
     why = ctx.selection.get("on_validation", {})

@@ -67,11 +67,10 @@ def score_fold(estimator, name: str, task: str, class_weight, threads: int, X, y
 
 def ensemble_members(cv: dict[str, dict], metric: str, size: int) -> list[str]:
     """The best `size` cross-validated models by mean `metric` (the dummy never votes)."""
-    from rayfit.evaluation.context import higher_is_better
+    from rayfit.evaluation.metrics import oriented, rank
 
-    sign = 1.0 if higher_is_better(metric) else -1.0
-    ranked = [name for name in cv if name != "dummy" and np.isfinite(cv[name].get(metric, {}).get("mean", np.nan))]
-    return sorted(ranked, key=lambda name: -sign * cv[name][metric]["mean"])[:size]
+    means = {name: cv[name].get(metric, {}).get("mean") for name in cv if name != "dummy"}
+    return [name for name in rank(means, metric) if np.isfinite(oriented(metric, means[name]))][:size]
 
 
 def ensemble_folds(task: str, y: np.ndarray, folds, outputs: dict[str, list], members: list[str],

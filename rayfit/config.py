@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rayfit.errors import UserError
+from rayfit.evaluation import metrics
 from rayfit.evaluation.baselines import BASELINES
 from rayfit.trainers.registry import FRAMEWORKS
 from rayfit.tuning.schedulers import EXPLOITING, SCHEDULERS
@@ -115,7 +116,7 @@ class ClusteringConfig(_Section):
     linkage: Literal["ward", "average", "complete", "single"] = "ward"  # agglomerative
     min_samples: int = Field(5, ge=2)  # DBSCAN: neighbours that make a core point; eps is searched
     # the candidates' measure: silhouette and calinski_harabasz higher, davies_bouldin lower is better
-    metric: Literal["silhouette", "davies_bouldin", "calinski_harabasz"] = "silhouette"
+    metric: str = "silhouette"
     embeddings: list[Literal["pca", "tsne", "umap"]] = ["pca", "tsne", "umap"]  # 2-D views in the report
     # rows beyond this are sampled (same rows for all): t-SNE and UMAP embed them, silhouette scores
     # them, agglomerative clustering (quadratic memory) is skipped above max_agglomerative_rows
@@ -137,6 +138,14 @@ class ClusteringConfig(_Section):
         if len(set(names)) != len(names):
             raise ValueError("names one twice")
         return names
+
+    @field_validator("metric")
+    @classmethod
+    def _shape_metric(cls, metric: str) -> str:
+        choices = metrics.names(metrics.CLUSTERING, choosing=True)
+        if metric not in choices:
+            raise ValueError(f"{metric!r} is not a clustering metric; choose from {', '.join(choices)}")
+        return metric
 
 
 class CNNSettings(_Section):
@@ -359,13 +368,13 @@ class TuneSettings(_Section):
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, metric: str) -> str:
-        if metric not in ("val_loss", "val_accuracy"):
-            raise ValueError(f"{metric!r} is not reported by trials; choose from val_loss, val_accuracy")
+        if metric not in metrics.names(metrics.TRIAL):
+            raise ValueError(f"{metric!r} is not reported by trials; choose from {', '.join(metrics.names(metrics.TRIAL))}")
         return metric
 
     @model_validator(mode="after")
     def _consistent(self):
-        expected = "min" if self.metric == "val_loss" else "max"
+        expected = metrics.get(self.metric).mode
         if self.mode != expected:
             raise ValueError(f"mode for {self.metric} is {expected}, not {self.mode}")
         if self.grace_period > self.max_t:
@@ -490,10 +499,6 @@ class Experiment(_Section):
     # Where runs go: a directory (default runs/), a shared file system path on a cluster, or an
     # object-store URI (s3://bucket/prefix); each run is <storage>/<name>-<time> unless --out says.
     storage: Optional[str] = None
-
-
-CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
-REGRESSION_METRICS = ("rmse", "mae", "r2")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -169,7 +169,7 @@ class Run:
         """One row per model, best first by the score the run chose on (`selection_<metric>`): its
         cross-validation mean where it was cross-validated, its validation score otherwise (which,
         `selected_on` says); then its test scores (`test_<metric>`) and training time."""
-        from rayfit.evaluation.metrics import LOWER_IS_BETTER
+        from rayfit.evaluation.metrics import rank_models, selection_score
 
         metric, rows = self.metrics["primary_metric"], []
         # scored on the data itself (clustering): the metric's own column; otherwise the held-out
@@ -182,17 +182,15 @@ class Run:
                 row.update({k: v for k, v in entry.items()
                             if k != metric and isinstance(v, (int, float)) and not isinstance(v, bool)})
             else:
-                on = entry.get("selected_on", "val")
-                row["selected_on"] = on
-                row[score] = entry["cv"][metric]["mean"] if on == "cv" else entry.get("val", {}).get(metric)
+                row["selected_on"], row[score], _ = selection_score(entry, metric)
                 row.update({f"test_{k}": v for k, v in entry.get("test", {}).items()})
                 row["train_time_s"] = entry.get("train_time_s")
             rows.append(row)
         table = pd.DataFrame(rows)
         if table.empty:
             return table
-        lower = metric in LOWER_IS_BETTER or (self.task == "clustering" and metric == "davies_bouldin")
-        table = table.sort_values(score, ascending=lower, kind="stable", na_position="last")
+        order = {name: i for i, name in enumerate(rank_models(self.metrics.get("models", {}), metric))}
+        table = table.sort_values("model", key=lambda names: names.map(order), kind="stable")
         return table.dropna(axis=1, how="all").set_index("model")
 
     # -- models

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import make_classification, make_regression
 
-from rayfit.config import CLASSIFICATION_METRICS, REGRESSION_METRICS, validate
+from rayfit.config import validate
+from rayfit.evaluation import metrics
 from rayfit.errors import UserError
 from rayfit.evaluation.baselines import BASELINES, baselines_for, fit_baseline, grow, make_estimator
 from rayfit.evaluation.fitted import SklearnModel, load_model
@@ -49,7 +50,7 @@ def test_every_baseline_fits_predicts_scores_and_beats_the_dummy(name, task, tmp
     predictions = model.predict(X_test)
     assert predictions.shape == (len(X_test),)
     scores = score_model(model, X_test, y_test, n_classes)
-    expected = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
+    expected = metrics.names(task)
     assert set(expected) <= set(scores) and all(np.isfinite(scores[m]) for m in expected), scores
     if name != "dummy":
         dummy = SklearnModel("dummy", task, fit_baseline("dummy", task, None, 0, X, y)[0], n_classes)

@@ -8,7 +8,7 @@ import numpy as np
 import yaml
 
 from rayfit.evaluation.results import metrics_document, model_entry, write_results
-from rayfit.stages.evaluate import best_on_selection
+from rayfit.evaluation.metrics import rank_models
 
 
 def test_metrics_json_keeps_its_keys(tmp_path):
@@ -47,5 +47,5 @@ def test_the_best_model_is_chosen_on_validation_not_test():
     scores = {"a": {"val": {"accuracy": 0.8, "rmse": 2.0}, "test": {"accuracy": 0.99}, "selected_on": "val"},
               "b": {"val": {"accuracy": 0.9, "rmse": 1.0}, "test": {"accuracy": 0.5}, "selected_on": "val"},
               "c": {"val": {"accuracy": 0.9, "rmse": 3.0}, "test": {"accuracy": 0.6}, "selected_on": "val"}}
-    assert best_on_selection(scores, "accuracy") == "b"  # highest; the first of a tie
-    assert best_on_selection(scores, "rmse") == "b"  # lowest
+    assert rank_models(scores, "accuracy") == ["b", "c", "a"]  # highest first; the first of a tie before
+    assert rank_models(scores, "rmse") == ["b", "a", "c"]  # lowest first

@@ -12,7 +12,7 @@ import pytest
 from rayfit.cli import main
 from rayfit.errors import UserError
 from rayfit.evaluation.selection import AUTO_MAX_ROWS, folds_for, split_folds, summarize
-from rayfit.stages.evaluate import best_on_selection
+from rayfit.evaluation.metrics import rank_models
 
 
 def test_auto_cross_validates_small_tables_only():
@@ -55,9 +55,9 @@ def test_selection_uses_cross_validation_where_computed_and_never_test():
                    "test": {"accuracy": 0.70}},
         "torch_mlp": {"val": {"accuracy": 0.84}, "selected_on": "val", "test": {"accuracy": 1.0}},
     }
-    assert best_on_selection(scores, "accuracy") == "linear"
+    assert rank_models(scores, "accuracy")[0] == "linear"
     scores["torch_mlp"]["val"]["accuracy"] = 0.9
-    assert best_on_selection(scores, "accuracy") == "torch_mlp"
+    assert rank_models(scores, "accuracy")[0] == "torch_mlp"
 
 
 def _table(rows: int = 300, seed: int = 0) -> pd.DataFrame:

@@ -22,6 +22,7 @@ from rayfit.cluster.watchdog import current_watchdog
 from rayfit.config import NeuralConfig, TuneSettings
 from rayfit.data.streaming import read_training_split
 from rayfit.errors import UserError
+from rayfit.evaluation import metrics
 from rayfit.evaluation.fitted import FittedModel, SklearnModel
 from rayfit.trainers.device import read_runtime
 from rayfit.trainers.contexts import CARRIED, train_trial
@@ -89,8 +90,7 @@ class _TrialProgress(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         value = result.get(self.metric)
-        if isinstance(value, (int, float)) and math.isfinite(value) and (
-                self.best is None or (value < self.best if self.mode == "min" else value > self.best)):
+        if isinstance(value, (int, float)) and math.isfinite(value) and metrics.is_better(self.metric, value, self.best):
             self.best = float(value)
         if self.on_event:
             self.on_event(self._event(trial, epoch=result.get("epoch"), val_loss=result.get("val_loss")))
@@ -183,7 +183,6 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
     wall = time.perf_counter() - started
     current_watchdog().check()  # a search the watchdog ended is an error, not a result
 
-    better = min if settings.mode == "min" else max
     trials = []
     for result in grid:
         # A failed trial (after Tune's retries) is recorded and left out of the choice; the search
@@ -191,7 +190,8 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
         failed = _last_line(result.error) if result.error is not None else ""
         checkpoint = None if failed else _latest_checkpoint(result)
         history = _trial_history(result, checkpoint)
-        best_row = better(history, key=lambda r: r[settings.metric]) if history else {}
+        best_row = history[metrics.rank({i: r.get(settings.metric) for i, r in enumerate(history)},
+                                        settings.metric)[0]] if history else {}
         planned = int((history[-1].get("planned") if history else None) or settings.max_t)
         trials.append({
             "trial_id": result.metrics.get("trial_id", Path(result.path).name),
@@ -214,7 +214,7 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
         if errors:
             raise UserError(f"tune: all {len(trials)} trials of {settings.model} failed; the first: {errors[0]}")
         raise UserError("tune: no trial finished an epoch (is tune.time_budget_s too short?)")
-    best_trial = better(finished, key=lambda t: t.get(settings.metric, math.nan))
+    best_trial = finished[metrics.rank({i: t.get(settings.metric) for i, t in enumerate(finished)}, settings.metric)[0]]
     model = _load_tuned(settings, best_trial["_checkpoint"], data.task, n_classes)
     runtime = read_runtime(best_trial["_checkpoint"])  # where the best trial really trained
     for trial in trials:

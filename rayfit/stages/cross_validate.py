@@ -15,6 +15,7 @@ import numpy as np
 
 from rayfit.evaluation.baselines import BASELINES, fit_estimator
 from rayfit.evaluation.fitted import SklearnModel, SoftVote
+from rayfit.evaluation.metrics import rank
 from rayfit.evaluation.selection import (
     ensemble_folds, ensemble_members, folds_for, score_fold, split_folds, summarize,
 )
@@ -98,7 +99,7 @@ def cross_validate(state: RunState, data=None) -> None:
                 state.finished_cv(name, summarize(scores.pop(name)), state.cv_folds, state.trained[name].model)
         if wants_ensemble:
             _soft_vote(state, y, folds, outputs)
-    best = max(state.cv, key=lambda n: _for_ranking(state, n))
+    best = rank({name: scores.get(state.metric, {}).get("mean") for name, scores in state.cv.items()}, state.metric)[0]
     display.finish(STAGE, f"{len(state.cv)} models, best {best}: cv {state.metric} "
                           f"{state.cv[best][state.metric]['mean']:.4f} ± {state.cv[best][state.metric]['std']:.4f}")
 
@@ -116,15 +117,6 @@ def _soft_vote(state: RunState, y: np.ndarray, folds, outputs: dict[str, list]) 
                       SoftVote(ENSEMBLE, prepared.task, [state.refitted[m] for m in members]))
     state.display.say(f"{STAGE}: soft-voting ensemble of {', '.join(members)}: cv {state.metric} "
                       f"{summary[state.metric]['mean']:.4f} ± {summary[state.metric]['std']:.4f}")
-
-
-def _for_ranking(state: RunState, name: str) -> float:
-    from rayfit.evaluation.context import higher_is_better
-
-    value = state.cv[name].get(state.metric, {}).get("mean", float("nan"))
-    if not np.isfinite(value):
-        return float("-inf")
-    return value if higher_is_better(state.metric) else -value
 
 
 def registry_name(state: RunState, name: str) -> str:

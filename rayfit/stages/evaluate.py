@@ -12,7 +12,7 @@ from rayfit.data.preprocessing import save_preprocessing
 from rayfit.evaluation.fitted import OTHER_MODELS, FittedModel
 from rayfit.evaluation.export import export_extras
 from rayfit.evaluation.manifest import write_manifest
-from rayfit.evaluation.metrics import is_better, score_model
+from rayfit.evaluation.metrics import rank_models, score_model, selection_score
 from rayfit.evaluation.results import TEST_PREDICTIONS, dataset_entry, metrics_document, model_entry, selection_entry, write_results
 from rayfit.stages.state import RunState
 from rayfit.trainers.registry import is_network_framework
@@ -45,7 +45,7 @@ def evaluate(state: RunState) -> Evaluation:
                                    cv=state.cv.get(name), native_importance=native_importance(tested, prepared.feature_names),
                                    refit=not is_network_framework(trained.framework))
         display.advance("evaluate", i, len(state.trained), name, echo=False)
-    best = best_on_selection(scores, metric)
+    best = rank_models(scores, metric)[0]
     best_model = state.refitted.get(best, state.trained[best].model)
     importances: dict[str, list] = {}  # a pixel's importance says little; images get none
     if prepared.kind != "image":
@@ -84,8 +84,7 @@ def evaluate(state: RunState) -> Evaluation:
     metrics["timings_s"] = {stage: round(seconds, 3) for stage, seconds in state.stage_times.items()}
     best_params = state.search["best_params"] if state.search is not None else {}
     write_results(state.run_dir, metrics, best_params)
-    on = scores[best]["selected_on"]
-    chosen_by = scores[best]["cv"][metric]["mean"] if on == "cv" else scores[best]["val"][metric]
+    on, chosen_by, _ = selection_score(scores[best], metric)
     display.finish("evaluate", f"best {best}: {on} {metric} {chosen_by:.4f}, test {metric} {scores[best]['test'][metric]:.4f}")
     return Evaluation(scores, best, best_model, importance, metrics, best_params)
 
@@ -131,16 +130,3 @@ def _every_importance(state: RunState, models: dict) -> dict[str, list]:
     display.finish("importance", f"{len(found)} models")
     return found
 
-
-def best_on_selection(scores: dict[str, dict], metric: str) -> str:
-    """The model with the best selection score of `metric`: its cross-validation mean where it was
-    cross-validated, its validation score otherwise (both held-out estimates; each entry's
-    `selected_on` says which). The first one seen wins a tie; the test split plays no part."""
-    def chosen_by(entry: dict) -> float:
-        return entry["cv"][metric]["mean"] if entry["selected_on"] == "cv" else entry["val"][metric]
-
-    best = None
-    for name, entry in scores.items():
-        if best is None or is_better(metric, chosen_by(entry), chosen_by(scores[best])):
-            best = name
-    return best

@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 
 from rayfit.cluster.storage import local_copy
-from rayfit.config import CLASSIFICATION_METRICS, REGRESSION_METRICS, Experiment
+from rayfit.config import Experiment
 from rayfit.data import Prepared, prepare
 from rayfit.data.on_cluster import ClusterPlan, peek, prepare_on_cluster, prepares_on_cluster
 from rayfit.errors import UserError
 from rayfit.evaluation.baselines import BASELINES, baselines_for
-from rayfit.evaluation.metrics import default_primary_metric
+from rayfit.evaluation import metrics
 from rayfit.progress import Display
 from rayfit.stages.networks import enabled_frameworks
 from rayfit.stages.searches import enabled_searches
@@ -80,8 +80,8 @@ def _prepare_for_clustering(exp: Experiment, display: Display, started: float):
 def primary_metric(exp: Experiment, task: str) -> str:
     metric = exp.report.primary_metric
     if metric == "auto":
-        return default_primary_metric(task)
-    valid = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
+        return metrics.default_metric(task)
+    valid = metrics.names(task)
     if metric not in valid:
         raise UserError(f"report.primary_metric: {metric!r} is not a {task} metric; choose from auto, {', '.join(valid)}")
     return metric

@@ -1,0 +1,70 @@
+"""The metric registry (evaluation/metrics.py): every metric scored is registered, its direction
+is the one every reader uses, and config validation and Tune's mode read it."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from rayfit.config import validate
+from rayfit.errors import UserError
+from rayfit.evaluation import metrics
+from rayfit.evaluation.clustering import cluster_scores
+from rayfit.evaluation.report import _leaderboard
+from rayfit.evaluation.context import ReportContext
+
+
+def test_every_metric_a_model_is_scored_on_is_registered_for_its_task():
+    rng = np.random.default_rng(0)
+    y = np.array([0, 1, 2, 1, 0, 2, 1, 0])
+    proba = rng.dirichlet(np.ones(3), size=len(y))
+    assert tuple(metrics.classification_scores(y, proba, 3)) == metrics.names("classification")
+    assert tuple(metrics.regression_scores(rng.normal(size=8), rng.normal(size=8))) == metrics.names("regression")
+    X = np.vstack([rng.normal(0, 0.1, (10, 2)), rng.normal(5, 0.1, (10, 2))])
+    assigned = np.repeat([0, 1], 10)
+    scored = cluster_scores(X, assigned, assigned, np.arange(20))
+    assert set(metrics.names("clustering")) <= set(scored)
+    assert scored["adjusted_rand"] == 1.0 and scored["silhouette"] > 0.9
+
+
+def test_rank_follows_each_metrics_direction_with_missing_scores_last_and_ties_in_order():
+    scores = {"a": 0.5, "b": None, "c": 0.9, "d": float("nan"), "e": 0.9}
+    assert metrics.rank(scores, "accuracy") == ["c", "e", "a", "b", "d"]
+    assert metrics.rank(scores, "rmse") == ["a", "c", "e", "b", "d"]
+    assert metrics.rank(scores, "davies_bouldin")[0] == "a" and metrics.rank(scores, "silhouette")[0] == "c"
+    assert metrics.is_better("log_loss", 0.2, 0.3) and not metrics.is_better("r2", 0.2, 0.3)
+    assert metrics.is_better("rmse", 5.0, None) and not metrics.is_better("rmse", math.nan, 5.0)
+    assert metrics.oriented("mae", 2.0) == -2.0 and metrics.oriented("f1", 0.5) == 0.5
+
+
+def test_the_report_and_the_leaderboard_rank_as_selection_chose(tmp_path):
+    """One ranking: by the score each model was chosen on (cv mean, else validation), lower first
+    for rmse. The report's leaderboard and rayfit.load's agree with it."""
+    from rayfit.run_view import Run
+
+    models = {"cv_good": {"framework": "sklearn", "selected_on": "cv", "cv": {"rmse": {"mean": 1.0, "std": 0.1}},
+                          "val": {"rmse": 9.0}, "test": {"rmse": 1.1}},
+              "val_better": {"framework": "torch", "selected_on": "val", "val": {"rmse": 0.5}, "test": {"rmse": 2.0}},
+              "unscored": {"framework": "sklearn", "selected_on": "val", "val": {"rmse": None}, "test": {"rmse": 3.0}}}
+    expected = ["val_better", "cv_good", "unscored"]
+    assert metrics.rank_models(models, "rmse") == expected
+    ctx = ReportContext(name="r", task="regression", primary_metric="rmse", best_model="val_better",
+                        dataset={}, models=models)
+    assert [row[0] for row in _leaderboard(ctx).rows] == expected
+    (tmp_path / "metrics.json").write_text(json.dumps({"task": "regression", "primary_metric": "rmse",
+                                                       "best_model": "val_better", "models": models}))
+    assert list(Run(tmp_path).leaderboard().index) == expected
+
+
+def test_config_validation_and_tunes_mode_read_the_registry():
+    assert validate({"tune": {"metric": "val_accuracy", "mode": "max"}}).tune.mode == "max"
+    with pytest.raises(UserError, match="mode for val_accuracy is max"):
+        validate({"tune": {"metric": "val_accuracy", "mode": "min"}})
+    with pytest.raises(UserError, match="not reported by trials; choose from val_loss, val_accuracy"):
+        validate({"tune": {"metric": "accuracy"}})
+    assert validate({"clustering": {"metric": "davies_bouldin"}}).clustering.metric == "davies_bouldin"
+    with pytest.raises(UserError, match="'adjusted_rand' is not a clustering metric; choose from silhouette"):
+        validate({"clustering": {"metric": "adjusted_rand"}})  # needs a label column: never chooses
+    assert {metrics.get(name).mode for name in ("val_loss", "rmse", "davies_bouldin")} == {"min"}

@@ -38,7 +38,7 @@ from typing import Optional
 
 from rayfit.errors import UserError
 
-STATE_FILE = "cluster.json"
+CLUSTER_FILE = "cluster.json"
 TOKEN_FILE = "auth_token"
 DEFAULT_DIR = Path.home() / ".cache" / "rayfit" / "local-cluster"
 
@@ -83,7 +83,7 @@ class LocalCluster:
            timeout_s: float = 90) -> "LocalCluster":
         """Start a head (cpus[0]) and a worker node per further entry; wait until all are alive."""
         directory = Path(directory)
-        if (directory / STATE_FILE).exists():
+        if (directory / CLUSTER_FILE).exists():
             raise UserError(f"a local cluster is already recorded in {directory}; "
                             f"`rayfit cluster down --dir {directory}` first")
         directory.mkdir(parents=True, exist_ok=True)
@@ -177,7 +177,7 @@ class LocalCluster:
         for node in self.nodes:
             if node.temp_dir:
                 shutil.rmtree(node.temp_dir, ignore_errors=True)
-        (self.directory / STATE_FILE).unlink(missing_ok=True)
+        (self.directory / CLUSTER_FILE).unlink(missing_ok=True)
         self.token_path.unlink(missing_ok=True)
         self._forget_pointer()
         return len(running)
@@ -199,11 +199,11 @@ class LocalCluster:
     def _save(self) -> None:
         record = {"address": self.address, "dashboard_url": self.dashboard_url, "port": self.port,
                   "dashboard_port": self.dashboard_port, "nodes": [asdict(n) for n in self.nodes]}
-        (self.directory / STATE_FILE).write_text(json.dumps(record, indent=2))
+        (self.directory / CLUSTER_FILE).write_text(json.dumps(record, indent=2))
 
     @classmethod
     def load(cls, directory: Path) -> "LocalCluster":
-        path = Path(directory) / STATE_FILE
+        path = Path(directory) / CLUSTER_FILE
         if not path.exists():
             raise UserError(f"no local cluster recorded in {directory}")
         record = json.loads(path.read_text())

@@ -13,6 +13,7 @@ import joblib
 import numpy as np
 
 MODEL_META = "model.json"
+MODEL_DIR = "model"  # a run's best model, with the preprocessing every model of the run shares
 OTHER_MODELS = "models"  # export.models: all: model/models/<name>/, each a complete model directory
 
 

@@ -18,14 +18,14 @@ from rayfit.data import load_table
 from rayfit.data.arrays import NPZ_SUFFIXES, read_npz
 from rayfit.data.preprocessing import Preprocessing, load_preprocessing
 from rayfit.errors import UserError
-from rayfit.evaluation.fitted import MODEL_META, OTHER_MODELS, load_model
+from rayfit.evaluation.fitted import MODEL_DIR, MODEL_META, OTHER_MODELS, load_model
 from rayfit.evaluation.manifest import verify_manifest
 
 
 def model_location(run: str, model: Optional[str] = None) -> Location:
     """Where the run's model directory is: its best model's (model/), or with `model` the one of that
     name (the best, or one exported by `export.models: all` under model/models/)."""
-    location = Location.of(run).join("model")
+    location = Location.of(run).join(MODEL_DIR)
     if not location.join(MODEL_META).is_file():
         raise UserError(f"{run}: not a finished rayfit run (no model/{MODEL_META})")
     if model is None or model == json.loads(location.join(MODEL_META).read_text())["name"]:

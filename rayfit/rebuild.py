@@ -19,7 +19,7 @@ from rayfit.progress import Display
 def rebuild_report(run: str, display: Display) -> Path:
     from rayfit.cluster.storage import Location
     from rayfit.config import load_experiment
-    from rayfit.evaluation.fitted import load_model
+    from rayfit.evaluation.fitted import MODEL_DIR, load_model
     from rayfit.evaluation.results import BEST_PARAMS_FILE, METRICS_FILE
     from rayfit.run_record import RunRecord
     from rayfit.stages.prepare import prepare_data
@@ -29,7 +29,7 @@ def rebuild_report(run: str, display: Display) -> Path:
         raise UserError(f"{run}: rayfit report rebuilds a run directory on this machine; fetch it first "
                         f"(rayfit fetch {run} --out DIR)")
     run_dir = Path(run)
-    if not (run_dir / METRICS_FILE).is_file() or not (run_dir / "model").is_dir():
+    if not (run_dir / METRICS_FILE).is_file() or not (run_dir / MODEL_DIR).is_dir():
         raise UserError(f"{run}: not a finished rayfit run (no {METRICS_FILE} or model/)")
     metrics = json.loads((run_dir / METRICS_FILE).read_text())
     if metrics["task"] == "clustering":
@@ -47,7 +47,7 @@ def rebuild_report(run: str, display: Display) -> Path:
     best = metrics["best_model"]
     importance = [tuple(row) for row in metrics["models"][best].get("permutation_importance", {}).get("top", [])]
     best_params = yaml.safe_load((run_dir / BEST_PARAMS_FILE).read_text()) if (run_dir / BEST_PARAMS_FILE).is_file() else {}
-    ctx = report_context(exp, prepared, metrics, load_model(run_dir / "model"), histories, searches, best_params or {},
+    ctx = report_context(exp, prepared, metrics, load_model(run_dir / MODEL_DIR), histories, searches, best_params or {},
                          importance, metrics.get("timings_s", {}))
     plots = write_all(ctx, run_dir)
     display.finish("report", f"{len(plots)} plots, report.html")

@@ -12,10 +12,11 @@ import json
 from pathlib import Path
 from typing import Optional
 
+from rayfit.cluster.storage import STATE_FILE
 from rayfit.errors import UserError
 
-STATE_FILE = "run_state.json"
-MODELS_DIR = "models"
+MODELS_DIR = "models"  # every model the run trained, its resume record: models/<name>/
+CV_PREFIX = "cv:"  # a run record's stage of one model's cross-validation and refit: models/cv:<name>/
 
 
 def source_digest(source: str) -> Optional[str]:

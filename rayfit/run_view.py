@@ -19,12 +19,11 @@ import pandas as pd
 
 from rayfit.cluster.storage import STATE_FILE, Location, existing_run
 from rayfit.errors import UserError
+from rayfit.evaluation.fitted import MODEL_DIR
+from rayfit.evaluation.results import METRICS_FILE
+from rayfit.run_record import CV_PREFIX, MODELS_DIR
 
-METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
-BEST_DIR = "model"  # the best model, with the preprocessing every model of the run shares
-MODELS_DIR = "models"  # every model the run trained (its resume record); cv:<name> when refitted after CV
-CV_PREFIX = "cv:"
 
 
 class FittedModel:
@@ -159,7 +158,7 @@ class Run:
     @cached_property
     def best_model(self) -> FittedModel:
         """The model the run chose (on validation or cross-validation), as exported in model/."""
-        return self._fitted(self.best_model_name, self._local(BEST_DIR))
+        return self._fitted(self.best_model_name, self._local(MODEL_DIR))
 
     @cached_property
     def models(self) -> Models:
@@ -199,7 +198,7 @@ class Run:
         directory = refitted if refitted.exists() else self.location.join(MODELS_DIR, name)
         if not directory.exists():
             raise UserError(f"{self.path}: model {name!r} was not kept in {MODELS_DIR}/")
-        return self._fitted(name, self._local(directory), preprocessing=self._local(BEST_DIR))
+        return self._fitted(name, self._local(directory), preprocessing=self._local(MODEL_DIR))
 
     def _fitted(self, name: str, directory: Path, preprocessing: Optional[Path] = None) -> FittedModel:
         from rayfit.data.preprocessing import load_preprocessing

@@ -23,6 +23,7 @@ from rayfit.config import to_yaml
 from rayfit.data.preprocessing import save_preprocessing
 from rayfit.errors import UserError
 from rayfit.evaluation.clustering import ALGORITHMS, ClusterModel, best_candidate, candidates
+from rayfit.evaluation.fitted import MODEL_DIR
 from rayfit.evaluation.manifest import write_manifest
 from rayfit.evaluation.results import METRICS_FILE, write_results
 from rayfit.run_dir import LOG_FILE
@@ -129,7 +130,7 @@ def _write_outputs(state: RunState, best_name: str, best: dict, chosen: dict, mo
     started = time.perf_counter()
     display.start("report", "model, assignments, plots and report")
     model = ClusterModel(best_name, best["estimator"], data.X, best["assigned"])
-    model_dir, partial = run_dir / "model", run_dir / ".model.partial"
+    model_dir, partial = run_dir / MODEL_DIR, run_dir / f".{MODEL_DIR}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     model.save(partial)
     save_preprocessing(data, partial)

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 
 from rayfit.data.preprocessing import save_preprocessing
-from rayfit.evaluation.fitted import OTHER_MODELS, FittedModel
+from rayfit.evaluation.fitted import MODEL_DIR, OTHER_MODELS, FittedModel
 from rayfit.evaluation.export import export_extras
 from rayfit.evaluation.manifest import write_manifest
 from rayfit.evaluation.metrics import rank_models, score_model, selection_score
@@ -59,7 +59,7 @@ def evaluate(state: RunState) -> Evaluation:
     importance = [tuple(row) for row in scores[best].get("permutation_importance", {}).get("top", [])]
 
     # model/ appears whole: written beside it, then renamed (a rerun after a stop replaces a partial one)
-    model_dir, partial = state.run_dir / "model", state.run_dir / ".model.partial"
+    model_dir, partial = state.run_dir / MODEL_DIR, state.run_dir / f".{MODEL_DIR}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     if state.exp.export.models == "all":  # every other model, each a model directory of its own
         display.start("export", "export every model", total=len(state.trained) - 1)

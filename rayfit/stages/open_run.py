@@ -13,10 +13,10 @@ from rayfit.errors import UserError
 from rayfit.evaluation.tracking import check_tracking
 from rayfit.progress import Display
 from rayfit.run_dir import claim_run_dir
-from rayfit.run_record import RunRecord
+from rayfit.run_record import CV_PREFIX, RunRecord
 from rayfit.stages.prepare import prepare_data
 from rayfit.evaluation.fitted import load_model
-from rayfit.stages.state import CV_PREFIX, RunState, Trained
+from rayfit.stages.state import RunState, Trained
 
 # Read by Ray Train, Tune and the streaming workers straight from storage: never copied to the
 # driver's working directory on resume.

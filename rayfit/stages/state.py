@@ -12,14 +12,13 @@ from rayfit.config import Experiment
 from rayfit.data import Prepared
 from rayfit.evaluation.fitted import FittedModel, load_model
 from rayfit.progress import Display
-from rayfit.run_record import RunRecord
+from rayfit.run_record import CV_PREFIX, RunRecord
 
 if TYPE_CHECKING:
     from rayfit.cluster.storage import Location, RunMirror
     from rayfit.cluster.plan import RunPlan
 
 
-CV_PREFIX = "cv:"  # a run record's stage of one model's cross-validation and refit
 
 
 @dataclass

@@ -126,33 +126,46 @@ LOADERS: dict[str, Callable[[Path, dict], FittedModel]] = {"sklearn": SklearnMod
 OWN_MODULE = {"booster": "rayfit.trainers.boosters", "clusters": "rayfit.evaluation.clustering"}
 
 
-def model_to_bytes(model: FittedModel) -> bytes:
-    """The model as one archive of its saved directory: what any process on any node can load
-    (`model_from_bytes`), whatever the framework, with no shared file system."""
+def pack_dir(directory: Path) -> bytes:
+    """A model directory as one tar archive: what any process on any node can unpack (`unpack_dir`)
+    with no shared file system."""
     import io
     import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(directory, arcname=MODEL_DIR)
+    return buffer.getvalue()
+
+
+def unpack_dir(blob: bytes, into: Path) -> Path:
+    """`pack_dir`'s archive unpacked under `into` (tar's data filter: no links or paths out of it)."""
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(blob), mode="r") as tar:
+        tar.extractall(into, filter="data")
+    return Path(into) / MODEL_DIR
+
+
+def model_to_bytes(model: FittedModel) -> bytes:
+    """The model alone, saved with its manifest, as `pack_dir`'s archive (`model_from_bytes`),
+    whatever the framework."""
     import tempfile
 
     from rayfit.evaluation.manifest import write_manifest
 
     with tempfile.TemporaryDirectory(prefix="rayfit-model-") as tmp:
-        model.save(Path(tmp) / "model")
-        write_manifest(Path(tmp) / "model")
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            tar.add(Path(tmp) / "model", arcname="model")
-    return buffer.getvalue()
+        model.save(Path(tmp) / MODEL_DIR)
+        write_manifest(Path(tmp) / MODEL_DIR)
+        return pack_dir(Path(tmp) / MODEL_DIR)
 
 
 def model_from_bytes(blob: bytes) -> FittedModel:
-    import io
-    import tarfile
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="rayfit-model-") as tmp:
-        with tarfile.open(fileobj=io.BytesIO(blob), mode="r") as tar:
-            tar.extractall(tmp, filter="data")
-        return load_model(Path(tmp) / "model")
+        return load_model(unpack_dir(blob, Path(tmp)))
 
 
 def load_model(directory: Path) -> FittedModel:

@@ -10,16 +10,15 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import pandas as pd
 
 from rayfit.cluster.storage import Location
 from rayfit.data import load_table
 from rayfit.data.arrays import NPZ_SUFFIXES, read_npz
-from rayfit.data.preprocessing import Preprocessing, load_preprocessing
+from rayfit.data.preprocessing import Preprocessing
 from rayfit.errors import UserError
-from rayfit.evaluation.fitted import MODEL_DIR, MODEL_META, OTHER_MODELS, load_model
-from rayfit.evaluation.manifest import verify_manifest
+from rayfit.evaluation.fitted import MODEL_DIR, MODEL_META, OTHER_MODELS
+from rayfit.evaluation.predictions import load_model_dir, predict_raw
 
 
 def model_location(run: str, model: Optional[str] = None) -> Location:
@@ -51,25 +50,8 @@ def predict_file(run: str, data: str, model: Optional[str] = None) -> pd.DataFra
 
 
 def _predict(model_dir: Path, data: str) -> pd.DataFrame:
-    verify_manifest(model_dir)  # before the preprocessing or the model is unpickled
-    preprocessing = load_preprocessing(model_dir)
-    return predictions(load_model(model_dir), preprocessing, _read_raw(data, preprocessing))
-
-
-def predictions(model, preprocessing: Preprocessing, raw) -> pd.DataFrame:
-    """A model's answers for raw rows (a DataFrame) or raw examples (an array): the prediction in
-    the target's own values and, for a classifier, one probability column per class."""
-    X = preprocessing.transform(raw)
-    out = pd.DataFrame({"prediction": preprocessing.decode(model.predict(X))})
-    if preprocessing.kind == "sequence" and preprocessing.takes_rows:
-        # One window per possible last row; its target lies `horizon` rows after that row.
-        window = preprocessing.input_shape[0]
-        out.insert(0, "last_row", np.arange(window - 1, window - 1 + len(out)))
-    proba = model.predict_proba(X)
-    if proba is not None:
-        for i, name in enumerate(preprocessing.class_names):
-            out[f"proba_{name}"] = proba[:, i]
-    return out
+    model, preprocessing = load_model_dir(model_dir)
+    return predict_raw(model, preprocessing, _read_raw(data, preprocessing))
 
 
 def _read_raw(data: str, preprocessing: Preprocessing):

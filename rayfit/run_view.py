@@ -53,17 +53,22 @@ class FittedModel:
 
     def predict(self, rows) -> pd.Series:
         """The prediction for each row, in the target's own values (class labels, or numbers)."""
+        from rayfit.evaluation.predictions import predict_raw
+
         raw, index = _rows(rows)
-        values = self.preprocessing.decode(self.model.predict(self.preprocessing.transform(raw)))
+        values = predict_raw(self.model, self.preprocessing, raw, proba=False)["prediction"].to_numpy()
         return pd.Series(values, index=_index(index, len(values)), name=self.preprocessing.target or "prediction")
 
     def predict_proba(self, rows) -> pd.DataFrame:
         """One column per class (named by its label), one row per input row."""
         if self.classes is None:
             raise UserError(f"{self.name}: a {self.task} model has no class probabilities; use predict")
+        from rayfit.evaluation.predictions import predict_raw, probabilities
+
         raw, index = _rows(rows)
-        proba = self.model.predict_proba(self.preprocessing.transform(raw))
-        return pd.DataFrame(proba, columns=self.classes, index=_index(index, len(proba)))
+        proba = probabilities(predict_raw(self.model, self.preprocessing, raw), self.classes)
+        index = _index(index, len(proba))
+        return proba if index is None else proba.set_axis(index, axis=0)
 
     def __repr__(self) -> str:
         return f"<rayfit.FittedModel {self.name}: {self.task}, {len(self.features)} input columns>"
@@ -201,12 +206,9 @@ class Run:
         return self._fitted(name, self._local(directory), preprocessing=self._local(MODEL_DIR))
 
     def _fitted(self, name: str, directory: Path, preprocessing: Optional[Path] = None) -> FittedModel:
-        from rayfit.data.preprocessing import load_preprocessing
-        from rayfit.evaluation.fitted import load_model
-        from rayfit.evaluation.manifest import verify_manifest
+        from rayfit.evaluation.predictions import load_model_dir
 
-        verify_manifest(directory)  # before anything in it is unpickled
-        return FittedModel(name, load_model(directory), load_preprocessing(preprocessing or directory))
+        return FittedModel(name, *load_model_dir(directory, preprocessing))
 
     def _local(self, where: Union[str, Location]) -> Path:
         """A directory of the run on this machine: itself, or a copy of it from the object store."""

@@ -14,9 +14,7 @@ problem, never a crashed replica: not JSON, not a list of objects, no rows, more
 `max_rows`, a body over `max_bytes`, a missing column, a value of the wrong kind.
 """
 
-import io
 import json
-import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,13 +45,11 @@ def model_archive(run: str, model: Optional[str] = None) -> bytes:
     the exported model named `model`."""
     from rayfit.predict import model_location
 
+    from rayfit.evaluation.fitted import pack_dir
+
     location = model_location(run, model)
     with tempfile.TemporaryDirectory(prefix="rayfit-serve-") as tmp:
-        directory = Path(location.uri) if location.local else location.download(Path(tmp) / "model")
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            tar.add(directory, arcname="model")
-        return buffer.getvalue()
+        return pack_dir(Path(location.uri) if location.local else location.download(Path(tmp) / "model"))
 
 
 def column_kinds(preprocessing) -> dict[str, str]:
@@ -131,11 +127,12 @@ def _is_number(text: str) -> bool:
 
 def answers(model, preprocessing, frame: pd.DataFrame) -> list[dict]:
     """One answer per row: {"prediction"} and, for a classifier, {"probabilities": {class: p}}."""
-    X = preprocessing.transform(frame)
-    predicted = preprocessing.decode(model.predict(X))
-    proba = model.predict_proba(X)
+    from rayfit.evaluation.predictions import predict_raw, probabilities
+
+    predicted = predict_raw(model, preprocessing, frame)
+    proba = probabilities(predicted, preprocessing.class_names).to_numpy() if preprocessing.class_names else None
     out = []
-    for i, value in enumerate(predicted):
+    for i, value in enumerate(predicted["prediction"]):
         answer: dict[str, Any] = {"prediction": _plain(value)}
         if proba is not None:
             answer["probabilities"] = {str(name): float(p) for name, p in zip(preprocessing.class_names, proba[i])}
@@ -159,17 +156,11 @@ def build_app(archive: bytes, settings: ServeSettings):
     @serve.ingress(api)
     class Predictor:
         def __init__(self, archive: bytes):
-            from rayfit.data.preprocessing import load_preprocessing
-            from rayfit.evaluation.fitted import load_model
-            from rayfit.evaluation.manifest import verify_manifest
+            from rayfit.evaluation.fitted import unpack_dir
+            from rayfit.evaluation.predictions import load_model_dir
 
             self._tmp = tempfile.TemporaryDirectory(prefix="rayfit-replica-")
-            with tarfile.open(fileobj=io.BytesIO(archive), mode="r") as tar:
-                tar.extractall(self._tmp.name, filter="data")
-            directory = Path(self._tmp.name) / "model"
-            verify_manifest(directory)
-            self.preprocessing = load_preprocessing(directory)
-            self.model = load_model(directory)
+            self.model, self.preprocessing = load_model_dir(unpack_dir(archive, Path(self._tmp.name)))
             self.kinds = column_kinds(self.preprocessing) if self.preprocessing.takes_rows else {}
 
         @api.get("/healthz")

@@ -174,10 +174,15 @@ class Preprocessing:
 
     def decode(self, predictions) -> np.ndarray:
         """Class indices -> class names (classification); values pass through (regression)."""
-        predictions = np.asarray(predictions)
-        if self.class_names is None:
-            return predictions
-        return np.asarray(self.class_names, dtype=object)[predictions.astype(np.int64)]
+        return decode_classes(self.class_names, predictions)
+
+
+def decode_classes(class_names: Optional[list], predictions) -> np.ndarray:
+    """Class indices -> class names; with no class names (regression) the values pass through."""
+    predictions = np.asarray(predictions)
+    if class_names is None:
+        return predictions
+    return np.asarray(class_names, dtype=object)[predictions.astype(np.int64)]
 
 
 def save_preprocessing(prepared: "Prepared", directory) -> None:

@@ -8,11 +8,12 @@ import shutil
 import time
 from dataclasses import dataclass
 
-from rayfit.data.preprocessing import save_preprocessing
+from rayfit.data.preprocessing import decode_classes, save_preprocessing
 from rayfit.evaluation.fitted import MODEL_DIR, OTHER_MODELS, FittedModel
 from rayfit.evaluation.export import export_extras
 from rayfit.evaluation.manifest import write_manifest
 from rayfit.evaluation.metrics import rank_models, score_model, selection_score
+from rayfit.evaluation.predictions import prediction_frame
 from rayfit.evaluation.results import TEST_PREDICTIONS, dataset_entry, metrics_document, model_entry, selection_entry, write_results
 from rayfit.stages.state import RunState
 from rayfit.trainers.registry import is_network_framework
@@ -92,18 +93,11 @@ def evaluate(state: RunState) -> Evaluation:
 def write_test_predictions(model: FittedModel, prepared, path) -> None:
     """The best model's test-split predictions, which the report's plots are drawn from, beside each
     row's number in the source file: `rayfit predict` on those raw rows gives the same answers."""
-    import pandas as pd
-
     if prepared.test_rows is None:  # images, sequences, streamed tables: no source row numbers
         return
-    decode = (lambda v: v) if prepared.class_names is None else \
-        (lambda v: [prepared.class_names[int(i)] for i in v])
-    frame = pd.DataFrame({"row": prepared.test_rows, "actual": decode(prepared.y_test),
-                          "prediction": decode(model.predict(prepared.X_test))})
-    proba = model.predict_proba(prepared.X_test)
-    if proba is not None:
-        for i, name in enumerate(prepared.class_names):
-            frame[f"proba_{name}"] = proba[:, i]
+    frame = prediction_frame(model, prepared.X_test, prepared.class_names)
+    frame.insert(0, "actual", decode_classes(prepared.class_names, prepared.y_test))
+    frame.insert(0, "row", prepared.test_rows)
     frame.to_csv(path, index=False)
 
 

@@ -42,7 +42,7 @@ def _one_seed(name: str, seed: int, directory) -> dict:
     from rayfit.data import prepare
     from rayfit.evaluation.baselines import baselines_for, fit_baseline, fit_estimator
     from rayfit.evaluation.fitted import SklearnModel
-    from rayfit.evaluation.metrics import score_model
+    from rayfit.metrics import score_model
     from rayfit.evaluation.selection import score_fold, split_folds, summarize
 
     task, metric, rows = TABLES[name]

@@ -16,6 +16,7 @@ Token authentication: Ray's client reads the token from the environment (`RAY_AU
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import shlex
 import shutil
 import tempfile
@@ -102,11 +103,10 @@ def _package_copy(where: Path) -> Path:
 
     Its subpackages live in the project's top-level folders (pyproject's package-dir mapping), so
     they are gathered into one tree here, as an installed wheel would lay them out."""
-    import rayfit
-
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     package = where / "rayfit"
-    shutil.copytree(Path(rayfit.__file__).parent, package, ignore=ignore)
+    # found, not imported: this layer never imports the package's top (its API sits above it)
+    shutil.copytree(Path(importlib.util.find_spec("rayfit").origin).parent, package, ignore=ignore)
     for sub in ("trainers", "tuning", "evaluation", "cluster"):
         module = importlib.import_module(f"rayfit.{sub}")
         target = package / sub

@@ -211,3 +211,10 @@ class RunPlan:
                 "gpus": self.cluster.gpus,
                 "per_node": [{"cpus": cpus, "gpus": gpus} for cpus, gpus in self.cluster.nodes],
                 **({"notes": notes} if notes else {})}
+
+
+def assigned_gpu_ids() -> list:
+    """The GPU ids Ray assigned this process; none outside Ray (the driver has none either)."""
+    import ray
+
+    return list(ray.get_gpu_ids()) if ray.is_initialized() else []

@@ -371,7 +371,7 @@ def has_gpu_mode(name: str) -> bool:
 def gpu_device(name: str) -> tuple[str, str]:
     """("cuda" | "cpu", why) for baseline `name` in this Ray task: the GPU Ray assigned it, when the
     library was built for CUDA and a CUDA device is really there (Ray's GPUs may be logical)."""
-    from rayfit.trainers.device import assigned_gpu_ids
+    from rayfit.cluster.plan import assigned_gpu_ids
 
     ids = assigned_gpu_ids()
     if not ids:

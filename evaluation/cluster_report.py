@@ -13,7 +13,7 @@ from typing import Any, Optional
 import numpy as np
 from matplotlib.figure import Figure
 
-from . import metrics as registry
+from rayfit import metrics as registry
 from .clustering import LABEL_METRICS, SHAPE_METRICS
 from .plots import DPI, MAX_SCATTER_POINTS, _save
 from .report import (Block, Bullets, Code, Heading, Image, Paragraph, Table, format_seconds, format_value, to_html,

@@ -21,7 +21,7 @@ from typing import Optional
 import joblib
 import numpy as np
 
-from . import metrics
+from rayfit import metrics
 from .fitted import LOADERS, FittedModel
 
 ALGORITHMS = ("kmeans", "agglomerative", "dbscan")

@@ -116,7 +116,7 @@ class SoftVote(FittedModel):
         return cls(meta["name"], meta["task"], [load_model(directory / name) for name in meta["members"]])
 
 
-# kind -> loader(directory, meta). A framework's kind is its registry name (trainers/registry.py);
+# kind -> loader(directory, meta). A framework's kind is its registry name (rayfit/frameworks.py);
 # its model class is imported when first needed, so loading a scikit-learn model never imports
 # torch or TensorFlow.
 LOADERS: dict[str, Callable[[Path, dict], FittedModel]] = {"sklearn": SklearnModel.load, "ensemble": SoftVote.load}
@@ -169,7 +169,7 @@ def model_from_bytes(blob: bytes) -> FittedModel:
 
 
 def load_model(directory: Path) -> FittedModel:
-    from rayfit.trainers.registry import FRAMEWORKS
+    from rayfit.frameworks import FRAMEWORKS
 
     from rayfit.evaluation.manifest import verify_manifest
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rayfit.evaluation.metrics import oriented, score_model
+from rayfit.metrics import oriented, score_model
 
 
 def feature_groups(feature_names) -> dict[str, list[int]]:

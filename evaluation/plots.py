@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from sklearn.metrics import ConfusionMatrixDisplay, PredictionErrorDisplay, RocCurveDisplay
 
-from . import metrics
+from rayfit import metrics
 from .context import ReportContext, is_missing
 
 DPI = 110

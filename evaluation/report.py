@@ -17,7 +17,7 @@ import numpy as np
 
 from rayfit import units
 
-from . import metrics
+from rayfit import metrics
 from .context import ReportContext, is_missing
 from .plots import SEARCH_PLOTS, search_plot_name
 

@@ -58,7 +58,7 @@ def score_fold(estimator, name: str, task: str, class_weight, threads: int, X, y
 
     from rayfit.evaluation.baselines import fit_estimator
     from rayfit.evaluation.fitted import SklearnModel
-    from rayfit.evaluation.metrics import score_outputs
+    from rayfit.metrics import score_outputs
 
     fitted = fit_estimator(name, clone(estimator), X[fit_rows], y[fit_rows], class_weight, threads)
     outputs = SklearnModel(name, task, fitted, n_classes)._raw_predict(X[held_out])
@@ -67,7 +67,7 @@ def score_fold(estimator, name: str, task: str, class_weight, threads: int, X, y
 
 def ensemble_members(cv: dict[str, dict], metric: str, size: int) -> list[str]:
     """The best `size` cross-validated models by mean `metric` (the dummy never votes)."""
-    from rayfit.evaluation.metrics import oriented, rank
+    from rayfit.metrics import oriented, rank
 
     means = {name: cv[name].get(metric, {}).get("mean") for name in cv if name != "dummy"}
     return [name for name in rank(means, metric) if np.isfinite(oriented(metric, means[name]))][:size]
@@ -77,7 +77,7 @@ def ensemble_folds(task: str, y: np.ndarray, folds, outputs: dict[str, list], me
                    n_classes: Optional[int]) -> list[dict]:
     """The soft vote's score on each fold, from its members' out-of-fold outputs: a held-out
     estimate, as honest as theirs."""
-    from rayfit.evaluation.metrics import score_outputs
+    from rayfit.metrics import score_outputs
 
     return [score_outputs(task, y[held_out], np.mean([outputs[m][i] for m in members], axis=0), n_classes)
             for i, (_, held_out) in enumerate(folds)]

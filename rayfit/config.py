@@ -14,9 +14,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rayfit.errors import UserError
-from rayfit.evaluation import metrics
+from rayfit import metrics
 from rayfit.evaluation.baselines import BASELINES
-from rayfit.trainers.registry import FRAMEWORKS
+from rayfit.frameworks import FRAMEWORKS
 from rayfit.tuning.schedulers import EXPLOITING, SCHEDULERS
 from rayfit.tuning.searchers import SEARCHERS
 
@@ -179,7 +179,7 @@ class NeuralConfig(_Section):
     FRAMEWORK: ClassVar[str] = ""
 
     enabled: bool = True
-    model: Union[str, list[str]] = "mlp"  # registered network, or a list: each is trained (trainers/registry.py)
+    model: Union[str, list[str]] = "mlp"  # registered network, or a list: each is trained (rayfit/frameworks.py)
     # -- architecture
     hidden_sizes: list[int] = [64, 32]  # MLP layers, and the dense head of cnn / rnn / transformer
     activation: Literal["relu", "gelu", "tanh"] = "relu"
@@ -230,7 +230,7 @@ class NeuralConfig(_Section):
     @field_validator("model")
     @classmethod
     def _registered(cls, model):
-        from rayfit.trainers.registry import NETWORKS
+        from rayfit.frameworks import NETWORKS
 
         names = [model] if isinstance(model, str) else list(model)
         known = NETWORKS[cls.FRAMEWORK]

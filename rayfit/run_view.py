@@ -173,7 +173,7 @@ class Run:
         """One row per model, best first by the score the run chose on (`selection_<metric>`): its
         cross-validation mean where it was cross-validated, its validation score otherwise (which,
         `selected_on` says); then its test scores (`test_<metric>`) and training time."""
-        from rayfit.evaluation.metrics import rank_models, selection_score
+        from rayfit.metrics import rank_models, selection_score
 
         metric, rows = self.metrics["primary_metric"], []
         # scored on the data itself (clustering): the metric's own column; otherwise the held-out

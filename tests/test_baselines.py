@@ -13,11 +13,11 @@ import pytest
 from sklearn.datasets import make_classification, make_regression
 
 from rayfit.config import validate
-from rayfit.evaluation import metrics
+from rayfit import metrics
 from rayfit.errors import UserError
 from rayfit.evaluation.baselines import BASELINES, baselines_for, fit_baseline, grow, make_estimator
 from rayfit.evaluation.fitted import SklearnModel, load_model
-from rayfit.evaluation.metrics import score_model
+from rayfit.metrics import score_model
 
 CASES = [(name, task) for name, baseline in BASELINES.items() for task in baseline.tasks]
 

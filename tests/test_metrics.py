@@ -1,4 +1,4 @@
-"""The metric registry (evaluation/metrics.py): every metric scored is registered, its direction
+"""The metric registry (rayfit/metrics.py): every metric scored is registered, its direction
 is the one every reader uses, and config validation and Tune's mode read it."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from rayfit.config import validate
 from rayfit.errors import UserError
-from rayfit.evaluation import metrics
+from rayfit import metrics
 from rayfit.evaluation.clustering import cluster_scores
 from rayfit.evaluation.report import _leaderboard
 from rayfit.evaluation.context import ReportContext

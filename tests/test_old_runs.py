@@ -21,7 +21,7 @@ A saved model is found again by two kinds of names, and both must outlive any ch
 - the model's kind: `model.json` says `"kind": "sklearn" | "ensemble" | "torch" | "keras"` (also
   "booster", "clusters"), which `rayfit.evaluation.fitted.load_model` looks up in `LOADERS` (kind ->
   loader: sklearn and ensemble, plus what a module registers when imported), `OWN_MODULE` (kind ->
-  the module that registers it) and the framework registry (`rayfit.trainers.registry.FRAMEWORKS`,
+  the module that registers it) and the framework registry (`rayfit.frameworks.FRAMEWORKS`,
   whose `fitted` is a "module:Class" string imported when needed). These tables are the kinds'
   alias mechanism: a kind is any key in them. Keras files name rayfit's custom layers by
   `register_keras_serializable(package="rayfit")`, not by module.
@@ -109,7 +109,7 @@ def test_the_names_old_pickles_hold_still_resolve():
 
 def test_the_kinds_old_models_name_still_load():
     from rayfit.evaluation.fitted import LOADERS, OWN_MODULE
-    from rayfit.trainers.registry import FRAMEWORKS
+    from rayfit.frameworks import FRAMEWORKS
 
     for kind in sorted({entry["kind"] for entry in EXPECTED["models"].values()}):
         assert kind in LOADERS or kind in OWN_MODULE or kind in FRAMEWORKS, \

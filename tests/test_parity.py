@@ -13,7 +13,7 @@ import torch
 from rayfit.config import KerasConfig, TorchConfig
 from rayfit.trainers.core import LoopConfig, architecture
 from rayfit.trainers.losses import validation_metrics, weighted_loss
-from rayfit.trainers.registry import framework
+from rayfit.frameworks import framework
 
 CLASS_WEIGHTS = [0.5, 2.0, 1.25]
 CONFIGS = {"torch": TorchConfig, "keras": KerasConfig}

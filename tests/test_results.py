@@ -8,7 +8,7 @@ import numpy as np
 import yaml
 
 from rayfit.evaluation.results import metrics_document, model_entry, write_results
-from rayfit.evaluation.metrics import rank_models
+from rayfit.metrics import rank_models
 
 
 def test_metrics_json_keeps_its_keys(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 from rayfit.cli import main
 from rayfit.errors import UserError
 from rayfit.evaluation.selection import AUTO_MAX_ROWS, folds_for, split_folds, summarize
-from rayfit.evaluation.metrics import rank_models
+from rayfit.metrics import rank_models
 
 
 def test_auto_cross_validates_small_tables_only():

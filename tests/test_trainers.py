@@ -15,7 +15,7 @@ from rayfit.config import KerasConfig, TorchConfig
 from rayfit.evaluation.fitted import load_model
 from rayfit.trainers.adapter import FrameworkAdapter
 from rayfit.trainers.launch import TrainingData, fit_neural, make_loop_config, start_in_task
-from rayfit.trainers.registry import FRAMEWORKS
+from rayfit.frameworks import FRAMEWORKS
 
 NETWORK_CASES = [(f, n) for f, spec in FRAMEWORKS.items() for n in spec.networks]
 IDS = [f"{f}-{n}" for f, n in NETWORK_CASES]

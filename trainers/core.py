@@ -26,7 +26,7 @@ import numpy as np
 
 from rayfit.evaluation.manifest import write_manifest
 from rayfit.trainers.losses import validation_metrics
-from rayfit.trainers.registry import framework as framework_spec
+from rayfit.frameworks import framework as framework_spec
 from rayfit.trainers.schedule import EarlyStopping, LearningRateSchedule
 from rayfit.trainers.target_scale import standardize, to_target_units
 
@@ -42,7 +42,7 @@ class LoopConfig:
     """Everything one network's training needs, typed; the same object in every execution context."""
 
     name: str  # torch_mlp, keras_cnn, ...
-    framework: str  # a key of trainers/registry.py FRAMEWORKS
+    framework: str  # a key of rayfit/frameworks.py FRAMEWORKS
     network: str  # a network of that framework
     settings: Any  # the framework's NeuralConfig (rayfit/config.py)
     task: str  # "classification" or "regression"

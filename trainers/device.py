@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Union
 
-import ray
+
+from rayfit.cluster.plan import assigned_gpu_ids
 
 RUNTIME_FILE = "runtime.json"
 
@@ -39,11 +40,6 @@ class Runtime:
 
     def write(self, checkpoint_dir: Path) -> None:
         (Path(checkpoint_dir) / RUNTIME_FILE).write_text(json.dumps(asdict(self)))
-
-
-def assigned_gpu_ids() -> list:
-    """The GPU ids Ray assigned this process; none outside Ray (the driver has none either)."""
-    return list(ray.get_gpu_ids()) if ray.is_initialized() else []
 
 
 def local_gpu_index() -> int:

@@ -14,7 +14,7 @@ from rayfit.cluster.plan import WorkerPlan
 from rayfit.cluster.storage import Location
 from rayfit.data.streaming import read_training_split
 from rayfit.evaluation.fitted import FittedModel
-from rayfit.trainers import registry
+from rayfit import frameworks as registry
 from rayfit.trainers.contexts import train_task, train_worker
 from rayfit.trainers.core import LoopConfig, read_history
 from rayfit.trainers.device import read_runtime

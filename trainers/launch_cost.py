@@ -80,7 +80,7 @@ def _time_empty_run(framework: str) -> float:
     sliver of a CPU each, so the measurement never waits on work that is already running."""
     import ray.train
 
-    from rayfit.trainers.registry import framework as framework_spec
+    from rayfit.frameworks import framework as framework_spec
 
     trainer_cls = framework_spec(framework).load("trainer")
     with tempfile.TemporaryDirectory(prefix="rayfit-calibrate-") as storage:

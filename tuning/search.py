@@ -22,13 +22,13 @@ from rayfit.cluster.watchdog import current_watchdog
 from rayfit.config import NeuralConfig, TuneSettings
 from rayfit.data.streaming import read_training_split
 from rayfit.errors import UserError
-from rayfit.evaluation import metrics
+from rayfit import metrics
 from rayfit.evaluation.fitted import FittedModel, SklearnModel
 from rayfit.trainers.device import read_runtime
 from rayfit.trainers.contexts import CARRIED, train_trial
 from rayfit.trainers.core import HISTORY
 from rayfit.trainers.launch import TrainingData, estimate_train_seconds, make_loop_config, trainer_backend
-from rayfit.trainers.registry import framework, is_network_framework
+from rayfit.frameworks import framework, is_network_framework
 from rayfit.tuning.baseline_trial import ESTIMATOR_FILE, baseline_trial
 from rayfit.tuning.schedulers import EXPLOITING, decision_epochs
 from rayfit.tuning.searchers import build_searcher, scheduler_for

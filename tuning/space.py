@@ -1,9 +1,12 @@
 """The YAML search-space syntax -> Ray Tune domains (and PBT's mutation spec)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ray import tune
 
-from rayfit.config import SearchDim
+if TYPE_CHECKING:
+    from rayfit.config import SearchDim
 
 # kind -> (dimension -> Tune domain)
 DOMAINS = {

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from ray import tune
 
 from rayfit.config import TuneSettings
-from rayfit.trainers.registry import is_network_framework
+from rayfit.frameworks import is_network_framework
 from rayfit.tuning.schedulers import EXPLOITING
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from rayfit.evaluation.baselines import BASELINES, fit_estimator
 from rayfit.evaluation.fitted import SklearnModel, SoftVote
-from rayfit.evaluation.metrics import rank
+from rayfit.metrics import rank
 from rayfit.evaluation.selection import (
     ensemble_folds, ensemble_members, folds_for, score_fold, split_folds, summarize,
 )

@@ -12,11 +12,11 @@ from rayfit.data.preprocessing import decode_classes, save_preprocessing
 from rayfit.evaluation.fitted import MODEL_DIR, OTHER_MODELS, FittedModel
 from rayfit.evaluation.export import export_extras
 from rayfit.evaluation.manifest import write_manifest
-from rayfit.evaluation.metrics import rank_models, score_model, selection_score
+from rayfit.metrics import rank_models, score_model, selection_score
 from rayfit.evaluation.predictions import prediction_frame
 from rayfit.evaluation.results import TEST_PREDICTIONS, dataset_entry, metrics_document, model_entry, selection_entry, write_results
 from rayfit.stages.state import RunState
-from rayfit.trainers.registry import is_network_framework
+from rayfit.frameworks import is_network_framework
 
 
 @dataclass

@@ -21,7 +21,7 @@ from typing import Optional
 import numpy as np
 
 from rayfit.stages.state import RunState
-from rayfit.trainers.registry import is_network_framework
+from rayfit.frameworks import is_network_framework
 
 INNER_VAL = 0.15  # each fold's early-stopping slice of its fit rows
 
@@ -110,7 +110,7 @@ def start_network_folds(state: RunState, data, plans: list[FoldPlan], X: np.ndar
 
 def score_network_fold(state: RunState, plan: FoldPlan, checkpoints, X_held: np.ndarray, y_held: np.ndarray):
     """(scores, outputs) of a fold's network on the rows the fold held out."""
-    from rayfit.evaluation.metrics import score_outputs
+    from rayfit.metrics import score_outputs
     from rayfit.trainers.checkpoints import latest_checkpoint
     from rayfit.trainers.launch import load_checkpoint
 

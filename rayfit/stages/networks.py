@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from rayfit.config import Experiment
 from rayfit.stages.state import RunState, Trained
-from rayfit.trainers.registry import FRAMEWORKS
+from rayfit.frameworks import FRAMEWORKS
 
 
 def enabled_frameworks(exp: Experiment) -> list[tuple[str, object]]:

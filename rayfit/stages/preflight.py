@@ -7,7 +7,7 @@ from rayfit.config import Experiment
 from rayfit.errors import UserError
 from rayfit.stages.networks import enabled_frameworks
 from rayfit.stages.searches import enabled_searches
-from rayfit.trainers.registry import is_network_framework
+from rayfit.frameworks import is_network_framework
 
 
 def preflight(exp: Experiment) -> None:

@@ -10,11 +10,11 @@ from rayfit.data import Prepared, prepare
 from rayfit.data.on_cluster import ClusterPlan, peek, prepare_on_cluster, prepares_on_cluster
 from rayfit.errors import UserError
 from rayfit.evaluation.baselines import BASELINES, baselines_for
-from rayfit.evaluation import metrics
+from rayfit import metrics
 from rayfit.progress import Display
 from rayfit.stages.networks import enabled_frameworks
 from rayfit.stages.searches import enabled_searches
-from rayfit.trainers.registry import FRAMEWORKS, NETWORKS, is_network_framework
+from rayfit.frameworks import FRAMEWORKS, NETWORKS, is_network_framework
 
 
 def prepare_data(exp: Experiment, display: Display) -> tuple[Prepared, str, float]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rayfit.config import Experiment
 from rayfit.evaluation.fitted import SklearnModel
 from rayfit.stages.state import RunState, Trained
-from rayfit.trainers.registry import FRAMEWORKS, is_network_framework
+from rayfit.frameworks import FRAMEWORKS, is_network_framework
 
 
 def enabled_searches(exp: Experiment) -> list[tuple[str, object]]:

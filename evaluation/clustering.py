@@ -22,7 +22,7 @@ import joblib
 import numpy as np
 
 from rayfit import metrics
-from .fitted import LOADERS, FittedModel
+from .fitted import LOADERS, ArrayModel
 
 ALGORITHMS = ("kmeans", "agglomerative", "dbscan")
 SHAPE_METRICS = metrics.names(metrics.CLUSTERING, choosing=True)  # on the clusters' shape alone
@@ -130,7 +130,7 @@ def best_candidate(results: list[dict], metric: str) -> Optional[dict]:
     return best
 
 
-class ClusterModel(FittedModel):
+class ClusterModel(ArrayModel):
     """A fitted clustering that assigns new rows: K-Means to the nearest centre; agglomerative and
     DBSCAN, which have no rule for unseen rows, to the cluster of the nearest row they clustered
     (DBSCAN: of the nearest core row, and noise, -1, when that row is farther than eps)."""

@@ -1,4 +1,4 @@
-"""FittedModel: the one interface every trained model answers to, whatever framework made it.
+"""ArrayModel: the one interface every trained model answers to, whatever framework made it.
 
 Evaluation, the report, export and prediction call `predict` / `predict_proba` / `save` and never
 ask which framework is underneath. A saved model is a directory with `model.json` naming its kind.
@@ -17,8 +17,10 @@ MODEL_DIR = "model"  # a run's best model, with the preprocessing every model of
 OTHER_MODELS = "models"  # export.models: all: model/models/<name>/, each a complete model directory
 
 
-class FittedModel:
-    """Base class: subclasses implement `_raw_predict` (class probabilities or regression values)."""
+class ArrayModel:
+    """A trained model over prepared arrays, whatever trained it (the public `rayfit.FittedModel`
+    wraps one with the preprocessing that takes raw rows). Subclasses implement `_raw_predict`
+    (class probabilities or regression values)."""
 
     kind: str = ""
 
@@ -56,7 +58,7 @@ class FittedModel:
         return {}
 
 
-class SklearnModel(FittedModel):
+class SklearnModel(ArrayModel):
     kind = "sklearn"
 
     def __init__(self, name: str, task: str, estimator, n_classes: Optional[int] = None):
@@ -88,13 +90,13 @@ class SklearnModel(FittedModel):
         return cls(meta["name"], meta["task"], joblib.load(directory / "estimator.joblib"), meta.get("n_classes"))
 
 
-class SoftVote(FittedModel):
+class SoftVote(ArrayModel):
     """A soft-voting ensemble: the mean of its members' class probabilities (or predicted values).
     Saved as one directory holding each member's."""
 
     kind = "ensemble"
 
-    def __init__(self, name: str, task: str, members: list[FittedModel]):
+    def __init__(self, name: str, task: str, members: list[ArrayModel]):
         super().__init__(name, task)
         self.members = members
 
@@ -119,7 +121,7 @@ class SoftVote(FittedModel):
 # kind -> loader(directory, meta). A framework's kind is its registry name (rayfit/frameworks.py);
 # its model class is imported when first needed, so loading a scikit-learn model never imports
 # torch or TensorFlow.
-LOADERS: dict[str, Callable[[Path, dict], FittedModel]] = {"sklearn": SklearnModel.load, "ensemble": SoftVote.load}
+LOADERS: dict[str, Callable[[Path, dict], ArrayModel]] = {"sklearn": SklearnModel.load, "ensemble": SoftVote.load}
 
 
 # kinds whose loader lives in a module of its own
@@ -148,7 +150,7 @@ def unpack_dir(blob: bytes, into: Path) -> Path:
     return Path(into) / MODEL_DIR
 
 
-def model_to_bytes(model: FittedModel) -> bytes:
+def model_to_bytes(model: ArrayModel) -> bytes:
     """The model alone, saved with its manifest, as `pack_dir`'s archive (`model_from_bytes`),
     whatever the framework."""
     import tempfile
@@ -161,14 +163,14 @@ def model_to_bytes(model: FittedModel) -> bytes:
         return pack_dir(Path(tmp) / MODEL_DIR)
 
 
-def model_from_bytes(blob: bytes) -> FittedModel:
+def model_from_bytes(blob: bytes) -> ArrayModel:
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="rayfit-model-") as tmp:
         return load_model(unpack_dir(blob, Path(tmp)))
 
 
-def load_model(directory: Path) -> FittedModel:
+def load_model(directory: Path) -> ArrayModel:
     from rayfit.frameworks import FRAMEWORKS
 
     from rayfit.evaluation.manifest import verify_manifest

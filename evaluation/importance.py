@@ -1,7 +1,7 @@
 """Permutation importance: how much the primary metric drops when one feature is shuffled.
 
 Written here rather than taken from sklearn.inspection because that one requires a scikit-learn
-estimator (an object with `fit`); this one works for any FittedModel.
+estimator (an object with `fit`); this one works for any ArrayModel.
 """
 from __future__ import annotations
 

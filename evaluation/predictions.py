@@ -14,14 +14,14 @@ import pandas as pd
 
 from rayfit.data.preprocessing import Preprocessing, decode_classes, load_preprocessing
 
-from .fitted import FittedModel, load_model
+from .fitted import ArrayModel, load_model
 from .manifest import verify_manifest
 
 PROBA_PREFIX = "proba_"
 
 
 def load_model_dir(directory: Union[str, Path],
-                   preprocessing_dir: Optional[Union[str, Path]] = None) -> tuple[FittedModel, Preprocessing]:
+                   preprocessing_dir: Optional[Union[str, Path]] = None) -> tuple[ArrayModel, Preprocessing]:
     """The model in `directory` and the preprocessing fitted with it: from `preprocessing_dir` where
     the model directory holds the model alone (a run record's models/<name>/), else its own."""
     directory = Path(directory)
@@ -32,7 +32,7 @@ def load_model_dir(directory: Union[str, Path],
     return model, load_preprocessing(shared)
 
 
-def prediction_frame(model: FittedModel, X: np.ndarray, class_names: Optional[list],
+def prediction_frame(model: ArrayModel, X: np.ndarray, class_names: Optional[list],
                      proba: bool = True) -> pd.DataFrame:
     """A model's answers for prepared arrays: `prediction` in the target's own values and, for a
     classifier (with `proba`), one `proba_<class>` column per class."""
@@ -44,7 +44,7 @@ def prediction_frame(model: FittedModel, X: np.ndarray, class_names: Optional[li
     return out
 
 
-def predict_raw(model: FittedModel, preprocessing: Preprocessing, raw, proba: bool = True) -> pd.DataFrame:
+def predict_raw(model: ArrayModel, preprocessing: Preprocessing, raw, proba: bool = True) -> pd.DataFrame:
     """A model's answers for raw rows (a DataFrame, as the run was given them) or raw examples (an
     array): one row per row, or for a time series one per window, whose `last_row` column says which
     input row it ends at (its target lies the horizon after)."""

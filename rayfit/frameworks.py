@@ -2,7 +2,7 @@
 
 Kept free of torch and TensorFlow imports so the config can validate names at once. Everything a
 framework brings is looked up here by name and imported when used: its adapter (the small typed
-protocol the training core drives, trainers/adapter.py), its Ray Train trainer, its FittedModel.
+protocol the training core drives, trainers/adapter.py), its Ray Train trainer, its ArrayModel.
 Adding a network is one entry in `networks` plus its builder; a contract test picks it up.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ class Framework:
     networks: dict  # network name -> input kinds it accepts (an MLP flattens images and sequences)
     adapter: str  # "module:Class" implementing trainers/adapter.py's FrameworkAdapter
     builders: str  # "module:DICT" of network name -> builder(input_shape, n_outputs, settings)
-    fitted: str  # "module:Class": the trained network as a FittedModel
+    fitted: str  # "module:Class": the trained network as a ArrayModel
     trainer: str  # "module:Class": its Ray Train trainer
     step_cost_factor: float  # a step's cost against PyTorch's (the launch estimate times PyTorch's)
     backend: str = ""  # "module:function(WorkerPlan) -> extra trainer arguments", where it needs any

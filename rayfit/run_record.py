@@ -74,7 +74,7 @@ class RunRecord:
         return self.run_dir / MODELS_DIR / name
 
     def record(self, stage: str, info: dict, model=None) -> None:
-        """Mark a stage finished; its model (a FittedModel) is saved first, so a record implies a model."""
+        """Mark a stage finished; its model (a ArrayModel) is saved first, so a record implies a model."""
         if model is not None:
             from rayfit.evaluation.manifest import write_manifest
 

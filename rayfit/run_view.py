@@ -34,7 +34,7 @@ class FittedModel:
 
     def __init__(self, name: str, model, preprocessing):
         self.name = name
-        self.model = model  # rayfit's own FittedModel over preprocessed arrays
+        self.model = model  # the ArrayModel (evaluation/fitted.py) over preprocessed arrays
         self.preprocessing = preprocessing
 
     @property

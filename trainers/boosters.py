@@ -5,7 +5,7 @@ split). The boosters' own collectives (XGBoost's rabit tracker, LightGBM's socke
 up by Ray Train) build one model over all shards; rank 0's checkpoint holds it.
 
 The model keeps the registry's hyperparameters (evaluation/baselines.py) and class weights, and
-comes back as a `BoosterModel`: the booster itself, answering like any FittedModel.
+comes back as a `BoosterModel`: the booster itself, answering like any ArrayModel.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from rayfit.evaluation.fitted import LOADERS, FittedModel
+from rayfit.evaluation.fitted import LOADERS, ArrayModel
 
 DISTRIBUTED = ("xgboost", "lightgbm")  # the baselines that train as worker groups when baselines.workers > 1
 # each library's objective for (regression, more than two classes, two classes)
@@ -23,7 +23,7 @@ OBJECTIVES = {"xgboost": ("reg:squarederror", "multi:softprob", "binary:logistic
               "lightgbm": ("regression", "multiclass", "binary")}
 
 
-class BoosterModel(FittedModel):
+class BoosterModel(ArrayModel):
     """A booster trained by a worker group: class probabilities or values from the library's own
     Booster; `feature_importances_` is its total gain per feature (native importance)."""
 

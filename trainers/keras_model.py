@@ -1,4 +1,4 @@
-"""A trained Keras network as a FittedModel, loaded from a checkpoint directory."""
+"""A trained Keras network as a ArrayModel, loaded from a checkpoint directory."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rayfit.evaluation.fitted import FittedModel
+from rayfit.evaluation.fitted import ArrayModel
 from rayfit.trainers.core import ARCH, logits_to_output
 
 # A checkpoint's files (trainers/keras_adapter.py writes them)
@@ -25,7 +25,7 @@ def load_arrays(path: Path) -> list:
         return [saved[f"w{i}"] for i in range(len(saved.files))]
 
 
-class KerasModel(FittedModel):
+class KerasModel(ArrayModel):
     kind = "keras"
 
     def __init__(self, name: str, task: str, network, arch: dict):

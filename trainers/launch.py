@@ -1,4 +1,4 @@
-"""Train a neural model with Ray Train (a worker group) or in one Ray task, and return it as a FittedModel."""
+"""Train a neural model with Ray Train (a worker group) or in one Ray task, and return it as a ArrayModel."""
 from __future__ import annotations
 
 import math
@@ -13,7 +13,7 @@ from rayfit.cluster.ledger import stage_key
 from rayfit.cluster.plan import WorkerPlan
 from rayfit.cluster.storage import Location
 from rayfit.data.streaming import read_training_split
-from rayfit.evaluation.fitted import FittedModel
+from rayfit.evaluation.fitted import ArrayModel
 from rayfit import frameworks as registry
 from rayfit.trainers.contexts import train_task, train_worker
 from rayfit.trainers.core import LoopConfig, read_history
@@ -38,7 +38,7 @@ class TrainingData:
 
 @dataclass
 class NeuralResult:
-    model: FittedModel
+    model: ArrayModel
     history: list[dict]  # per-epoch metrics, for the learning curves
     train_time_s: float
     best_epoch: int
@@ -76,7 +76,7 @@ def worker_group_trainer(config: LoopConfig, plan: WorkerPlan, run_config, datas
 
 
 def load_checkpoint(framework: str, directory: Path, name: str, task: str, best: bool) -> tuple:
-    """(the network as a FittedModel, its history, its runtime record) from a checkpoint."""
+    """(the network as a ArrayModel, its history, its runtime record) from a checkpoint."""
     fitted = registry.framework(framework).load("fitted").from_checkpoint(Path(directory), name, task, best=best)
     return fitted, read_history(directory), read_runtime(Path(directory))
 

@@ -1,4 +1,4 @@
-"""A trained PyTorch network as a FittedModel, loaded from a checkpoint directory."""
+"""A trained PyTorch network as a ArrayModel, loaded from a checkpoint directory."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rayfit.evaluation.fitted import FittedModel
+from rayfit.evaluation.fitted import ArrayModel
 from rayfit.trainers.core import ARCH, logits_to_output
 from rayfit.trainers.torch_models import build_torch_model
 
@@ -17,7 +17,7 @@ BEST_WEIGHTS = "best_model.pt"  # the best epoch's weights so far, carried in ev
 OPTIMIZER = "optimizer.pt"  # optimizer and loss-scaler state
 
 
-class TorchModel(FittedModel):
+class TorchModel(ArrayModel):
     kind = "torch"
 
     def __init__(self, name: str, task: str, network: torch.nn.Module, arch: dict):

@@ -23,7 +23,7 @@ from rayfit.config import NeuralConfig, TuneSettings
 from rayfit.data.streaming import read_training_split
 from rayfit.errors import UserError
 from rayfit import metrics
-from rayfit.evaluation.fitted import FittedModel, SklearnModel
+from rayfit.evaluation.fitted import ArrayModel, SklearnModel
 from rayfit.trainers.device import read_runtime
 from rayfit.trainers.contexts import CARRIED, train_trial
 from rayfit.trainers.core import HISTORY
@@ -54,7 +54,7 @@ STATUSES = ("failed", "completed", "early stopping", "stopped by scheduler")
 
 @dataclass
 class SearchResult:
-    model: FittedModel  # the best trial's best checkpoint
+    model: ArrayModel  # the best trial's best checkpoint
     best_params: dict
     trials: list[dict]  # one row per trial: params, final/best metrics, epochs, history
     history: list[dict]  # the best trial's per-epoch metrics
@@ -333,7 +333,7 @@ def _trial_history(result, checkpoint: Optional[Path]) -> list[dict]:
     return lineage + [after[epoch] for epoch in sorted(after)]
 
 
-def _load_tuned(settings: TuneSettings, directory: Path, task: str, n_classes: Optional[int]) -> FittedModel:
+def _load_tuned(settings: TuneSettings, directory: Path, task: str, n_classes: Optional[int]) -> ArrayModel:
     """The best trial's checkpoint as the tuned model (its best epoch's weights)."""
     if is_network_framework(settings.model):
         return framework(settings.model).load("fitted").from_checkpoint(directory, tuned_name(settings), task)

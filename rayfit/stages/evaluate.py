@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 
 from rayfit.data.preprocessing import decode_classes, save_preprocessing
-from rayfit.evaluation.fitted import MODEL_DIR, OTHER_MODELS, FittedModel
+from rayfit.evaluation.fitted import MODEL_DIR, OTHER_MODELS, ArrayModel
 from rayfit.evaluation.export import export_extras
 from rayfit.evaluation.manifest import write_manifest
 from rayfit.metrics import rank_models, score_model, selection_score
@@ -23,7 +23,7 @@ from rayfit.frameworks import is_network_framework
 class Evaluation:
     scores: dict[str, dict]  # metrics.json's `models`
     best: str  # the best model's name
-    best_model: FittedModel
+    best_model: ArrayModel
     importance: list  # (feature, mean drop, std) of the best model, most important first
     metrics: dict  # the metrics.json document
     best_params: dict  # best_params.yaml
@@ -90,7 +90,7 @@ def evaluate(state: RunState) -> Evaluation:
     return Evaluation(scores, best, best_model, importance, metrics, best_params)
 
 
-def write_test_predictions(model: FittedModel, prepared, path) -> None:
+def write_test_predictions(model: ArrayModel, prepared, path) -> None:
     """The best model's test-split predictions, which the report's plots are drawn from, beside each
     row's number in the source file: `rayfit predict` on those raw rows gives the same answers."""
     if prepared.test_rows is None:  # images, sequences, streamed tables: no source row numbers
@@ -101,7 +101,7 @@ def write_test_predictions(model: FittedModel, prepared, path) -> None:
     frame.to_csv(path, index=False)
 
 
-def write_model_dir(model: FittedModel, prepared, directory) -> None:
+def write_model_dir(model: ArrayModel, prepared, directory) -> None:
     """A complete model directory: the model, its fitted preprocessing, the exports (TorchScript,
     ONNX) with README.md, and last the manifest of every file."""
     model.save(directory)

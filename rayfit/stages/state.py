@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Optional
 
 from rayfit.config import Experiment
 from rayfit.data import Prepared
-from rayfit.evaluation.fitted import FittedModel, load_model
+from rayfit.evaluation.fitted import ArrayModel, load_model
 from rayfit.progress import Display
 from rayfit.run_record import CV_PREFIX, RunRecord
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 class Trained:
     """One model ready for evaluation."""
 
-    model: FittedModel
+    model: ArrayModel
     framework: str
     train_time_s: float
     history: list[dict] = field(default_factory=list)
@@ -64,7 +64,7 @@ class RunState:
     # cross-validated model's scores ({metric: {mean, std, folds}}) and its refit on train + validation
     cv_folds: Optional[int] = None
     cv: dict[str, dict] = field(default_factory=dict)
-    refitted: dict[str, FittedModel] = field(default_factory=dict)
+    refitted: dict[str, ArrayModel] = field(default_factory=dict)
     cv_left_out: dict[str, str] = field(default_factory=dict)  # network -> why it was chosen on validation
     # this session's ledger of where each stage ran (cluster/ledger.py)
     run_key: str = field(default_factory=lambda: f"run-{uuid.uuid4().hex}")
@@ -95,7 +95,7 @@ class RunState:
         self.record.record(name, trained.record_info(), trained.model)
         self.mirror.push()
 
-    def finished_cv(self, name: str, scores: dict, folds: int, refitted: FittedModel) -> None:
+    def finished_cv(self, name: str, scores: dict, folds: int, refitted: ArrayModel) -> None:
         """A model's cross-validation scores and its refit on train + validation, recorded for resume."""
         self.cv[name], self.refitted[name] = scores, refitted
         self.record.record(f"{CV_PREFIX}{name}", {"cv": scores, "folds": folds}, refitted)

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from rayfit.cluster.storage import Location
+from rayfit.cluster.storage import Location, new_run_location
 from rayfit.errors import UserError, one_line
 
 RUN_KEY = "rayfit_run"  # job metadata: where the job's run directory is
@@ -65,26 +65,23 @@ def submit(exp, address: str, storage: Optional[str], wait: bool, say: Callable[
 def submit_job(exp, address: str, storage: Optional[str], ship: bool = False) -> tuple[str, Location]:
     """Submit the experiment as a job (`rayfit submit`, `rayfit.submit`): its id and its run's
     location."""
-    from rayfit.config import to_yaml
+    from rayfit.config import revise, to_yaml
 
     storage = storage or exp.storage
     if not storage:
         raise UserError("--storage: name where the job writes its run: an object-store URI (s3://bucket/prefix) "
                         "or a directory the cluster's nodes share with this machine")
     root = Location.of(storage)
-    run = root.join(f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    if not run.is_empty_or_absent():
-        raise UserError(f"{run} already exists; rayfit never overwrites a run")
+    run = new_run_location(root, exp.name)
     jobs = client(address)  # reachable, and the token accepted, before anything is written
     root.check_writable()
     with tempfile.TemporaryDirectory(prefix="rayfit-submit-") as tmp:
         workdir = Path(tmp) / "job"
         workdir.mkdir()
-        exp = exp.model_copy(deep=True)
-        exp.storage = None  # the job writes to --out, the run's own location
         source = Path(exp.data.source)
-        if source.exists():  # a local file or folder: shipped with the job, or through the storage
-            exp.data.source = _ship(source, workdir, root)
+        exp = revise(exp, [("storage", None),  # the job writes to --out, the run's own location
+                           # a local file or folder: shipped with the job, or through the storage
+                           *([("data.source", _ship(source, workdir, root))] if source.exists() else [])])
         (workdir / CONFIG_NAME).write_text(to_yaml(exp))
         entrypoint = " ".join(["python", "-m", "rayfit.cli", "run", CONFIG_NAME, "--out", shlex.quote(run.uri)])
         # The working directory (and rayfit itself with --ship) only: rayfit's driver sets its

@@ -226,14 +226,19 @@ def existing_run(run: str) -> Location:
 def plan_run_location(out: Optional[str], storage: Optional[str], name: str) -> Location:
     """Where a new run goes: `--out` (a directory or URI) as given, else `<storage>/<name>-<time>`
     (storage: `--storage` / `storage:`, default `runs/`). Fails now if that holds anything."""
-    import time
-
     if out:
         location = Location.of(out)
         if not location.is_empty_or_absent():
             raise UserError(f"--out {out}: already exists and is not empty; rayfit never overwrites a run")
         return location
-    root = Location.of(storage or DEFAULT_RUNS)
+    return new_run_location(Location.of(storage or DEFAULT_RUNS), name)
+
+
+def new_run_location(root: Location, name: str) -> Location:
+    """The one way a run is named: `<root>/<name>-<YYYYmmdd-HHMMSS>`, with -2, -3 ... while that
+    holds anything (runs started in the same second)."""
+    import time
+
     stamp = time.strftime("%Y%m%d-%H%M%S")
     location, suffix = root.join(f"{name}-{stamp}"), 1
     while not location.is_empty_or_absent():

@@ -177,6 +177,9 @@ def _experiment(config, source: Optional[str], target: Optional[str], task: str,
 
     if config is not None and not isinstance(config, (str, os.PathLike, dict, Experiment)):
         raise UserError(f"config: expected a YAML path, a dict or an Experiment, got {type(config).__name__}")
+    if isinstance(config, Experiment) and source is None and target is None and task in (None, "auto") \
+            and not overrides:
+        return config  # built and validated already (`rayfit run` builds it from the command line)
     assignments = [(key, _plain(value)) for key, value in overrides.items()]
     return build_experiment(config, source, target, None if task in (None, "auto") else task, assignments)
 

@@ -219,11 +219,8 @@ def _run(args) -> int:
     from rayfit.progress import Display
     from rayfit.run_dir import terminal_stream
 
-    exp = load_experiment(args.config, args.data, args.target, args.task, tuple(args.overrides))
-    if args.address:
-        exp.ray.address = args.address
-    if args.storage:
-        exp.storage = args.storage
+    flags = [(key, value) for key, value in (("ray.address", args.address), ("storage", args.storage)) if value]
+    exp = load_experiment(args.config, args.data, args.target, args.task, tuple(args.overrides), flags)
     with Display(terminal_stream()) as display:
         run(exp, out=args.out, progress=display, verbose=args.verbose)
     return EXIT_OK

@@ -595,9 +595,17 @@ def load_experiment(
     target: Optional[str] = None,
     task: Optional[str] = None,
     overrides: tuple[str, ...] = (),
+    assignments: Iterable[tuple[str, Any]] = (),
 ) -> Experiment:
-    """The CLI's inputs -> one validated Experiment."""
-    return build_experiment(config_path, data, target, task, [parse_override(a) for a in overrides])
+    """The CLI's inputs -> one validated Experiment: `--set` overrides, then `assignments` (the
+    flags that name one key, such as --address and --storage)."""
+    return build_experiment(config_path, data, target, task, [*map(parse_override, overrides), *assignments])
+
+
+def revise(exp: Experiment, assignments: Iterable[tuple[str, Any]]) -> Experiment:
+    """A new Experiment: `exp` with (dotted key, value) assignments, validated as a whole again.
+    An Experiment is never changed once validated; what a later step decides makes a revised one."""
+    return build_experiment(exp, assignments=assignments)
 
 
 def build_experiment(

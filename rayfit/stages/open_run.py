@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from rayfit.cluster.storage import Location, RunMirror, existing_run, plan_run_location
-from rayfit.config import Experiment, load_experiment, to_yaml
+from rayfit.config import Experiment, load_experiment, revise, to_yaml
 from rayfit.errors import UserError
 from rayfit.evaluation.tracking import check_tracking
 from rayfit.progress import Display
@@ -49,7 +49,8 @@ def new_run(exp: Experiment, out: Optional[str], display: Display,
     if adopt is not None:
         kept = run_dir / (SOURCE_NAME + adopt.suffix)
         shutil.move(adopt, kept)
-        exp.data.source = prepared.source = location.join(kept.name).uri
+        exp = revise(exp, [("data.source", location.join(kept.name).uri)])
+        prepared.source = exp.data.source
     (run_dir / "config.yaml").write_text(to_yaml(exp))
     record = RunRecord.create(run_dir, exp.data.source)
     mirror.push()
@@ -83,9 +84,8 @@ def resumed_run(run: str, display: Display, address: Optional[str] = None) -> Ru
         mirror.mark_pushed()
     try:
         record = RunRecord.load(mirror.workdir, shown=run)
-        exp = load_experiment(str(mirror.workdir / "config.yaml"))
-        if address:  # `rayfit resume --address`: this time, join (or start) a different Ray
-            exp.ray.address = address
+        # `rayfit resume --address`: this time, join (or start) a different Ray
+        exp = load_experiment(str(mirror.workdir / "config.yaml"), assignments=[("ray.address", address)] if address else [])
         record.check_source(exp.data.source)
         prepared, metric, prep_time = prepare_data(exp, display)
     except BaseException:

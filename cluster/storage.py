@@ -321,7 +321,8 @@ def check_storage_reaches_every_node(location: Location) -> None:
     they run on. A probe file written here is looked for on each alive node; a node that cannot
     see it makes this an `error:` before any training."""
     import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from rayfit.cluster.launch import start
 
     nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
     if not location.local or len(nodes) < 2:
@@ -329,9 +330,8 @@ def check_storage_reaches_every_node(location: Location) -> None:
     probe = location.join(f".rayfit-shared-{uuid.uuid4().hex[:12]}")
     probe.write_bytes(b"rayfit")
     try:
-        sees = ray.remote(num_cpus=0)(os.path.isfile)
-        answers = ray.get([sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
-                           .remote(probe.uri) for node in nodes], timeout=120)
+        looks = [start(os.path.isfile, probe.uri, name="rayfit.sees_storage", cpus=0, node=node) for node in nodes]
+        answers = ray.get([look.ref for look in looks], timeout=120)
     finally:
         probe.delete()
     blind = [node[:12] for node, seen in zip(nodes, answers) if not seen]

@@ -3,9 +3,11 @@
 Ray does not fail a request it cannot place; it waits, silently, for ever. The resource plan
 (cluster/plan.py) keeps rayfit's own requests placeable, but not what it cannot see: another job
 holding the cluster, a node that went away, a leaked placement group. So the driver watches: every
-progress line (an epoch, a trial result, a finished baseline) is a heartbeat, and when none has come
-for `ray.stall_timeout_s` while Ray's autoscaler state lists resource demands that are not being
-met, the stage is stopped and the run ends with an `error:` that names the stage, what it waits
+progress line (an epoch, a trial result, a finished baseline) is a heartbeat, and so is any task
+started through the launch seam (cluster/launch.py) that is running: baselines queued behind two long
+fits wait for CPUs, they are not stalled. When no heartbeat has come for `ray.stall_timeout_s`,
+none of the run's tasks is running, and Ray's autoscaler state lists resource demands that are not
+being met, the stage is stopped and the run ends with an `error:` that names the stage, what it waits
 for and what the cluster has. (Ray Train's own worker-group start-up timeout only retries.)
 
 The driver's waits poll `check()` (baselines, single tasks, a worker group run in a thread), and a
@@ -42,6 +44,17 @@ def pending_demands() -> list[str]:
     return demands
 
 
+def running_tasks(task_ids: set[str]) -> int:
+    """How many of these tasks are running now (Ray's State API: this job's running tasks)."""
+    import ray
+    from ray.util.state import list_tasks
+
+    job = ray.get_runtime_context().get_job_id()
+    running = list_tasks(filters=[("job_id", "=", job), ("state", "=", "RUNNING"), ("type", "=", "NORMAL_TASK")],
+                         limit=10_000, timeout=10, raise_on_missing_output=False)
+    return sum(1 for task in running if task.task_id in task_ids)
+
+
 def cluster_state() -> str:
     import ray
 
@@ -59,9 +72,11 @@ class Watchdog:
     """Heartbeats in, a StageStalled out. Use as a context manager around the stages."""
 
     def __init__(self, timeout_s: float, demands: Callable[[], list[str]] = pending_demands,
-                 describe_cluster: Callable[[], str] = cluster_state):
+                 describe_cluster: Callable[[], str] = cluster_state,
+                 running: Callable[[set[str]], int] = running_tasks):
         self.timeout_s = timeout_s
-        self._demands, self._describe_cluster = demands, describe_cluster
+        self._demands, self._describe_cluster, self._running = demands, describe_cluster, running
+        self._tasks: set[str] = set()  # the run's tasks (their ids), started through the launch seam
         self.stage = "start-up"
         self._last = time.monotonic()
         self._fired: Optional[StageStalled] = None
@@ -73,6 +88,10 @@ class Watchdog:
         if stage:
             self.stage = stage
         self._last = time.monotonic()
+
+    def track(self, ref) -> None:
+        """A task the run started (cluster/launch.py): while it runs, the stage makes progress."""
+        self._tasks.add(ref.task_id().hex())
 
     # -- the watching thread
     def __enter__(self) -> "Watchdog":
@@ -100,6 +119,13 @@ class Watchdog:
                 demands = self._demands()
             except Exception:  # the autoscaler state is advisory: never let it end a healthy run
                 continue
+            if demands and self._tasks:
+                try:
+                    if self._running(set(self._tasks)):  # work under way: the demands are queued behind it
+                        self.beat()
+                        continue
+                except Exception:  # the State API is advisory too: without it, the demands decide
+                    pass
             if demands:
                 self._fired = StageStalled(
                     f"stage {self.stage!r} made no progress for {quiet:.0f} s while Ray could not place "
@@ -172,6 +198,9 @@ class NoWatchdog(Watchdog):
 
     def __init__(self):
         super().__init__(timeout_s=float("inf"))
+
+    def track(self, ref) -> None:
+        pass
 
     def __enter__(self):
         return self

@@ -74,19 +74,16 @@ def importance_on_ray(models: dict, X, y, feature_names, metric: str, n_classes,
     `on_done(name, done, total)` as each finishes."""
     import ray
 
-    from rayfit.cluster.watchdog import current_watchdog
+    from rayfit.cluster.launch import as_finished, start
     from rayfit.evaluation.fitted import model_to_bytes
 
-    task = ray.remote(num_cpus=1)(_importance_task)
     X_ref, y_ref = ray.put(X), ray.put(y)
-    pending = {task.options(name=f"rayfit.importance[{name}]").remote(
-        model_to_bytes(model), X_ref, y_ref, list(feature_names), metric, n_classes, repeats, seed): name
-        for name, model in models.items()}
+    pending = [start(_importance_task, model_to_bytes(model), X_ref, y_ref, list(feature_names), metric, n_classes,
+                     repeats, seed, name=f"rayfit.importance[{name}]", cpus=1, tag=name) for name, model in models.items()]
     found, total = {}, len(pending)
-    while pending:
-        ready = current_watchdog().wait(list(pending))[0]
-        name = pending.pop(ready)
-        found[name] = ray.get(ready)
+    for handle, ranked in as_finished(pending):
+        name = handle.tag
+        found[name] = ranked
         if on_done:
             on_done(name, len(found), total)
     return {name: found[name] for name in models}

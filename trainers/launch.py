@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import ray
-
+from rayfit.cluster.launch import Handle, start
 from rayfit.cluster.ledger import stage_key
 from rayfit.cluster.plan import WorkerPlan
 from rayfit.cluster.storage import Location
@@ -193,7 +192,7 @@ def choose_launch(framework: str, model: str, settings, data: TrainingData, plan
 class PendingFit:
     """A network training in a Ray task; `result()` waits for it."""
 
-    ref: Any
+    handle: Handle
     name: str
     framework: str
     task: str
@@ -203,9 +202,7 @@ class PendingFit:
     def result(self) -> NeuralResult:
         from rayfit.trainers.checkpoints import latest_checkpoint
 
-        from rayfit.cluster.watchdog import current_watchdog
-
-        outcome = ray.get(current_watchdog().wait([self.ref])[0])
+        outcome = self.handle.result()
         with latest_checkpoint(self.checkpoint_dir).as_directory() as directory:
             fitted, history, runtime = load_checkpoint(self.framework, Path(directory), self.name, self.task,
                                                        self.restore_best)
@@ -223,8 +220,6 @@ def start_in_task(framework: str, model: str, settings, data: TrainingData, stor
     name = f"{framework}_{model}"
     config = make_loop_config(name, framework, model, settings, data, progress, threads=int(plan.cpus_per_worker))
     checkpoint_dir = Location.of(storage).join(name)
-    task = ray.remote(train_task).options(
-        num_cpus=plan.cpus_per_worker, num_gpus=plan.gpus_per_worker,
-        max_retries=settings.max_failures, name=f"rayfit.train[{name}]")
-    return PendingFit(task.remote(config, checkpoint_dir.uri, settings.keep_checkpoints), name, framework,
-                      data.task, checkpoint_dir, settings.restore_best)
+    handle = start(train_task, config, checkpoint_dir.uri, settings.keep_checkpoints, name=f"rayfit.train[{name}]",
+                   cpus=plan.cpus_per_worker, gpus=plan.gpus_per_worker, retries=settings.max_failures)
+    return PendingFit(handle, name, framework, data.task, checkpoint_dir, settings.restore_best)

@@ -140,14 +140,10 @@ def step_seconds_on_worker(model: str, settings, input_shape: tuple, n_outputs: 
 
 
 def _probe_on_worker(model: str, settings, input_shape: tuple, n_outputs: int, resources: dict) -> float:
-    import ray
+    from rayfit.cluster.launch import start
 
-    from rayfit.cluster.watchdog import current_watchdog
-
-    probe = ray.remote(_probe).options(num_cpus=resources.get("CPU", 1), num_gpus=resources.get("GPU", 0),
-                                       name="rayfit.probe_step")
-    ref = probe.remote(model, settings.model_dump(), tuple(input_shape), n_outputs, int(resources.get("CPU", 1)))
-    return ray.get(current_watchdog().wait([ref])[0])
+    return start(_probe, model, settings.model_dump(), tuple(input_shape), n_outputs, int(resources.get("CPU", 1)),
+                 name="rayfit.probe_step", cpus=resources.get("CPU", 1), gpus=resources.get("GPU", 0)).result()
 
 
 def describe(cost: StartCost) -> dict:

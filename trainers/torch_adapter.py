@@ -196,11 +196,10 @@ def trainer_backend(plan) -> dict:
     NCCL, which needs CUDA: where Ray's GPUs are logical (no CUDA on the workers' node), gloo."""
     if not plan.use_gpu:
         return {}
-    import ray
     from ray.train.torch import TorchConfig
 
-    from rayfit.cluster.watchdog import current_watchdog
+    from rayfit.cluster.launch import start
 
-    probe = ray.remote(_cuda_available).options(num_cpus=plan.cpus_per_worker, num_gpus=plan.gpus_per_worker)
-    has_cuda = ray.get(current_watchdog().wait([probe.remote()])[0])
+    has_cuda = start(_cuda_available, name="rayfit.probe_cuda", cpus=plan.cpus_per_worker,
+                     gpus=plan.gpus_per_worker).result()
     return {} if has_cuda else {"torch_config": TorchConfig(backend="gloo")}

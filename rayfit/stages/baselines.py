@@ -2,26 +2,25 @@
 many threads), collected as they finish."""
 from __future__ import annotations
 
+from rayfit.cluster.launch import Handle, as_finished, start
 from rayfit.cluster.ledger import note, stage_key
 from rayfit.evaluation.baselines import baselines_for, has_gpu_mode
 from rayfit.evaluation.fitted import SklearnModel
 from rayfit.stages.state import RunState, Trained
 
 
-def start_baselines(state: RunState, data) -> dict:
-    """Submit every unfinished baseline as a Ray task: ObjectRef -> name."""
-    import ray
-
+def start_baselines(state: RunState, data) -> list[Handle]:
+    """Start every unfinished baseline as a Ray task (its handle's tag: the baseline's name)."""
     exp, prepared, display = state.exp, state.prepared, state.display
     names = [name for name in baselines_for(exp.baselines.models, prepared.task)
              if name not in state.trained and name not in in_worker_groups(state)]
     if names:
         display.start("baselines", "classic-ML baselines", total=len(names))
     cpus, gpus = exp.baselines.cpus_per_model, baseline_gpus(state)
-    fit = ray.remote(num_cpus=cpus)(_fit_baseline_task)
     cw = prepared.class_weights if prepared.task == "classification" else None
-    return {fit.options(name=f"rayfit.baseline[{name}]", num_gpus=gpus if has_gpu_mode(name) else 0).remote(
-        name, prepared.task, cw, exp.seed, data.ref, stage_key(state.run_key, name), cpus): name for name in names}
+    return [start(_fit_baseline_task, name, prepared.task, cw, exp.seed, data.ref, stage_key(state.run_key, name), cpus,
+                  name=f"rayfit.baseline[{name}]", cpus=cpus, gpus=gpus if has_gpu_mode(name) else 0, tag=name)
+            for name in names]
 
 
 def baseline_gpus(state: RunState) -> float:
@@ -63,17 +62,11 @@ def run_booster_groups(state: RunState, data) -> None:
         display.finish(name, f"{workers} workers, {seconds:.1f}s")
 
 
-def collect_baselines(state: RunState, pending: dict) -> None:
-    import ray
-
-    from rayfit.cluster.watchdog import current_watchdog
-
+def collect_baselines(state: RunState, pending: list[Handle]) -> None:
     prepared, display = state.prepared, state.display
     total, done = len(pending), 0
-    while pending:
-        ready = current_watchdog().wait(list(pending))
-        name = pending.pop(ready[0])
-        estimator, seconds, device = ray.get(ready[0])
+    for handle, (estimator, seconds, device) in as_finished(pending):
+        name = handle.tag
         model = SklearnModel(name, prepared.task, estimator, prepared.n_classes)
         info = {"nodes": state.nodes_of(name), **({"device": device[0], "device_reason": device[1]}
                                                    if device[1] != "no GPU assigned" else {})}

@@ -48,7 +48,7 @@ def check_clustering_fits(state: RunState) -> None:
 def run_clustering(state: RunState) -> None:
     import ray
 
-    from rayfit.cluster.watchdog import current_watchdog
+    from rayfit.cluster.launch import as_finished, start
 
     exp, data, display = state.exp, state.prepared, state.display
     cfg, seed = exp.clustering, exp.seed
@@ -69,23 +69,17 @@ def run_clustering(state: RunState) -> None:
 
     cpus = cfg.cpus_per_model
     X, labels = ray.put(data.X), (ray.put(data.labels) if data.labels is not None else None)
-    fit = ray.remote(num_cpus=cpus)(_fit_and_score)
-    embed = ray.remote(num_cpus=cpus)(_embed)
-    pending = {fit.options(name=f"rayfit.cluster[{algorithm}]").remote(algorithm, params, X, labels, sample, seed, cpus):
-               ("fit", i) for i, (algorithm, params) in enumerate(todo)}
-    pending |= {embed.options(name=f"rayfit.embed[{method}]").remote(method, X, sample, seed, cpus): ("embed", method)
-                for method in cfg.embeddings}
+    pending = [start(_fit_and_score, algorithm, params, X, labels, sample, seed, cpus, name=f"rayfit.cluster[{algorithm}]",
+                     cpus=cpus, tag=("fit", i)) for i, (algorithm, params) in enumerate(todo)]
+    pending += [start(_embed, method, X, sample, seed, cpus, name=f"rayfit.embed[{method}]", cpus=cpus,
+                      tag=("embed", method)) for method in cfg.embeddings]
     total = len(pending)
     display.start("clustering", f"{len(todo)} clusterings of {len(data.X)} rows, {len(cfg.embeddings)} embeddings",
                   total=total)
     results: list = [None] * len(todo)
     embeddings: dict = {}
-    done = 0
-    while pending:
-        ready = current_watchdog().wait(list(pending))[0]
-        what, key = pending.pop(ready)
-        out = ray.get(ready)
-        done += 1
+    for done, (handle, out) in enumerate(as_finished(pending), 1):
+        what, key = handle.tag
         if what == "fit":
             algorithm, params = todo[key]
             results[key] = {"algorithm": algorithm, "params": params, **out}

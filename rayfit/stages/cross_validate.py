@@ -14,6 +14,7 @@ from collections import defaultdict
 import numpy as np
 
 from rayfit.evaluation.baselines import BASELINES, fit_estimator
+from rayfit.cluster.launch import as_finished, start
 from rayfit.evaluation.fitted import SklearnModel, SoftVote
 from rayfit.metrics import rank
 from rayfit.evaluation.selection import (
@@ -33,8 +34,7 @@ def cross_validate(state: RunState, data=None) -> None:
     """`data`: the run's TrainingData (networks in folds read its shape and class weights)."""
     import ray
 
-    from rayfit.cluster.watchdog import current_watchdog
-    from rayfit.stages.network_folds import plan_network_folds, score_network_fold, start_network_folds
+    from rayfit.stages.network_folds import NetworkFold, plan_network_folds, score_network_fold, start_network_folds
 
     exp, prepared, display = state.exp, state.prepared, state.display
     X, y = train_and_validation(prepared)
@@ -59,17 +59,17 @@ def cross_validate(state: RunState, data=None) -> None:
     cpus = exp.baselines.cpus_per_model
     cw = prepared.class_weights if prepared.task == "classification" else None
     shared = ray.put({"X": X.reshape(len(X), -1), "y": y})
-    score, refit = (ray.remote(num_cpus=cpus)(task) for task in (_score_fold_task, _refit_task))
-    pending = {}
+    pending = []
     for name in names:
         estimator = ray.put(state.trained[name].model.estimator)
         baseline = registry_name(state, name)
         for i, (fit_rows, held_out) in enumerate(folds):
-            pending[score.options(name=f"rayfit.cv[{name}]").remote(
-                estimator, baseline, prepared.task, cw, cpus, shared, fit_rows, held_out, prepared.n_classes)] = (name, i)
-        pending[refit.options(name=f"rayfit.refit[{name}]").remote(estimator, baseline, cw, cpus, shared)] = (name, None)
-    in_folds = start_network_folds(state, data, networks, X, y, folds) if networks else {}
-    pending.update({ref: (name, i) for ref, (name, i, _, _) in in_folds.items()})
+            pending.append(start(_score_fold_task, estimator, baseline, prepared.task, cw, cpus, shared, fit_rows,
+                                 held_out, prepared.n_classes, name=f"rayfit.cv[{name}]", cpus=cpus, tag=(name, i)))
+        pending.append(start(_refit_task, estimator, baseline, cw, cpus, shared, name=f"rayfit.refit[{name}]", cpus=cpus,
+                             tag=(name, None)))
+    if networks:
+        pending += start_network_folds(state, data, networks, X, y, folds)
     total = len(pending)
     what = f"{len(names)} models" + (f" and {len(networks)} networks ({', '.join(p.name for p in networks)})"
                                      if networks else "")
@@ -77,20 +77,19 @@ def cross_validate(state: RunState, data=None) -> None:
                   total=total)
     scores, outputs, refitted = defaultdict(list), defaultdict(lambda: [None] * len(folds)), {}
     with state.timed(STAGE):
-        while pending:
-            ready = current_watchdog().wait(list(pending))[0]
-            name, fold = pending.pop(ready)
-            out = ray.get(ready)
-            if ready in in_folds:  # a network trained on the fold's rows: scored here on its held-out rows
-                _, i, plan, checkpoints = in_folds[ready]
-                held_out = folds[i][1]
-                out = score_network_fold(state, plan, checkpoints, X[held_out], y[held_out])
+        for done, (handle, out) in enumerate(as_finished(pending), 1):
+            if isinstance(handle.tag, NetworkFold):  # a network trained on the fold's rows: scored on its held-out rows
+                name, fold = handle.tag.name, handle.tag.fold
+                held_out = folds[fold][1]
+                out = score_network_fold(state, handle.tag.plan, handle.tag.checkpoints, X[held_out], y[held_out])
+            else:
+                name, fold = handle.tag
             if fold is None:
                 refitted[name] = out
             else:
                 scores[name].append(out[0])
                 outputs[name][fold] = out[1]
-            display.advance(STAGE, total - len(pending), total, name, echo=False)
+            display.advance(STAGE, done, total, name, echo=False)
             if len(scores[name]) == state.cv_folds and name in refitted:
                 model = SklearnModel(name, prepared.task, refitted.pop(name), prepared.n_classes)
                 state.finished_cv(name, summarize(scores.pop(name)), state.cv_folds, model)

@@ -20,10 +20,21 @@ from typing import Optional
 
 import numpy as np
 
+from rayfit.cluster.launch import Handle, start
 from rayfit.stages.state import RunState
 from rayfit.frameworks import is_network_framework
 
 INNER_VAL = 0.15  # each fold's early-stopping slice of its fit rows
+
+
+@dataclass(frozen=True)
+class NetworkFold:
+    """What a network's fold task is (a launch handle's tag): which network, which fold, where it checkpoints."""
+
+    name: str
+    fold: int
+    plan: "FoldPlan"
+    checkpoints: object  # a Location
 
 
 @dataclass
@@ -75,8 +86,9 @@ def _fold_plan(state: RunState, name: str, trained) -> Optional[FoldPlan]:
                     dict(summary["best_params"]), float(seconds))
 
 
-def start_network_folds(state: RunState, data, plans: list[FoldPlan], X: np.ndarray, y: np.ndarray, folds) -> dict:
-    """Every (network, fold) as one Ray task: ObjectRef -> (name, fold index, plan, checkpoint dir)."""
+def start_network_folds(state: RunState, data, plans: list[FoldPlan], X: np.ndarray, y: np.ndarray,
+                        folds) -> list[Handle]:
+    """Every (network, fold) as one Ray task, its handle's tag a NetworkFold."""
     import ray
     from sklearn.model_selection import train_test_split
 
@@ -85,7 +97,7 @@ def start_network_folds(state: RunState, data, plans: list[FoldPlan], X: np.ndar
     from rayfit.trainers.target_scale import fit_target_scale
 
     prepared = state.prepared
-    pending = {}
+    pending = []
     for i, (fit_rows, _) in enumerate(folds):
         stratify = y[fit_rows] if prepared.task == "classification" else None
         learn, stop = train_test_split(fit_rows, test_size=INNER_VAL, random_state=state.exp.seed, stratify=stratify)
@@ -102,9 +114,8 @@ def start_network_folds(state: RunState, data, plans: list[FoldPlan], X: np.ndar
             if plan.params:
                 config = config.with_params(plan.params)
             checkpoints = state.location.join("checkpoints", "cv", plan.name, f"fold_{i}")
-            ref = ray.remote(train_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=1,
-                                                 name=f"rayfit.cv[{plan.name}]").remote(config, checkpoints.uri, 1)
-            pending[ref] = (plan.name, i, plan, checkpoints)
+            pending.append(start(train_task, config, checkpoints.uri, 1, name=f"rayfit.cv[{plan.name}]", cpus=cpus,
+                                 gpus=gpus, retries=1, tag=NetworkFold(plan.name, i, plan, checkpoints)))
     return pending
 
 

@@ -15,7 +15,7 @@ def train_models(state: RunState, data) -> None:
     hub = progress_hub()  # every network's epochs, tagged with its name
     with state.display.follow(hub):
         started = time.perf_counter()
-        baselines = start_baselines(state, data) if state.exp.baselines.enabled else {}
+        baselines = start_baselines(state, data) if state.exp.baselines.enabled else []
         in_tasks, in_groups = [], []
         for framework, model in pending_networks(state):
             pending = start_network(state, framework, model, data, hub)

@@ -1,0 +1,49 @@
+"""The launch seam (cluster/launch.py) and the watchdog it waits under: remote work starts named
+and with its resources, finishes in any order, and a task that is running is progress, so work
+queued behind long tasks is not taken for a stall (while a real stall still is)."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from rayfit.cluster.launch import as_finished, start
+from rayfit.cluster.watchdog import StageStalled, Watchdog
+
+WAITING = ["{CPU: 1} x3 (task or actor)"]
+
+
+def test_a_running_task_is_progress_and_a_quiet_stage_with_nothing_running_is_a_stall():
+    running = {"n": 1}
+    dog = Watchdog(timeout_s=0.4, demands=lambda: WAITING, describe_cluster=lambda: "2 CPUs (0 free)",
+                   running=lambda tasks: running["n"])
+    dog._tasks.add("a-task")  # what the seam records for each task it starts
+    with dog:
+        time.sleep(1.5)  # well past the timeout, queued work waiting, but a task runs
+        assert not dog.fired
+        running["n"] = 0
+        deadline = time.monotonic() + 5
+        while not dog.fired and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with pytest.raises(StageStalled, match=r"made no progress for \d+ s while Ray could not place \{CPU: 1\} x3"):
+            dog.check()
+
+
+def test_work_started_through_the_seam_finishes_in_any_order_and_counts_as_running(ray_session):
+    def _nap(seconds: float, answer):  # defined here: pickled by value, as workers cannot import this module
+        time.sleep(seconds)
+        return answer
+
+    warm = [start(_nap, 0.5, "here", name="rayfit.nap[warm]", cpus=1) for _ in range(2)]  # two workers up
+    assert [handle.result() for handle in warm] == ["here", "here"]
+    handles = [start(_nap, seconds, seconds, name=f"rayfit.nap[{seconds}]", cpus=1, tag=seconds)
+               for seconds in (4.0, 0.1)]
+    # Ray reports a task's state about once a second: a stall timeout is seconds, never less
+    dog = Watchdog(timeout_s=1.5, demands=lambda: WAITING, describe_cluster=lambda: "")
+    with dog:
+        for handle in handles:
+            dog.track(handle.ref)
+        finished = [(handle.tag, answer) for handle, answer in as_finished(handles)]
+        # both ran past the timeout with demands "pending": the running tasks kept the stage alive
+        assert not dog.fired
+    assert finished == [(0.1, 0.1), (4.0, 4.0)]

@@ -5,20 +5,10 @@ so they can be tested (and re-rendered) without Ray, PyTorch or Keras.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import numpy as np
-
-def is_missing(value: Any) -> bool:
-    """A metric a model could not produce (None) or that came out undefined (NaN)."""
-    if value is None:
-        return True
-    try:
-        return math.isnan(value)
-    except TypeError:  # strings and other non-numbers are present, not missing
-        return False
 
 
 @dataclass

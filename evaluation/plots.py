@@ -18,7 +18,9 @@ from matplotlib.figure import Figure
 from sklearn.metrics import ConfusionMatrixDisplay, PredictionErrorDisplay, RocCurveDisplay
 
 from rayfit import metrics
-from .context import ReportContext, is_missing
+from rayfit.metrics import is_missing
+
+from .context import ReportContext
 
 DPI = 110
 VAL_COLOR, TEST_COLOR, BEST_COLOR = "#9ecae1", "#3182bd", "#fdd49e"

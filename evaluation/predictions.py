@@ -36,8 +36,10 @@ def prediction_frame(model: ArrayModel, X: np.ndarray, class_names: Optional[lis
                      proba: bool = True) -> pd.DataFrame:
     """A model's answers for prepared arrays: `prediction` in the target's own values and, for a
     classifier (with `proba`), one `proba_<class>` column per class."""
-    out = pd.DataFrame({"prediction": decode_classes(class_names, model.predict(X))})
     probabilities = model.predict_proba(X) if proba else None
+    # a classifier's prediction is its most probable class (ArrayModel.predict): one pass, not two
+    predicted = probabilities.argmax(axis=1) if probabilities is not None else model.predict(X)
+    out = pd.DataFrame({"prediction": decode_classes(class_names, predicted)})
     if probabilities is not None:
         for i, name in enumerate(class_names):
             out[f"{PROBA_PREFIX}{name}"] = probabilities[:, i]

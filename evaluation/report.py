@@ -15,10 +15,10 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from rayfit import units
+from rayfit import metrics, units
+from rayfit.metrics import is_missing
 
-from rayfit import metrics
-from .context import ReportContext, is_missing
+from .context import ReportContext
 from .plots import SEARCH_PLOTS, search_plot_name
 
 MISSING = "–"

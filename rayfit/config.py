@@ -116,7 +116,7 @@ class ClusteringConfig(_Section):
     linkage: Literal["ward", "average", "complete", "single"] = "ward"  # agglomerative
     min_samples: int = Field(5, ge=2)  # DBSCAN: neighbours that make a core point; eps is searched
     # the candidates' measure: silhouette and calinski_harabasz higher, davies_bouldin lower is better
-    metric: str = "silhouette"
+    metric: str = metrics.default_metric(metrics.CLUSTERING)
     embeddings: list[Literal["pca", "tsne", "umap"]] = ["pca", "tsne", "umap"]  # 2-D views in the report
     # rows beyond this are sampled (same rows for all): t-SNE and UMAP embed them, silhouette scores
     # them, agglomerative clustering (quadratic memory) is skipped above max_agglomerative_rows
@@ -341,7 +341,7 @@ class TuneSettings(_Section):
     reduction_factor: float = Field(3, gt=1)  # asha / hyperband: keep 1 / reduction_factor at each rung
     perturbation_interval: int = Field(4, ge=1)  # pbt / pb2: epochs between exploit-and-explore steps
     quantile_fraction: float = Field(0.25, gt=0, le=0.5)  # pbt / pb2: the bottom share that clones the top share
-    metric: str = "val_loss"  # the validation metric trials are compared by
+    metric: str = metrics.default_metric(metrics.TRIAL)  # the validation metric trials are compared by
     mode: Literal["min", "max"] = "min"
     max_concurrent_trials: Optional[int] = Field(None, ge=1)  # None: as many as the resources allow
     cpus_per_trial: float = Field(1, gt=0)

@@ -134,28 +134,29 @@ def higher_is_better(name: str) -> bool:
     return get(name).higher_is_better
 
 
-def _missing(value) -> bool:
+def is_missing(value) -> bool:
+    """A metric a model could not produce (None) or that came out undefined (NaN)."""
     if value is None:
         return True
     try:
         return math.isnan(value)
-    except TypeError:
+    except TypeError:  # strings and other non-numbers are present, not missing
         return False
 
 
 def is_better(metric: str, candidate: Optional[float], incumbent: Optional[float]) -> bool:
     """Strictly better by the metric's direction; a missing value is never better, and anything
     present beats a missing incumbent."""
-    if _missing(candidate):
+    if is_missing(candidate):
         return False
-    if _missing(incumbent):
+    if is_missing(incumbent):
         return True
     return candidate > incumbent if higher_is_better(metric) else candidate < incumbent
 
 
 def oriented(metric: str, value: Optional[float]) -> float:
     """The value with larger always better (NaN where missing): what drops and signs are taken from."""
-    if _missing(value):
+    if is_missing(value):
         return float("nan")
     return float(value) if higher_is_better(metric) else -float(value)
 

@@ -37,6 +37,10 @@ class ArrayModel:
     def predict_proba(self, X: np.ndarray) -> Optional[np.ndarray]:
         if self.task != "classification":
             return None
+        return self.outputs(X)
+
+    def outputs(self, X: np.ndarray) -> np.ndarray:
+        """What the model computes, as float64: class probabilities (N, classes) or values (N,)."""
         return np.asarray(self._raw_predict(X), dtype=np.float64)
 
     def save(self, directory: Path) -> Path:
@@ -101,7 +105,7 @@ class SoftVote(ArrayModel):
         self.members = members
 
     def _raw_predict(self, X):
-        return np.mean([np.asarray(member._raw_predict(X), dtype=np.float64) for member in self.members], axis=0)
+        return np.mean([member.outputs(X) for member in self.members], axis=0)
 
     def _member_dirs(self) -> list[str]:
         return [f"member_{i}_{member.name}" for i, member in enumerate(self.members)]

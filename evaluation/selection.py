@@ -61,7 +61,7 @@ def score_fold(estimator, name: str, task: str, class_weight, threads: int, X, y
     from rayfit.metrics import score_outputs
 
     fitted = fit_estimator(name, clone(estimator), X[fit_rows], y[fit_rows], class_weight, threads)
-    outputs = SklearnModel(name, task, fitted, n_classes)._raw_predict(X[held_out])
+    outputs = SklearnModel(name, task, fitted, n_classes).outputs(X[held_out])
     return score_outputs(task, y[held_out], outputs, n_classes), outputs
 
 

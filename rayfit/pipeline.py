@@ -1,6 +1,6 @@
-"""The driver: prepare -> Ray and preflight -> baselines and networks -> searches -> evaluate -> report
--> tracking
-(task: clustering: prepare -> Ray -> the clustering candidates and embeddings -> report).
+"""The driver: check the data -> Ray and preflight -> prepare the data -> baselines and networks ->
+searches -> evaluate -> report -> tracking
+(task: clustering: check -> Ray -> prepare -> the clustering candidates and embeddings -> report).
 
 Each stage is a module of rayfit/stages/ working on one RunState; this file only says their order.
 """
@@ -18,7 +18,7 @@ from rayfit.stages.clustering import check_clustering_fits, run_clustering
 from rayfit.stages.cross_validate import cross_validate
 from rayfit.stages.evaluate import evaluate
 from rayfit.stages.open_run import new_run, resumed_run
-from rayfit.stages.prepare import prepare_after_ray
+from rayfit.stages.prepare import prepare_data
 from rayfit.stages.preflight import plan_networks, preflight
 from rayfit.stages.ray_session import start_ray, stop_ray, watching_for_stalls
 from rayfit.stages.report import render_report
@@ -57,6 +57,7 @@ def _cluster(state: RunState, on_preflight_error: Optional[Callable[[], None]]) 
             on_preflight_error()
         raise
     with watching_for_stalls(state):
+        prepare_data(state)
         run_clustering(state)
     state.record.finish()
 
@@ -78,7 +79,7 @@ def _run_stages(state: RunState, verbose: bool, on_preflight_error: Optional[Cal
                         on_preflight_error()
                     raise
                 with watching_for_stalls(state):
-                    prepare_after_ray(state)  # data.prepare_on: cluster
+                    prepare_data(state)  # on the cluster too (data.prepare_on), now that Ray runs
                     state.plan = plan_networks(state.exp)
                     data = put_training_data(state)
                     train_models(state, data)  # baselines and networks

@@ -22,7 +22,7 @@ def rebuild_report(run: str, display: Display) -> Path:
     from rayfit.evaluation.fitted import MODEL_DIR, load_model
     from rayfit.evaluation.results import BEST_PARAMS_FILE, METRICS_FILE
     from rayfit.run_record import RunRecord
-    from rayfit.stages.prepare import prepare_data
+    from rayfit.data import check
     from rayfit.stages.report import report_context, write_all
 
     if not Location.of(run).local:
@@ -38,7 +38,14 @@ def rebuild_report(run: str, display: Display) -> Path:
     record = RunRecord.load(run_dir, shown=run, finished=True)
     exp = load_experiment(str(run_dir / "config.yaml"))
     record.check_source(exp.data.source, needs="rebuilding its report needs")
-    prepared, _, _ = prepare_data(exp, display)
+    display.start("data", f"prepare {exp.data.source}")
+    source = check(exp.data)
+    if source.where == "cluster":
+        raise UserError(f"{run}: its data was prepared on the cluster (data.prepare_on); rayfit report rebuilds "
+                        f"the report of a run prepared on the driver only")
+    prepared = source.prepare(exp.seed)
+    prepared.source = exp.data.source
+    display.finish("data", prepared.summary())
     display.start("report", f"rebuild the report of {run}")
     stages = record.data["stages"]
     histories = {name: info["history"] for name, info in stages.items()

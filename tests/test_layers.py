@@ -67,3 +67,37 @@ def test_a_registry_that_reads_the_config_breaks_its_contract(tmp_path):
     result = _lint(_installed_layout(tmp_path, ("metrics.py", "import rayfit.config  # noqa: F401")))
     assert result.returncode == 1, result.stdout + result.stderr
     assert "the registries the config reads never read the config BROKEN" in result.stdout, result.stdout
+
+
+def _private_uses(source: str) -> list[str]:
+    """Another module's private names this source uses: imported from it (`from rayfit.x import
+    _helper`) or read through it (`module._helper`)."""
+    import ast
+
+    found, modules = [], set()
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("rayfit"):
+            for alias in node.names:
+                if alias.name.startswith("_") and not alias.name.startswith("__"):
+                    found.append(f"line {node.lineno}: from {node.module} import {alias.name}")
+                elif alias.name[:1].islower():
+                    modules.add(alias.asname or alias.name)
+        elif isinstance(node, ast.Import):
+            modules.update(alias.asname or alias.name.split(".")[0] for alias in node.names
+                           if alias.name.startswith("rayfit"))
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules
+                and node.attr.startswith("_") and not node.attr.startswith("__")):
+            found.append(f"line {node.lineno}: {node.value.id}.{node.attr}")
+    return found
+
+
+def test_no_module_uses_another_modules_private_names():
+    mapping = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    uses = {f"{path.relative_to(ROOT)}: {use}" for folder in mapping.values() for path in (ROOT / folder).rglob("*.py")
+            for use in _private_uses(path.read_text())}
+    assert not uses, "\n".join(sorted(uses))
+    # the check sees both ways of reaching into another module
+    assert _private_uses("from rayfit.data.prepare import _split\nfrom rayfit import metrics\nmetrics._TABLE\n") == [
+        "line 1: from rayfit.data.prepare import _split", "line 3: metrics._TABLE"]

@@ -13,7 +13,9 @@ import pytest
 
 from rayfit.cli import main
 from rayfit.config import DataConfig, Experiment, validate
-from rayfit.data.on_cluster import _cleaned, _positions, peek, prepare_on_cluster
+from rayfit.data import check
+from rayfit.data.on_cluster import cleaned
+from rayfit.data.split import HashSplit
 from rayfit.errors import UserError
 
 ROWS = 3000
@@ -49,7 +51,9 @@ def _prepare(source, tmp_path, name: str, driver_rows: int = 400):
     from rayfit.cluster.storage import Location
 
     cfg = DataConfig(source=str(source), target="label", prepare_on="cluster", driver_rows=driver_rows)
-    return prepare_on_cluster(cfg, peek(cfg), SEED, Location.of(tmp_path / name))
+    source = check(cfg)
+    assert source.where == "cluster"
+    return source.prepare(SEED, shards=Location.of(tmp_path / name))
 
 
 def test_the_whole_training_split_is_what_pandas_computes_over_the_same_rows(ray_session, tmp_path):
@@ -57,12 +61,14 @@ def test_the_whole_training_split_is_what_pandas_computes_over_the_same_rows(ray
     prepared = _prepare(_write(frame, tmp_path / "table.parquet"), tmp_path, "train")
 
     # The same split, computed here over the whole table at once.
-    cleaned = _cleaned(frame, "label").reset_index(drop=True)
-    u = _positions(cleaned, SEED)
-    train = cleaned.loc[u < 0.7]
-    assert prepared.split_rows == {"train": len(train), "val": int(((u >= 0.7) & (u < 0.85)).sum()),
+    rows = cleaned(frame, "label").reset_index(drop=True)
+    u = HashSplit(SEED, (0.7, 0.85, 1.0), (0.7, 0.85, 1.0)).positions(rows)
+    train = rows.loc[u < 0.7]
+    assert prepared.where == "cluster" and prepared.split.method == "row hash"
+    assert prepared.train_shards.rstrip("/").endswith("/train")
+    assert prepared.split.rows == {"train": len(train), "val": int(((u >= 0.7) & (u < 0.85)).sum()),
                                    "test": int((u >= 0.85).sum())}
-    assert prepared.n_rows == len(cleaned) < ROWS
+    assert prepared.n_rows == len(rows) < ROWS
 
     # Classes over the whole split: the rare one too, though the driver's sample may lack it.
     assert prepared.class_names == ["high", "low", "rare"]
@@ -95,7 +101,7 @@ def test_the_split_does_not_depend_on_how_the_table_is_cut_into_blocks(ray_sessi
     frame = _table(1200)
     one = _prepare(_write(frame, tmp_path / "one.parquet", row_group=1200), tmp_path, "one")
     many = _prepare(_write(frame, tmp_path / "many", files=3, row_group=100), tmp_path, "many")
-    assert one.split_rows == many.split_rows
+    assert one.split.rows == many.split.rows
     np.testing.assert_array_equal(one.y_test, many.y_test)
     np.testing.assert_allclose(one.X_test, many.X_test, rtol=1e-6)
 
@@ -116,9 +122,9 @@ def test_settings_it_cannot_honour_are_errors_before_anything_runs(tmp_path):
     assert prepares_on_cluster(validate(saved).data)
     assert not prepares_on_cluster(DataConfig(source=str(source)))  # auto: a small file stays on the driver
     with pytest.raises(UserError, match="target column 'nope' not found"):
-        peek(DataConfig(source=str(source), target="nope", prepare_on="cluster"))
+        check(DataConfig(source=str(source), target="nope", prepare_on="cluster"))
     with pytest.raises(UserError, match="regression needs numbers"):
-        peek(DataConfig(source=str(source), target="city", task="regression", prepare_on="cluster"))
+        check(DataConfig(source=str(source), target="city", task="regression", prepare_on="cluster"))
 
 
 def test_a_bad_target_is_an_error_before_ray_starts_or_a_run_is_claimed(tmp_path, capsys):
@@ -141,7 +147,7 @@ def test_a_run_prepared_on_the_cluster_trains_on_every_row_and_predicts_raw_rows
     captured = capsys.readouterr()
     assert code == 0, captured.err
     metrics = json.loads((out / "metrics.json").read_text())
-    train_rows = int(round(len(_cleaned(frame, "label")) * 0.7))
+    train_rows = int(round(len(cleaned(frame, "label")) * 0.7))
     # each of the 2 workers streamed its shard of the whole training split, not the driver's sample
     history = json.loads((out / "run_state.json").read_text())["stages"]["torch_mlp"]["history"]
     rank0 = history[-1]["train_rows"]

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -32,29 +31,17 @@ import pandas as pd
 
 from rayfit.config import DataConfig
 from rayfit.data import clean
+from rayfit.data.features import class_weights_of_counts, drop_uninformative_columns, fit_preprocessor
 from rayfit.data.load import CSV_SUFFIXES, PARQUET_SUFFIXES
-from rayfit.data.target import detect_task, regression_values, resolve_target, shorten
+from rayfit.data.prepared import SPLITS, Part, Prepared, Say, Source, Split
+from rayfit.data.split import HashSplit, split_label
+from rayfit.data.target import class_name, detect_task, regression_values, resolve_target, shorten
 from rayfit.errors import UserError
 
 PEEK_ROWS = 10_000  # the first rows, read before Ray starts: columns, target and task are checked on them
 # prepare_on: auto prepares on the cluster when the source on disk is larger than this share of the
 # memory available to the driver: pandas holds a table in several times its Parquet size.
 AUTO_MEMORY_FRACTION = 1 / 8
-SPLITS = ("train", "val", "test")
-
-
-@dataclass
-class ClusterPlan:
-    """What the driver knows of a cluster-prepared source before Ray starts: enough to check the
-    experiment against it (its target, its task) and to say so."""
-
-    source: str
-    target: str
-    task: str
-    columns: list[str]
-    source_bytes: int
-    log: list[str] = field(default_factory=list)
-    kind: str = "tabular"
 
 
 def source_bytes(source: str) -> int:
@@ -133,79 +120,67 @@ def _head(source: str) -> tuple[list[str], pd.DataFrame]:
     return list(dataset.schema.names), head
 
 
-def peek(cfg: DataConfig) -> ClusterPlan:
-    """The source's columns and first rows, read without Ray: the target must be there, and the
-    task is detected on them."""
-    if not Path(cfg.source).exists():
-        raise UserError(f"data file not found: {cfg.source}")
-    try:
-        names, head = _head(cfg.source)
-    except Exception as exc:  # pyarrow's errors: ArrowInvalid, OSError and others
-        raise _read_error(cfg.source, exc) from None
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise UserError(f"data file {cfg.source} has duplicate column names: {', '.join(map(repr, repeated))}")
-    if len(head) == 0:
-        raise UserError(f"data file has no rows: {cfg.source}")
-    head.columns = [str(c) for c in head.columns]
-    target = resolve_target(head, cfg, None)
-    log = [f"prepared on the cluster by Ray Data (data.prepare_on: {cfg.prepare_on}; the source is "
-           f"{source_bytes(cfg.source) / 2**20:,.0f} MiB): the driver holds samples, never the table"]
-    task = detect_task(head[target].dropna(), cfg.task, log)
-    log[-1] += f" (on the first {len(head):,} rows)"
-    if task == "regression":
-        regression_values(head[target].dropna())  # a target of words: said now, not by a failed block
-    return ClusterPlan(cfg.source, target, task, [str(c) for c in head.columns], source_bytes(cfg.source), log)
+class ClusterTable(Source):
+    """A table prepared on the cluster. Checked on its first rows, read without Ray (the target must
+    be there, and the task is detected on them); prepared by the three passes once Ray runs."""
+
+    where = "cluster"
+
+    def __init__(self, cfg: DataConfig, target: str, task: str, log: list[str]):
+        self.cfg, self.target, self.task, self.log = cfg, target, task, log
+        self.source_bytes = source_bytes(cfg.source)
+
+    @classmethod
+    def check(cls, cfg: DataConfig) -> "ClusterTable":
+        if not Path(cfg.source).exists():
+            raise UserError(f"data file not found: {cfg.source}")
+        try:
+            names, head = _head(cfg.source)
+        except Exception as exc:  # pyarrow's errors: ArrowInvalid, OSError and others
+            raise _read_error(cfg.source, exc) from None
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise UserError(f"data file {cfg.source} has duplicate column names: {', '.join(map(repr, repeated))}")
+        if len(head) == 0:
+            raise UserError(f"data file has no rows: {cfg.source}")
+        head.columns = [str(c) for c in head.columns]
+        target = resolve_target(head, cfg, None)
+        log = [f"prepared on the cluster by Ray Data (data.prepare_on: {cfg.prepare_on}; the source is "
+               f"{source_bytes(cfg.source) / 2**20:,.0f} MiB): the driver holds samples, never the table"]
+        task = detect_task(head[target].dropna(), cfg.task, log)
+        log[-1] += f" (on the first {len(head):,} rows)"
+        if task == "regression":
+            regression_values(head[target].dropna())  # a target of words: said now, not by a failed block
+        return cls(cfg, target, task, log)
+
+    def moved(self, source: str) -> None:
+        self.cfg = self.cfg.model_copy(update={"source": source})
+
+    def describe(self) -> str:
+        return f"{self.task}, {self.source_bytes / 2**20:,.0f} MiB: prepared on the cluster once Ray starts"
+
+    def prepare(self, seed: int, shards=None, say: Say = lambda line: None) -> Prepared:
+        """Samples on the driver, the whole training split transformed and written at `shards` (a
+        Location) for the workers to stream."""
+        if shards is None:
+            raise ValueError("a table prepared on the cluster needs a location for its training split's shards")
+        with _blocks_failing_as_errors(self.cfg.source):
+            return _prepare_on_cluster(self, seed, shards, say)
 
 
 # --- what runs on the cluster, block by block -------------------------------------------------
 
-def _hash_key(seed: int) -> str:
-    return f"rayfit{seed % 10**10:010d}"  # pandas wants 16 characters
-
-
-def _cleaned(block: pd.DataFrame, target: str) -> pd.DataFrame:
+def cleaned(block: pd.DataFrame, target: str) -> pd.DataFrame:
     """A block as the driver-side cleaning leaves it: infinities missing, no row without a target."""
     block = clean.infinities_as_missing(block, [])
     return block.loc[block[target].notna()]
 
 
-def _positions(block: pd.DataFrame, seed: int) -> np.ndarray:
-    """Each row's place in [0, 1): a seeded hash of its values, so a row's split never depends on
-    which block it is read in."""
-    hashes = pd.util.hash_pandas_object(block, index=False, hash_key=_hash_key(seed)).to_numpy()
-    return (hashes >> np.uint64(11)).astype(np.float64) / float(1 << 53)
-
-
-@dataclass(frozen=True)
-class _Bounds:
-    """Where each split and each split's sample lie in [0, 1)."""
-
-    starts: tuple[float, float, float]
-    ends: tuple[float, float, float]
-    sample_ends: tuple[float, float, float]
-
-    @classmethod
-    def of(cls, cfg: DataConfig, rows: int) -> "_Bounds":
-        fractions = (cfg.split.train, cfg.split.val, cfg.split.test)
-        starts = (0.0, fractions[0], fractions[0] + fractions[1])
-        ends = (fractions[0], fractions[0] + fractions[1], 1.0)
-        sample_ends = tuple(start + f * min(1.0, cfg.driver_rows / max(1.0, f * rows))
-                            for start, f in zip(starts, fractions))
-        return cls(starts, ends, sample_ends)
-
-    def split_of(self, u: np.ndarray) -> np.ndarray:
-        return np.searchsorted(np.asarray(self.ends[:2]), u, side="right")  # 0 train, 1 val, 2 test
-
-    def in_sample(self, u: np.ndarray, split: np.ndarray) -> np.ndarray:
-        return u < np.asarray(self.sample_ends)[split]
-
-
-def _samples(block: pd.DataFrame, target: str, seed: int, bounds: _Bounds) -> pd.DataFrame:
-    block = _cleaned(block, target)
-    u = _positions(block, seed)
-    split = bounds.split_of(u)
-    keep = bounds.in_sample(u, split)
+def _samples(block: pd.DataFrame, target: str, splitter: HashSplit) -> pd.DataFrame:
+    block = cleaned(block, target)
+    u = splitter.positions(block)
+    split = splitter.split_of(u)
+    keep = splitter.in_sample(u, split)
     return block.loc[keep].assign(__split__=split[keep], __position__=u[keep])
 
 
@@ -215,7 +190,7 @@ def _target_keys(y: pd.Series) -> pd.Series:
     return y if numeric else y.astype(str)
 
 
-def _statistics(block: pd.DataFrame, target: str, seed: int, bounds: _Bounds, numeric: list[str],
+def _statistics(block: pd.DataFrame, target: str, splitter: HashSplit, numeric: list[str],
                 centers: np.ndarray, classification: bool) -> pd.DataFrame:
     """One row of partial sums for this block: rows per split, rows without a target, and over the
     training rows each numeric column's count, sum and sum of squares around its center, and the
@@ -223,8 +198,8 @@ def _statistics(block: pd.DataFrame, target: str, seed: int, bounds: _Bounds, nu
     from rayfit.data.preprocessing import as_float
 
     total = len(block)
-    block = _cleaned(block, target)
-    split = bounds.split_of(_positions(block, seed))
+    block = cleaned(block, target)
+    split = splitter.split_of(splitter.positions(block))
     row = {"rows": total, "no_target": total - len(block)}
     row.update({f"rows_{name}": int((split == i).sum()) for i, name in enumerate(SPLITS)})
     train = block.loc[split == 0]
@@ -241,11 +216,11 @@ def _statistics(block: pd.DataFrame, target: str, seed: int, bounds: _Bounds, nu
     return pd.DataFrame([row])
 
 
-def _transformed(block: pd.DataFrame, target: str, seed: int, bounds: _Bounds, pipeline, columns: list[str],
+def _transformed(block: pd.DataFrame, target: str, splitter: HashSplit, pipeline, columns: list[str],
                  classes: Optional[list]) -> dict:
     """The block's training rows as the networks take them: x (float32 rows), y (class indices or values)."""
-    block = _cleaned(block, target)
-    block = block.loc[bounds.split_of(_positions(block, seed)) == 0]
+    block = cleaned(block, target)
+    block = block.loc[splitter.split_of(splitter.positions(block)) == 0]
     x = np.asarray(pipeline.transform(block[columns]), dtype=np.float32)
     if classes is None:
         y = block[target].to_numpy(dtype=np.float32)
@@ -284,54 +259,44 @@ def _blocks_failing_as_errors(source: str):
         raise UserError(f"could not prepare {source} on the cluster: {type(cause).__name__}: {reason}") from None
 
 
-def prepare_on_cluster(cfg: DataConfig, plan: ClusterPlan, seed: int, train_location, say=lambda line: None):
-    """The Prepared of a cluster-prepared source: samples on the driver, the whole training split
-    transformed and written at `train_location` (a Location) for the workers to stream."""
-    with _blocks_failing_as_errors(cfg.source):
-        return _prepare_on_cluster(cfg, plan, seed, train_location, say)
-
-
-def _prepare_on_cluster(cfg: DataConfig, plan: ClusterPlan, seed: int, train_location, say):
-    from rayfit.data.prepare import Prepared, _drop_uninformative_columns, _fit_preprocessor, class_weights_of_counts
-
-    log = list(plan.log)
-    target, classification = plan.target, plan.task == "classification"
+def _prepare_on_cluster(table: ClusterTable, seed: int, train_location, say: Say) -> Prepared:
+    cfg = table.cfg
+    log = list(table.log)
+    target, classification = table.target, table.task == "classification"
     dataset = _read(cfg.source)
     rows = dataset.count()
-    bounds = _Bounds.of(cfg, rows)
+    splitter = HashSplit.of(cfg, rows, seed)
 
     say(f"data: pass 1/3, samples of about {cfg.driver_rows:,} rows per split from {rows:,} rows")
-    sampled = dataset.map_batches(_samples, batch_format="pandas", fn_args=(target, seed, bounds)).to_pandas()
+    sampled = dataset.map_batches(_samples, batch_format="pandas", fn_args=(target, splitter)).to_pandas()
     sampled.columns = [str(c) for c in sampled.columns]
-    sampled.sort_values("__position__", kind="stable", inplace=True, ignore_index=True)  # the same order every run
+    sampled = sampled.sort_values("__position__", kind="stable", ignore_index=True)  # the same order every run
     split = sampled.pop("__split__").to_numpy()
-    sampled.drop(columns="__position__", inplace=True)
+    sampled = sampled.drop(columns="__position__")
     parts = {name: sampled.loc[split == i] for i, name in enumerate(SPLITS)}
     del sampled  # the driver's memory holds each sample once
     for name, part in parts.items():
         if len(part) == 0:
             raise UserError(f"too few rows for a prepare on the cluster: the {name} sample is empty ({rows} rows)")
-    train = _drop_uninformative_columns(parts["train"], target, cfg, log)
+    train = drop_uninformative_columns(parts["train"], target, cfg, log)
     features = [c for c in train.columns if c != target]
     if not features:
         raise UserError(f"no feature columns left in {cfg.source} after cleaning (only the target {target!r})")
     kinds = clean.column_kinds(train, target)
-    log_before = len(log)
-    preprocessor = _fit_preprocessor(train[features], np.arange(len(train)), kinds, cfg, log)
-    log[log_before:] = [line.replace("fitted on train", "fitted on the train sample") for line in log[log_before:]]
+    preprocessor = fit_preprocessor(train[features], np.arange(len(train)), kinds, cfg, log,
+                                    fitted_on="the train sample", say_scaling=not kinds["numeric"])
 
     say("data: pass 2/3, statistics over the whole training split")
     numeric = kinds["numeric"]
     scale = _numeric_scale(preprocessor) if numeric else None
     centers = scale.mean_[:len(numeric)].copy() if numeric else np.zeros(0)
     partial = dataset.map_batches(_statistics, batch_format="pandas",
-                                  fn_args=(target, seed, bounds, numeric, centers, classification)).to_pandas()
+                                  fn_args=(target, splitter, numeric, centers, classification)).to_pandas()
     totals = partial.drop(columns=["classes"], errors="ignore").fillna(0).sum()
     sizes = {name: int(totals[f"rows_{name}"]) for name in SPLITS}
     if totals["no_target"]:
         log.append(f"dropped {int(totals['no_target'])} row(s) with a missing target")
-    split_label = "/".join(f"{f * 100:g}" for f in (cfg.split.train, cfg.split.val, cfg.split.test))
-    log.append(f"split {sum(sizes.values()):,} rows about {split_label} by a hash of each row (seed {seed}; "
+    log.append(f"split {sum(sizes.values()):,} rows about {split_label(cfg)} by a hash of each row (seed {seed}; "
                f"identical rows share a split, not stratified): {sizes['train']:,}/{sizes['val']:,}/{sizes['test']:,}")
     if numeric:
         _rescale(scale, numeric, centers, totals, sizes["train"], preprocessor, log)
@@ -343,13 +308,14 @@ def _prepare_on_cluster(cfg: DataConfig, plan: ClusterPlan, seed: int, train_loc
             return x, part[target].to_numpy(dtype=np.float32)
         return x, pd.Index(classes).get_indexer(_target_keys(part[target])).astype(np.int64)
 
-    (X_train, y_train), (X_val, y_val), (X_test, y_test) = (xy(parts[name]) for name in SPLITS)
+    samples = {name: Part(*xy(parts[name])) for name in SPLITS}
     if classes is not None:  # a class the training split never has cannot be predicted, nor judged
-        (X_val, y_val), (X_test, y_test) = _known(X_val, y_val, "val", log), _known(X_test, y_test, "test", log)
+        for name in ("val", "test"):
+            samples[name] = _known(samples[name], name, log)
     weights = None
     if classification:
         weights = class_weights_of_counts(np.asarray([counts[c] for c in classes]), cfg.class_weight, log)
-    log.append(f"the driver holds samples of {len(X_train):,}/{len(X_val):,}/{len(X_test):,} rows "
+    log.append(f"the driver holds samples of {'/'.join(f'{len(samples[p].X):,}' for p in SPLITS)} rows "
                f"(data.driver_rows: {cfg.driver_rows:,}): the baselines train on the train sample, every model "
                f"is judged on the validation and test samples; the networks train on all {sizes['train']:,} "
                f"training rows, streamed")
@@ -359,41 +325,38 @@ def _prepare_on_cluster(cfg: DataConfig, plan: ClusterPlan, seed: int, train_loc
         train_location.delete()
     fs, path = train_location.filesystem()
     transformed = dataset.map_batches(_transformed, batch_format="pandas",
-                                      fn_args=(target, seed, bounds, preprocessor, features, classes))
+                                      fn_args=(target, splitter, preprocessor, features, classes))
     transformed.write_parquet(path, filesystem=fs)
     return Prepared(
-        task=plan.task, target=target, X_train=X_train, X_val=X_val, X_test=X_test,
-        y_train=y_train, y_val=y_val, y_test=y_test,
+        task=table.task, target=target, parts=samples, split=Split("row hash", sizes, seed),
         feature_names=[str(n) for n in preprocessor.get_feature_names_out()], raw_columns=features,
         class_names=class_names, class_weights=weights, preprocessor=preprocessor, log=log,
-        n_rows=sum(sizes.values()), source=cfg.source, train_split=train_location.uri, split_rows=sizes,
+        n_rows=sum(sizes.values()), source=cfg.source, where="cluster", train_shards=train_location.uri,
     )
 
 
 def _classes(partial: pd.DataFrame, target: str, log: list[str]) -> tuple[list, list[str], dict]:
     """The classes of the whole training split (sorted, as encode_classes sorts them), their names
     and their counts, added up from each block's."""
-    from rayfit.data.target import _class_name
-
     counts: dict = {}
     for block in partial["classes"].dropna():
         for key, count in json.loads(block):
             counts[key] = counts.get(key, 0) + count
     classes = sorted(counts)
     if len(classes) < 2:
-        found = f"a single class ({_class_name(classes[0])!r})" if classes else "no class"
+        found = f"a single class ({class_name(classes[0])!r})" if classes else "no class"
         raise UserError(f"target {target!r} has {found} in the training split; classification needs at least 2")
-    names = [_class_name(value) for value in classes]
+    names = [class_name(value) for value in classes]
     log.append(f"label-encoded target {target!r} into {len(classes)} classes (over the whole training split): "
                f"{shorten([f'{name}={i}' for i, name in enumerate(names)])}")
     return classes, names, counts
 
 
-def _known(x: np.ndarray, y: np.ndarray, name: str, log: list[str]):
-    keep = y >= 0
+def _known(part: Part, name: str, log: list[str]) -> Part:
+    keep = part.y >= 0
     if not keep.all():
         log.append(f"left out {int((~keep).sum())} {name} sample row(s) of classes the training split lacks")
-    return x[keep], y[keep]
+    return Part(part.X[keep], part.y[keep])
 
 
 def _numeric_scale(pipeline):
@@ -415,11 +378,5 @@ def _rescale(scale, numeric: list[str], centers: np.ndarray, totals: pd.Series, 
         scale.scale_[j] = np.sqrt(var) if var > 0 else 1.0
     scale.n_samples_seen_ = rows
     dates = len(scale.mean_) - len(numeric)
-    line = (f"standardized {len(numeric)} numeric column(s) with mean and scale over all {rows:,} training rows "
-            f"(Ray Data, block by block)" + (f"; {dates} datetime part(s) on the train sample" if dates else ""))
-    for i, entry in enumerate(log):
-        if entry.startswith("standardized "):  # the sample's scaling, said when the pipeline was fitted
-            log[i] = line
-            break
-    else:
-        log.append(line)
+    log.append(f"standardized {len(numeric)} numeric column(s) with mean and scale over all {rows:,} training rows "
+               f"(Ray Data, block by block)" + (f"; {dates} datetime part(s) on the train sample" if dates else ""))

@@ -41,15 +41,6 @@ def numeric_columns(frame: pd.DataFrame, source: str) -> list[str]:
     return list(frame.columns)
 
 
-def chronological_ranges(n: int, sizes: dict[str, int]) -> dict[str, range]:
-    """Contiguous row ranges in file order: the earliest rows train, then val, then test."""
-    ranges, start = {}, 0
-    for part in ("train", "val", "test"):
-        ranges[part] = range(start, start + sizes[part])
-        start += sizes[part]
-    return ranges
-
-
 def windows_in(rows: int, window: int, horizon: int) -> int:
     """Windows that fit in `rows` consecutive rows with their target `horizon` rows after the last one."""
     return max(rows - window - horizon + 1, 0)

@@ -55,7 +55,7 @@ def encode_classes(y: pd.Series, log: list[str]) -> tuple[np.ndarray, list[str]]
     numeric = types.is_numeric_dtype(y.dtype) and not types.is_bool_dtype(y.dtype)
     keys = y if numeric or types.is_bool_dtype(y.dtype) else y.astype(str)
     classes = np.sort(keys.unique())
-    names = [_class_name(value) for value in classes]
+    names = [class_name(value) for value in classes]
     if len(classes) < 2:
         raise UserError(f"target {y.name!r} has a single class ({names[0]!r}); classification needs at least 2")
     codes = pd.Index(classes).get_indexer(keys).astype(np.int64)
@@ -78,7 +78,7 @@ def shorten(names) -> str:
     return ", ".join(names[:_SHOWN]) + (f", ... ({more} more)" if more > 0 else "")
 
 
-def _class_name(value) -> str:
+def class_name(value) -> str:
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
         return str(int(value))
     return str(value)

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from rayfit.config import to_yaml
+from rayfit.data.prepared import ALL
 from rayfit.data.preprocessing import save_preprocessing
 from rayfit.errors import UserError
 from rayfit.evaluation.clustering import ALGORITHMS, ClusterModel, best_candidate, candidates
@@ -51,14 +52,15 @@ def run_clustering(state: RunState) -> None:
     from rayfit.cluster.launch import as_finished, start
 
     exp, data, display = state.exp, state.prepared, state.display
+    X, labels = data.parts[ALL].X, data.parts[ALL].y  # every row: clustering holds nothing out
     cfg, seed = exp.clustering, exp.seed
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
-    sample = np.sort(rng.choice(len(data.X), min(len(data.X), cfg.sample_rows), replace=False))
-    todo = candidates(cfg, data.X, sample)
+    sample = np.sort(rng.choice(len(X), min(len(X), cfg.sample_rows), replace=False))
+    todo = candidates(cfg, X, sample)
     notes = []
-    if "agglomerative" in cfg.algorithms and len(data.X) > cfg.max_agglomerative_rows:
-        notes.append(f"agglomerative clustering left out: {len(data.X)} rows, more than "
+    if "agglomerative" in cfg.algorithms and len(X) > cfg.max_agglomerative_rows:
+        notes.append(f"agglomerative clustering left out: {len(X)} rows, more than "
                      f"clustering.max_agglomerative_rows={cfg.max_agglomerative_rows} (its memory grows with rows squared)")
     if "dbscan" in cfg.algorithms and not any(a == "dbscan" for a, _ in todo):
         notes.append("dbscan left out: every row lies at distance 0 from its neighbours")
@@ -68,13 +70,14 @@ def run_clustering(state: RunState) -> None:
         raise UserError("clustering: no candidate to fit (clustering.algorithms names none that applies here)")
 
     cpus = cfg.cpus_per_model
-    X, labels = ray.put(data.X), (ray.put(data.labels) if data.labels is not None else None)
-    pending = [start(_fit_and_score, algorithm, params, X, labels, sample, seed, cpus, name=f"rayfit.cluster[{algorithm}]",
+    X_ref, labels_ref = ray.put(X), (ray.put(labels) if labels is not None else None)
+    pending = [start(_fit_and_score, algorithm, params, X_ref, labels_ref, sample, seed, cpus,
+                     name=f"rayfit.cluster[{algorithm}]",
                      cpus=cpus, tag=("fit", i)) for i, (algorithm, params) in enumerate(todo)]
-    pending += [start(_embed, method, X, sample, seed, cpus, name=f"rayfit.embed[{method}]", cpus=cpus,
+    pending += [start(_embed, method, X_ref, sample, seed, cpus, name=f"rayfit.embed[{method}]", cpus=cpus,
                       tag=("embed", method)) for method in cfg.embeddings]
     total = len(pending)
-    display.start("clustering", f"{len(todo)} clusterings of {len(data.X)} rows, {len(cfg.embeddings)} embeddings",
+    display.start("clustering", f"{len(todo)} clusterings of {len(X)} rows, {len(cfg.embeddings)} embeddings",
                   total=total)
     results: list = [None] * len(todo)
     embeddings: dict = {}
@@ -121,9 +124,10 @@ def _write_outputs(state: RunState, best_name: str, best: dict, chosen: dict, mo
     from rayfit.evaluation.clustering import dendrogram_linkage
 
     exp, data, display, run_dir = state.exp, state.prepared, state.display, state.run_dir
+    X, labels = data.parts[ALL].X, data.parts[ALL].y
     started = time.perf_counter()
     display.start("report", "model, assignments, plots and report")
-    model = ClusterModel(best_name, best["estimator"], data.X, best["assigned"])
+    model = ClusterModel(best_name, best["estimator"], X, best["assigned"])
     model_dir, partial = run_dir / MODEL_DIR, run_dir / f".{MODEL_DIR}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     model.save(partial)
@@ -132,7 +136,7 @@ def _write_outputs(state: RunState, best_name: str, best: dict, chosen: dict, mo
     shutil.rmtree(model_dir, ignore_errors=True)
     partial.rename(model_dir)
 
-    assignments = pd.DataFrame({"row": np.arange(len(data.X)), "cluster": best["assigned"]})
+    assignments = pd.DataFrame({"row": np.arange(len(X)), "cluster": best["assigned"]})
     for algorithm, result in chosen.items():
         assignments[algorithm] = result["assigned"]
     Location.of(run_dir / ASSIGNMENTS_FILE).write_bytes(assignments.to_csv(index=False).encode())
@@ -150,10 +154,10 @@ def _write_outputs(state: RunState, best_name: str, best: dict, chosen: dict, mo
     linkage = None
     if "agglomerative" in models:
         rows = sample[:DENDROGRAM_ROWS] if len(sample) > DENDROGRAM_ROWS else sample
-        linkage = dendrogram_linkage(data.X[rows], models["agglomerative"]["params"]["linkage"])
+        linkage = dendrogram_linkage(X[rows], models["agglomerative"]["params"]["linkage"])
     ctx = ClusterContext(
         name=exp.name, metric=exp.clustering.metric, best=best_name, dataset={"source": data.source, **dataset},
-        models=models, assigned=best["assigned"], sample=sample, embeddings=embeddings, labels=data.labels,
+        models=models, assigned=best["assigned"], sample=sample, embeddings=embeddings, labels=labels,
         label_names=data.label_names, linkage=linkage, prep_log=data.log, notes=notes, config_yaml=to_yaml(exp),
         stage_times=state.stage_times, created=time.strftime("%Y-%m-%d %H:%M:%S"), artifacts=dict(ARTIFACTS))
     plots = render_plots(ctx, run_dir / "plots")

@@ -38,8 +38,8 @@ def cross_validate(state: RunState, data=None) -> None:
 
     exp, prepared, display = state.exp, state.prepared, state.display
     X, y = train_and_validation(prepared)
-    # prepared on the cluster, X and y are samples: `auto` goes by the splits' true size
-    rows = prepared.split_rows["train"] + prepared.split_rows["val"] if prepared.split_rows else len(y)
+    # `auto` goes by the splits' true size (prepared on the cluster, X and y are samples)
+    rows = prepared.split.rows["train"] + prepared.split.rows["val"]
     state.cv_folds = folds_for(exp.evaluation.cv, rows, prepared.task, y)
     if state.cv_folds is None:
         return

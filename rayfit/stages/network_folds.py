@@ -129,5 +129,5 @@ def score_network_fold(state: RunState, plan: FoldPlan, checkpoints, X_held: np.
     with latest_checkpoint(checkpoints).as_directory() as directory:
         model, _, _ = load_checkpoint(plan.framework, Path(directory), plan.name, prepared.task,
                                       plan.settings.restore_best)
-    outputs = np.asarray(model._raw_predict(X_held), dtype=np.float64)
+    outputs = model.outputs(X_held)
     return score_outputs(prepared.task, y_held, outputs, prepared.n_classes), outputs

@@ -14,7 +14,7 @@ from rayfit.evaluation.tracking import check_tracking
 from rayfit.progress import Display
 from rayfit.run_dir import claim_run_dir
 from rayfit.run_record import CV_PREFIX, RunRecord
-from rayfit.stages.prepare import prepare_data
+from rayfit.stages.prepare import check_data
 from rayfit.evaluation.fitted import load_model
 from rayfit.stages.state import RunState, Trained
 
@@ -36,7 +36,7 @@ def new_run(exp: Experiment, out: Optional[str], display: Display,
     location = Location.of(out) if out else plan_run_location(None, exp.storage, exp.name)
     if not location.local:
         location.parent.check_writable()  # no bucket, no credentials: said now, before any work
-    prepared, metric, prep_time = prepare_data(exp, display)
+    source, metric, check_time = check_data(exp, display)
     existed = location.local and location.path.exists()
     # the parents the claim creates (runs/ on a first run), nearest first: given back with the run
     new_parents = [p for p in location.path.parents if not p.exists()] if location.local else []
@@ -50,7 +50,7 @@ def new_run(exp: Experiment, out: Optional[str], display: Display,
         kept = run_dir / (SOURCE_NAME + adopt.suffix)
         shutil.move(adopt, kept)
         exp = revise(exp, [("data.source", location.join(kept.name).uri)])
-        prepared.source = exp.data.source
+        source.moved(exp.data.source)
     (run_dir / "config.yaml").write_text(to_yaml(exp))
     record = RunRecord.create(run_dir, exp.data.source)
     mirror.push()
@@ -71,7 +71,8 @@ def new_run(exp: Experiment, out: Optional[str], display: Display,
                 except OSError:
                     break
 
-    return RunState(exp, prepared, mirror, display, record, metric, stage_times={"data": prep_time}), give_back
+    state = RunState(exp, source, mirror, display, record, metric, stage_times={"data": check_time})
+    return state, give_back
 
 
 def resumed_run(run: str, display: Display, address: Optional[str] = None) -> RunState:
@@ -87,11 +88,11 @@ def resumed_run(run: str, display: Display, address: Optional[str] = None) -> Ru
         # `rayfit resume --address`: this time, join (or start) a different Ray
         exp = load_experiment(str(mirror.workdir / "config.yaml"), assignments=[("ray.address", address)] if address else [])
         record.check_source(exp.data.source)
-        prepared, metric, prep_time = prepare_data(exp, display)
+        source, metric, check_time = check_data(exp, display)
     except BaseException:
         mirror.close()
         raise
-    state = RunState(exp, prepared, mirror, display, record, metric, stage_times={"data": prep_time})
+    state = RunState(exp, source, mirror, display, record, metric, stage_times={"data": check_time})
     for name, info in record.data["stages"].items():
         if name.startswith("search:"):
             state.searches[name.removeprefix("search:")] = info

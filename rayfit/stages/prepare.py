@@ -1,80 +1,50 @@
-"""Stage: prepare. Load, clean and split the data and run every check that needs no Ray, so that
-bad input raises UserError before a run directory is claimed or Ray is started."""
+"""Stage: the data. `check_data` reads the source and runs every check that needs no Ray, so that bad
+input raises UserError before a run directory is claimed or Ray is started; `prepare_data`, the one
+stage that prepares, splits and preprocesses it once the run is open (on the cluster when the source
+is prepared there, which is why it runs after Ray starts)."""
 from __future__ import annotations
 
 import time
 
-from rayfit.cluster.storage import local_copy
 from rayfit.config import Experiment
-from rayfit.data import Prepared, prepare
-from rayfit.data.on_cluster import ClusterPlan, peek, prepare_on_cluster, prepares_on_cluster
+from rayfit.data import Source, check
 from rayfit.errors import UserError
 from rayfit.evaluation.baselines import BASELINES, baselines_for
 from rayfit import metrics
 from rayfit.progress import Display
 from rayfit.stages.networks import enabled_frameworks
 from rayfit.stages.searches import enabled_searches
+from rayfit.stages.state import RunState
 from rayfit.frameworks import FRAMEWORKS, NETWORKS, is_network_framework
 
 
-def prepare_data(exp: Experiment, display: Display) -> tuple[Prepared, str, float]:
-    """(the prepared splits, the primary metric, seconds taken)."""
-    display.start("data", f"prepare {exp.data.source}")
+def check_data(exp: Experiment, display: Display) -> tuple[Source, str, float]:
+    """(the checked source, the primary metric, seconds taken)."""
+    display.start("data", f"read {exp.data.source}")
     started = time.perf_counter()
-    if exp.data.task == "clustering" and exp.data.prepare_on != "cluster":
-        return _prepare_for_clustering(exp, display, started)
-    if prepares_on_cluster(exp.data):
-        return _plan_for_cluster(exp, display, started)
-    with local_copy(exp.data.source) as source:  # a file in an object store is read from a copy
-        prepared = prepare(exp.data.model_copy(update={"source": source}), exp.seed)
-    prepared.source = exp.data.source
-    metric = primary_metric(exp, prepared.task)
-    check_networks(exp, prepared.kind)
-    check_baselines(exp, prepared.task)
-    check_something_to_train(exp)
-    display.finish("data", f"{prepared.task}, {prepared.n_rows} rows -> {len(prepared.y_train)}/"
-                           f"{len(prepared.y_val)}/{len(prepared.y_test)}, {prepared.n_features} features")
-    return prepared, metric, time.perf_counter() - started
+    source = check(exp.data)
+    if source.task == "clustering":
+        metric = exp.clustering.metric
+    else:
+        metric = primary_metric(exp, source.task)
+        check_networks(exp, source.kind)
+        check_baselines(exp, source.task)
+        check_something_to_train(exp)
+    display.finish("data", source.describe())
+    return source, metric, time.perf_counter() - started
 
 
-def _plan_for_cluster(exp: Experiment, display: Display, started: float) -> tuple[ClusterPlan, str, float]:
-    """A source prepared on the cluster: only its first rows are read now, to check the experiment
-    against them; the preparation itself waits for Ray (prepare_after_ray)."""
-    plan = peek(exp.data)
-    metric = primary_metric(exp, plan.task)
-    check_networks(exp, plan.kind)
-    check_baselines(exp, plan.task)
-    check_something_to_train(exp)
-    display.finish("data", f"{plan.task}, {plan.source_bytes / 2**20:,.0f} MiB: prepared on the cluster once Ray starts")
-    return plan, metric, time.perf_counter() - started
-
-
-def prepare_after_ray(state) -> None:
-    """data.prepare_on: cluster: the three passes of rayfit/data/on_cluster.py, now that Ray runs."""
-    if not isinstance(state.prepared, ClusterPlan):
-        return
+def prepare_data(state: RunState) -> None:
+    """Split and preprocess the checked source into state.prepared."""
     display, exp = state.display, state.exp
-    display.start("data", f"prepare {exp.data.source} on the cluster")
+    where = " on the cluster" if state.source.where == "cluster" else ""
+    display.start("data", f"prepare {exp.data.source}{where}")
     started = time.perf_counter()
-    prepared = prepare_on_cluster(exp.data, state.prepared, exp.seed, state.location.join("data", "train"),
-                                  say=display.say)
+    prepared = state.source.prepare(exp.seed, shards=state.location.join("data", "train"), say=display.say)
+    prepared.source = exp.data.source
     state.prepared = prepared
     state.stage_times["data"] = state.stage_times.get("data", 0.0) + time.perf_counter() - started
-    rows = prepared.split_rows
-    display.finish("data", f"{prepared.task}, {prepared.n_rows:,} rows -> {rows['train']:,}/{rows['val']:,}/"
-                           f"{rows['test']:,}, {prepared.n_features} features (samples of {len(prepared.y_train):,}/"
-                           f"{len(prepared.y_val):,}/{len(prepared.y_test):,} on the driver)")
-
-
-def _prepare_for_clustering(exp: Experiment, display: Display, started: float):
-    from rayfit.data.prepare import prepare_unlabelled
-
-    with local_copy(exp.data.source) as source:
-        data = prepare_unlabelled(exp.data.model_copy(update={"source": source}))
-    data.source = exp.data.source
-    labels = f", label column {data.target!r}" if data.target else ""
-    display.finish("data", f"clustering, {data.n_rows} rows, {data.n_features} features{labels}")
-    return data, exp.clustering.metric, time.perf_counter() - started
+    display.finish("data", prepared.summary())
 
 
 def primary_metric(exp: Experiment, task: str) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from rayfit.config import Experiment
-from rayfit.data import Prepared
+from rayfit.data import Prepared, Source
 from rayfit.evaluation.fitted import ArrayModel, load_model
 from rayfit.progress import Display
 from rayfit.run_record import CV_PREFIX, RunRecord
@@ -47,11 +47,12 @@ class Trained:
 @dataclass
 class RunState:
     exp: Experiment
-    prepared: Prepared
+    source: Source  # the data, checked (stages/prepare.py)
     mirror: "RunMirror"  # the run's location in storage and the driver's working copy of it
     display: Display
     record: RunRecord
     metric: str  # the primary metric: the best model is the best on validation by it
+    prepared: Optional[Prepared] = None  # the data, split and preprocessed (the prepare stage, after Ray starts)
     trained: dict[str, Trained] = field(default_factory=dict)
     stage_times: dict[str, float] = field(default_factory=dict)
     # tuned model name -> its search's summary (best_params, trials, epochs, wall time); the first

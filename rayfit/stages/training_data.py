@@ -16,8 +16,8 @@ def put_training_data(state: RunState):
     exp, prepared = state.exp, state.prepared
     arrays = {"X_train": prepared.X_train, "y_train": prepared.y_train,
               "X_val": prepared.X_val, "y_val": prepared.y_val}
-    if prepared.train_split:  # prepared on the cluster: the whole split is there already
-        stream, train_path, train_rows = True, prepared.train_split, prepared.split_rows["train"]
+    if prepared.train_shards:  # prepared on the cluster: the whole split is there already
+        stream, train_path, train_rows = True, prepared.train_shards, prepared.split.rows["train"]
         state.display.say(f"data: {train_rows:,} training rows prepared on the cluster, streamed through Ray Data")
     else:
         stream, why = should_stream(exp.data, prepared.kind, prepared.X_train.nbytes + prepared.y_train.nbytes,

@@ -20,7 +20,7 @@ def _never_measured(framework):
 def test_a_small_network_trains_in_one_task_without_measuring_a_launch():
     chosen = choose_launch("torch", "mlp", TorchConfig(epochs=40), SMALL, TWO_CPU_WORKERS,
                            estimate=lambda *a: 1.5, start_cost=_never_measured)
-    assert chosen.kind == "task" and "less than any worker group takes to start" in chosen.reason
+    assert chosen.kind.name == "task" and "less than any worker group takes to start" in chosen.reason
 
 
 def test_the_estimate_scales_a_step_timed_on_a_worker(ray_session, monkeypatch):
@@ -44,17 +44,17 @@ def test_the_estimate_scales_a_step_timed_on_a_worker(ray_session, monkeypatch):
     (TorchConfig(), SMALL, WorkerPlan(1, 1.0, 1.0), "task"),  # gpu: auto on a 1-GPU laptop: one GPU task
 ])
 def test_launch_rules(settings, data, plan, kind):
-    assert choose_launch("torch", "mlp", settings, data, plan, start_cost=_never_measured).kind == kind
+    assert choose_launch("torch", "mlp", settings, data, plan, start_cost=_never_measured).kind.name == kind
 
 
 def test_the_measured_start_up_cost_decides():
     measured = lambda framework: StartCost(40.0, "measured now")  # noqa: E731
     slow_here = choose_launch("torch", "mlp", TorchConfig(), SMALL, TWO_CPU_WORKERS,
                               estimate=lambda *a: 60.0, start_cost=measured)
-    assert slow_here.kind == "task" and "40.0 s a worker group takes to start here" in slow_here.reason
+    assert slow_here.kind.name == "task" and "40.0 s a worker group takes to start here" in slow_here.reason
     fast_here = choose_launch("torch", "mlp", TorchConfig(), SMALL, TWO_CPU_WORKERS, estimate=lambda *a: 60.0,
                               start_cost=lambda framework: StartCost(8.0, "measured now"))
-    assert fast_here.kind == "ray_train" and "save up to 30 s" in fast_here.reason
+    assert fast_here.kind.name == "ray_train" and "save up to 30 s" in fast_here.reason
     assert fast_here.figures == {"estimate_s": 60.0, "saving_s": 30.0, "start_cost_s": 8.0,
                                  "start_cost_source": "measured now"}
 

@@ -135,9 +135,65 @@ def trainer_backend(framework: str, plan: WorkerPlan) -> dict:
 
 # -- One Ray task instead of a worker group ------------------------------------------------------
 
+class LaunchKind:
+    """How a network trains, as an object the way the execution contexts are (trainers/contexts.py):
+    `name` is what `launch:` in a config and `launch` in metrics.json say. `start` returns what the
+    driver waits on (`result()` -> NeuralResult)."""
+
+    name: str
+    concurrent: bool  # True: starts at once, beside the baselines; False: runs later, one at a time
+
+    def describe(self, plan: WorkerPlan, settings) -> str:
+        raise NotImplementedError
+
+    def start(self, framework: str, model: str, settings, data: "TrainingData", storage, plan: WorkerPlan,
+              progress=None):
+        raise NotImplementedError
+
+
+class OneTask(LaunchKind):
+    """One Ray task: one process, no worker group to start; started at once."""
+
+    name, concurrent = "task", True
+
+    def describe(self, plan: WorkerPlan, settings) -> str:
+        gpus = f", {plan.gpus_per_worker:g} GPU" if plan.use_gpu else ""
+        return f"one Ray task, {plan.resources.get('CPU'):g} CPU{gpus}, batch {settings.batch_size}"
+
+    def start(self, framework, model, settings, data, storage, plan, progress=None) -> "PendingFit":
+        return start_in_task(framework, model, settings, data, storage, plan, progress)
+
+
+class WorkerGroup(LaunchKind):
+    """A Ray Train worker group, data-parallel; groups run one at a time, when waited on."""
+
+    name, concurrent = "ray_train", False
+
+    def describe(self, plan: WorkerPlan, settings) -> str:
+        return (f"Ray Train, {plan.describe()}, batch {settings.batch_size} per worker, "
+                f"{settings.batch_size * plan.workers} global")
+
+    def start(self, framework, model, settings, data, storage, plan, progress=None) -> "DeferredFit":
+        return DeferredFit(lambda: fit_neural(framework, model, settings, data, storage, progress, plan))
+
+
+ONE_TASK, WORKER_GROUP = OneTask(), WorkerGroup()
+LAUNCH_KINDS = {kind.name: kind for kind in (ONE_TASK, WORKER_GROUP)}
+
+
+@dataclass(frozen=True)
+class DeferredFit:
+    """A worker group's training, run when its result is asked for."""
+
+    run: Any
+
+    def result(self) -> NeuralResult:
+        return self.run()
+
+
 @dataclass(frozen=True)
 class Launch:
-    kind: str  # "ray_train" or "task"
+    kind: LaunchKind
     reason: str
     figures: dict = field(default_factory=dict)  # what auto weighed: estimate_s, saving_s, start_cost_s, ...
 
@@ -160,15 +216,15 @@ def worth_a_worker_group(framework: str, seconds: float, workers: int, what: str
     saving = seconds * (1 - 1 / workers)
     figures = {"estimate_s": round(seconds, 2), "saving_s": round(saving, 2)}
     if saving <= MIN_START_S:
-        return Launch("task", f"about {seconds:.1f} s of {what}; {workers} workers would save at most "
+        return Launch(ONE_TASK, f"about {seconds:.1f} s of {what}; {workers} workers would save at most "
                               f"{saving:.1f} s, less than any worker group takes to start", figures)
     cost = (start_cost or worker_group_start_cost)(framework)
     figures.update(start_cost_s=round(cost.seconds, 2), start_cost_source=cost.source)
     if saving > cost.seconds:
-        return Launch("ray_train", f"about {seconds:.0f} s of {what}; {workers} workers save up to {saving:.0f} s, "
+        return Launch(WORKER_GROUP, f"about {seconds:.0f} s of {what}; {workers} workers save up to {saving:.0f} s, "
                                    f"more than the {cost.seconds:.1f} s a worker group takes to start here "
                                    f"({cost.source})", figures)
-    return Launch("task", f"about {seconds:.1f} s of {what}; {workers} workers would save at most {saving:.1f} s, "
+    return Launch(ONE_TASK, f"about {seconds:.1f} s of {what}; {workers} workers would save at most {saving:.1f} s, "
                           f"less than the {cost.seconds:.1f} s a worker group takes to start here ({cost.source})",
                   figures)
 
@@ -177,13 +233,13 @@ def choose_launch(framework: str, model: str, settings, data: TrainingData, plan
                   estimate=estimate_train_seconds, start_cost=None) -> Launch:
     """The configured launch, or auto's choice with the reason the run states."""
     if settings.launch != "auto":
-        return Launch(settings.launch, f"{framework}.launch: {settings.launch}")
+        return Launch(LAUNCH_KINDS[settings.launch], f"{framework}.launch: {settings.launch}")
     if data.train_path is not None:
-        return Launch("ray_train", "the training split streams from Parquet to Ray Train workers")
+        return Launch(WORKER_GROUP, "the training split streams from Parquet to Ray Train workers")
     if plan.workers == 1:
-        return Launch("task", "one worker: no worker group to start")
+        return Launch(ONE_TASK, "one worker: no worker group to start")
     if plan.use_gpu:
-        return Launch("ray_train", f"{plan.workers} GPU workers")
+        return Launch(WORKER_GROUP, f"{plan.workers} GPU workers")
     seconds = estimate(framework, model, settings, data, plan.resources)
     return worth_a_worker_group(framework, seconds, plan.workers, "training alone", start_cost)
 

@@ -14,26 +14,22 @@ from ray import tune
 from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 from ray.tune.logger import JsonLoggerCallback
 
-from rayfit.cluster.ledger import stage_key
 from rayfit.cluster.storage import Location
-from rayfit.cluster.plan import ClusterShape, TrialPlan, check_trial_request, plan_trials
-from rayfit.cluster.orphans import settle_worker_groups
+from rayfit.cluster.plan import ClusterShape, check_trial_request, plan_trials
 from rayfit.cluster.watchdog import current_watchdog
 from rayfit.config import NeuralConfig, TuneSettings
-from rayfit.data.streaming import read_training_split
 from rayfit.errors import UserError
 from rayfit import metrics
 from rayfit.evaluation.fitted import ArrayModel, SklearnModel
 from rayfit.trainers.device import read_runtime
-from rayfit.trainers.contexts import CARRIED, train_trial
+from rayfit.trainers.contexts import CARRIED
 from rayfit.trainers.core import HISTORY
-from rayfit.trainers.launch import TrainingData, estimate_train_seconds, make_loop_config, trainer_backend
+from rayfit.trainers.launch import TrainingData, estimate_train_seconds
 from rayfit.frameworks import framework, is_network_framework
-from rayfit.tuning.baseline_trial import ESTIMATOR_FILE, baseline_trial
-from rayfit.tuning.schedulers import EXPLOITING, decision_epochs
+from rayfit.tuning.baseline_trial import ESTIMATOR_FILE
 from rayfit.tuning.searchers import build_searcher, scheduler_for
 from rayfit.tuning.space import to_param_space
-from rayfit.tuning.trial_mode import FreeStoppedWorkerGroups, TrialMode, choose_trial_mode, distributed_trial
+from rayfit.tuning.trial_mode import TrialMode, choose_trial_mode
 
 
 class QuietReporter(tune.ProgressReporter):
@@ -134,7 +130,7 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
     mode = _trial_mode(settings, base, data, cluster)
     plan = plan_trials(mode.mode, settings.cpus_per_trial, settings.gpus_per_trial, mode.workers,
                        settings.max_concurrent_trials, cluster)
-    trial_fn, trial_base = _trainable(settings, base, data, plan)
+    trial_fn, trial_base = mode.kind.trainable(settings, base, data, plan, stage=tuned_name(settings))
     trainable = tune.with_resources(tune.with_parameters(trial_fn, base=trial_base), plan.trial_resources)
     # Tune snapshots the search's state every >= 10 s by default; a driver killed in between would
     # rerun trials that had finished. A small search's snapshot takes milliseconds: take one a second.
@@ -144,8 +140,7 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     path = Location.of(storage).join(search_name(settings))  # a directory or a URI (cluster/storage.py)
     callbacks = [JsonLoggerCallback()] + ([_TrialProgress(on_event, settings.metric, settings.mode, settings.max_t)] if on_event else [])
-    if plan.mode == "distributed":
-        callbacks.append(FreeStoppedWorkerGroups())
+    callbacks += mode.kind.callbacks()
     if _restorable(path):
         # `rayfit resume`: finished trials are kept, unfinished ones continue from their checkpoints.
         tuner = tune.Tuner.restore(path.uri, trainable=trainable, resume_unfinished=True, resume_errored=True)
@@ -162,7 +157,7 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
                 time_budget_s=settings.time_budget_s,
                 # About 1 s of actor start-up saved per inline trial on a laptop. A distributed
                 # trial's actor owns its Ray Train run: a stopped trial's actor must go with it.
-                reuse_actors=plan.mode == "inline",
+                reuse_actors=mode.kind.reuse_actors,
             ),
             run_config=tune.RunConfig(
                 name=path.name, storage_path=path.parent.uri, verbose=0, progress_reporter=QuietReporter(),
@@ -178,8 +173,7 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
         )
     started = time.perf_counter()
     grid = tuner.fit()
-    if plan.mode == "distributed":
-        settle_worker_groups()
+    mode.kind.settle()
     wall = time.perf_counter() - started
     current_watchdog().check()  # a search the watchdog ended is an error, not a result
 
@@ -254,33 +248,6 @@ def _trial_mode(settings: TuneSettings, base: NeuralConfig, data: TrainingData, 
         return estimate_train_seconds(settings.model, base.models[0], trial, data, resources)
 
     return choose_trial_mode(settings, data.train_path is not None, estimate if data.input_shape else None)
-
-
-def _trainable(settings: TuneSettings, base: NeuralConfig, data: TrainingData, plan: TrialPlan):
-    """(trial function, its constant arguments) for the search's model and trial plan."""
-    if not is_network_framework(settings.model):
-        return baseline_trial, {"baseline": settings.model, "max_t": settings.max_t, "data": data.ref,
-                                "ledger": stage_key(data.run_key, tuned_name(settings)),
-                                "task": data.task, "class_weights": data.class_weights, "seed": data.seed,
-                                "threads": max(1, int(settings.cpus_per_trial))}
-    # Every trial runs up to max_t epochs; the scheduler decides who stops earlier. Early stopping
-    # inside a trial stays on, as in a plain training run.
-    trial_settings = base.model_copy(update={"epochs": settings.max_t})
-    network = base.models[0]
-    if plan.mode == "distributed":
-        workers = plan.workers
-        config = make_loop_config("tune", settings.model, network, trial_settings, data,
-                                  threads=max(1, round(workers.cpus_per_worker)), streaming=data.train_path is not None,
-                                  stage=tuned_name(settings))
-        # Read once here, before any trial holds a CPU, and shared by every trial's workers.
-        dataset = read_training_split(data.train_path) if data.train_path else None
-        return distributed_trial, {"config": config, "plan": workers, "max_failures": base.max_failures,
-                                   "train_dataset": dataset, "backend": trainer_backend(settings.model, workers)}
-    config = make_loop_config("tune", settings.model, network, trial_settings, data,
-                              threads=max(1, int(settings.cpus_per_trial)), stage=tuned_name(settings))
-    # PBT restarts trials from other trials' latest checkpoints: checkpoint every epoch for it.
-    return train_trial, {"config": config, "checkpoint_every_epoch": settings.scheduler in EXPLOITING,
-                         "report_at": decision_epochs(settings)}
 
 
 def _latest_checkpoint(result) -> Optional[Path]:

@@ -32,7 +32,7 @@ class Evaluation:
 def evaluate(state: RunState) -> Evaluation:
     from rayfit.evaluation.importance import native_importance
 
-    exp, prepared, display, metric = state.exp, state.prepared, state.display, state.metric
+    prepared, display, metric = state.prepared, state.display, state.metric
     started = time.perf_counter()
     display.start("evaluate", "evaluate (test split)", total=len(state.trained))
     scores: dict[str, dict] = {}

@@ -1,6 +1,6 @@
 """Stage: the networks of every enabled framework. Each trains either in one Ray task (started at
-once, beside the baselines) or as a Ray Train worker group (run later, one group at a time), as
-trainers/launch.py's `choose_launch` decides."""
+once, beside the baselines) or as a Ray Train worker group (run later, one group at a time): the
+launch kind trainers/launch.py's `choose_launch` decides."""
 from __future__ import annotations
 
 from rayfit.config import Experiment
@@ -24,8 +24,9 @@ def pending_networks(state: RunState) -> list[tuple[str, str]]:
 
 
 def start_network(state: RunState, framework: str, model: str, data, hub):
-    """Decide how a network trains; a single task starts now (returned), a worker group later (None)."""
-    from rayfit.trainers.launch import choose_launch, start_in_task
+    """Decide how a network trains (trainers/launch.py's `choose_launch`) and start it: a single
+    task starts now, a worker group when waited on (finish_network)."""
+    from rayfit.trainers.launch import choose_launch
 
     settings, display = getattr(state.exp, framework), state.display
     name = network_name(framework, model)
@@ -34,33 +35,23 @@ def start_network(state: RunState, framework: str, model: str, data, hub):
         display.say(f"{name}: {plan.note}")
     launch = choose_launch(framework, model, settings, data, plan)
     state.launches[name] = launch
-    if launch.kind == "ray_train":
-        display.say(f"{name}: Ray Train, {plan.describe()} ({launch.reason})")
-        return None
-    display.start(name, f"{name} (one task)", total=settings.epochs)
-    display.say(f"{name}: one Ray task, {plan.resources.get('CPU'):g} CPU"
-                f"{f', {plan.gpus_per_worker:g} GPU' if plan.use_gpu else ''}, batch {settings.batch_size} "
-                f"({launch.reason})")
-    return start_in_task(framework, model, settings, data, state.location.join("checkpoints"), plan, progress=hub)
+    display.say(f"{name}: {launch.kind.describe(plan, settings)} ({launch.reason})")
+    if launch.kind.concurrent:
+        display.start(name, f"{name} (one task)", total=settings.epochs)
+    return launch.kind.start(framework, model, settings, data, state.location.join("checkpoints"), plan, hub)
 
 
-def run_worker_group(state: RunState, framework: str, model: str, data, hub) -> None:
-    from rayfit.trainers.launch import fit_neural
-
-    settings, display = getattr(state.exp, framework), state.display
-    name = network_name(framework, model)
-    plan = state.plan.networks[framework]
-    display.start(name, f"{name} x{plan.workers}", total=settings.epochs)
-    display.say(f"{name}: batch {settings.batch_size} per worker, {settings.batch_size * plan.workers} global")
-    with state.timed(name):
-        result = fit_neural(framework, model, settings, data, state.location.join("checkpoints"), progress=hub, plan=plan)
-    network_finished(state, framework, name, result, "ray_train")
-
-
-def network_finished(state: RunState, framework: str, name: str, result, launch: str) -> None:
-    decision = state.launches.get(name)
-    run_info = {**result.runtime, "launch_reason": decision.reason if decision else "",
-                "launch_figures": decision.figures if decision else {}, "nodes": state.nodes_of(name)}
-    state.finished(name, Trained(result.model, framework, result.train_time_s, result.history, launch, run_info))
+def finish_network(state: RunState, framework: str, model: str, pending) -> None:
+    """Wait for a started network (or run a worker group) and record it."""
+    settings, name = getattr(state.exp, framework), network_name(framework, model)
+    launch = state.launches[name]
+    if not launch.kind.concurrent:
+        state.display.start(name, f"{name} x{state.plan.networks[framework].workers}", total=settings.epochs)
+    result = pending.result()
+    state.stage_times[name] = result.train_time_s
+    run_info = {**result.runtime, "launch_reason": launch.reason, "launch_figures": launch.figures,
+                "nodes": state.nodes_of(name)}
+    state.finished(name, Trained(result.model, framework, result.train_time_s, result.history, launch.kind.name,
+                                 run_info))
     state.display.finish(name, f"{len(result.history)} epochs, best epoch {result.best_epoch}, "
                                f"val_loss {min((h['val_loss'] for h in result.history), default=float('nan')):.4f}")

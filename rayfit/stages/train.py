@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from rayfit.stages.baselines import collect_baselines, run_booster_groups, start_baselines
-from rayfit.stages.networks import network_finished, pending_networks, run_worker_group, start_network
+from rayfit.stages.networks import finish_network, network_name, pending_networks, start_network
 from rayfit.stages.state import RunState
 
 
@@ -16,16 +16,12 @@ def train_models(state: RunState, data) -> None:
     with state.display.follow(hub):
         started = time.perf_counter()
         baselines = start_baselines(state, data) if state.exp.baselines.enabled else []
-        in_tasks, in_groups = [], []
-        for framework, model in pending_networks(state):
-            pending = start_network(state, framework, model, data, hub)
-            (in_tasks if pending is not None else in_groups).append((framework, model, pending))
+        networks = [(framework, model, start_network(state, framework, model, data, hub))
+                    for framework, model in pending_networks(state)]
         collect_baselines(state, baselines)
         state.stage_times["baselines"] = time.perf_counter() - started
         run_booster_groups(state, data)  # XGBoost and LightGBM data-parallel, when baselines.workers > 1
-        for framework, model, _ in in_groups:
-            run_worker_group(state, framework, model, data, hub)
-        for framework, model, pending in in_tasks:
-            result = pending.result()
-            network_finished(state, framework, pending.name, result, "task")
-            state.stage_times[pending.name] = result.train_time_s
+        # worker groups first, one at a time, while the tasks started above go on beside them
+        networks.sort(key=lambda network: state.launches[network_name(*network[:2])].kind.concurrent)
+        for framework, model, pending in networks:
+            finish_network(state, framework, model, pending)

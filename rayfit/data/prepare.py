@@ -64,6 +64,15 @@ def _labels(y: pd.Series, cfg: DataConfig, log: list[str]) -> tuple[str, np.ndar
     return task, regression_values(y), None
 
 
+def _labels_for_split(n: int, labels: pd.Series, cfg: DataConfig, log: list[str]):
+    """(task, y, class names, stratified) of `n` rows whose labels must make the configured split."""
+    check_enough_rows(n, cfg)
+    task, y, class_names = _labels(labels, cfg, log)
+    stratified = task == "classification" and cfg.stratify
+    check_split(n, y, cfg, stratified, len(class_names or ()))
+    return task, y, class_names, stratified
+
+
 def _weights(y_train: np.ndarray, class_names: Optional[list[str]], cfg: DataConfig, log: list[str]):
     return class_weights(y_train, len(class_names), cfg.class_weight, log) if class_names else None
 
@@ -86,10 +95,7 @@ class Table(Source):
         frame = frame.reset_index(drop=True)
         if frame.shape[1] < 2:
             raise UserError(f"no feature columns left in {shown} after cleaning (only the target {target!r})")
-        check_enough_rows(len(frame), cfg)
-        self.task, self.y, self.class_names = _labels(frame[target], cfg, log)
-        self.stratified = self.task == "classification" and cfg.stratify
-        check_split(len(frame), self.y, cfg, self.stratified, len(self.class_names or ()))
+        self.task, self.y, self.class_names, self.stratified = _labels_for_split(len(frame), frame[target], cfg, log)
         self.frame = frame
 
     def describe(self) -> str:
@@ -129,10 +135,7 @@ class ExampleSet(Source):
         if not np.isfinite(x).all():
             raise UserError(f"{shown}: the examples hold {int((~np.isfinite(x)).sum())} missing or infinite "
                             f"values; {kind} data must be complete")
-        check_enough_rows(len(x), cfg)
-        self.task, self.y, self.class_names = _labels(labels, cfg, log)
-        self.stratified = self.task == "classification" and cfg.stratify
-        check_split(len(x), self.y, cfg, self.stratified, len(self.class_names or ()))
+        self.task, self.y, self.class_names, self.stratified = _labels_for_split(len(x), labels, cfg, log)
         self.x = x
 
     def describe(self) -> str:

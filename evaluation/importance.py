@@ -1,13 +1,19 @@
 """Permutation importance: how much the primary metric drops when one feature is shuffled.
 
+Measured for the few models the report details (report.importance_models, the best first) on a
+bounded sample of the test rows (report.importance_rows); every other model has its native
+importance where it has one.
+
 Written here rather than taken from sklearn.inspection because that one requires a scikit-learn
 estimator (an object with `fit`); this one works for any ArrayModel.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
-from rayfit.metrics import oriented, score_model
+from rayfit.metrics import oriented, score_one
 
 
 def feature_groups(feature_names) -> dict[str, list[int]]:
@@ -22,26 +28,35 @@ def feature_groups(feature_names) -> dict[str, list[int]]:
     return groups
 
 
+def sample_rows(n: int, max_rows: Optional[int], seed: int) -> np.ndarray:
+    """The test rows importance is measured on: every row, or a seeded sample of `max_rows`."""
+    if not max_rows or n <= max_rows:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, max_rows, replace=False))
+
+
 def permutation_importance(model, X, y, feature_names, metric: str, n_classes, repeats: int = 5, seed: int = 0):
     """[(feature, mean drop, std)] sorted by mean drop, largest first.
 
     A feature is an index of the last axis: a column of a table, a channel of a sequence (shuffled
     across examples with all its time steps, so the feature's whole trace moves together); a text
-    column's many features are one (feature_groups).
+    column's many features are one (feature_groups). A feature's `repeats` shuffles are scored in
+    one prediction of `repeats` stacked copies of X: one call per feature, whatever the model.
     """
-    def score(X_):
-        return oriented(metric, score_model(model, X_, y, n_classes)[metric])
+    def score(outputs):
+        return oriented(metric, score_one(metric, model.task, y, outputs, n_classes))
 
     rng = np.random.default_rng(seed)
-    baseline = score(X)
+    n = len(X)
+    baseline = score(model.outputs(X))
     rows = []
-    shuffled = np.array(X, copy=True)
+    stacked = np.repeat(np.asarray(X)[np.newaxis], repeats, axis=0)  # (repeats, n, ...)
     for name, j in feature_groups(feature_names).items():
-        drops = []
-        for _ in range(repeats):
-            shuffled[..., j] = X[rng.permutation(len(X))][..., j]
-            drops.append(baseline - score(shuffled))
-        shuffled[..., j] = X[..., j]
+        for r in range(repeats):
+            stacked[r][..., j] = X[..., j][rng.permutation(n)]
+        outputs = model.outputs(stacked.reshape(repeats * n, *X.shape[1:]))
+        drops = [baseline - score(outputs[r * n:(r + 1) * n]) for r in range(repeats)]
+        stacked[..., j] = X[..., j]
         rows.append((name, float(np.mean(drops)), float(np.std(drops))))
     return sorted(rows, key=lambda row: row[1], reverse=True)
 

@@ -405,7 +405,7 @@ def _importance(ctx: ReportContext, plots: dict[str, Path]) -> list[Block]:
     return [
         Heading("Feature importance"),
         Paragraph(f"Permutation importance of {ctx.best_model}: the drop in {ctx.primary_metric} "
-                  f"when one feature is shuffled (top {len(top)} of {len(ctx.importance)})."),
+                  f"when one feature is shuffled (top {len(top)} of {len(ctx.importance)}){_sampled(ctx)}."),
         Table(["Rank", "Feature", f"Mean drop in {ctx.primary_metric}", "Std"], rows),
         *_images(plots, "feature_importance"),
         *_every_models_importance(ctx),
@@ -413,15 +413,29 @@ def _importance(ctx: ReportContext, plots: dict[str, Path]) -> list[Block]:
     ]
 
 
+def _sampled(ctx: ReportContext) -> str:
+    """What permutation importance was measured on, as metrics.json records it."""
+    entry = ctx.models.get(ctx.best_model, {}).get("permutation_importance") or {}
+    if "rows" not in entry:  # a run from before importance was sampled
+        return ""
+    sample = (f"all {entry['rows']:,} test rows" if entry["rows"] >= entry["of_rows"]
+              else f"a sample of {entry['rows']:,} of the {entry['of_rows']:,} test rows")
+    return f", on {sample}, {entry['repeats']} shuffles per feature"
+
+
 def _every_models_importance(ctx: ReportContext) -> list[Block]:
-    """Each model's permutation importance, by the same function on the same test split."""
+    """Each model's permutation importance where it was measured, by the same function on the same rows."""
     rows = [[name, ", ".join(f"{feature} ({format_value(mean)})" for feature, mean, _ in
                              entry["permutation_importance"]["top"][:5])]
-            for name, entry in ctx.models.items() if entry.get("permutation_importance", {}).get("top")]
+            for name, entry in ctx.models.items() if (entry.get("permutation_importance") or {}).get("top")]
     if len(rows) < 2:
         return []
-    return [Paragraph(f"Every model's permutation importance on the test split: the features whose shuffling "
-                      f"costs most {ctx.primary_metric} (top 5, mean drop):"),
+    skipped = [name for name, entry in ctx.models.items()
+               if "permutation_importance" in entry and entry["permutation_importance"] is None]
+    rest = (f" The other {len(skipped)} model(s) show their native importance below, where they have one."
+            if skipped else "")
+    return [Paragraph(f"Permutation importance of the {len(rows)} best models on the same test rows: the features "
+                      f"whose shuffling costs most {ctx.primary_metric} (top 5, mean drop).{rest}"),
             Table(["Model", "Features"], rows)]
 
 

@@ -7,7 +7,9 @@ metrics.json
     task, primary_metric, best_model (chosen on validation)
     dataset    {rows, features, classes (classification only)}
     models     name -> {framework, test: {metric: value}, val: {metric: value}, train_time_s,
-               permutation_importance {top: [[feature, mean drop, std], ...]} (tables),
+               permutation_importance {top: [[feature, mean drop, std], ...], rows, of_rows, repeats}
+               for the report.importance_models best (tables), null with permutation_importance_note
+               for the others,
                cv {metric: {mean, std, folds}} and refit (bool) where cross-validated,
                selected_on ("cv" | "val"),
                and for networks: launch ("ray_train" | "task"), workers, device, gpus_per_worker,

@@ -444,6 +444,9 @@ class EvaluationConfig(_Section):
 class ReportConfig(_Section):
     primary_metric: str = "auto"  # auto: accuracy (classification) / rmse (regression); chosen on validation
     importance_repeats: int = Field(5, ge=1)  # permutation-importance shuffles per feature
+    # permutation importance for the best models the report details, best first (the others: native only)
+    importance_models: int = Field(3, ge=0)
+    importance_rows: int = Field(2000, ge=50)  # test rows it is measured on (a seeded sample beyond)
 
 
 class ExportConfig(_Section):

@@ -196,9 +196,13 @@ def rank_models(models: Mapping[str, Mapping], metric: str) -> list[str]:
 # -- scoring
 
 
+def _normalized(proba: np.ndarray) -> np.ndarray:
+    clipped = np.clip(np.asarray(proba, dtype=np.float64), 1e-15, 1.0)
+    return clipped / clipped.sum(axis=1, keepdims=True)
+
+
 def classification_scores(y_true: np.ndarray, proba: np.ndarray, n_classes: int) -> dict[str, Optional[float]]:
-    clipped = np.clip(proba, 1e-15, 1.0)
-    clipped = clipped / clipped.sum(axis=1, keepdims=True)
+    clipped = _normalized(proba)
     scores = {name: get(name).scorer(y_true, clipped, n_classes) for name in names(CLASSIFICATION)}
     return {k: (None if v is None else float(v)) for k, v in scores.items()}
 
@@ -211,6 +215,16 @@ def score_model(model, X: np.ndarray, y: np.ndarray, n_classes: Optional[int]) -
     if model.task == CLASSIFICATION:
         return classification_scores(y, model.predict_proba(X), n_classes)
     return regression_scores(y, model.predict(X))
+
+
+def score_one(metric: str, task: str, y: np.ndarray, outputs: np.ndarray, n_classes: Optional[int]) -> Optional[float]:
+    """One metric from a model's raw outputs (what score_outputs gives for it, computed alone)."""
+    scorer = get(metric).scorer
+    if task == CLASSIFICATION:
+        value = scorer(y, _normalized(outputs), n_classes)
+    else:
+        value = scorer(y, np.asarray(outputs, dtype=np.float64).reshape(-1))
+    return None if value is None else float(value)
 
 
 def score_outputs(task: str, y: np.ndarray, outputs: np.ndarray, n_classes: Optional[int]) -> dict[str, Optional[float]]:

@@ -52,7 +52,7 @@ def rebuild_report(run: str, display: Display) -> Path:
                  if ":" not in name and info.get("history")}
     searches = {name.removeprefix("search:"): info for name, info in stages.items() if name.startswith("search:")}
     best = metrics["best_model"]
-    importance = [tuple(row) for row in metrics["models"][best].get("permutation_importance", {}).get("top", [])]
+    importance = [tuple(row) for row in (metrics["models"][best].get("permutation_importance") or {}).get("top", [])]
     best_params = yaml.safe_load((run_dir / BEST_PARAMS_FILE).read_text()) if (run_dir / BEST_PARAMS_FILE).is_file() else {}
     ctx = report_context(exp, prepared, metrics, load_model(run_dir / MODEL_DIR), histories, searches, best_params or {},
                          importance, metrics.get("timings_s", {}))

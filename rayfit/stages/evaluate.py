@@ -48,16 +48,10 @@ def evaluate(state: RunState) -> Evaluation:
         display.advance("evaluate", i, len(state.trained), name, echo=False)
     best = rank_models(scores, metric)[0]
     best_model = state.refitted.get(best, state.trained[best].model)
-    importances: dict[str, list] = {}  # a pixel's importance says little; images get none
-    if prepared.kind != "image":
-        importances = _every_importance(state, {name: state.refitted.get(name, trained.model)
-                                                for name, trained in state.trained.items()})
-        for name, ranked in importances.items():
-            # every feature, most important first (what `rayfit report` redraws the best model's from)
-            scores[name]["permutation_importance"] = {
-                "top": [[feature, round(mean, 6), round(std, 6)] for feature, mean, std in ranked]}
+    if prepared.kind != "image":  # a pixel's importance says little; images get none
+        _importance_entries(state, scores, rank_models(scores, metric))
     # the best model's, as metrics.json keeps it: the report now and `rayfit report` later show the same
-    importance = [tuple(row) for row in scores[best].get("permutation_importance", {}).get("top", [])]
+    importance = [tuple(row) for row in (scores[best].get("permutation_importance") or {}).get("top", [])]
 
     # model/ appears whole: written beside it, then renamed (a rerun after a stop replaces a partial one)
     model_dir, partial = state.run_dir / MODEL_DIR, state.run_dir / f".{MODEL_DIR}.partial"
@@ -110,17 +104,40 @@ def write_model_dir(model: ArrayModel, prepared, directory) -> None:
     write_manifest(directory)
 
 
-def _every_importance(state: RunState, models: dict) -> dict[str, list]:
-    """Permutation importance of every tested model on the test split: in parallel Ray tasks, or
-    here for a small test split (importance_in_process)."""
+def _importance_entries(state: RunState, scores: dict[str, dict], ranked: list[str]) -> None:
+    """Permutation importance of the best `report.importance_models` models (best first) on a
+    sample of at most `report.importance_rows` test rows, into their metrics.json entries: every
+    feature, most important first (what `rayfit report` redraws the best model's from). The other
+    models' entries say null, and why."""
+    from rayfit.evaluation.importance import sample_rows
+
+    settings, prepared = state.exp.report, state.prepared
+    chosen = ranked[:settings.importance_models]
+    rows = sample_rows(len(prepared.y_test), settings.importance_rows, state.exp.seed)
+    found = _importance(state, {name: state.refitted.get(name, state.trained[name].model) for name in chosen},
+                        prepared.X_test[rows], prepared.y_test[rows]) if chosen else {}
+    for name in scores:
+        if name in found:
+            scores[name]["permutation_importance"] = {
+                "top": [[feature, round(mean, 6), round(std, 6)] for feature, mean, std in found[name]],
+                "rows": len(rows), "of_rows": len(prepared.y_test), "repeats": settings.importance_repeats}
+        else:
+            scores[name]["permutation_importance"] = None
+            scores[name]["permutation_importance_note"] = (
+                f"measured for the {settings.importance_models} best models only (report.importance_models); "
+                f"native importance where the model has one")
+
+
+def _importance(state: RunState, models: dict, X, y) -> dict[str, list]:
+    """Permutation importance of `models` on these test rows: in parallel Ray tasks, or here for a
+    small sample (importance_in_process)."""
     from rayfit.evaluation.importance import importance_here, importance_in_process, importance_on_ray
 
     prepared, display = state.prepared, state.display
-    display.start("importance", "permutation importance on the test split", total=len(models))
-    compute = importance_here if importance_in_process(prepared.X_test) else importance_on_ray
-    found = compute(models, prepared.X_test, prepared.y_test, prepared.feature_names, state.metric,
-                    prepared.n_classes, state.exp.report.importance_repeats, state.exp.seed,
+    display.start("importance", f"permutation importance on {len(y):,} test rows", total=len(models))
+    compute = importance_here if importance_in_process(X) else importance_on_ray
+    found = compute(models, X, y, prepared.feature_names, state.metric, prepared.n_classes,
+                    state.exp.report.importance_repeats, state.exp.seed,
                     on_done=lambda name, done, total: display.advance("importance", done, total, name, echo=False))
     display.finish("importance", f"{len(found)} models")
     return found
-

@@ -191,8 +191,10 @@ class NeuralConfig(_Section):
     # -- optimisation
     # An upper bound: early stopping (patience) decides when to stop. At 40, an MLP on a few hundred
     # rows of the diabetes set was still improving at its last epochs (best epoch 39 of 40).
-    epochs: int = Field(100, ge=1)
-    batch_size: int = Field(32, ge=1)  # per worker; the global batch is batch_size * workers
+    # auto: follows the training rows (auto_epochs); a number as it is.
+    epochs: Union[Literal["auto"], int] = "auto"
+    # per worker; the global batch is batch_size * workers. auto: follows the training rows (auto_batch_size)
+    batch_size: Union[Literal["auto"], int] = "auto"
     optimizer: Literal["adamw", "adam", "sgd", "rmsprop"] = "adamw"
     lr: float = Field(1e-3, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)  # sgd and rmsprop
@@ -219,6 +221,21 @@ class NeuralConfig(_Section):
     # -- checkpoints and faults
     keep_checkpoints: int = Field(2, ge=1)  # latest checkpoints kept; each also carries the best weights
     max_failures: int = Field(2, ge=0)  # worker-group restarts (from the latest checkpoint) before giving up
+
+    def for_rows(self, train_rows: int) -> "NeuralConfig":
+        """These settings with `auto` batch size and epochs made whole numbers for `train_rows`
+        training rows (unchanged where they are numbers already)."""
+        batch = auto_batch_size(train_rows) if self.batch_size == "auto" else self.batch_size
+        epochs = auto_epochs(train_rows, batch) if self.epochs == "auto" else self.epochs
+        return self if (batch, epochs) == (self.batch_size, self.epochs) else \
+            self.model_copy(update={"batch_size": batch, "epochs": epochs})
+
+    @field_validator("epochs", "batch_size", mode="before")
+    @classmethod
+    def _auto_or_count(cls, value):
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError(f"must be auto or a whole number of at least 1 (got {value!r})")
 
     @field_validator("hidden_sizes")
     @classmethod
@@ -259,6 +276,36 @@ class NeuralConfig(_Section):
     @property
     def models(self) -> list[str]:
         return [self.model] if isinstance(self.model, str) else list(self.model)
+
+
+# batch_size and epochs `auto`: a batch that grows with the table (a few hundred rows take 32 at a
+# time, tens of thousands 512: an epoch of 30,000 rows at 32 took Keras 20 s), and enough epochs for
+# about AUTO_STEPS optimizer steps (early stopping still ends a run sooner), within bounds.
+AUTO_BATCH = (32, 512)
+AUTO_EPOCHS = (10, 100)
+AUTO_STEPS = 4000
+
+
+def auto_batch_size(train_rows: int) -> int:
+    """The power of two nearest train_rows / 100, within AUTO_BATCH."""
+    return int(min(max(2 ** round(math.log2(max(train_rows, 1) / 100)), AUTO_BATCH[0]), AUTO_BATCH[1]))
+
+
+def auto_epochs(train_rows: int, batch_size: int) -> int:
+    """Epochs for about AUTO_STEPS steps of `batch_size` rows, within AUTO_EPOCHS."""
+    steps_per_epoch = max(1, math.ceil(train_rows / batch_size))
+    return int(min(max(math.ceil(AUTO_STEPS / steps_per_epoch), AUTO_EPOCHS[0]), AUTO_EPOCHS[1]))
+
+
+def resolve_auto(exp: "Experiment", train_rows: int) -> list[tuple[str, Any]]:
+    """The (dotted key, value) assignments that make every framework's `auto` batch size and
+    epochs whole numbers for a training split of `train_rows` rows (config.revise applies them)."""
+    found = []
+    for name in FRAMEWORKS:
+        settings, resolved = getattr(exp, name), getattr(exp, name).for_rows(train_rows)
+        found += [(f"{name}.{key}", getattr(resolved, key)) for key in ("batch_size", "epochs")
+                  if getattr(settings, key) == "auto"]
+    return found
 
 
 class TorchConfig(NeuralConfig):

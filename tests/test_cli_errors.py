@@ -41,7 +41,7 @@ CASES = {
     "malformed yaml": (["run", "malformed.yaml"], ["malformed.yaml", "malformed YAML", "line"]),
     "yaml not a mapping": (["run", "list.yaml"], ["list.yaml", "mapping"]),
     "unknown key": (["run", "unknown.yaml"], ["torch.epoch", "unknown key", "epochs"]),
-    "wrong type": (["run", "wrongtype.yaml"], ["torch.epochs", "integer", "lots"]),
+    "wrong type": (["run", "wrongtype.yaml"], ["torch.epochs", "whole number", "lots"]),
     "split does not sum to 1": (["run", "badsplit.yaml"], ["data.split", "must be 1.0"]),
     "bad search bounds": (["run", "badspace.yaml"], ["tune.space.lr", "positive"]),
     "missing config file": (["run", "nope.yaml"], ["config file not found", "nope.yaml"]),
@@ -131,5 +131,5 @@ def test_console_script_prints_no_traceback(tmp_path):
     proc = subprocess.run([str(rayfit), "run", "bad.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
-    assert proc.stderr.startswith("error: bad.yaml: torch.epochs: Input should be greater than or equal to 1")
+    assert proc.stderr.startswith("error: bad.yaml: torch.epochs: must be auto or a whole number of at least 1 (got -3)")
     assert not (tmp_path / "runs").exists()

@@ -1,7 +1,7 @@
 """Config validation: defaults, --set overrides, and errors that name the key path."""
 import pytest
 
-from rayfit.config import Experiment, apply_override, load_experiment, to_yaml, validate
+from rayfit.config import Experiment, apply_override, auto_batch_size, auto_epochs, load_experiment, to_yaml, validate
 from rayfit.errors import UserError
 
 
@@ -36,7 +36,7 @@ def test_resolved_config_round_trips():
 @pytest.mark.parametrize("raw, fragment", [
     ({"torch": {"epoch": 3}}, "torch.epoch: unknown key (valid keys: enabled, model"),
     ({"bogus": 1}, "bogus: unknown key (valid keys: name, seed, data"),
-    ({"torch": {"epochs": "many"}}, "torch.epochs: Input should be a valid integer"),
+    ({"torch": {"epochs": "many"}}, "torch.epochs: must be auto or a whole number of at least 1 (got 'many')"),
     ({"torch": {"dropout": 1.5}}, "torch.dropout: Input should be less than 1"),
     ({"data": {"split": {"train": 0.8, "val": 0.15, "test": 0.15}}}, "data.split: train + val + test must be 1.0"),
     ({"data": {"task": "ranking"}}, "data.task: Input should be 'auto', 'classification', 'regression' or 'clustering'"),
@@ -67,3 +67,15 @@ def test_experiment_rejects_assignment_of_wrong_type():
     exp = Experiment()
     with pytest.raises(Exception):
         exp.torch.epochs = "ten"
+
+
+def test_batch_size_and_epochs_auto_follow_the_training_rows():
+    from rayfit.config import TorchConfig, resolve_auto
+
+    assert [auto_batch_size(rows) for rows in (100, 700, 5_000, 30_000, 2_000_000)] == [32, 32, 64, 256, 512]
+    assert auto_epochs(700, 32) == 100 and auto_epochs(30_000, 256) == 34 and auto_epochs(2_000_000, 512) == 10
+    settings = TorchConfig().for_rows(30_000)
+    assert (settings.batch_size, settings.epochs) == (256, 34)
+    assert TorchConfig(batch_size=16, epochs=7).for_rows(30_000).batch_size == 16  # a number stays
+    exp = validate({"torch": {"batch_size": 64}, "keras": {"epochs": 12}})
+    assert resolve_auto(exp, 30_000) == [("torch.epochs", auto_epochs(30_000, 64)), ("keras.batch_size", 256)]

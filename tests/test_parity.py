@@ -27,7 +27,7 @@ def _data(rows: int = 48, seed: int = 0) -> dict:
 
 
 def _adapter(name: str, task: str = "classification", n_outputs: int = 3, class_weights=CLASS_WEIGHTS, **settings):
-    settings = CONFIGS[name](model="mlp", hidden_sizes=[8], dropout=0.0, **settings)
+    settings = CONFIGS[name](model="mlp", hidden_sizes=[8], dropout=0.0, **settings).for_rows(48)
     config = LoopConfig("parity", name, "mlp", settings, task, n_outputs, class_weights, 0, _data())
     adapter = framework(name).load("adapter")(config, rank=0, world_size=1)
     adapter.seed(0)

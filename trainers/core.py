@@ -56,6 +56,10 @@ class LoopConfig:
     progress: Any = None  # a ProgressHub actor: rank 0 pushes each epoch's metrics
     ledger: str = ""  # cluster/ledger.py: where the stage's processes note the node they run on
 
+    def __post_init__(self):
+        if "auto" in (self.settings.batch_size, self.settings.epochs):
+            raise ValueError("the loop needs a whole batch size and number of epochs: settings.for_rows(train_rows)")
+
     def with_params(self, params: dict) -> "LoopConfig":
         """A trial's settings: the base settings with the sampled hyperparameters."""
         return replace(self, settings=self.settings.model_copy(update=params))

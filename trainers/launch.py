@@ -47,7 +47,9 @@ class NeuralResult:
 def make_loop_config(name: str, framework: str, network: str, settings, data: TrainingData, progress=None,
                      threads: int = 1, streaming: bool = False, stage: Optional[str] = None) -> LoopConfig:
     """The training core's typed configuration for one network on this data; `stage` (default
-    `name`) is the run's stage it trains for, whose ledger notes where it ran."""
+    `name`) is the run's stage it trains for, whose ledger notes where it ran. `auto` batch size and
+    epochs follow the training rows (a run has made them numbers already)."""
+    settings = settings.for_rows(data.train_rows)
     return LoopConfig(
         name=name, framework=framework, network=network, settings=settings, task=data.task,
         n_outputs=data.n_outputs, class_weights=data.class_weights, seed=data.seed,
@@ -203,6 +205,7 @@ def estimate_train_seconds(framework: str, model: str, settings, data: TrainingD
     (an upper bound: early stopping may end sooner), Keras steps taken as dearer than PyTorch's."""
     from rayfit.trainers.launch_cost import step_seconds_on_worker
 
+    settings = settings.for_rows(data.train_rows)
     steps = math.ceil(data.train_rows / settings.batch_size) * settings.epochs
     step = step_seconds_on_worker(model, settings, data.input_shape, data.n_outputs, resources)
     return step * steps * registry.framework(framework).step_cost_factor

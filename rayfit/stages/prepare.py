@@ -45,6 +45,20 @@ def prepare_data(state: RunState) -> None:
     state.prepared = prepared
     state.stage_times["data"] = state.stage_times.get("data", 0.0) + time.perf_counter() - started
     display.finish("data", prepared.summary())
+    if prepared.task != "clustering":
+        _resolve_auto(state, prepared.split.rows["train"])
+
+
+def _resolve_auto(state: RunState, train_rows: int) -> None:
+    """The networks' `auto` batch size and epochs, now that the training rows are known: the run
+    goes on with a revised Experiment (config.yaml keeps `auto`, which a resume resolves again)."""
+    from rayfit.config import resolve_auto, revise
+
+    assignments = resolve_auto(state.exp, train_rows)
+    if assignments:
+        state.exp = revise(state.exp, assignments)
+        state.display.say(f"networks: {', '.join(f'{key} auto -> {value}' for key, value in assignments)} "
+                          f"({train_rows:,} training rows)")
 
 
 def primary_metric(exp: Experiment, task: str) -> str:

@@ -220,6 +220,9 @@ class NeuralConfig(_Section):
     mixed_precision: Union[Literal["auto"], bool] = "auto"  # auto: on when training on GPUs
     # -- checkpoints and faults
     keep_checkpoints: int = Field(2, ge=1)  # latest checkpoints kept; each also carries the best weights
+    # a worker group or a task checkpoints when one more epoch would leave more than this much
+    # training unsaved (every epoch when epochs take longer; 0: every epoch), and after the last
+    checkpoint_every_s: float = Field(5.0, ge=0)
     max_failures: int = Field(2, ge=0)  # worker-group restarts (from the latest checkpoint) before giving up
 
     def for_rows(self, train_rows: int) -> "NeuralConfig":

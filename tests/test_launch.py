@@ -25,11 +25,11 @@ def test_a_small_network_trains_in_one_task_without_measuring_a_launch():
 
 def test_the_estimate_scales_a_step_timed_on_a_worker(ray_session, monkeypatch):
     # the probe really trains a few steps, in a Ray task holding one worker's resources
-    assert launch_cost.step_seconds_on_worker("mlp", TorchConfig(), (20,), 1, {"CPU": 1}) > 0
+    assert launch_cost.step_seconds_on_worker("mlp", TorchConfig(batch_size=32), (20,), 1, {"CPU": 1}) > 0
     monkeypatch.setattr(launch_cost, "step_seconds_on_worker", lambda *args: 0.01)
-    # ceil(700 / 32) = 22 steps an epoch, 10 epochs; Keras steps count 3 times PyTorch's
+    # ceil(700 / 32) = 22 steps an epoch, 10 epochs; Keras steps count 1.3 times PyTorch's
     assert estimate_train_seconds("torch", "mlp", TorchConfig(epochs=10), SMALL, {"CPU": 1}) == pytest.approx(2.2)
-    assert estimate_train_seconds("keras", "mlp", KerasConfig(epochs=10), SMALL, {"CPU": 1}) == pytest.approx(6.6)
+    assert estimate_train_seconds("keras", "mlp", KerasConfig(epochs=10), SMALL, {"CPU": 1}) == pytest.approx(2.86)
     bigger = TrainingData(None, "classification", 1, None, seed=0, train_rows=70_000, input_shape=(20,))
     assert estimate_train_seconds("torch", "mlp", TorchConfig(epochs=10, batch_size=64), bigger,
                                   {"CPU": 1}) == pytest.approx(0.01 * 1094 * 10)
@@ -74,3 +74,25 @@ def test_the_start_up_cost_is_measured_once_and_cached_per_cluster(ray_session, 
 def test_an_empty_worker_group_is_timed_for_real(ray_session):
     seconds = launch_cost._time_empty_run("torch")  # 2 workers of a sliver of a CPU: start, join, stop
     assert 0.5 < seconds < 300
+
+
+def test_a_task_or_worker_group_checkpoints_by_the_clock(monkeypatch):
+    """After an epoch when one more would leave more than checkpoint_every_s unsaved; every epoch
+    when epochs take longer; and always after the last."""
+    from rayfit.trainers import contexts
+
+    now = [0.0]
+    monkeypatch.setattr(contexts.time, "monotonic", lambda: now[0])
+
+    def saved_after(epoch_s: float, epochs: int, every_s: float = 5.0) -> list[int]:
+        clock, saved = contexts.CheckpointClock(every_s), []
+        for epoch in range(1, epochs + 1):
+            now[0] += epoch_s
+            if clock.due(final=epoch == epochs):
+                saved.append(epoch)
+        return saved
+
+    assert saved_after(1.0, 10) == [4, 8, 10]  # never more than 5 s of 1-s epochs unsaved
+    assert saved_after(7.0, 3) == [1, 2, 3]  # slower epochs: each one
+    assert saved_after(0.1, 6) == [6]  # a short run: its end only
+    assert saved_after(0.1, 4, every_s=0) == [1, 2, 3, 4]  # 0: every epoch

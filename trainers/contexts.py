@@ -6,8 +6,13 @@
   tuning/trial_mode.py) trains in these too: its Ray Train run lives in the trial's directory.
 - `TrialContext`: an inline Tune trial, one process. It checkpoints when it improves (every epoch
   under PBT, whose exploits restart trials from each other's latest checkpoints).
-- `TaskContext`: one Ray task, one process. It checkpoints every epoch into a storage location the
-  driver hands it, the latest N kept; a retried or resumed task continues from there.
+- `TaskContext`: one Ray task, one process. It checkpoints into a storage location the driver hands
+  it, the latest N kept; a retried or resumed task continues from there.
+
+A worker group and a task checkpoint by the clock (`CheckpointClock`): after an epoch when waiting
+one more would leave more than `checkpoint_every_s` of training unsaved (every epoch when epochs
+take longer), and after the last. A killed worker loses at most one epoch or that long, whichever
+is more; the epochs it replays are seeded as they were, so the result is the same.
 
 The core asks each the same questions (rank, world size, the checkpoint to continue from, whether
 to checkpoint this epoch, how to report) and never which one it is. The entry points at the bottom
@@ -26,12 +31,29 @@ CARRIED = "carried"  # a trial's report: the epochs since its previous report, e
 REPORT_EVERY_S = 10.0  # a trial reports at least this often, decision point or not
 
 
+class CheckpointClock:
+    """Whether this epoch checkpoints: asked once at the end of each epoch."""
+
+    def __init__(self, every_s: float):
+        self.every_s = every_s
+        self.saved = self.ended = time.monotonic()
+
+    def due(self, final: bool) -> bool:
+        now = time.monotonic()
+        epoch_s, self.ended = now - self.ended, now
+        if final or (now - self.saved) + epoch_s >= self.every_s:  # one more epoch would pass the limit
+            self.saved = now
+            return True
+        return False
+
+
 class WorkerGroupContext:
-    def __init__(self):
+    def __init__(self, checkpoint_every_s: float = 0.0):
         import ray.train
 
         context = ray.train.get_context()
         self.rank, self.world_size = context.get_world_rank(), context.get_world_size()
+        self.clock = CheckpointClock(checkpoint_every_s)
 
     def latest_checkpoint(self, say):
         import ray.train
@@ -41,7 +63,7 @@ class WorkerGroupContext:
         return intact_or_earlier(ray.train.get_checkpoint(), say)
 
     def wants_checkpoint(self, improved: bool, final: bool, epoch: int) -> bool:
-        return self.rank == 0  # every epoch, from rank 0: the others hold the same weights
+        return self.rank == 0 and self.clock.due(final)  # from rank 0: the others hold the same weights
 
     def report(self, metrics: dict, checkpoint_dir: Optional[Path]) -> None:
         import ray.train
@@ -114,8 +136,9 @@ class TrialContext:
 class TaskContext:
     rank, world_size = 0, 1
 
-    def __init__(self, checkpoint_dir: str, keep: int):
+    def __init__(self, checkpoint_dir: str, keep: int, checkpoint_every_s: float = 0.0):
         self.checkpoint_dir, self.keep = checkpoint_dir, keep
+        self.clock = CheckpointClock(checkpoint_every_s)
 
     def latest_checkpoint(self, say):
         from rayfit.trainers.checkpoints import latest_checkpoint
@@ -123,11 +146,13 @@ class TaskContext:
         return latest_checkpoint(self.checkpoint_dir, say)
 
     def wants_checkpoint(self, improved: bool, final: bool, epoch: int) -> bool:
-        return True
+        return self.clock.due(final)
 
     def report(self, metrics: dict, checkpoint_dir: Optional[Path]) -> None:
         from rayfit.trainers.checkpoints import save_checkpoint
 
+        if checkpoint_dir is None:  # not this epoch (CheckpointClock)
+            return
         save_checkpoint(checkpoint_dir, self.checkpoint_dir, metrics["epoch"], self.keep)
 
     def train_shard(self):
@@ -139,7 +164,7 @@ class TaskContext:
 def train_worker(loop: dict) -> None:
     """Ray Train's train_loop_per_worker: loop = {"config": LoopConfig}."""
     note(loop["config"].ledger)
-    train(loop["config"], WorkerGroupContext())
+    train(loop["config"], WorkerGroupContext(loop["config"].settings.checkpoint_every_s))
 
 
 def train_trial(params: dict, base: dict) -> None:
@@ -154,5 +179,5 @@ def train_task(config: LoopConfig, checkpoint_dir: str, keep: int) -> dict:
     """One Ray task's body: the history and the seconds it took."""
     note(config.ledger)
     started = time.perf_counter()
-    history = train(config, TaskContext(checkpoint_dir, keep))
+    history = train(config, TaskContext(checkpoint_dir, keep, config.settings.checkpoint_every_s))
     return {"history": history, "seconds": time.perf_counter() - started}

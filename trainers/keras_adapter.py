@@ -115,7 +115,9 @@ class KerasAdapter:
             self.optimizer = optimizer
             self.optimizer.build(self.network.trainable_variables)
             self.loss_sum, self.loss_count = keras.metrics.Sum(), keras.metrics.Sum()
-        self._step = tf.function(self._distributed_step, reduce_retracing=True)
+        # One worker steps its replica directly: no strategy.run around every step.
+        self._step = tf.function(self._distributed_step if self.world > 1 else self._replica_step,
+                                 reduce_retracing=True)
 
     def _replica_step(self, x, y):
         tf, settings = self.tf, self.settings
@@ -181,9 +183,20 @@ class KerasAdapter:
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
 
+        if self.world == 1:
+            # One worker: batches sliced from the arrays in a seeded order. A tf.data pipeline (and
+            # distributing it) costs more per step than a small network's step itself.
+            def batches(epoch: int):
+                order = np.random.default_rng(seed + epoch).permutation(len(X))
+                for start in range(0, len(X), global_batch):
+                    rows = order[start:start + global_batch]
+                    yield X[rows], y[rows]
+
+            return batches
+
         def batches(epoch: int):
             dataset = tf.data.Dataset.from_tensor_slices((X, y)).shuffle(len(X), seed=seed + epoch)
-            dataset = dataset.batch(global_batch, drop_remainder=self.world > 1 and len(X) >= global_batch)
+            dataset = dataset.batch(global_batch, drop_remainder=len(X) >= global_batch)
             return self.strategy.experimental_distribute_dataset(dataset.with_options(options))
 
         return batches
@@ -214,7 +227,8 @@ class KerasAdapter:
         self.loss_count.reset_state()
         rows = 0
         for x, y in batches:
-            rows += self._step(x, y)
+            counted = self._step(x, y)
+            rows += int(x.shape[0]) if self.world == 1 else counted  # one worker: no tensor read per step
         # Read across every replica of every worker (the metrics are summed on read).
         return float(self.loss_sum.result()) / max(1.0, float(self.loss_count.result())), int(rows)
 

@@ -169,6 +169,8 @@ def _leaderboard(ctx: ReportContext) -> Table:
         model = ctx.models[name]
         on, value, std = metrics.selection_score(model, metric)
         chosen_by = f"{format_value(value)}" + (f" ± {format_value(std)}" if std is not None else "")
+        if model.get("out_of_reach"):  # behind the leader on validation: shown, never chosen
+            chosen_by = f"{format_value((model.get('val') or {}).get(metric))}, out of reach"
         rows.append([name, model.get("framework", MISSING), f"{on} {chosen_by}", ctx.metric(name, "test"),
                      model.get("launch", "task" if model.get("framework") in CLASSIC else MISSING),
                      model.get("workers", 1), model.get("device", "cpu"), format_seconds(model.get("train_time_s"))])

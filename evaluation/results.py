@@ -11,7 +11,8 @@ metrics.json
                for the report.importance_models best (tables), null with permutation_importance_note
                for the others,
                cv {metric: {mean, std, folds}} and refit (bool) where cross-validated,
-               selected_on ("cv" | "val"),
+               selected_on ("cv" | "val"), out_of_reach (true: a network behind the leader on
+               validation, left out of the folds and never chosen),
                and for networks: launch ("ray_train" | "task"), workers, device, gpus_per_worker,
                amp, launch_reason, launch_figures (each only when known)}
     resources  the run plan (cluster/plan.py RunPlan.describe())

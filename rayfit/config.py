@@ -479,9 +479,12 @@ class EvaluationConfig(_Section):
     # Networks in the same folds (tuned ones with their chosen hyperparameters): each trains on every
     # fold's rows, one Ray task per fold, and is chosen on the rows the fold holds out rather than on
     # the validation split it early-stopped (or was tuned) on. auto: when folds x its own measured
-    # training time fits in cv_budget_s; the report says which networks were chosen how.
+    # training time fits in cv_budget_s and it is within reach of the leader on validation (it
+    # scores at or above the best model on at least cv_reach of 200 resamples of the validation
+    # rows; one out of reach is never chosen over it); the report says which networks were chosen how.
     cv_networks: Union[Literal["auto"], bool] = "auto"
     cv_budget_s: float = Field(300.0, gt=0)
+    cv_reach: float = Field(0.1, ge=0, le=1)
 
     @field_validator("cv")
     @classmethod

@@ -178,10 +178,13 @@ def best(scores: Mapping[str, Optional[float]], metric: str) -> Optional[str]:
 
 def selection_score(entry: Mapping, metric: str) -> tuple[str, Optional[float], Optional[float]]:
     """(where, value, std) of the score a model in metrics.json was chosen on: its cross-validation
-    mean where it was cross-validated (`selected_on: cv`), its validation score otherwise; a
-    clustering's candidate carries its score itself."""
+    mean where it was cross-validated (`selected_on: cv`), its validation score otherwise, none for
+    a network out of reach of the leader (`out_of_reach`); a clustering's candidate carries its
+    score itself."""
     if "test" not in entry and "val" not in entry and "cv" not in entry:  # a clustering's entry
         return "data", entry.get(metric), None
+    if entry.get("out_of_reach"):  # behind the leader on validation, left out of the folds: never chosen
+        return "val", None, None
     cv = entry.get("cv") or {}
     if entry.get("selected_on") == "cv" and metric in cv:
         return "cv", cv[metric].get("mean"), cv[metric].get("std")

@@ -68,3 +68,35 @@ def test_config_validation_and_tunes_mode_read_the_registry():
     with pytest.raises(UserError, match="'adjusted_rand' is not a clustering metric; choose from silhouette"):
         validate({"clustering": {"metric": "adjusted_rand"}})  # needs a label column: never chooses
     assert {metrics.get(name).mode for name in ("val_loss", "rmse", "davies_bouldin")} == {"min"}
+
+
+def test_a_network_out_of_reach_on_validation_leaves_the_folds_and_is_never_chosen():
+    from types import SimpleNamespace
+
+    from rayfit.stages.network_folds import out_of_reach
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 300)
+
+    class Fixed:  # class probabilities right on a share of the rows
+        task = "classification"
+
+        def __init__(self, right: float):
+            hit = rng.permutation(300) < round(right * 300)  # exactly this share right
+            self.proba = np.where(hit, y, 1 - y).astype(float)
+
+        def outputs(self, X):
+            return np.stack([1 - self.proba, self.proba], axis=1)
+
+    trained = {name: SimpleNamespace(model=Fixed(right)) for name, right in
+               [("random_forest", 0.95), ("torch_mlp", 0.6), ("keras_mlp", 0.94)]}
+    state = SimpleNamespace(prepared=SimpleNamespace(X_val=np.zeros((300, 1)), y_val=y, task="classification",
+                                                     n_classes=2),
+                            metric="accuracy", trained=trained,
+                            exp=SimpleNamespace(seed=0, evaluation=SimpleNamespace(cv_reach=0.1)))
+    behind = out_of_reach(state, ["torch_mlp", "keras_mlp"])
+    assert list(behind) == ["torch_mlp"] and "out of reach of random_forest" in behind["torch_mlp"]
+    models = {"random_forest": {"val": {"accuracy": 0.85}, "cv": {"accuracy": {"mean": 0.8}}, "selected_on": "cv"},
+              "torch_mlp": {"val": {"accuracy": 0.84}, "selected_on": "val", "out_of_reach": True}}
+    assert metrics.rank_models(models, "accuracy") == ["random_forest", "torch_mlp"]  # its 0.84 beats no 0.8
+    assert metrics.selection_score(models["torch_mlp"], "accuracy") == ("val", None, None)

@@ -40,7 +40,7 @@ def _case(framework: str, network: str):
     sections = {"cnn": {"channels": [8]}, "rnn": {"hidden_size": 16},
                 "transformer": {"d_model": 16, "heads": 2, "layers": 1, "ff_dim": 32}}
     settings = CONFIGS[framework](model=network, epochs=EPOCHS, workers=2, batch_size=16, lr=3e-3, patience=50,
-                                  dropout=0.0, hidden_sizes=[16], keep_checkpoints=KEEP,
+                                  dropout=0.0, hidden_sizes=[16], keep_checkpoints=KEEP, checkpoint_every_s=0,
                                   **({network: sections[network]} if network in sections else {}))
     return tiny_data(kind), settings
 
@@ -60,7 +60,7 @@ def test_the_registry_is_complete():
 def _check(history: list[dict], model, arrays: dict, checkpoints: list[Path], tmp_path: Path) -> None:
     assert [h["epoch"] for h in history] == list(range(1, EPOCHS + 1))
     assert history[-1]["train_loss"] < history[0]["train_loss"], history
-    assert len(checkpoints) == KEEP, checkpoints  # one per epoch, pruned to the latest KEEP
+    assert len(checkpoints) == KEEP, checkpoints  # one per epoch (checkpoint_every_s: 0), pruned to the latest KEEP
     assert all((c / "arch.json").is_file() and (c / "train_state.json").is_file() for c in checkpoints)
     X = arrays["X_val"]
     proba = model.predict_proba(X)

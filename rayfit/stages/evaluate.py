@@ -45,6 +45,8 @@ def evaluate(state: RunState) -> Evaluation:
         scores[name] = model_entry(trained.framework, test, val, trained.train_time_s, trained.launch, trained.run_info,
                                    cv=state.cv.get(name), native_importance=native_importance(tested, prepared.feature_names),
                                    refit=not is_network_framework(trained.framework))
+        if name in state.out_of_reach:
+            scores[name]["out_of_reach"] = True
         display.advance("evaluate", i, len(state.trained), name, echo=False)
     best = rank_models(scores, metric)[0]
     best_model = state.refitted.get(best, state.trained[best].model)

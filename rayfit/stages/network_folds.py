@@ -47,16 +47,26 @@ class FoldPlan:
     seconds: float  # one training's measured time
 
 
+REACH_RESAMPLES = 200
+
+
 def plan_network_folds(state: RunState) -> tuple[list[FoldPlan], dict[str, str]]:
-    """(the networks that join the folds, name -> why each other network does not)."""
+    """(the networks that join the folds, name -> why each other network does not). A network out
+    of reach of the leader on validation (`out_of_reach`) is also put in state.out_of_reach."""
     exp = state.exp
     setting, budget = exp.evaluation.cv_networks, exp.evaluation.cv_budget_s
     plans, left_out = [], {}
-    for name, trained in state.trained.items():
-        if not is_network_framework(trained.framework) or name in state.cv:
-            continue
+    networks = [name for name, trained in state.trained.items()
+                if is_network_framework(trained.framework) and name not in state.cv]
+    behind = out_of_reach(state, networks) if setting == "auto" and networks else {}
+    for name in networks:
+        trained = state.trained[name]
         if setting is False:
             left_out[name] = "evaluation.cv_networks: false"
+            continue
+        if name in behind:
+            left_out[name] = behind[name]
+            state.out_of_reach.add(name)
             continue
         plan = _fold_plan(state, name, trained)
         if plan is None:
@@ -69,6 +79,38 @@ def plan_network_folds(state: RunState) -> tuple[list[FoldPlan], dict[str, str]]
             continue
         plans.append(plan)
     return plans, left_out
+
+
+def out_of_reach(state: RunState, networks: list[str]) -> dict[str, str]:
+    """name -> why, for the networks the validation rows say are behind the leader (the best of
+    every trained model on validation): ahead of it or level on fewer than evaluation.cv_reach of
+    REACH_RESAMPLES bootstrap resamples of those rows."""
+    from rayfit.metrics import best, oriented, score_one
+
+    prepared, metric, reach = state.prepared, state.metric, state.exp.evaluation.cv_reach
+    X_val, y_val = prepared.X_val, prepared.y_val
+    outputs = {name: trained.model.outputs(X_val) for name, trained in state.trained.items()}
+
+    def score(name, rows=slice(None)):
+        return score_one(metric, prepared.task, y_val[rows], outputs[name][rows], prepared.n_classes)
+
+    scores = {name: score(name) for name in outputs}
+    leader = best(scores, metric)
+    if leader is None:
+        return {}
+    rng = np.random.default_rng(state.exp.seed)
+    resamples = [rng.integers(0, len(y_val), len(y_val)) for _ in range(REACH_RESAMPLES)]
+    leading = [oriented(metric, score(leader, rows)) for rows in resamples]
+    found = {}
+    for name in networks:
+        if name == leader:
+            continue
+        ahead = np.mean([oriented(metric, score(name, rows)) >= lead for rows, lead in zip(resamples, leading)])
+        if ahead < reach:
+            found[name] = (f"out of reach of {leader} on validation ({metric} {scores[name]:.4f} against "
+                           f"{scores[leader]:.4f}; at or above it on {ahead:.0%} of {REACH_RESAMPLES} resamples of "
+                           f"the validation rows, under evaluation.cv_reach={reach:g}): not chosen over it")
+    return found
 
 
 def _fold_plan(state: RunState, name: str, trained) -> Optional[FoldPlan]:

@@ -67,6 +67,7 @@ class RunState:
     cv: dict[str, dict] = field(default_factory=dict)
     refitted: dict[str, ArrayModel] = field(default_factory=dict)
     cv_left_out: dict[str, str] = field(default_factory=dict)  # network -> why it was chosen on validation
+    out_of_reach: set[str] = field(default_factory=set)  # networks behind the leader on validation: never chosen
     # this session's ledger of where each stage ran (cluster/ledger.py)
     run_key: str = field(default_factory=lambda: f"run-{uuid.uuid4().hex}")
 

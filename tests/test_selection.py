@@ -167,6 +167,7 @@ def test_networks_join_the_folds_within_the_budget_and_say_why_not():
                                            {"params": {"lr": 0.01}, "time_total_s": 4.0}]}}
 
     def plan(**evaluation):
+        evaluation.setdefault("cv_reach", 0)  # the budget alone (out_of_reach has its own test, test_metrics.py)
         state = SimpleNamespace(exp=validate({"evaluation": evaluation, "tune": {"max_t": 7}}), trained=trained,
                                 cv={}, cv_folds=5, searches=searches)
         plans, left_out = plan_network_folds(state)

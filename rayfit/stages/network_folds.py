@@ -58,7 +58,8 @@ def plan_network_folds(state: RunState) -> tuple[list[FoldPlan], dict[str, str]]
     plans, left_out = [], {}
     networks = [name for name, trained in state.trained.items()
                 if is_network_framework(trained.framework) and name not in state.cv]
-    behind = out_of_reach(state, networks) if setting == "auto" and networks else {}
+    reach = exp.evaluation.cv_reach
+    behind = out_of_reach(state, networks) if setting == "auto" and reach > 0 and networks else {}
     for name in networks:
         trained = state.trained[name]
         if setting is False:

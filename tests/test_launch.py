@@ -24,8 +24,13 @@ def test_a_small_network_trains_in_one_task_without_measuring_a_launch():
 
 
 def test_the_estimate_scales_a_step_timed_on_a_worker(ray_session, monkeypatch):
-    # the probe really trains a few steps, in a Ray task holding one worker's resources
+    # the probe really trains a few steps: here in the driver (the suite's Ray is this machine alone),
+    # and on another cluster in a Ray task holding one worker's resources
+    assert launch_cost._driver_is_the_only_node()
     assert launch_cost.step_seconds_on_worker("mlp", TorchConfig(batch_size=32), (20,), 1, {"CPU": 1}) > 0
+    monkeypatch.setattr(launch_cost, "_driver_is_the_only_node", lambda: False)
+    monkeypatch.setattr(launch_cost, "_probe_here", None)  # not called
+    assert launch_cost._probe_on_worker("mlp", TorchConfig(batch_size=32), (20,), 1, {"CPU": 1}) > 0
     monkeypatch.setattr(launch_cost, "step_seconds_on_worker", lambda *args: 0.01)
     # ceil(700 / 32) = 22 steps an epoch, 10 epochs; Keras steps count 1.3 times PyTorch's
     assert estimate_train_seconds("torch", "mlp", TorchConfig(epochs=10), SMALL, {"CPU": 1}) == pytest.approx(2.2)

@@ -3,8 +3,10 @@
 - The worker-group start-up cost: an empty Ray Train run of 2 workers, timed on this cluster once
   per framework and cached per cluster (its Ray version and nodes' shape), so a laptop pays the
   measurement once, not every run. It is re-measured after `CACHE_DAYS`.
-- One optimisation step: timed inside a Ray task holding what one worker holds, so the figure is
-  the worker's (its node, its threads, its GPU), not the driver's.
+- One optimisation step: timed with what one worker holds, so the figure is the worker's (its
+  node, its threads, its GPU). On a cluster of this machine alone and no GPU, in the driver with the
+  worker's threads (a Ray task would first start a process and import the framework: about 7 s on
+  2 cores); otherwise in a Ray task holding one worker's resources.
 
 Both figures, and where they came from, go into the progress line, the report and metrics.json.
 """
@@ -94,6 +96,27 @@ def _time_empty_run(framework: str) -> float:
         return time.perf_counter() - started
 
 
+def _driver_is_the_only_node() -> bool:
+    """Whether the Ray cluster is this machine alone (a private Ray, `ray start` here): a worker's
+    step then costs what it costs in the driver, with the worker's threads."""
+    import ray
+
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    return len(nodes) == 1 and nodes[0].get("NodeManagerAddress") == ray.util.get_node_ip_address()
+
+
+def _probe_here(model: str, settings: dict, input_shape: tuple, n_outputs: int, threads: int) -> float:
+    """The probe in the driver, with a worker's threads (restored after): no process to start, and
+    the driver imports the framework anyway to evaluate the networks it gets back."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        return _probe(model, settings, input_shape, n_outputs, threads)
+    finally:
+        torch.set_num_threads(before)
+
+
 def _probe(model: str, settings: dict, input_shape: tuple, n_outputs: int, threads: int) -> float:
     """Runs on a worker: a few optimisation steps of the network; the median after a warm-up."""
     import torch
@@ -142,6 +165,8 @@ def step_seconds_on_worker(model: str, settings, input_shape: tuple, n_outputs: 
 def _probe_on_worker(model: str, settings, input_shape: tuple, n_outputs: int, resources: dict) -> float:
     from rayfit.cluster.launch import start
 
+    if not resources.get("GPU") and _driver_is_the_only_node():
+        return _probe_here(model, settings.model_dump(), tuple(input_shape), n_outputs, int(resources.get("CPU", 1)))
     return start(_probe, model, settings.model_dump(), tuple(input_shape), n_outputs, int(resources.get("CPU", 1)),
                  name="rayfit.probe_step", cpus=resources.get("CPU", 1), gpus=resources.get("GPU", 0)).result()
 

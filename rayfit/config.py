@@ -300,6 +300,13 @@ def auto_epochs(train_rows: int, batch_size: int) -> int:
     return int(min(max(math.ceil(AUTO_STEPS / steps_per_epoch), AUTO_EPOCHS[0]), AUTO_EPOCHS[1]))
 
 
+def resolved_for_rows(exp: "Experiment", train_rows: int) -> tuple["Experiment", list[tuple[str, Any]]]:
+    """(the Experiment with its `auto` batch sizes and epochs made numbers for `train_rows`
+    training rows, the assignments that did it): what a run trains with and its report shows."""
+    assignments = resolve_auto(exp, train_rows)
+    return (revise(exp, assignments) if assignments else exp), assignments
+
+
 def resolve_auto(exp: "Experiment", train_rows: int) -> list[tuple[str, Any]]:
     """The (dotted key, value) assignments that make every framework's `auto` batch size and
     epochs whole numbers for a training split of `train_rows` rows (config.revise applies them)."""

@@ -18,7 +18,7 @@ from rayfit.progress import Display
 
 def rebuild_report(run: str, display: Display) -> Path:
     from rayfit.cluster.storage import Location
-    from rayfit.config import load_experiment
+    from rayfit.config import load_experiment, resolved_for_rows
     from rayfit.evaluation.fitted import MODEL_DIR, load_model
     from rayfit.evaluation.results import BEST_PARAMS_FILE, METRICS_FILE
     from rayfit.run_record import RunRecord
@@ -46,6 +46,8 @@ def rebuild_report(run: str, display: Display) -> Path:
     prepared = source.prepare(exp.seed)
     prepared.source = exp.data.source
     display.finish("data", prepared.summary())
+    if prepared.task != "clustering":
+        exp, _ = resolved_for_rows(exp, prepared.split.rows["train"])  # the settings the run trained with
     display.start("report", f"rebuild the report of {run}")
     stages = record.data["stages"]
     histories = {name: info["history"] for name, info in stages.items()

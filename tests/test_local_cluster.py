@@ -246,6 +246,7 @@ def test_a_lost_node_fails_the_job_clearly_and_resume_from_storage_finishes_it(c
                         "--set", "baselines.models=[dummy,linear]", "--set", "torch.launch=ray_train", "--set", "torch.gpu=false",
                         # epochs of about a second (batch 2): the loss always lands mid-training
                         "--set", "torch.epochs=12", "--set", "torch.patience=12", "--set", "torch.batch_size=2",
+                        "--set", "torch.checkpoint_every_s=0",  # a checkpoint each epoch: the loss lands after two
                         "--set", "ray.stall_timeout_s=8",
                         "--set", "report.importance_repeats=1", "--set", "evaluation.cv_networks=false")
     assert submitted.returncode == 0, submitted.stderr[-2000:]

@@ -52,11 +52,10 @@ def prepare_data(state: RunState) -> None:
 def _resolve_auto(state: RunState, train_rows: int) -> None:
     """The networks' `auto` batch size and epochs, now that the training rows are known: the run
     goes on with a revised Experiment (config.yaml keeps `auto`, which a resume resolves again)."""
-    from rayfit.config import resolve_auto, revise
+    from rayfit.config import resolved_for_rows
 
-    assignments = resolve_auto(state.exp, train_rows)
+    state.exp, assignments = resolved_for_rows(state.exp, train_rows)
     if assignments:
-        state.exp = revise(state.exp, assignments)
         state.display.say(f"networks: {', '.join(f'{key} auto -> {value}' for key, value in assignments)} "
                           f"({train_rows:,} training rows)")
 

@@ -185,9 +185,6 @@ class KerasAdapter:
         # Batched by the global batch; tf.distribute shards it so each worker trains on batch_size
         # rows per step. Whole batches only: uneven last steps across workers can hang.
         global_batch = self.settings.batch_size * self.world
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-
         if self.world == 1:
             # One worker: batches sliced from the arrays in a seeded order. A tf.data pipeline (and
             # distributing it) costs more per step than a small network's step itself.
@@ -198,6 +195,9 @@ class KerasAdapter:
                     yield X[rows], y[rows]
 
             return batches
+
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
 
         def batches(epoch: int):
             dataset = tf.data.Dataset.from_tensor_slices((X, y)).shuffle(len(X), seed=seed + epoch)

@@ -63,15 +63,12 @@ class Prepared:
     test_rows: Optional[np.ndarray] = None
     label_names: Optional[list[str]] = None  # clustering: the label column's classes
 
-    def _part(self, name: str) -> Part:
-        return self.parts[name]
-
-    X_train = property(lambda self: self._part("train").X)
-    X_val = property(lambda self: self._part("val").X)
-    X_test = property(lambda self: self._part("test").X)
-    y_train = property(lambda self: self._part("train").y)
-    y_val = property(lambda self: self._part("val").y)
-    y_test = property(lambda self: self._part("test").y)
+    X_train = property(lambda self: self.parts["train"].X)
+    X_val = property(lambda self: self.parts["val"].X)
+    X_test = property(lambda self: self.parts["test"].X)
+    y_train = property(lambda self: self.parts["train"].y)
+    y_val = property(lambda self: self.parts["val"].y)
+    y_test = property(lambda self: self.parts["test"].y)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -95,7 +92,7 @@ class Prepared:
         rows = "/".join(f"{self.split.rows[part]:,}" for part in SPLITS)
         line = f"{self.task}, {self.n_rows:,} rows -> {rows}, {self.n_features} features"
         if self.where == "cluster":
-            line += f" (samples of {'/'.join(f'{len(self._part(p).X):,}' for p in SPLITS)} on the driver)"
+            line += f" (samples of {'/'.join(f'{len(self.parts[p].X):,}' for p in SPLITS)} on the driver)"
         return line
 
 

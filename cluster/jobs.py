@@ -78,10 +78,11 @@ def submit_job(exp, address: str, storage: Optional[str], ship: bool = False) ->
     with tempfile.TemporaryDirectory(prefix="rayfit-submit-") as tmp:
         workdir = Path(tmp) / "job"
         workdir.mkdir()
-        source = Path(exp.data.source)
-        exp = revise(exp, [("storage", None),  # the job writes to --out, the run's own location
-                           # a local file or folder: shipped with the job, or through the storage
-                           *([("data.source", _ship(source, workdir, root))] if source.exists() else [])])
+        # a local file or folder (the data, a test file): shipped with the job, or through the storage
+        shipped = [(key, _ship(Path(path), workdir, root, folder))
+                   for key, path, folder in (("data.source", exp.data.source, "data"), ("data.test", exp.data.test, "test"))
+                   if path and Path(path).exists()]
+        exp = revise(exp, [("storage", None), *shipped])  # the job writes to --out, the run's own location
         (workdir / CONFIG_NAME).write_text(to_yaml(exp))
         entrypoint = " ".join(["python", "-m", "rayfit.cli", "run", CONFIG_NAME, "--out", shlex.quote(run.uri)])
         # The working directory (and rayfit itself with --ship) only: rayfit's driver sets its
@@ -136,13 +137,13 @@ def _submit_when_ready(jobs, address: str, timeout_s: float = 60, **job) -> str:
             time.sleep(1)
 
 
-def _ship(source: Path, workdir: Path, root: Location) -> str:
+def _ship(source: Path, workdir: Path, root: Location, folder: str = "data") -> str:
     """Where the job finds the data: in its working directory when small, else in the storage."""
     files = [p for p in source.rglob("*") if p.is_file()] if source.is_dir() else [source]
     if sum(p.stat().st_size for p in files) <= SHIP_LIMIT_BYTES:
-        _copy(source, workdir / "data" / source.name)
-        return str(Path("data") / source.name)  # relative to the job's working directory
-    target = root.join("data", source.name)
+        _copy(source, workdir / folder / source.name)
+        return str(Path(folder) / source.name)  # relative to the job's working directory
+    target = root.join(folder, source.name)
     if not target.exists():
         target.upload(source)
     return target.uri

@@ -180,8 +180,8 @@ def _leaderboard(ctx: ReportContext) -> Table:
 
 def _dataset(ctx: ReportContext) -> list[Block]:
     data = ctx.dataset
-    facts = [f"{key}: {format_value(data[key])}" for key in ("source", "target", "rows", "features", "classes")
-             if key in data]
+    facts = [f"{key.replace('_', ' ')}: {format_value(data[key])}"
+             for key in ("source", "test_file", "target", "rows", "features", "classes") if key in data]
     if ctx.class_names:
         facts.append(f"class names: {', '.join(map(str, ctx.class_names))}")
     blocks: list[Block] = [Heading("Dataset"), Bullets(facts)]

@@ -72,10 +72,13 @@ def model_entry(framework: str, test: dict, val: dict, train_time_s: float, laun
     }
 
 
-def dataset_entry(task: str, rows: int, features: int, n_classes: Optional[int]) -> dict:
+def dataset_entry(task: str, rows: int, features: int, n_classes: Optional[int],
+                  test_file: Optional[str] = None) -> dict:
     dataset = {"rows": rows, "features": features}
     if task == "classification":
         dataset["classes"] = n_classes
+    if test_file:  # the test rows are this file's (data.test), not a share of the source's
+        dataset["test_file"] = test_file
     return dataset
 
 

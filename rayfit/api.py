@@ -59,7 +59,7 @@ FRAME_NAME, DATASET_NAME = "dataframe", "dataset"
 SHOWN_AS = "data (a DataFrame)"  # how messages name a table given in memory
 
 
-def run(config=None, *, data=None, target: Optional[str] = None, task: str = "auto", out=None,
+def run(config=None, *, data=None, target: Optional[str] = None, task: str = "auto", test=None, out=None,
         progress: Any = "auto", verbose: bool = False, **overrides) -> Run:
     """Run an experiment, as `rayfit run` does, and return the finished run.
 
@@ -69,6 +69,8 @@ def run(config=None, *, data=None, target: Optional[str] = None, task: str = "au
         run's storage, then prepared like a file: `data.prepare_on: auto` prepares a large one on
         the cluster).
     target, task: as --target and --task (task "auto": the config's, else inferred).
+    test: test rows of your own, as --test: a .csv / .parquet path or a DataFrame (kept in the run as
+        `test.parquet`). Every row of `data` then trains or validates; every model is scored on these.
     out: the run's directory or storage URI (absent or empty); default <storage>/<name>-<time>.
     progress: "auto" (a live display in a notebook cell, else lines on the terminal), False (only
         the run's log), or a `rayfit.progress.Display`.
@@ -76,7 +78,8 @@ def run(config=None, *, data=None, target: Optional[str] = None, task: str = "au
     overrides: config keys, dotted as with --set: `**{"torch.epochs": 10}`, `seed=1`,
         `storage="s3://bucket/runs"`, `**{"ray.address": "ray://head:10001"}`.
     """
-    with _user_errors() as shown, _data_source(data, config, overrides, shown) as (source, adopt):
+    with _user_errors() as shown, _data_source(data, config, overrides, shown) as (source, adopt), \
+            _test_source(test, overrides, shown):
         exp = _experiment(config, source, target, task, overrides)
         return _run(exp, out, progress, verbose, adopt, shown)
 
@@ -149,7 +152,7 @@ class Job:
         return f"<rayfit.Job {self.id}: run {self.run_uri}>"
 
 
-def submit(config=None, *, data=None, target: Optional[str] = None, task: str = "auto",
+def submit(config=None, *, data=None, target: Optional[str] = None, task: str = "auto", test=None,
            address: Optional[str] = None, storage: Optional[str] = None, ship: bool = False, **overrides) -> Job:
     """Submit an experiment to a Ray cluster as a job (Ray Jobs API), as `rayfit submit --no-wait`
     does; `.wait()` follows it to its finished run.
@@ -157,13 +160,14 @@ def submit(config=None, *, data=None, target: Optional[str] = None, task: str = 
     address: the cluster's dashboard, http://HEAD:8265 (default: RAY_API_SERVER_ADDRESS).
     storage: where the job writes its run: an object-store URI or a directory the cluster's nodes
         share with this machine (default: the config's storage).
-    data: as in `run`; a DataFrame travels with the job as a Parquet file.
+    data, test: as in `run`; a DataFrame travels with the job as a Parquet file.
     ship: send this machine's rayfit with the job, for a cluster without it.
     """
     from rayfit.cluster.jobs import submit_job
 
     address = address or os.environ.get("RAY_API_SERVER_ADDRESS")
-    with _user_errors() as shown, _data_source(data, config, overrides, shown, for_job=True) as (source, adopt):
+    with _user_errors() as shown, _data_source(data, config, overrides, shown, for_job=True) as (source, adopt), \
+            _test_source(test, overrides, shown):
         exp = _experiment(config, source, target, task, overrides)
         job_id, where = submit_job(exp, address, storage, ship=ship)
     return Job(job_id, where.uri, address)
@@ -228,15 +232,38 @@ def _data_source(data, config, overrides: dict, shown: dict, for_job: bool = Fal
                     f"Dataset, got {type(data).__name__}")
 
 
-def _write_frame(frame, path: Path) -> None:
+@contextmanager
+def _test_source(test, overrides: dict, shown: dict) -> Iterator[None]:
+    """`test=`: a path goes into the config as data.test; a DataFrame is written as Parquet to a
+    temporary folder first (the run keeps a copy)."""
+    if test is None:
+        yield
+        return
+    if isinstance(test, (str, os.PathLike)):
+        overrides["data.test"] = os.fspath(test)
+        yield
+        return
+    import pandas as pd
+
+    if not isinstance(test, pd.DataFrame):
+        raise UserError(f"test: expected a .csv / .parquet path or a pandas DataFrame, got {type(test).__name__}")
+    with tempfile.TemporaryDirectory(prefix="rayfit-test-") as tmp:
+        path = Path(tmp) / "test.parquet"
+        _write_frame(test, path, "test")
+        shown[str(path)] = "test (a DataFrame)"
+        overrides["data.test"] = str(path)
+        yield
+
+
+def _write_frame(frame, path: Path, what: str = "data") -> None:
     if frame.shape[1] == 0:
-        raise UserError("data: the DataFrame has no columns")
+        raise UserError(f"{what}: the DataFrame has no columns")
     if len(frame) == 0:
-        raise UserError("data: the DataFrame has no rows")
+        raise UserError(f"{what}: the DataFrame has no rows")
     names = [str(c) for c in frame.columns]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise UserError(f"data: the DataFrame has duplicate column names: {', '.join(map(repr, repeated))}")
+        raise UserError(f"{what}: the DataFrame has duplicate column names: {', '.join(map(repr, repeated))}")
     if any(name is not None for name in frame.index.names):  # a named index is data: keep it as columns
         frame = frame.reset_index()
     frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
@@ -245,7 +272,7 @@ def _write_frame(frame, path: Path) -> None:
     except Exception as exc:  # noqa: BLE001 - pyarrow's many conversion errors: a column it cannot store
         from rayfit.errors import one_line
 
-        raise UserError(f"data: the DataFrame cannot be stored as Parquet: {one_line(exc)}") from None
+        raise UserError(f"{what}: the DataFrame cannot be stored as Parquet: {one_line(exc)}") from None
 
 
 def _dataset_folder(config, overrides: dict) -> Path:

@@ -37,6 +37,8 @@ class _Parser(argparse.ArgumentParser):
 TASKS = ["auto", "classification", "regression", "clustering"]
 TASK_HELP = ("default: inferred from the target; clustering needs no target (--target then names a label column "
              "that judges the clusters)")
+TEST_HELP = ("a .csv / .parquet file of test rows of your own (config key data.test): every row of --data "
+             "then trains or validates, and every model is scored on these")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rayfit", description="Distributed training on Ray: data -> models -> report.")
@@ -46,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", nargs="?", help="experiment YAML (see examples/)")
     run.add_argument("--data", help="a .csv / .parquet file or a built-in set (synthetic, iris, ...)")
     run.add_argument("--target", help="the column to predict")
+    run.add_argument("--test", help=TEST_HELP)
     run.add_argument("--task", choices=TASKS, help=TASK_HELP)
     run.add_argument("--out", help="run directory or storage URI (must not exist or be empty); "
                                    "default <storage>/<name>-<time>")
@@ -84,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("config", nargs="?", help="experiment YAML (see examples/)")
     submit.add_argument("--data", help="a .csv / .parquet file (shipped with the job) or a built-in set")
     submit.add_argument("--target", help="the column to predict")
+    submit.add_argument("--test", help=TEST_HELP + " (shipped with the job like --data)")
     submit.add_argument("--task", choices=TASKS, help=TASK_HELP)
     submit.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override a config key (repeatable)")
@@ -141,7 +145,8 @@ def _submit(args) -> int:
     from rayfit.cluster.jobs import submit
     from rayfit.config import load_experiment
 
-    exp = load_experiment(args.config, args.data, args.target, args.task, tuple(args.overrides))
+    flags = [("data.test", args.test)] if args.test else []
+    exp = load_experiment(args.config, args.data, args.target, args.task, tuple(args.overrides), flags)
     return submit(exp, args.address, args.storage, wait=not args.no_wait, say=_say, ship=args.ship)
 
 
@@ -219,7 +224,8 @@ def _run(args) -> int:
     from rayfit.progress import Display
     from rayfit.run_dir import terminal_stream
 
-    flags = [(key, value) for key, value in (("ray.address", args.address), ("storage", args.storage)) if value]
+    flags = [(key, value) for key, value in (("ray.address", args.address), ("storage", args.storage),
+                                             ("data.test", args.test)) if value]
     exp = load_experiment(args.config, args.data, args.target, args.task, tuple(args.overrides), flags)
     with Display(terminal_stream()) as display:
         run(exp, out=args.out, progress=display, verbose=args.verbose)

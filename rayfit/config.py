@@ -52,6 +52,11 @@ class DataConfig(_Section):
     # (the `clustering` section says what is searched)
     task: Literal["auto", "classification", "regression", "clustering"] = "auto"
     split: SplitConfig = SplitConfig()
+    # A table of test rows of the user's own (a .csv / .parquet path; `rayfit run --test`): every
+    # row of `source` then trains or validates (split.val of them validate, split.test is not used),
+    # and every model is scored on these rows, which nothing learns from. Tables prepared on the
+    # driver only.
+    test: Optional[str] = None
     stratify: bool = True  # keep class proportions in every split (classification)
     # drop exact duplicate rows. auto: yes on the driver; a table prepared on the cluster keeps them
     # (identical rows share a split there), where true is an error.

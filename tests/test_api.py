@@ -188,6 +188,27 @@ def test_a_ray_dataset_is_written_under_the_storage_and_kept_in_the_run(runs, ra
     assert run.metrics["dataset"]["rows"] == 360 and set(run.metrics["models"]) >= {"dummy", "linear"}
 
 
+def test_a_test_set_of_the_callers_own_is_what_every_model_is_scored_on(runs, tmp_path):
+    """`test=` (--test): the models are scored on exactly the given rows, test_predictions.csv numbers
+    them as the given table does, and the run keeps the table, for resume."""
+    test = messy_frame(rows=80, seed=5)
+    run = rayfit.run(data=runs["frame"], target="label", test=test, out=tmp_path / "own", progress=False,
+                     **NOTEBOOK_SETTINGS)
+    predictions = pd.read_csv(run.path / "test_predictions.csv")
+    assert list(predictions["row"]) == list(range(80)) and list(predictions["actual"]) == list(test["label"])
+    answers = run.best_model.predict(test)  # the raw rows, as a user would predict them
+    assert list(np.asarray(answers)) == list(predictions["prediction"])
+    best = run.metrics["best_model"]
+    assert run.metrics["models"][best]["test"]["accuracy"] == pytest.approx(np.mean(np.asarray(answers) == test["label"]))
+    # every row of data trains or validates: 15% of the 360 validate, none are held out for test
+    assert rayfit.load(run.path).metrics["dataset"]["test_file"].endswith("test.parquet")
+    assert "split 360 rows into 306/54 (train/val" in (run.path / "report.md").read_text()
+    config = yaml.safe_load((run.path / "config.yaml").read_text())
+    assert config["data"]["test"] == str(run.path / "test.parquet")
+    pd.testing.assert_frame_equal(pd.read_parquet(run.path / "test.parquet"), test)
+    assert not list(Path(tempfile.gettempdir()).glob("rayfit-test-*"))
+
+
 def test_ctrl_c_during_a_run_is_an_interrupted_naming_it_and_the_callers_handlers_come_back():
     """What rayfit.run and rayfit.resume run under: Tune's and Ray Train's own SIGINT handlers are
     kept out (they would end a stage and let the run go on), and a notebook's or script's handler

@@ -177,6 +177,32 @@ def test_stratified_split_sizes_and_determinism():
     assert not np.array_equal(prepared.X_test, other.X_test)
 
 
+def test_a_test_file_of_its_own_is_the_test_part_and_nothing_else(tmp_path):
+    """--test: every source row trains or validates (val: 15% of them), the test part is exactly the
+    test file's rows with a target, in file order, transformed by the preprocessing fitted on train;
+    its extra columns are left out and an unseen category encodes as none of the known ones."""
+    train = _base(rows=200).assign(city=np.where(np.arange(200) % 2, "Paris", "Rome"))
+    test = _base(rows=30, seed=9).assign(city="Oslo", note="not a feature")
+    test.loc[[3, 7], "y"] = None
+    cfg = DataConfig(source=_csv(tmp_path, train), target="y", test=_csv(tmp_path, test, "test.csv"))
+    prepared = prepare(cfg, 0)
+    assert (len(prepared.y_train), len(prepared.y_val), len(prepared.y_test)) == (170, 30, 28)
+    assert prepared.split.rows == {"train": 170, "val": 30, "test": 28}
+    kept = [i for i in range(30) if i not in (3, 7)]
+    np.testing.assert_array_equal(prepared.test_rows, kept)
+    expected = test.iloc[kept]
+    np.testing.assert_array_equal(prepared.y_test, (expected["y"] == "pos").astype(int))
+    np.testing.assert_allclose(prepared.X_test, prepared.preprocessor.transform(expected[["a", "b", "city"]]), rtol=1e-6)
+    city = [i for i, name in enumerate(prepared.feature_names) if name.startswith("city")]
+    assert city and not prepared.X_test[:, city].any()  # Oslo: neither Paris nor Rome
+    # none of the test rows is in train or val, and every source row is
+    seen = {tuple(row) for row in np.vstack([prepared.X_train, prepared.X_val])[:, :2].round(5)}
+    assert len(seen) == 200 and not seen & {tuple(row) for row in prepared.X_test[:, :2].round(5)}
+    log = " ".join(prepared.log)
+    assert "left out 1 column(s) the models do not use: note" in log and "left out 2 row(s) with a missing target" in log
+    assert "170/30 (train/val" in log and "(test: the test file)" in prepared.summary()
+
+
 def test_synthetic_is_learnable_by_a_linear_model():
     from sklearn.linear_model import LogisticRegression
 

@@ -28,6 +28,7 @@ from rayfit.data.on_cluster import ClusterTable, prepares_on_cluster
 from rayfit.data.prepared import ALL, SPLITS, Part, Prepared, Say, Source, Split
 from rayfit.data.sequences import WindowedSeries, numeric_columns, windows_in
 from rayfit.data.split import chronological_ranges, check_enough_rows, check_split, split_label, split_rows
+from rayfit.data.test_file import read_test_rows
 from rayfit.data.target import detect_task, encode_classes, regression_values, resolve_target, shorten
 from rayfit.errors import UserError
 
@@ -37,6 +38,16 @@ def check(cfg: DataConfig) -> Source:
     """Read the source named by `cfg` and check it: bad input raises UserError here, before a run is
     claimed or Ray starts. A file in an object store is read from a local copy (unless the cluster
     prepares it, reading it where it is)."""
+    source = _check(cfg)
+    if cfg.test and not isinstance(source, Table):
+        what = "a table prepared on the cluster" if source.where == "cluster" else (
+            "clustering" if source.task == "clustering" else f"{source.kind} data")
+        raise UserError(f"data.test: a test file of its own is for a table prepared on the driver; "
+                        f"{cfg.source} is {what}")
+    return source
+
+
+def _check(cfg: DataConfig) -> Source:
     if prepares_on_cluster(cfg):
         return ClusterTable.check(cfg)
     with local_copy(cfg.source) as path:
@@ -97,9 +108,12 @@ class Table(Source):
             raise UserError(f"no feature columns left in {shown} after cleaning (only the target {target!r})")
         self.task, self.y, self.class_names, self.stratified = _labels_for_split(len(frame), frame[target], cfg, log)
         self.frame = frame
+        self.test = read_test_rows(cfg.test, target, [c for c in frame.columns if c != target], self.task,
+                                   self.class_names, log) if cfg.test else None
 
     def describe(self) -> str:
-        return f"{self.task}, {len(self.frame):,} rows x {self.frame.shape[1] - 1} feature columns"
+        test = f"; test file: {len(self.test.y):,} rows" if self.test else ""
+        return f"{self.task}, {len(self.frame):,} rows x {self.frame.shape[1] - 1} feature columns{test}"
 
     def prepare(self, seed: int, shards=None, say: Say = lambda line: None) -> Prepared:
         cfg, frame, y, log = self.cfg, self.frame, self.y, list(self.log)
@@ -107,14 +121,25 @@ class Table(Source):
         features = frame.drop(columns=[self.target])
         kinds = clean.column_kinds(frame, self.target)
         preprocessor = fit_preprocessor(features, rows["train"], kinds, cfg, log)
-        parts = {name: Part(np.asarray(preprocessor.transform(features.iloc[rows[name]]), dtype=np.float32),
-                            y[rows[name]]) for name in SPLITS}
+
+        def transformed(rows: pd.DataFrame) -> np.ndarray:
+            return np.asarray(preprocessor.transform(rows), dtype=np.float32)
+
+        if self.test:  # the user's own test rows, transformed as `rayfit predict` would
+            parts = {name: Part(transformed(features.iloc[rows[name]]), y[rows[name]]) for name in ("train", "val")}
+            parts["test"] = Part(transformed(self.test.features), self.test.y)
+            test_rows = self.test.rows
+            split.rows["test"] = len(test_rows)
+            split.test_file = cfg.test
+        else:
+            parts = {name: Part(transformed(features.iloc[rows[name]]), y[rows[name]]) for name in SPLITS}
+            test_rows = self.source_rows[rows["test"]]
         return Prepared(
             task=self.task, target=self.target, parts=parts, split=split,
             feature_names=[str(n) for n in preprocessor.get_feature_names_out()], raw_columns=list(features.columns),
             class_names=self.class_names, class_weights=_weights(parts["train"].y, self.class_names, cfg, log),
             preprocessor=preprocessor, log=log, n_rows=len(frame), source=self.shown,
-            test_rows=self.source_rows[rows["test"]],
+            test_rows=test_rows,
         )
 
 

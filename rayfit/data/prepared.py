@@ -25,6 +25,7 @@ class Split:
     method: str  # "stratified" | "random" | "chronological" | "row hash" | "none" (clustering)
     rows: dict[str, int]  # each part's true size (on the cluster: the whole split, not the sample)
     seed: Optional[int] = None  # none for a chronological split or none at all
+    test_file: Optional[str] = None  # the test rows came from this file (data.test), not the source
 
     @property
     def sampled(self) -> bool:
@@ -91,6 +92,8 @@ class Prepared:
             return f"clustering, {self.n_rows} rows, {self.n_features} features{labels}"
         rows = "/".join(f"{self.split.rows[part]:,}" for part in SPLITS)
         line = f"{self.task}, {self.n_rows:,} rows -> {rows}, {self.n_features} features"
+        if self.split.test_file:
+            line += " (test: the test file)"
         if self.where == "cluster":
             line += f" (samples of {'/'.join(f'{len(self.parts[p].X):,}' for p in SPLITS)} on the driver)"
         return line

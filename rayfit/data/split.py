@@ -26,13 +26,22 @@ MIN_ROWS_PER_CLASS = 3  # a stratified split puts at least one row of each class
 
 
 def split_label(cfg: DataConfig) -> str:
-    """The fractions as the user reads them: 70/15/15."""
+    """The fractions as the user reads them: 70/15/15; 85/15 train/val with a test file of its own."""
+    if cfg.test:
+        return f"{(1 - cfg.split.val) * 100:g}/{cfg.split.val * 100:g} train/val"
     return "/".join(f"{fraction * 100:g}" for fraction in (cfg.split.train, cfg.split.val, cfg.split.test))
 
 
 def split_sizes(n: int, cfg: DataConfig) -> dict[str, int]:
-    sizes = {"test": round(n * cfg.split.test), "val": round(n * cfg.split.val)}
+    """Each part's rows out of `n`. With a test file (data.test) every row trains or validates: the
+    validation share is of these rows, and the test part comes from the file."""
+    sizes = {"test": 0 if cfg.test else round(n * cfg.split.test), "val": round(n * cfg.split.val)}
     return {"train": n - sizes["test"] - sizes["val"], **sizes}
+
+
+def held_out_parts(cfg: DataConfig) -> tuple[str, ...]:
+    """The parts split off the source's rows."""
+    return ("train", "val") if cfg.test else SPLITS
 
 
 def check_enough_rows(n: int, cfg: DataConfig) -> None:
@@ -50,6 +59,8 @@ def check_split(n: int, y: np.ndarray, cfg: DataConfig, stratified: bool, n_clas
             raise UserError(f"too few rows for a {label}: the smallest class has {counts.min()} row(s) "
                             f"(need at least {MIN_ROWS_PER_CLASS} per class)")
     for part, size in split_sizes(n, cfg).items():
+        if part not in held_out_parts(cfg):
+            continue
         if size < 1 or (stratified and size < n_classes):
             need = f"at least {n_classes} for {n_classes} classes" if stratified else "at least 1"
             raise UserError(f"too few rows for a {label}: {n} rows after cleaning give the {part} split "
@@ -62,14 +73,21 @@ def split_rows(n: int, y: np.ndarray, cfg: DataConfig, seed: int, stratified: bo
     sizes = split_sizes(n, cfg)
     rows = np.arange(n)
     try:
-        rest, test = train_test_split(rows, test_size=sizes["test"], random_state=seed,
-                                      stratify=y if stratified else None)
+        if sizes["test"]:
+            rest, test = train_test_split(rows, test_size=sizes["test"], random_state=seed,
+                                          stratify=y if stratified else None)
+        else:  # the test rows come from a file of their own
+            rest, test = rows, rows[:0]
         train, val = train_test_split(rest, test_size=sizes["val"], random_state=seed,
                                       stratify=y[rest] if stratified else None)
     except ValueError as exc:
         raise UserError(f"cannot make a {split_label(cfg)} split of {n} rows: {str(exc).splitlines()[0]}") from None
     how = ", stratified by the target" if stratified else ""
-    log.append(f"split {n} rows into {len(train)}/{len(val)}/{len(test)} (train/val/test{how}, seed {seed})")
+    if cfg.test:
+        log.append(f"split {n} rows into {len(train)}/{len(val)} (train/val{how}, seed {seed}); "
+                   f"the test rows are the test file's")
+    else:
+        log.append(f"split {n} rows into {len(train)}/{len(val)}/{len(test)} (train/val/test{how}, seed {seed})")
     parts = {"train": train, "val": val, "test": test}
     return parts, Split("stratified" if stratified else "random", {p: len(parts[p]) for p in SPLITS}, seed)
 

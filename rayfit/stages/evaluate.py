@@ -72,7 +72,8 @@ def evaluate(state: RunState) -> Evaluation:
     partial.rename(model_dir)
 
     metrics = metrics_document(
-        prepared.task, metric, best, dataset_entry(prepared.task, prepared.n_rows, prepared.n_features, prepared.n_classes),
+        prepared.task, metric, best, dataset_entry(prepared.task, prepared.n_rows, prepared.n_features, prepared.n_classes,
+                                              prepared.split.test_file),
         scores, resources=state.plan.describe() if state.plan is not None else None, searches=state.searches,
         # cv only when some model was cross-validated (a run of networks alone chose on validation)
         selection=selection_entry(state.cv_folds if state.cv else None, len(prepared.y_train) + len(prepared.y_val),
@@ -88,7 +89,8 @@ def evaluate(state: RunState) -> Evaluation:
 
 def write_test_predictions(model: ArrayModel, prepared, path) -> None:
     """The best model's test-split predictions, which the report's plots are drawn from, beside each
-    row's number in the source file: `rayfit predict` on those raw rows gives the same answers."""
+    row's number in the source file (in the test file, for a run given one): `rayfit predict` on
+    those raw rows gives the same answers."""
     if prepared.test_rows is None:  # images, sequences, streamed tables: no source row numbers
         return
     frame = prediction_frame(model, prepared.X_test, prepared.class_names)

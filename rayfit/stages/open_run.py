@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Callable, Optional
 
-from rayfit.cluster.storage import Location, RunMirror, existing_run, plan_run_location
+from rayfit.cluster.storage import Location, RunMirror, existing_run, is_uri, plan_run_location
 from rayfit.config import Experiment, load_experiment, revise, to_yaml
 from rayfit.errors import UserError
 from rayfit.evaluation.tracking import check_tracking
@@ -22,6 +22,7 @@ from rayfit.stages.state import RunState, Trained
 # driver's working directory on resume.
 READ_IN_PLACE = ("checkpoints", "tune", "data")
 SOURCE_NAME = "source"  # RUN/source.parquet: a table the run was given in memory
+TEST_NAME = "test"  # RUN/test.csv (or .parquet): the test file the run was given (data.test)
 
 
 def new_run(exp: Experiment, out: Optional[str], display: Display,
@@ -51,6 +52,10 @@ def new_run(exp: Experiment, out: Optional[str], display: Display,
         shutil.move(adopt, kept)
         exp = revise(exp, [("data.source", location.join(kept.name).uri)])
         source.moved(exp.data.source)
+    if exp.data.test and not is_uri(exp.data.test):  # kept in the run, where `resume` finds it
+        kept = run_dir / (TEST_NAME + Path(exp.data.test).suffix)
+        shutil.copyfile(exp.data.test, kept)
+        exp = revise(exp, [("data.test", location.join(kept.name).uri)])
     (run_dir / "config.yaml").write_text(to_yaml(exp))
     record = RunRecord.create(run_dir, exp.data.source)
     mirror.push()

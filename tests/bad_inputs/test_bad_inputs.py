@@ -113,6 +113,16 @@ CASES = [
     ("rows-too-few", {"rows.csv": _csv(_table(rows=4))}, RUN, "rows"),
     ("features-only-lists", {"rows.parquet": _parquet(pd.DataFrame({"l": [[1, 2]] * 60, "y": [0, 1] * 30}))},
      ["run", "--data", "rows.parquet", "--target", "y", *TINY], "column 'l' of rows.parquet holds lists"),
+    # -- a test file of the user's own (--test)
+    ("test-missing-file", {"rows.csv": GOOD}, [*RUN, "--test", "nope.csv"], "data.test: data file not found: nope.csv"),
+    ("test-lacks-column", {"rows.csv": GOOD, "test.csv": _csv(_table(rows=20, seed=1).drop(columns=["b"]))},
+     [*RUN, "--test", "test.csv"], "data.test test.csv: lacks 1 column of the training data: b"),
+    ("test-lacks-target", {"rows.csv": GOOD, "test.csv": _csv(_table(rows=20, seed=1).drop(columns=["y"]))},
+     [*RUN, "--test", "test.csv"], "lacks 1 column of the training data: y"),
+    ("test-unseen-class", {"rows.csv": GOOD, "test.csv": _csv(_table(rows=20, seed=1).assign(y=[0, 1, 7, 9] * 5))},
+     [*RUN, "--test", "test.csv"], "holds class(es) the training data lacks: 7, 9"),
+    ("test-for-arrays", {"test.csv": GOOD}, ["run", "--data", "sequences", "--test", "test.csv"],
+     "a test file of its own is for a table prepared on the driver"),
     # -- task: clustering
     ("cluster-k-range", {"rows.csv": GOOD}, ["run", "--data", "rows.csv", "--task", "clustering",
                                              "--set", "clustering.k=[1, 4]"], "clustering.k"),

@@ -53,11 +53,20 @@ def start(fn: Callable, *args, name: str, cpus: float = 1, gpus: float = 0, retr
     return handle
 
 
-def as_finished(handles: Iterable[Handle]) -> Iterator[tuple[Handle, Any]]:
-    """Each handle with its result, in the order the work finishes, waited for under the watchdog."""
+def as_finished(handles: Iterable[Handle], until: Optional[float] = None,
+                unfinished: Optional[list] = None) -> Iterator[tuple[Handle, Any]]:
+    """Each handle with its result, in the order the work finishes, waited for under the watchdog.
+    `until` (time.time()'s scale, a time limit's deadline): then the work not finished is cancelled
+    and its handles are put in `unfinished`."""
     import ray
 
     pending = {handle.ref: handle for handle in handles}
     while pending:
-        ready = current_watchdog().wait(list(pending))[0]
-        yield pending.pop(ready), ray.get(ready)
+        ready = current_watchdog().wait(list(pending), until=until)
+        if not ready:  # the deadline: what has not finished stops here
+            for ref, handle in pending.items():
+                ray.cancel(ref, force=True)
+                if unfinished is not None:
+                    unfinished.append(handle)
+            return
+        yield pending.pop(ready[0]), ray.get(ready[0])

@@ -142,14 +142,18 @@ class Watchdog:
         if self._fired is not None:
             raise self._fired
 
-    def wait(self, refs: list, num_returns: int = 1) -> list:
-        """ray.wait, in slices, so a stall is seen: the refs that are ready."""
+    def wait(self, refs: list, num_returns: int = 1, until: Optional[float] = None) -> list:
+        """ray.wait, in slices, so a stall is seen: the refs that are ready; none once `until`
+        (time.time()'s scale) has passed."""
         import ray
 
         while True:
-            ready, _ = ray.wait(refs, num_returns=num_returns, timeout=POLL_S)
+            timeout = POLL_S if until is None else max(0.0, min(POLL_S, until - time.time()))
+            ready, _ = ray.wait(refs, num_returns=num_returns, timeout=timeout)
             if ready:
                 return ready
+            if until is not None and time.time() >= until:
+                return []
             if self._fired is not None:
                 for ref in refs:  # what never got placed must not start later
                     ray.cancel(ref, force=True)

@@ -39,6 +39,9 @@ class ReportContext:
     importance: list[tuple[str, float, float]] = field(default_factory=list)
     config_yaml: str = ""  # the resolved configuration
     stage_times: dict[str, float] = field(default_factory=dict)  # pipeline stage -> seconds
+    # time_limit: metrics.json's entry (rayfit/budget.py Budget.entry): limit, each stage's budget
+    # and actual seconds, what was skipped and why
+    time_limit: dict[str, Any] = field(default_factory=dict)
     created: str = ""  # when the run finished
     artifacts: dict[str, str] = field(default_factory=dict)  # label -> path relative to the run dir
     # how the best model was chosen: {"method": "cv", "folds", "rows", "refit"} or {"method": "validation"}

@@ -461,7 +461,27 @@ def _timings(ctx: ReportContext) -> list[Block]:
     rows = [[stage, format_seconds(seconds), f"{100 * seconds / total:.0f}%" if total else MISSING]
             for stage, seconds in ctx.stage_times.items()]
     rows.append(["total", format_seconds(total), "100%" if total else MISSING])
-    return [Heading("Stage timings"), Table(["Stage", "Time", "Share"], rows)]
+    return [Heading("Stage timings"), Table(["Stage", "Time", "Share"], rows), *_time_limit(ctx)]
+
+
+def _time_limit(ctx: ReportContext) -> list[Block]:
+    """A limited run: what each training stage was given and took, and what the limit skipped."""
+    limit = ctx.time_limit
+    if not limit:
+        return []
+    before = f", {format_seconds(limit['used_before_s'])} of it by earlier commands" if limit.get("used_before_s") else ""
+    blocks: list[Block] = [
+        Heading("Time limit"),
+        Paragraph(f"A hard limit of {format_seconds(limit['limit_s'])} for the whole command, its start to its exit"
+                  f"{before}; {format_seconds(limit.get('until_report_s'))} had passed when the evaluation ended, "
+                  f"and {format_seconds(limit.get('reserve_s'))} were kept for the evaluation, the report and the "
+                  f"exit. Each training stage was given its share of the time left when it started:"),
+        Table(["Stage", "Budget", "Actual"], [[stage, format_seconds(entry.get("budget_s")),
+                                              format_seconds(entry.get("actual_s"))]
+                                             for stage, entry in limit.get("stages", {}).items()])]
+    if limit.get("skipped"):
+        blocks.append(Bullets([f"skipped: {what}: {why}" for what, why in limit["skipped"].items()]))
+    return blocks
 
 
 def _artifacts(ctx: ReportContext) -> list[Block]:

@@ -78,7 +78,9 @@ def run(config=None, *, data=None, target: Optional[str] = None, task: str = "au
     overrides: config keys, dotted as with --set: `**{"torch.epochs": 10}`, `seed=1`,
         `storage="s3://bucket/runs"`, `**{"ray.address": "ray://head:10001"}`.
     """
-    with _user_errors() as shown, _data_source(data, config, overrides, shown) as (source, adopt), \
+    from rayfit.budget import command_clock
+
+    with command_clock(), _user_errors() as shown, _data_source(data, config, overrides, shown) as (source, adopt), \
             _test_source(test, overrides, shown):
         exp = _experiment(config, source, target, task, overrides)
         return _run(exp, out, progress, verbose, adopt, shown)
@@ -100,9 +102,10 @@ def resume(run_dir, *, address: Optional[str] = None, progress: Any = "auto", ve
     """Finish an interrupted run from its checkpoints, as `rayfit resume` does; the finished run.
 
     address: join (or start) a different Ray this time (default: the run's own ray.address)."""
+    from rayfit.budget import command_clock
     from rayfit.pipeline import resume_experiment
 
-    with _user_errors(), _display(progress) as display, _interruptible(str(run_dir)):
+    with command_clock(), _user_errors(), _display(progress) as display, _interruptible(str(run_dir)):
         where = resume_experiment(str(run_dir), display, verbose=verbose, address=address)
         display.say(f"report: {where.join('report.html')}")
     return Run(where)

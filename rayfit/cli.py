@@ -37,6 +37,8 @@ class _Parser(argparse.ArgumentParser):
 TASKS = ["auto", "classification", "regression", "clustering"]
 TASK_HELP = ("default: inferred from the target; clustering needs no target (--target then names a label column "
              "that judges the clusters)")
+TIME_LIMIT_HELP = ("a hard limit for the whole command, from its start to its exit, report included (config key "
+                   "time_limit): the stages share it and stop at their share with what they have")
 TEST_HELP = ("a .csv / .parquet file of test rows of your own (config key data.test): every row of --data "
              "then trains or validates, and every model is scored on these")
 
@@ -49,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data", help="a .csv / .parquet file or a built-in set (synthetic, iris, ...)")
     run.add_argument("--target", help="the column to predict")
     run.add_argument("--test", help=TEST_HELP)
+    run.add_argument("--time-limit", type=float, metavar="SECONDS", help=TIME_LIMIT_HELP)
     run.add_argument("--task", choices=TASKS, help=TASK_HELP)
     run.add_argument("--out", help="run directory or storage URI (must not exist or be empty); "
                                    "default <storage>/<name>-<time>")
@@ -88,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--data", help="a .csv / .parquet file (shipped with the job) or a built-in set")
     submit.add_argument("--target", help="the column to predict")
     submit.add_argument("--test", help=TEST_HELP + " (shipped with the job like --data)")
+    submit.add_argument("--time-limit", type=float, metavar="SECONDS",
+                        help=TIME_LIMIT_HELP + "; counted from the job driver's start, on the cluster")
     submit.add_argument("--task", choices=TASKS, help=TASK_HELP)
     submit.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override a config key (repeatable)")
@@ -145,7 +150,8 @@ def _submit(args) -> int:
     from rayfit.cluster.jobs import submit
     from rayfit.config import load_experiment
 
-    flags = [("data.test", args.test)] if args.test else []
+    flags = [(key, value) for key, value in (("data.test", args.test), ("time_limit", args.time_limit))
+             if value is not None]
     exp = load_experiment(args.config, args.data, args.target, args.task, tuple(args.overrides), flags)
     return submit(exp, args.address, args.storage, wait=not args.no_wait, say=_say, ship=args.ship)
 
@@ -225,7 +231,8 @@ def _run(args) -> int:
     from rayfit.run_dir import terminal_stream
 
     flags = [(key, value) for key, value in (("ray.address", args.address), ("storage", args.storage),
-                                             ("data.test", args.test)) if value]
+                                             ("data.test", args.test), ("time_limit", args.time_limit))
+             if value is not None]
     exp = load_experiment(args.config, args.data, args.target, args.task, tuple(args.overrides), flags)
     with Display(terminal_stream()) as display:
         run(exp, out=args.out, progress=display, verbose=args.verbose)
@@ -328,7 +335,11 @@ def _after_interruption(run: Optional[str]) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    with stop_on_signals() as received:  # a first signal interrupts, a second exits at once
+    from rayfit.budget import command_clock
+
+    # A command line's time limit counts from the process's start; a call with argv, from now. A
+    # first signal interrupts, a second exits at once.
+    with command_clock(with_process=argv is None), stop_on_signals() as received:
         try:
             args = build_parser().parse_args(argv)
             commands = {"run": _run, "resume": _resume, "predict": _predict, "serve": _serve, "report": _report, "submit": _submit, "fetch": _fetch, "jobs": _jobs,

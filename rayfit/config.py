@@ -567,6 +567,10 @@ class Experiment(_Section):
     # Where runs go: a directory (default runs/), a shared file system path on a cluster, or an
     # object-store URI (s3://bucket/prefix); each run is <storage>/<name>-<time> unless --out says.
     storage: Optional[str] = None
+    # A hard limit in seconds for the whole command, from its start to its exit, the report
+    # included (`rayfit run --time-limit`; rayfit/budget.py): the training stages share it, and stop
+    # at their share with what they have. `rayfit resume` continues with the time left.
+    time_limit: Optional[float] = Field(None, gt=0)
 
 
 # ----------------------------------------------------------------------------------------------

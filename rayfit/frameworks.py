@@ -24,6 +24,9 @@ class Framework:
     fitted: str  # "module:Class": the trained network as a ArrayModel
     trainer: str  # "module:Class": its Ray Train trainer
     step_cost_factor: float  # a step's cost against PyTorch's (the launch estimate times PyTorch's)
+    # Seconds a fresh worker takes to import the framework and build a small network (a 2-core
+    # machine, measured: what a time limit must leave a network beyond its epochs)
+    start_s: float = 4.0
     backend: str = ""  # "module:function(WorkerPlan) -> extra trainer arguments", where it needs any
 
     def load(self, what: str) -> Any:
@@ -40,6 +43,7 @@ FRAMEWORKS: dict[str, Framework] = {
         fitted="rayfit.trainers.torch_model:TorchModel",
         trainer="ray.train.torch:TorchTrainer",
         step_cost_factor=1.0,
+        start_s=3.0,
         backend="rayfit.trainers.torch_adapter:trainer_backend"),
     "keras": Framework(
         "keras", "Keras",
@@ -51,7 +55,8 @@ FRAMEWORKS: dict[str, Framework] = {
         # The probe times PyTorch's steps. A Keras epoch of an MLP costs 0.6-1.2x PyTorch's since one
         # worker steps without tf.data or strategy.run (700 and 30,000 rows, batch 32 and 256); at
         # most 1.3x is the promise, and the estimate takes that.
-        step_cost_factor=1.3),
+        step_cost_factor=1.3,
+        start_s=6.0),
 }
 
 # framework -> network -> input kinds (the config's and the preflight's view of FRAMEWORKS)

@@ -24,6 +24,7 @@ from rayfit.stages.ray_session import start_ray, stop_ray, watching_for_stalls
 from rayfit.stages.report import render_report
 from rayfit.stages.searches import run_searches
 from rayfit.stages.state import RunState
+from rayfit.stages.time_plan import plan_time
 from rayfit.stages.tracking import track_run
 from rayfit.stages.train import train_models
 from rayfit.stages.training_data import put_training_data
@@ -81,6 +82,7 @@ def _run_stages(state: RunState, verbose: bool, on_preflight_error: Optional[Cal
                 with watching_for_stalls(state):
                     prepare_data(state)  # on the cluster too (data.prepare_on), now that Ray runs
                     state.plan = plan_networks(state.exp)
+                    plan_time(state)  # time_limit: the training stages' shares
                     data = put_training_data(state)
                     train_models(state, data)  # baselines and networks
                     run_searches(state, data)

@@ -24,6 +24,11 @@ class ProgressHub:
 
     def __init__(self):
         self.events: list[dict] = []
+        self.decisions: dict[tuple, bool] = {}
+
+    def out_of_time(self, stage: str, epoch: int, answer: bool) -> bool:
+        """Whether `stage` stops after `epoch` for the time limit: the first worker's answer, for all."""
+        return self.decisions.setdefault((stage, epoch), answer)
 
     def push(self, event: dict) -> None:
         self.events.append(event)

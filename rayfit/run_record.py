@@ -37,6 +37,11 @@ class RunRecord:
     def __init__(self, run_dir: Path, data: dict):
         self.run_dir = Path(run_dir)
         self.data = data
+        self.clock = None  # a time-limited run: seconds of its limit used, kept for `resume`
+
+    @property
+    def time_used_s(self) -> float:
+        return float(self.data.get("time_used_s", 0.0))
 
     @classmethod
     def create(cls, run_dir: Path, source: str) -> "RunRecord":
@@ -89,6 +94,8 @@ class RunRecord:
 
     def _write(self) -> None:
         # Write-then-rename: a run killed mid-write keeps its previous, whole record.
+        if self.clock is not None:
+            self.data["time_used_s"] = round(self.clock(), 1)
         path = self.run_dir / STATE_FILE
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.data, indent=1, default=_plain))

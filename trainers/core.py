@@ -55,6 +55,9 @@ class LoopConfig:
     threads: int = 1  # CPU threads this worker was given
     progress: Any = None  # a ProgressHub actor: rank 0 pushes each epoch's metrics
     ledger: str = ""  # cluster/ledger.py: where the stage's processes note the node they run on
+    # time_limit (rayfit/budget.py): training stops after the epoch past which another would end
+    # after this wall-clock time (time.time()); every worker of a group takes the same decision
+    deadline: Optional[float] = None
 
     def __post_init__(self):
         if "auto" in (self.settings.batch_size, self.settings.epochs):
@@ -183,22 +186,41 @@ def train(config: LoopConfig, context: ExecutionContext) -> list[dict]:
                    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
         improved = run.stopper.step(metrics["val_loss"], epoch)
         metrics["early_stopped"] = bool(run.stopper.should_stop)  # its own patience ended it here
+        if epoch < settings.epochs and not run.stopper.should_stop and _out_of_time(config, context, epoch,
+                                                                                   metrics["epoch_time_s"]):
+            metrics["stopped_by_time_limit"] = True
         run.schedule.observe(metrics["val_loss"])
         if improved or run.best_weights is None:
             run.best_weights = adapter.weights()
         run.history.append(metrics)
         run.epoch = epoch
         _report(config, context, adapter, run, arch, metrics, improved)
-        if run.stopper.should_stop:
+        if run.stopper.should_stop or metrics.get("stopped_by_time_limit"):
             break
     return run.history
+
+
+def _out_of_time(config: LoopConfig, context, epoch: int, epoch_s: float) -> bool:
+    """Whether another epoch would end past the deadline. A worker group's workers ask the progress
+    hub, where the first to ask decides for all (their clocks and epochs differ a little, and a
+    worker that stopped alone would leave the others waiting for it)."""
+    if config.deadline is None:
+        return False
+    if context.world_size > 1:
+        if config.progress is None:  # nothing to agree through: the group runs its epochs
+            return False
+        import ray
+
+        return ray.get(config.progress.out_of_time.remote(config.name, epoch, time.time() + epoch_s > config.deadline))
+    return time.time() + epoch_s > config.deadline
 
 
 def _report(config: LoopConfig, context, adapter, run: _Run, arch: dict, metrics: dict, improved: bool) -> None:
     if config.progress is not None and context.rank == 0:
         config.progress.push.remote({"stage": config.name, "epoch": metrics["epoch"],
                                      "epochs": config.settings.epochs, "metrics": metrics})
-    final = metrics["epoch"] >= config.settings.epochs or run.stopper.should_stop
+    final = metrics["epoch"] >= config.settings.epochs or run.stopper.should_stop \
+        or metrics.get("stopped_by_time_limit", False)
     if not context.wants_checkpoint(improved, final, metrics["epoch"]):
         context.report(metrics, None)
         return

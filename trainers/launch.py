@@ -45,7 +45,8 @@ class NeuralResult:
 
 
 def make_loop_config(name: str, framework: str, network: str, settings, data: TrainingData, progress=None,
-                     threads: int = 1, streaming: bool = False, stage: Optional[str] = None) -> LoopConfig:
+                     threads: int = 1, streaming: bool = False, stage: Optional[str] = None,
+                     deadline: Optional[float] = None) -> LoopConfig:
     """The training core's typed configuration for one network on this data; `stage` (default
     `name`) is the run's stage it trains for, whose ledger notes where it ran. `auto` batch size and
     epochs follow the training rows (a run has made them numbers already)."""
@@ -56,7 +57,7 @@ def make_loop_config(name: str, framework: str, network: str, settings, data: Tr
         # a streaming worker reads its shard of the split; it needs only the validation arrays
         data=data.val_ref if streaming else data.ref, streaming=streaming,
         target_scale=data.target_scale, threads=threads, progress=progress,
-        ledger=stage_key(data.run_key, stage or name))
+        ledger=stage_key(data.run_key, stage or name), deadline=deadline)
 
 
 def worker_group_trainer(config: LoopConfig, plan: WorkerPlan, run_config, datasets=None, backend=None):
@@ -83,7 +84,7 @@ def load_checkpoint(framework: str, directory: Path, name: str, task: str, best:
 
 
 def fit_neural(framework: str, model: str, settings, data: TrainingData, storage, progress=None,
-               plan: Optional[WorkerPlan] = None) -> NeuralResult:
+               plan: Optional[WorkerPlan] = None, deadline: Optional[float] = None) -> NeuralResult:
     """Train one network of `settings` (a NeuralConfig) data-parallel with Ray Train, on the
     workers of `plan` (default: the settings' own, fitted to the cluster now).
 
@@ -105,7 +106,7 @@ def fit_neural(framework: str, model: str, settings, data: TrainingData, storage
     # then wait behind them (cluster/plan.py).
     datasets = {"train": read_training_split(data.train_path)} if data.train_path else None
     config = make_loop_config(name, framework, model, settings, data, progress, threads=int(plan.cpus_per_worker),
-                              streaming=data.train_path is not None)
+                              streaming=data.train_path is not None, deadline=deadline)
     trainer = worker_group_trainer(config, plan, datasets=datasets, run_config=ray.train.RunConfig(
         name=name,
         storage_path=Location.of(storage).uri,
@@ -149,7 +150,8 @@ class LaunchKind:
         raise NotImplementedError
 
     def start(self, framework: str, model: str, settings, data: "TrainingData", storage, plan: WorkerPlan,
-              progress=None):
+              progress=None, deadline: Optional[float] = None):
+        """`deadline`: the time limit's, on time.time()'s scale (training stops at the epoch that reaches it)."""
         raise NotImplementedError
 
 
@@ -162,8 +164,8 @@ class OneTask(LaunchKind):
         gpus = f", {plan.gpus_per_worker:g} GPU" if plan.use_gpu else ""
         return f"one Ray task, {plan.resources.get('CPU'):g} CPU{gpus}, batch {settings.batch_size}"
 
-    def start(self, framework, model, settings, data, storage, plan, progress=None) -> "PendingFit":
-        return start_in_task(framework, model, settings, data, storage, plan, progress)
+    def start(self, framework, model, settings, data, storage, plan, progress=None, deadline=None) -> "PendingFit":
+        return start_in_task(framework, model, settings, data, storage, plan, progress, deadline)
 
 
 class WorkerGroup(LaunchKind):
@@ -175,8 +177,8 @@ class WorkerGroup(LaunchKind):
         return (f"Ray Train, {plan.describe()}, batch {settings.batch_size} per worker, "
                 f"{settings.batch_size * plan.workers} global")
 
-    def start(self, framework, model, settings, data, storage, plan, progress=None) -> "DeferredFit":
-        return DeferredFit(lambda: fit_neural(framework, model, settings, data, storage, progress, plan))
+    def start(self, framework, model, settings, data, storage, plan, progress=None, deadline=None) -> "DeferredFit":
+        return DeferredFit(lambda: fit_neural(framework, model, settings, data, storage, progress, plan, deadline))
 
 
 ONE_TASK, WORKER_GROUP = OneTask(), WorkerGroup()
@@ -270,14 +272,15 @@ class PendingFit:
 
 
 def start_in_task(framework: str, model: str, settings, data: TrainingData, storage, plan: WorkerPlan,
-                  progress=None) -> PendingFit:
+                  progress=None, deadline: Optional[float] = None) -> PendingFit:
     """Train one network in one Ray task (one process, no worker group) and return at once.
 
     The task checkpoints every epoch under storage/<name>; when its worker dies Ray retries it (up
     to max_failures times) and it continues from the latest checkpoint, as does `rayfit resume`.
     """
     name = f"{framework}_{model}"
-    config = make_loop_config(name, framework, model, settings, data, progress, threads=int(plan.cpus_per_worker))
+    config = make_loop_config(name, framework, model, settings, data, progress, threads=int(plan.cpus_per_worker),
+                              deadline=deadline)
     checkpoint_dir = Location.of(storage).join(name)
     handle = start(train_task, config, checkpoint_dir.uri, settings.keep_checkpoints, name=f"rayfit.train[{name}]",
                    cpus=plan.cpus_per_worker, gpus=plan.gpus_per_worker, retries=settings.max_failures)

@@ -2,6 +2,8 @@
 many threads), collected as they finish."""
 from __future__ import annotations
 
+import itertools
+
 from rayfit.cluster.launch import Handle, as_finished, start
 from rayfit.cluster.ledger import note, stage_key
 from rayfit.evaluation.baselines import baselines_for, has_gpu_mode
@@ -62,10 +64,15 @@ def run_booster_groups(state: RunState, data) -> None:
         display.finish(name, f"{workers} workers, {seconds:.1f}s")
 
 
-def collect_baselines(state: RunState, pending: list[Handle]) -> None:
+def collect_baselines(state: RunState, pending: list[Handle], until=None) -> None:
+    """Each baseline as it finishes; `until`: a time limit's deadline, where the unfinished ones stop."""
     prepared, display = state.prepared, state.display
-    total, done = len(pending), 0
-    for handle, (estimator, seconds, device) in as_finished(pending):
+    total, done, unfinished = len(pending), 0, []
+    # the dummy (instant) is waited for whatever the time: a run always has its yardstick
+    yardstick = [h for h in pending if h.tag == "dummy"]
+    finished = itertools.chain(as_finished(yardstick), as_finished([h for h in pending if h not in yardstick],
+                                                                   until, unfinished))
+    for handle, (estimator, seconds, device) in finished:
         name = handle.tag
         model = SklearnModel(name, prepared.task, estimator, prepared.n_classes)
         info = {"nodes": state.nodes_of(name), **({"device": device[0], "device_reason": device[1]}
@@ -73,8 +80,12 @@ def collect_baselines(state: RunState, pending: list[Handle]) -> None:
         state.finished(name, Trained(model, SklearnModel.kind, seconds, run_info=info))
         done += 1
         display.advance("baselines", done, total, f"{name} {seconds:.1f}s")
+    for handle in unfinished:
+        state.budget.skip(handle.tag, "not finished within the time limit's share for the models")
+    if unfinished:
+        display.say(f"baselines: {', '.join(h.tag for h in unfinished)} stopped by the time limit")
     if total:
-        display.finish("baselines", ", ".join(baselines_for(state.exp.baselines.models, prepared.task)))
+        display.finish("baselines", ", ".join(handle.tag for handle in pending if handle not in unfinished))
 
 
 def _fit_baseline_task(name, task, class_weight, seed, arrays, ledger, threads):

@@ -76,8 +76,9 @@ def cross_validate(state: RunState, data=None) -> None:
     display.start(STAGE, f"{state.cv_folds}-fold cross-validation of {what}, then refit on train + validation",
                   total=total)
     scores, outputs, refitted = defaultdict(list), defaultdict(lambda: [None] * len(folds)), {}
+    deadline, unfinished = state.deadline(STAGE), []
     with state.timed(STAGE):
-        for done, (handle, out) in enumerate(as_finished(pending), 1):
+        for done, (handle, out) in enumerate(as_finished(pending, deadline, unfinished), 1):
             if isinstance(handle.tag, NetworkFold):  # a network trained on the fold's rows: scored on its held-out rows
                 name, fold = handle.tag.name, handle.tag.fold
                 held_out = folds[fold][1]
@@ -96,11 +97,30 @@ def cross_validate(state: RunState, data=None) -> None:
             elif len(scores[name]) == state.cv_folds and name in {p.name for p in networks}:
                 # chosen on its folds, tested as trained: no refit (its early stopping needs the validation split)
                 state.finished_cv(name, summarize(scores.pop(name)), state.cv_folds, state.trained[name].model)
+        _stopped_by_time(state, unfinished)
         if wants_ensemble:
             _soft_vote(state, y, folds, outputs)
+    if state.budget is not None:
+        state.budget.took(STAGE, state.stage_times[STAGE])
+    if not state.cv:
+        return
     best = rank({name: scores.get(state.metric, {}).get("mean") for name, scores in state.cv.items()}, state.metric)[0]
     display.finish(STAGE, f"{len(state.cv)} models, best {best}: cv {state.metric} "
                           f"{state.cv[best][state.metric]['mean']:.4f} ± {state.cv[best][state.metric]['std']:.4f}")
+
+
+def _stopped_by_time(state: RunState, unfinished: list) -> None:
+    """The models whose folds or refit the time limit stopped: chosen on the validation split."""
+    from rayfit.stages.network_folds import NetworkFold
+
+    names = sorted({h.tag.name if isinstance(h.tag, NetworkFold) else h.tag[0] for h in unfinished} - set(state.cv))
+    if not names:
+        return
+    why = "its folds did not finish within the time limit's share for cross-validation"
+    for name in names:
+        state.cv_left_out[name] = why
+    state.budget.skip(f"{STAGE}: {', '.join(names)}", why)
+    state.display.say(f"{STAGE}: {', '.join(names)}: compared on the validation split ({why})")
 
 
 def _soft_vote(state: RunState, y: np.ndarray, folds, outputs: dict[str, list]) -> None:

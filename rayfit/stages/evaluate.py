@@ -80,6 +80,8 @@ def evaluate(state: RunState) -> Evaluation:
                                   {n: why for n, why in state.cv_left_out.items() if n not in state.cv}))
     state.stage_times["evaluate"] = time.perf_counter() - started
     metrics["timings_s"] = {stage: round(seconds, 3) for stage, seconds in state.stage_times.items()}
+    if state.budget is not None:
+        metrics["time_limit"] = state.budget.entry()
     best_params = state.search["best_params"] if state.search is not None else {}
     write_results(state.run_dir, metrics, best_params)
     on, chosen_by, _ = selection_score(scores[best], metric)

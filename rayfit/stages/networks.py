@@ -23,7 +23,7 @@ def pending_networks(state: RunState) -> list[tuple[str, str]]:
             for model in settings.models if network_name(framework, model) not in state.trained]
 
 
-def start_network(state: RunState, framework: str, model: str, data, hub):
+def start_network(state: RunState, framework: str, model: str, data, hub, deadline=None):
     """Decide how a network trains (trainers/launch.py's `choose_launch`) and start it: a single
     task starts now, a worker group when waited on (finish_network)."""
     from rayfit.trainers.launch import choose_launch
@@ -38,7 +38,8 @@ def start_network(state: RunState, framework: str, model: str, data, hub):
     display.say(f"{name}: {launch.kind.describe(plan, settings)} ({launch.reason})")
     if launch.kind.concurrent:
         display.start(name, f"{name} (one task)", total=settings.epochs)
-    return launch.kind.start(framework, model, settings, data, state.location.join("checkpoints"), plan, hub)
+    return launch.kind.start(framework, model, settings, data, state.location.join("checkpoints"), plan, hub,
+                             deadline)
 
 
 def finish_network(state: RunState, framework: str, model: str, pending) -> None:
@@ -49,6 +50,8 @@ def finish_network(state: RunState, framework: str, model: str, pending) -> None
         state.display.start(name, f"{name} x{state.plan.networks[framework].workers}", total=settings.epochs)
     result = pending.result()
     state.stage_times[name] = result.train_time_s
+    if result.history and result.history[-1].get("stopped_by_time_limit"):
+        state.display.say(f"{name}: stopped at epoch {len(result.history)} of {settings.epochs} by the time limit")
     run_info = {**result.runtime, "launch_reason": launch.reason, "launch_figures": launch.figures,
                 "nodes": state.nodes_of(name)}
     state.finished(name, Trained(result.model, framework, result.train_time_s, result.history, launch.kind.name,

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Callable, Optional
 
+from rayfit.budget import Budget, command_start
 from rayfit.cluster.storage import Location, RunMirror, existing_run, is_uri, plan_run_location
 from rayfit.config import Experiment, load_experiment, revise, to_yaml
 from rayfit.errors import UserError
@@ -76,8 +77,17 @@ def new_run(exp: Experiment, out: Optional[str], display: Display,
                 except OSError:
                     break
 
-    state = RunState(exp, source, mirror, display, record, metric, stage_times={"data": check_time})
+    state = RunState(exp, source, mirror, display, record, metric, stage_times={"data": check_time},
+                     budget=_budget(exp, record))
     return state, give_back
+
+
+def _budget(exp: Experiment, record: RunRecord, used_before: float = 0.0) -> Optional[Budget]:
+    """A time-limited run's budget, from this command's start; the run's record keeps what it used."""
+    budget = Budget.of(exp.time_limit, command_start(), used_before)
+    if budget is not None:
+        record.clock = budget.used
+    return budget
 
 
 def resumed_run(run: str, display: Display, address: Optional[str] = None) -> RunState:
@@ -97,7 +107,11 @@ def resumed_run(run: str, display: Display, address: Optional[str] = None) -> Ru
     except BaseException:
         mirror.close()
         raise
-    state = RunState(exp, source, mirror, display, record, metric, stage_times={"data": check_time})
+    state = RunState(exp, source, mirror, display, record, metric, stage_times={"data": check_time},
+                     budget=_budget(exp, record, record.time_used_s))
+    if state.budget is not None:
+        display.say(f"time limit: {exp.time_limit:g} s, {record.time_used_s:.0f} s of it used before; "
+                    f"{max(0.0, state.budget.left()):.0f} s left")
     for name, info in record.data["stages"].items():
         if name.startswith("search:"):
             state.searches[name.removeprefix("search:")] = info

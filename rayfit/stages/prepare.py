@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+from rayfit.budget import check_limit
 from rayfit.config import Experiment
 from rayfit.data import Source, check
 from rayfit.errors import UserError
@@ -22,6 +23,7 @@ def check_data(exp: Experiment, display: Display) -> tuple[Source, str, float]:
     """(the checked source, the primary metric, seconds taken)."""
     display.start("data", f"read {exp.data.source}")
     started = time.perf_counter()
+    check_limit(exp.time_limit)
     source = check(exp.data)
     if source.task == "clustering":
         metric = exp.clustering.metric

@@ -44,7 +44,7 @@ def report_context(exp, prepared, metrics: dict, best_model, histories: dict, se
         searches=searches,
         y_test=prepared.y_test, y_pred=best_model.predict(prepared.X_test), proba=best_model.predict_proba(prepared.X_test),
         class_names=prepared.class_names, importance=importance, config_yaml=to_yaml(exp),
-        stage_times=stage_times, created=created or time.strftime("%Y-%m-%d %H:%M:%S"),
+        stage_times=stage_times, time_limit=metrics.get("time_limit", {}), created=created or time.strftime("%Y-%m-%d %H:%M:%S"),
         resources=metrics.get("resources", {}), selection=metrics.get("selection", {}),
         artifacts={label: path for label, path in ARTIFACTS.items()
                    if path != TEST_PREDICTIONS or prepared.test_rows is not None}, environment=metrics.get("environment", {}), seed=exp.seed,

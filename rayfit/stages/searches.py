@@ -2,6 +2,8 @@
 evaluation; each search's summary goes to the report and metrics.json."""
 from __future__ import annotations
 
+import time
+
 from rayfit.config import Experiment
 from rayfit.evaluation.fitted import SklearnModel
 from rayfit.stages.state import RunState, Trained
@@ -14,14 +16,32 @@ def enabled_searches(exp: Experiment) -> list[tuple[str, object]]:
     return [(key, settings) for key, settings in keyed if settings.enabled]
 
 
+MIN_SEARCH_S = 12.0  # under a time limit, a search given less than this is skipped: too few trials to pay
+
+
 def run_searches(state: RunState, data) -> None:
-    """Every enabled search not finished yet (`rayfit resume` skips those)."""
+    """Every enabled search not finished yet (`rayfit resume` skips those). Under a time limit they
+    share the search stage's part of it, each ending (gracefully, with its best trial) at its share."""
     from rayfit.tuning.search import tuned_name
 
-    for _, settings in enabled_searches(state.exp):
-        if tuned_name(settings) not in state.searches:
-            with state.timed(tuned_name(settings)):
-                run_search(state, settings, data)
+    pending = [settings for _, settings in enabled_searches(state.exp) if tuned_name(settings) not in state.searches]
+    if not pending:
+        return
+    started, deadline = time.perf_counter(), state.deadline("search")
+    for i, settings in enumerate(pending):
+        name = tuned_name(settings)
+        if deadline is not None:
+            share = (deadline - time.time()) / (len(pending) - i)
+            if share < MIN_SEARCH_S:
+                why = f"the time limit left it {max(share, 0):.0f} s, less than the {MIN_SEARCH_S:g} s a search needs"
+                state.budget.skip(name, why)
+                state.display.say(f"{name}: skipped: {why}")
+                continue
+            settings = settings.model_copy(update={"time_budget_s": min(settings.time_budget_s or share, share)})
+        with state.timed(name):
+            run_search(state, settings, data)
+    if state.budget is not None:
+        state.budget.took("search", time.perf_counter() - started)
 
 
 def run_search(state: RunState, settings, data) -> None:

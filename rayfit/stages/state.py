@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
+from rayfit.budget import Budget
 from rayfit.config import Experiment
 from rayfit.data import Prepared, Source
 from rayfit.evaluation.fitted import ArrayModel, load_model
@@ -70,6 +71,8 @@ class RunState:
     out_of_reach: set[str] = field(default_factory=set)  # networks behind the leader on validation: never chosen
     # this session's ledger of where each stage ran (cluster/ledger.py)
     run_key: str = field(default_factory=lambda: f"run-{uuid.uuid4().hex}")
+    budget: Optional[Budget] = None  # time_limit: the deadline and each stage's share (rayfit/budget.py)
+    budget_stages: tuple[str, ...] = ()  # the limited stages this run has, in order
 
     def nodes_of(self, stage: str) -> list[str]:
         """The Ray nodes the stage's processes ran on, as its processes noted them."""
@@ -107,6 +110,15 @@ class RunState:
         self.searches[name] = summary
         self.record.record(f"search:{name}", summary)
         self.mirror.push()
+
+    def deadline(self, stage: str) -> Optional[float]:
+        """Under a time limit, when `stage` (a key of budget.WEIGHTS) must end, on time.time()'s
+        scale: its share of the time left, against the limited stages after it; else None."""
+        if self.budget is None:
+            return None
+        stages = self.budget_stages
+        later = stages[stages.index(stage) + 1:] if stage in stages else ()
+        return self.budget.until(stage, later)
 
     @contextmanager
     def timed(self, stage: str):

@@ -6,22 +6,46 @@ import time
 
 from rayfit.stages.baselines import collect_baselines, run_booster_groups, start_baselines
 from rayfit.stages.networks import finish_network, network_name, pending_networks, start_network
+from rayfit.frameworks import FRAMEWORKS
 from rayfit.stages.state import RunState
+
+MIN_TRAINING_S = 3.0  # the least training worth starting a framework for
 
 
 def train_models(state: RunState, data) -> None:
     from rayfit.progress import progress_hub
 
     hub = progress_hub()  # every network's epochs, tagged with its name
+    deadline = state.deadline("models")  # a time limit's share (None without one)
     with state.display.follow(hub):
         started = time.perf_counter()
         baselines = start_baselines(state, data) if state.exp.baselines.enabled else []
-        networks = [(framework, model, start_network(state, framework, model, data, hub))
-                    for framework, model in pending_networks(state)]
-        collect_baselines(state, baselines)
+        networks = [(framework, model, start_network(state, framework, model, data, hub, deadline))
+                    for framework, model in pending_networks(state) if affordable(state, framework, model, deadline)]
+        collect_baselines(state, baselines, until=deadline)
         state.stage_times["baselines"] = time.perf_counter() - started
         run_booster_groups(state, data)  # XGBoost and LightGBM data-parallel, when baselines.workers > 1
         # worker groups first, one at a time, while the tasks started above go on beside them
         networks.sort(key=lambda network: state.launches[network_name(*network[:2])].kind.concurrent)
         for framework, model, pending in networks:
             finish_network(state, framework, model, pending)
+    if state.budget is not None:
+        state.budget.took("models", time.perf_counter() - started)
+
+
+def affordable(state: RunState, framework: str, model: str, deadline) -> bool:
+    """Under a time limit, whether the network can train a few epochs in the models' share: not when
+    the share is smaller than what starting its framework alone costs here (then it is skipped,
+    and the report says why)."""
+    if deadline is None:
+        return True
+    share = deadline - time.time()
+    need = FRAMEWORKS[framework].start_s + MIN_TRAINING_S
+    if share >= need:
+        return True
+    name = network_name(framework, model)
+    why = (f"the time limit left the models {share:.0f} s, less than the {need:.0f} s {framework} needs to start "
+           f"and train a few epochs")
+    state.budget.skip(name, why)
+    state.display.say(f"{name}: skipped: {why}")
+    return False

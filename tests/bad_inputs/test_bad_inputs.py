@@ -123,6 +123,8 @@ CASES = [
      [*RUN, "--test", "test.csv"], "holds class(es) the training data lacks: 7, 9"),
     ("test-for-arrays", {"test.csv": GOOD}, ["run", "--data", "sequences", "--test", "test.csv"],
      "a test file of its own is for a table prepared on the driver"),
+    ("time-limit-too-small", {"rows.csv": GOOD}, [*RUN, "--time-limit", "5"], "time_limit: 5 s is too short"),
+    ("time-limit-negative", {}, ["run", "--time-limit", "-3"], "time_limit"),
     # -- task: clustering
     ("cluster-k-range", {"rows.csv": GOOD}, ["run", "--data", "rows.csv", "--task", "clustering",
                                              "--set", "clustering.k=[1, 4]"], "clustering.k"),

@@ -33,6 +33,8 @@ from bench import (
     b7_gpu,
     b8_trial_overhead,
     b9_selection,
+    b10_small_tables,
+    b11_time_limit,
     benchmarks_md,
 )
 from bench.harness import console, load_average, say, show_progress_on
@@ -50,10 +52,17 @@ class Benchmark:
     summary: tuple[str, ...]  # figures shown in the table
 
 
-# In the order they run: B1 first, before this process starts Ray, so two sessions never share the cores.
+# In the order they run: B1, B10 and B11 first, before this process starts Ray, so two sessions never
+# share the cores.
 BENCHMARKS: dict[str, Benchmark] = {
     "B1": Benchmark("laptop overhead: rayfit run / plain script (cold; warm: a running Ray)", b1_laptop.run,
                     "<= 1.5", False, ("rayfit_wall_s", "plain_wall_s", "warm_ratio", "rayfit_warm_wall_s")),
+    "B10": Benchmark("small tables: zero-config rayfit / AutoGluon medium_quality, whole-process wall (median)",
+                     b10_small_tables.run, "<= 1.5", False,
+                     ("rayfit_median_wall_s", "autogluon_median_wall_s", "rayfit_median_wall_s_300_1500_rows",
+                      "at_or_above_autogluon", "mean_score_gap")),
+    "B11": Benchmark("time limit: largest wall / limit over 30, 60, 120 s on four tables", b11_time_limit.run,
+                     "<= 1.05", False, ("mean_score_at_30", "mean_score_at_60", "mean_score_at_120")),
     "B2": Benchmark("steady state: Ray Train 1 worker / plain loop, s per epoch", b2_steady_state.run, "<= 1.05", True,
                     ("torch_ray_s_per_epoch", "torch_plain_s_per_epoch", "keras_ratio", "keras_ray_s_per_epoch",
                      "keras_plain_s_per_epoch")),

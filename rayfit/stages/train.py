@@ -1,5 +1,6 @@
-"""Stage: baselines and networks, side by side where they can be. Baseline tasks and single-task
-networks run concurrently (each holds its own CPUs); Ray Train worker groups run one at a time."""
+"""Stage: baselines and networks, side by side where they can be. Single-task networks and baseline
+tasks run concurrently (each holds its own CPUs), the networks started first; Ray Train worker groups
+run one at a time, after the baselines."""
 from __future__ import annotations
 
 import time
@@ -19,9 +20,13 @@ def train_models(state: RunState, data) -> None:
     deadline = state.deadline("models")  # a time limit's share (None without one)
     with state.display.follow(hub):
         started = time.perf_counter()
-        baselines = start_baselines(state, data) if state.exp.baselines.enabled else []
+        # The networks' tasks first: they are the longest (a framework to import, then the epochs),
+        # and Ray runs tasks asking the same resources in the order they came; the baselines, many
+        # and short, fill the CPUs beside them.
         networks = [(framework, model, start_network(state, framework, model, data, hub, deadline))
                     for framework, model in pending_networks(state) if affordable(state, framework, model, deadline)]
+        _import_in_background(networks)
+        baselines = start_baselines(state, data) if state.exp.baselines.enabled else []
         collect_baselines(state, baselines, until=deadline)
         state.stage_times["baselines"] = time.perf_counter() - started
         run_booster_groups(state, data)  # XGBoost and LightGBM data-parallel, when baselines.workers > 1
@@ -31,6 +36,18 @@ def train_models(state: RunState, data) -> None:
             finish_network(state, framework, model, pending)
     if state.budget is not None:
         state.budget.took("models", time.perf_counter() - started)
+
+
+def _import_in_background(networks: list) -> None:
+    """TensorFlow imported by the driver while the models train (about 4 s on 2 cores): the driver
+    loads and evaluates each Keras network it gets back, and the first one came back to wait for
+    the import. Not while Ray starts, nor during the launch probe: it slowed them by as much."""
+    import importlib
+    import threading
+
+    if any(framework == "keras" for framework, _, _ in networks):
+        threading.Thread(target=importlib.import_module, args=("tensorflow",), name="rayfit-import-tensorflow",
+                         daemon=True).start()
 
 
 def affordable(state: RunState, framework: str, model: str, deadline) -> bool:

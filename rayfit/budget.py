@@ -54,7 +54,7 @@ def _process_start() -> float:
         import psutil
 
         return psutil.Process(os.getpid()).create_time()
-    except Exception:  # noqa: BLE001 - no psutil, or a sandbox hiding /proc: from now, then
+    except Exception:  # noqa: BLE001 - a sandbox hiding /proc: from now, then
         return time.time()
 
 

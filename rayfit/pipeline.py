@@ -87,11 +87,16 @@ def _run_stages(state: RunState, verbose: bool, on_preflight_error: Optional[Cal
                     train_models(state, data)  # baselines and networks
                     run_searches(state, data)
                     cross_validate(state, data)
+                if not state.trained:  # a time limit that let nothing finish
+                    raise UserError(f"time_limit: {state.exp.time_limit:g} s let no model finish training; "
+                                    f"give it more time (rayfit resume {state.location} continues with what is left)")
                 evaluation = evaluate(state)
                 render_report(state, evaluation)
                 track_run(state, evaluation)
                 state.record.finish()
             finally:
+                if state.budget is not None:  # the time used, for a resume: interrupted or not
+                    state.record.save()
                 stop_ray(state)  # inside the redirect: Ray flushes its deduplicated log lines here
     finally:
         state.display.detach_log()

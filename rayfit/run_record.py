@@ -88,6 +88,10 @@ class RunRecord:
         self.data["stages"][stage] = info
         self._write()
 
+    def save(self) -> None:
+        """Write the record as it is (a time-limited run: what it has used, on the way out)."""
+        self._write()
+
     def finish(self) -> None:
         self.data["status"] = "finished"
         self._write()

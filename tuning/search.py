@@ -123,6 +123,10 @@ def _restorable(path: Location) -> bool:
     return False
 
 
+class NoTrialFinished(UserError):
+    """A search whose time ran out before any trial finished an epoch."""
+
+
 def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, storage,
                on_event=None, n_classes: Optional[int] = None) -> SearchResult:
     cluster = ClusterShape.current()
@@ -207,7 +211,7 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
         errors = [t["error"] for t in trials if t.get("error")]
         if errors:
             raise UserError(f"tune: all {len(trials)} trials of {settings.model} failed; the first: {errors[0]}")
-        raise UserError("tune: no trial finished an epoch (is tune.time_budget_s too short?)")
+        raise NoTrialFinished("tune: no trial finished an epoch (is tune.time_budget_s too short?)")
     best_trial = finished[metrics.rank({i: t.get(settings.metric) for i, t in enumerate(finished)}, settings.metric)[0]]
     model = _load_tuned(settings, best_trial["_checkpoint"], data.task, n_classes)
     runtime = read_runtime(best_trial["_checkpoint"])  # where the best trial really trained

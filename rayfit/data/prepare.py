@@ -111,6 +111,9 @@ class Table(Source):
         self.test = read_test_rows(cfg.test, target, [c for c in frame.columns if c != target], self.task,
                                    self.class_names, log) if cfg.test else None
 
+    def test_moved(self, test: str) -> None:
+        self.cfg = self.cfg.model_copy(update={"test": test})
+
     def describe(self) -> str:
         test = f"; test file: {len(self.test.y):,} rows" if self.test else ""
         return f"{self.task}, {len(self.frame):,} rows x {self.frame.shape[1] - 1} feature columns{test}"

@@ -118,6 +118,9 @@ class Source:
         """The source file is at `source` now (a run adopting it). The driver's sources hold their
         rows already; a source prepared on the cluster reads it again."""
 
+    def test_moved(self, test: str) -> None:
+        """The test file is kept at `test` now, in the run: what the run's results name."""
+
     def prepare(self, seed: int, shards=None, say: Say = lambda line: None) -> Prepared:
         """The prepared parts. `shards`: the Location the training split is written to when it is
         prepared on the cluster (unused otherwise); `say`: progress lines for a long preparation."""

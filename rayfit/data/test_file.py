@@ -13,6 +13,7 @@ import pandas as pd
 
 from rayfit.cluster.storage import local_copy
 from rayfit.data import clean
+from rayfit.data.builtin import BUILTIN
 from rayfit.data.load import load_table
 from rayfit.data.target import class_name, regression_values, shorten
 from rayfit.errors import UserError
@@ -30,6 +31,8 @@ def read_test_rows(source: str, target: str, feature_columns: list[str], task: s
     """The rows of the test file at `source`, checked against the training table: every feature
     column and the target there, every class one the training rows hold. Extra columns are left out
     and listed; rows without a target are left out and counted."""
+    if source in BUILTIN:
+        raise UserError(f"data.test: {source!r} is a built-in set; give a .csv or .parquet file of test rows")
     with local_copy(source) as path:
         try:
             frame, _ = load_table(path)

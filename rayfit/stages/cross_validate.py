@@ -49,7 +49,8 @@ def cross_validate(state: RunState, data=None) -> None:
     # The ensemble's score needs its members' out-of-fold outputs, which live in this process only:
     # a run resumed before its ensemble was made cross-validates its models again.
     names = crossed if wants_ensemble else [name for name in crossed if name not in state.cv]
-    networks, left_out = plan_network_folds(state) if data is not None else ([], {})
+    deadline = state.deadline(STAGE)  # a time limit's share (None without one)
+    networks, left_out = plan_network_folds(state, deadline) if data is not None else ([], {})
     for name, why in left_out.items():
         display.say(f"{STAGE}: {name} is compared on the validation split ({why})")
     state.cv_left_out.update(left_out)
@@ -76,7 +77,7 @@ def cross_validate(state: RunState, data=None) -> None:
     display.start(STAGE, f"{state.cv_folds}-fold cross-validation of {what}, then refit on train + validation",
                   total=total)
     scores, outputs, refitted = defaultdict(list), defaultdict(lambda: [None] * len(folds)), {}
-    deadline, unfinished = state.deadline(STAGE), []
+    unfinished = []
     with state.timed(STAGE):
         for done, (handle, out) in enumerate(as_finished(pending, deadline, unfinished), 1):
             if isinstance(handle.tag, NetworkFold):  # a network trained on the fold's rows: scored on its held-out rows
@@ -125,7 +126,11 @@ def _stopped_by_time(state: RunState, unfinished: list) -> None:
 
 def _soft_vote(state: RunState, y: np.ndarray, folds, outputs: dict[str, list]) -> None:
     prepared = state.prepared
-    members = ensemble_members(state.cv, state.metric, state.exp.evaluation.ensemble)
+    # models whose every out-of-fold output this command holds (a resumed run's earlier scores,
+    # or folds a time limit cancelled, have none here)
+    complete = {name: scores for name, scores in state.cv.items()
+                if all(fold is not None for fold in outputs.get(name, [None]))}
+    members = ensemble_members(complete, state.metric, state.exp.evaluation.ensemble)
     if len(members) < 2:
         return
     summary = summarize(ensemble_folds(prepared.task, y, folds, outputs, members, prepared.n_classes))

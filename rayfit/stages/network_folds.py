@@ -14,6 +14,7 @@ folds choose, they do not replace it.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -50,11 +51,14 @@ class FoldPlan:
 REACH_RESAMPLES = 200
 
 
-def plan_network_folds(state: RunState) -> tuple[list[FoldPlan], dict[str, str]]:
+def plan_network_folds(state: RunState, deadline: Optional[float] = None) -> tuple[list[FoldPlan], dict[str, str]]:
     """(the networks that join the folds, name -> why each other network does not). A network out
-    of reach of the leader on validation (`out_of_reach`) is also put in state.out_of_reach."""
+    of reach of the leader on validation (`out_of_reach`) is also put in state.out_of_reach.
+    `deadline`: a time limit's for the folds, which their estimate must fit too."""
     exp = state.exp
     setting, budget = exp.evaluation.cv_networks, exp.evaluation.cv_budget_s
+    if deadline is not None:
+        budget = min(budget, max(0.0, deadline - time.time()))
     plans, left_out = [], {}
     networks = [name for name, trained in state.trained.items()
                 if is_network_framework(trained.framework) and name not in state.cv]
@@ -75,8 +79,10 @@ def plan_network_folds(state: RunState) -> tuple[list[FoldPlan], dict[str, str]]
             continue
         estimate = plan.seconds * state.cv_folds
         if setting == "auto" and estimate > budget:
+            limit = (f"the {budget:.0f} s the time limit left the folds" if budget < exp.evaluation.cv_budget_s
+                     else f"evaluation.cv_budget_s={budget:g}")
             left_out[name] = (f"{state.cv_folds} folds x {plan.seconds:.0f} s of training would take about "
-                              f"{estimate:.0f} s, more than evaluation.cv_budget_s={budget:g}")
+                              f"{estimate:.0f} s, more than {limit}")
             continue
         plans.append(plan)
     return plans, left_out

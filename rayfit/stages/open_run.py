@@ -54,9 +54,14 @@ def new_run(exp: Experiment, out: Optional[str], display: Display,
         exp = revise(exp, [("data.source", location.join(kept.name).uri)])
         source.moved(exp.data.source)
     if exp.data.test and not is_uri(exp.data.test):  # kept in the run, where `resume` finds it
-        kept = run_dir / (TEST_NAME + Path(exp.data.test).suffix)
-        shutil.copyfile(exp.data.test, kept)
+        given = Path(exp.data.test)
+        kept = run_dir / (TEST_NAME + given.suffix)
+        if given.is_dir():  # a folder of Parquet files
+            shutil.copytree(given, kept)
+        else:
+            shutil.copyfile(given, kept)
         exp = revise(exp, [("data.test", location.join(kept.name).uri)])
+        source.test_moved(exp.data.test)
     (run_dir / "config.yaml").write_text(to_yaml(exp))
     record = RunRecord.create(run_dir, exp.data.source)
     mirror.push()

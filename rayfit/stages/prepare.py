@@ -26,6 +26,8 @@ def check_data(exp: Experiment, display: Display) -> tuple[Source, str, float]:
     check_limit(exp.time_limit)
     source = check(exp.data)
     if source.task == "clustering":
+        if exp.time_limit is not None:
+            raise UserError("time_limit: not for task: clustering, whose candidates run to the end; leave it out")
         metric = exp.clustering.metric
     else:
         metric = primary_metric(exp, source.task)

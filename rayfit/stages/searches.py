@@ -22,7 +22,7 @@ MIN_SEARCH_S = 12.0  # under a time limit, a search given less than this is skip
 def run_searches(state: RunState, data) -> None:
     """Every enabled search not finished yet (`rayfit resume` skips those). Under a time limit they
     share the search stage's part of it, each ending (gracefully, with its best trial) at its share."""
-    from rayfit.tuning.search import tuned_name
+    from rayfit.tuning.search import NoTrialFinished, tuned_name
 
     pending = [settings for _, settings in enabled_searches(state.exp) if tuned_name(settings) not in state.searches]
     if not pending:
@@ -39,7 +39,14 @@ def run_searches(state: RunState, data) -> None:
                 continue
             settings = settings.model_copy(update={"time_budget_s": min(settings.time_budget_s or share, share)})
         with state.timed(name):
-            run_search(state, settings, data)
+            try:
+                run_search(state, settings, data)
+            except NoTrialFinished:
+                if deadline is None:
+                    raise
+                why = f"no trial finished an epoch in the {settings.time_budget_s:.0f} s the time limit left it"
+                state.budget.skip(name, why)
+                state.display.finish(name, f"skipped: {why}")
     if state.budget is not None:
         state.budget.took("search", time.perf_counter() - started)
 

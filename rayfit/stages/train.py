@@ -11,6 +11,7 @@ from rayfit.frameworks import FRAMEWORKS
 from rayfit.stages.state import RunState
 
 MIN_TRAINING_S = 3.0  # the least training worth starting a framework for
+WORKER_GROUP_START_S = 15.0  # a Ray Train group's start where none was measured (2 cores: about 15 s)
 
 
 def train_models(state: RunState, data) -> None:
@@ -23,17 +24,24 @@ def train_models(state: RunState, data) -> None:
         # The networks' tasks first: they are the longest (a framework to import, then the epochs),
         # and Ray runs tasks asking the same resources in the order they came; the baselines, many
         # and short, fill the CPUs beside them.
+        # Under a time limit the baselines come first all the same: cheap and sure, they are what a
+        # short limit must not lose to networks that hold every CPU until their deadline.
+        baselines = start_baselines(state, data) if state.exp.baselines.enabled and deadline else []
         networks = [(framework, model, start_network(state, framework, model, data, hub, deadline))
                     for framework, model in pending_networks(state) if affordable(state, framework, model, deadline)]
         _import_in_background(networks)
-        baselines = start_baselines(state, data) if state.exp.baselines.enabled else []
+        if state.exp.baselines.enabled and not deadline:
+            baselines = start_baselines(state, data)
         collect_baselines(state, baselines, until=deadline)
         state.stage_times["baselines"] = time.perf_counter() - started
-        run_booster_groups(state, data)  # XGBoost and LightGBM data-parallel, when baselines.workers > 1
+        if time_for_a_group(state, deadline, "the data-parallel boosters"):
+            run_booster_groups(state, data)  # XGBoost and LightGBM data-parallel, when baselines.workers > 1
         # worker groups first, one at a time, while the tasks started above go on beside them
         networks.sort(key=lambda network: state.launches[network_name(*network[:2])].kind.concurrent)
         for framework, model, pending in networks:
-            finish_network(state, framework, model, pending)
+            if state.launches[network_name(framework, model)].kind.concurrent or \
+                    time_for_a_group(state, deadline, network_name(framework, model)):
+                finish_network(state, framework, model, pending)
     if state.budget is not None:
         state.budget.took("models", time.perf_counter() - started)
 
@@ -48,6 +56,24 @@ def _import_in_background(networks: list) -> None:
     if any(framework == "keras" for framework, _, _ in networks):
         threading.Thread(target=importlib.import_module, args=("tensorflow",), name="rayfit-import-tensorflow",
                          daemon=True).start()
+
+
+def time_for_a_group(state: RunState, deadline, what: str) -> bool:
+    """Under a time limit, whether a Ray Train worker group (started only now) can start and train
+    before the models' deadline; if not, it is skipped, and the report says why."""
+    if deadline is None:
+        return True
+    from rayfit.trainers.launch_cost import known_worker_group_start_cost
+
+    known = known_worker_group_start_cost("torch")  # never measured here: that would spend the time
+    left = deadline - time.time()
+    cost = (known.seconds if known is not None else WORKER_GROUP_START_S) + MIN_TRAINING_S
+    if left >= cost:
+        return True
+    why = f"the time limit left {max(left, 0):.0f} s, less than the {cost:.0f} s a worker group needs to start and train"
+    state.budget.skip(what, why)
+    state.display.say(f"{what}: skipped: {why}")
+    return False
 
 
 def affordable(state: RunState, framework: str, model: str, deadline) -> bool:

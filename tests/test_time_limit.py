@@ -97,6 +97,7 @@ def test_a_limited_run_shares_its_limit_and_says_what_each_stage_had_and_what_it
     # 25 s on this machine leaves the search too little: skipped, with the reason; not trained
     assert "torch_tuned" in limit["skipped"] and "less than" in limit["skipped"]["torch_tuned"]
     assert "torch_tuned" not in metrics["models"] and metrics["best_model"] in metrics["models"]
+    assert "the data-parallel boosters" not in limit["skipped"]  # none configured: nothing to skip
     report = (out / "report.md").read_text()
     assert "## Time limit" in report and "skipped: torch_tuned:" in report
     assert json.loads((out / "run_state.json").read_text())["time_used_s"] > 0  # kept for resume

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from rayfit.stages.baselines import collect_baselines, run_booster_groups, start_baselines
+from rayfit.stages.baselines import collect_baselines, in_worker_groups, run_booster_groups, start_baselines
 from rayfit.stages.networks import finish_network, network_name, pending_networks, start_network
 from rayfit.frameworks import FRAMEWORKS
 from rayfit.stages.state import RunState
@@ -34,7 +34,7 @@ def train_models(state: RunState, data) -> None:
             baselines = start_baselines(state, data)
         collect_baselines(state, baselines, until=deadline)
         state.stage_times["baselines"] = time.perf_counter() - started
-        if time_for_a_group(state, deadline, "the data-parallel boosters"):
+        if not in_worker_groups(state) or time_for_a_group(state, deadline, "the data-parallel boosters"):
             run_booster_groups(state, data)  # XGBoost and LightGBM data-parallel, when baselines.workers > 1
         # worker groups first, one at a time, while the tasks started above go on beside them
         networks.sort(key=lambda network: state.launches[network_name(*network[:2])].kind.concurrent)

@@ -1,6 +1,6 @@
 """Run rayfit's benchmarks, print a table, write bench/results/latest.json and BENCHMARKS.md's results.
 
-    python -m bench.run                  # the whole suite (~15 minutes on 2 cores)
+    python -m bench.run                  # the whole suite (about 80 minutes on 2 cores)
     python -m bench.run --only B1,B3     # some of it; other entries of latest.json are kept
     python -m bench.run --quick          # tiny sizes: a smoke run, written to bench/results/quick.json
 

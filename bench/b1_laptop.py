@@ -23,15 +23,11 @@ from bench.harness import alternate, bootstrap_ratio, check, finding, median, ra
 from bench.paths import BENCH, REPO
 from bench.plain_script import METRICS
 from bench.ray_session import scratch
+from bench.tables import rayfit_command
 
 CONFIG = BENCH / "configs" / "b1.yaml"
 TARGET = 1.5  # rayfit's cold wall time at most this many times the plain script's
 WARM_TARGET = 1.0  # joining a running Ray: no slower than the script
-
-
-def _rayfit_command() -> list[str]:
-    script = Path(sys.executable).parent / "rayfit"  # the console script of this environment
-    return [str(script)] if script.exists() else [sys.executable, "-c", "from rayfit.cli import main; main()"]
 
 
 def _timed(command: list[str], what: str, env: Optional[dict] = None) -> float:
@@ -58,7 +54,7 @@ def run(quick: bool) -> dict:
             def rayfit_side(address: str, env: Optional[dict]):
                 def side(repeat: int) -> dict:
                     out = work / f"rayfit-{address.replace(':', '_')}-{repeat}"
-                    command = [*_rayfit_command(), "run", str(CONFIG), "--out", str(out), "--address", address,
+                    command = [*rayfit_command(), "run", str(CONFIG), "--out", str(out), "--address", address,
                                "--set", f"torch.epochs={epochs}", "--set", f"keras.epochs={epochs}",
                                "--set", f"torch.patience={epochs}", "--set", f"keras.patience={epochs}"]
                     seconds = _timed(command, f"rayfit run --address {address}", env)

@@ -28,7 +28,6 @@ FINAL_RESERVE_S = 6.0
 FINAL_RESERVE_SHARE = 0.06
 # How the training stages share the time between them (each the share of what its turn finds left).
 WEIGHTS = {"models": 0.45, "search": 0.2, "cv": 0.35}
-STAGES = tuple(WEIGHTS)
 
 _command_start: Optional[float] = None  # the CLI's process start (wall clock), set by rayfit.cli
 
@@ -113,12 +112,9 @@ class Budget:
     def skip(self, what: str, why: str) -> None:
         self.skipped[what] = why
 
-    def entry(self, wall_s: Optional[float] = None) -> dict:
-        """The `time_limit` entry of metrics.json."""
+    def entry(self) -> dict:
+        """The `time_limit` entry of metrics.json (written when the evaluation ends)."""
         return {"limit_s": self.limit_s, "used_before_s": round(self.used_before, 1),
                 "reserve_s": round(self.reserve_s, 1), "stages": self.stages, "skipped": self.skipped,
-                "until_report_s": round(wall_s if wall_s is not None else self.used(), 1)}
+                "until_report_s": round(self.used(), 1)}
 
-
-def later_stages(stage: str) -> tuple[str, ...]:
-    return STAGES[STAGES.index(stage) + 1:]

@@ -29,7 +29,6 @@ def train_models(state: RunState, data) -> None:
         baselines = start_baselines(state, data) if state.exp.baselines.enabled and deadline else []
         networks = [(framework, model, start_network(state, framework, model, data, hub, deadline))
                     for framework, model in pending_networks(state) if affordable(state, framework, model, deadline)]
-        _import_in_background(networks)
         if state.exp.baselines.enabled and not deadline:
             baselines = start_baselines(state, data)
         collect_baselines(state, baselines, until=deadline)
@@ -44,18 +43,6 @@ def train_models(state: RunState, data) -> None:
                 finish_network(state, framework, model, pending)
     if state.budget is not None:
         state.budget.took("models", time.perf_counter() - started)
-
-
-def _import_in_background(networks: list) -> None:
-    """TensorFlow imported by the driver while the models train (about 4 s on 2 cores): the driver
-    loads and evaluates each Keras network it gets back, and the first one came back to wait for
-    the import. Not while Ray starts, nor during the launch probe: it slowed them by as much."""
-    import importlib
-    import threading
-
-    if any(framework == "keras" for framework, _, _ in networks):
-        threading.Thread(target=importlib.import_module, args=("tensorflow",), name="rayfit-import-tensorflow",
-                         daemon=True).start()
 
 
 def time_for_a_group(state: RunState, deadline, what: str) -> bool:

@@ -29,6 +29,7 @@ from rayfit.errors import UserError
 # Environment every Ray worker needs. TF_USE_LEGACY_KERAS: Keras 3 fails under
 # MultiWorkerMirroredStrategy (keras-team/keras#20585, ray-project/ray#47464); tf-keras works.
 WORKER_ENV = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}
+WORKER_RUNTIME_ENV = {"env_vars": WORKER_ENV}  # a joined cluster's workers get it from the job
 
 # Ray Train V2's controller polls its workers every 2 s by default, and a worker's per-epoch report
 # waits for the next poll. Measured here (BENCHMARKS.md): 50 short epochs with a checkpoint each took
@@ -145,15 +146,19 @@ def ensure_ray(address: Optional[str] = None, num_cpus: Optional[int] = None, da
         note = f" (ignored a stale pointer to {target.address} in {pointer_file()}: {problem})"
     # "local", not None: None would follow RAY_ADDRESS or the pointer file inside ray.init.
     # Its dashboard (and the Jobs API behind it) answers this machine only.
-    _init(target, "local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=dashboard,
-          dashboard_host="127.0.0.1", _system_config=PRIVATE_RAY_CONFIG)
+    # Its processes inherit this one's environment, so the workers have WORKER_ENV without a job
+    # runtime_env unless the user's own environment says otherwise; and only without one does Ray
+    # use the workers it starts beside the raylet (the rest start once tasks ask: a second or two
+    # of each CPU, on 2 cores).
+    differs = {key: value for key, value in WORKER_ENV.items() if os.environ.get(key) != value}
+    _init(target, "local", runtime_env={"env_vars": differs} if differs else None, num_cpus=num_cpus,
+          num_gpus=num_gpus, include_dashboard=dashboard, dashboard_host="127.0.0.1", _system_config=PRIVATE_RAY_CONFIG)
     return RaySession(True, "started a private Ray" + note)
 
 
-def _init(target: RayTarget, address: str, **local) -> None:
-    kwargs = dict(runtime_env={"env_vars": WORKER_ENV}, log_to_driver=True, configure_logging=True)
+def _init(target: RayTarget, address: str, runtime_env: Optional[dict] = WORKER_RUNTIME_ENV, **local) -> None:
     try:
-        ray.init(address=address, **kwargs, **local)
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True, configure_logging=True, **local)
     except (ConnectionError, ray.exceptions.AuthenticationError) as exc:
         ray.shutdown()
         raise UserError(f"{target.source}: cannot join Ray at {target.address}: {exc}") from None

@@ -91,10 +91,13 @@ def importance_on_ray(models: dict, X, y, feature_names, metric: str, n_classes,
 
     from rayfit.cluster.launch import as_finished, start
     from rayfit.evaluation.fitted import model_to_bytes
+    from rayfit.frameworks import is_network_framework
 
     X_ref, y_ref = ray.put(X), ray.put(y)
     pending = [start(_importance_task, model_to_bytes(model), X_ref, y_ref, list(feature_names), metric, n_classes,
-                     repeats, seed, name=f"rayfit.importance[{name}]", cpus=1, tag=name) for name, model in models.items()]
+                     repeats, seed, name=f"rayfit.importance[{name}]", cpus=1, tag=name,
+                     pool=model.kind if is_network_framework(model.kind) else None)
+               for name, model in models.items()]
     found, total = {}, len(pending)
     for handle, ranked in as_finished(pending):
         name = handle.tag

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from rayfit.cluster.launch import as_finished, start
+from rayfit.cluster.launch import POOL_ENV, as_finished, start
 from rayfit.cluster.watchdog import StageStalled, Watchdog
 
 WAITING = ["{CPU: 1} x3 (task or actor)"]
@@ -47,3 +47,27 @@ def test_work_started_through_the_seam_finishes_in_any_order_and_counts_as_runni
         # both ran past the timeout with demands "pending": the running tasks kept the stage alive
         assert not dog.fired
     assert finished == [(0.1, 0.1), (4.0, 4.0)]
+
+
+def test_a_framework_s_tasks_run_in_warm_workers_of_their_own_pool(ray_session):
+    def _where():  # defined here: pickled by value, as workers cannot import this module
+        import os
+
+        return os.getpid(), os.environ.get(POOL_ENV)
+
+    first = start(_where, name="rayfit.where[torch]", cpus=1, pool="torch").result()
+    again = start(_where, name="rayfit.where[torch]", cpus=1, pool="torch").result()
+    keras = start(_where, name="rayfit.where[keras]", cpus=1, pool="keras").result()
+    plain = start(_where, name="rayfit.where", cpus=1).result()
+    assert first[1] == "torch" and again == first  # the same worker, its imports kept
+    assert keras[1] == "keras" and keras[0] != first[0]
+    assert plain[1] is None and plain[0] not in {first[0], keras[0]}
+
+
+def test_a_network_s_folds_run_in_a_few_chains_leaving_cpus_to_the_classic_models():
+    from rayfit.stages.network_folds import fold_lanes
+
+    assert fold_lanes(networks=2, cpus=2) == 1  # one chain each: one warm worker per framework
+    assert fold_lanes(networks=1, cpus=2) == 1
+    assert fold_lanes(networks=2, cpus=16) == 4
+    assert fold_lanes(networks=1, cpus=16) == 8

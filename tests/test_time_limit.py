@@ -75,10 +75,13 @@ def test_work_not_finished_at_the_deadline_is_cancelled_and_handed_back(ray_sess
         return seconds
 
     handles = [start(_nap, seconds, name=f"rayfit.nap[{seconds}]", cpus=1, tag=seconds) for seconds in (0.1, 60.0)]
+    # work that stops at the deadline on its own (a network) is spared: waited for, not cancelled
+    spared = start(_nap, 7.0, name="rayfit.nap[7.0]", cpus=0, tag=7.0)
     unfinished = []
     started = time.monotonic()
-    finished = [handle.tag for handle, _ in as_finished(handles, until=time.time() + 5, unfinished=unfinished)]
-    assert finished == [0.1] and [h.tag for h in unfinished] == [60.0]
+    finished = [handle.tag for handle, _ in as_finished([*handles, spared], until=time.time() + 5,
+                                                         unfinished=unfinished, spare=[spared])]
+    assert finished == [0.1, 7.0] and [h.tag for h in unfinished] == [60.0]
     assert time.monotonic() - started < 30  # it returned at the deadline, not when the nap would end
     with pytest.raises(Exception):  # cancelled: its worker is gone
         ray_session.get(unfinished[0].ref, timeout=30)

@@ -283,5 +283,5 @@ def start_in_task(framework: str, model: str, settings, data: TrainingData, stor
                               deadline=deadline)
     checkpoint_dir = Location.of(storage).join(name)
     handle = start(train_task, config, checkpoint_dir.uri, settings.keep_checkpoints, name=f"rayfit.train[{name}]",
-                   cpus=plan.cpus_per_worker, gpus=plan.gpus_per_worker, retries=settings.max_failures)
+                   cpus=plan.cpus_per_worker, gpus=plan.gpus_per_worker, retries=settings.max_failures, pool=framework)
     return PendingFit(handle, name, framework, data.task, checkpoint_dir, settings.restore_best)

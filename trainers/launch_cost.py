@@ -177,7 +177,8 @@ def _probe_on_worker(model: str, settings, input_shape: tuple, n_outputs: int, r
     if not resources.get("GPU") and _driver_is_the_only_node():
         return _probe_here(model, settings.model_dump(), tuple(input_shape), n_outputs, int(resources.get("CPU", 1)))
     return start(_probe, model, settings.model_dump(), tuple(input_shape), n_outputs, int(resources.get("CPU", 1)),
-                 name="rayfit.probe_step", cpus=resources.get("CPU", 1), gpus=resources.get("GPU", 0)).result()
+                 name="rayfit.probe_step", cpus=resources.get("CPU", 1), gpus=resources.get("GPU", 0),
+                 pool="torch").result()
 
 
 def describe(cost: StartCost) -> dict:

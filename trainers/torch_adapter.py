@@ -201,5 +201,5 @@ def trainer_backend(plan) -> dict:
     from rayfit.cluster.launch import start
 
     has_cuda = start(_cuda_available, name="rayfit.probe_cuda", cpus=plan.cpus_per_worker,
-                     gpus=plan.gpus_per_worker).result()
+                     gpus=plan.gpus_per_worker, pool="torch").result()
     return {} if has_cuda else {"torch_config": TorchConfig(backend="gloo")}

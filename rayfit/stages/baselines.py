@@ -2,9 +2,7 @@
 many threads), collected as they finish."""
 from __future__ import annotations
 
-import itertools
-
-from rayfit.cluster.launch import Handle, as_finished, start
+from rayfit.cluster.launch import Handle, start
 from rayfit.cluster.ledger import note, stage_key
 from rayfit.evaluation.baselines import baselines_for, has_gpu_mode
 from rayfit.evaluation.fitted import SklearnModel
@@ -64,28 +62,22 @@ def run_booster_groups(state: RunState, data) -> None:
         display.finish(name, f"{workers} workers, {seconds:.1f}s")
 
 
-def collect_baselines(state: RunState, pending: list[Handle], until=None) -> None:
-    """Each baseline as it finishes; `until`: a time limit's deadline, where the unfinished ones stop."""
-    prepared, display = state.prepared, state.display
-    total, done, unfinished = len(pending), 0, []
-    # the dummy (instant) is waited for whatever the time: a run always has its yardstick
-    yardstick = [h for h in pending if h.tag == "dummy"]
-    finished = itertools.chain(as_finished(yardstick), as_finished([h for h in pending if h not in yardstick],
-                                                                   until, unfinished))
-    for handle, (estimator, seconds, device) in finished:
-        name = handle.tag
-        model = SklearnModel(name, prepared.task, estimator, prepared.n_classes)
-        info = {"nodes": state.nodes_of(name), **({"device": device[0], "device_reason": device[1]}
-                                                   if device[1] != "no GPU assigned" else {})}
-        state.finished(name, Trained(model, SklearnModel.kind, seconds, run_info=info))
-        done += 1
-        display.advance("baselines", done, total, f"{name} {seconds:.1f}s")
+def record_baseline(state: RunState, name: str, outcome) -> None:
+    """A finished baseline task's (estimator, seconds, device) as a trained model of the run."""
+    prepared = state.prepared
+    estimator, seconds, device = outcome
+    model = SklearnModel(name, prepared.task, estimator, prepared.n_classes)
+    info = {"nodes": state.nodes_of(name), **({"device": device[0], "device_reason": device[1]}
+                                               if device[1] != "no GPU assigned" else {})}
+    state.finished(name, Trained(model, SklearnModel.kind, seconds, run_info=info))
+
+
+def note_unfinished(state: RunState, unfinished: list[Handle]) -> None:
+    """Baselines a time limit stopped: skipped in its record, said on the display."""
     for handle in unfinished:
         state.budget.skip(handle.tag, "not finished within the time limit's share for the models")
     if unfinished:
-        display.say(f"baselines: {', '.join(h.tag for h in unfinished)} stopped by the time limit")
-    if total:
-        display.finish("baselines", ", ".join(handle.tag for handle in pending if handle not in unfinished))
+        state.display.say(f"baselines: {', '.join(h.tag for h in unfinished)} stopped by the time limit")
 
 
 def _fit_baseline_task(name, task, class_weight, seed, arrays, ledger, threads):

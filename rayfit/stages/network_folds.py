@@ -4,7 +4,8 @@ A network chosen on the validation split it early-stopped on, or a tuned network
 validation split its search chose among trials on, is judged on rows it has seen. When a run
 cross-validates (`evaluation.cv`), each network, tuned ones with their chosen hyperparameters,
 trains on every fold's fit rows as well (one Ray task per fold: a 15% slice of those rows for its
-early stopping, the rest to learn from) and is scored on the rows the fold holds out: the same
+early stopping, the rest to learn from; a network's folds follow each other in a few chains, on
+workers that have its framework imported) and is scored on the rows the fold holds out: the same
 folds and the same held-out footing as the classic-ML models.
 
 `evaluation.cv_networks: auto` does so when folds x the network's own measured training time fits
@@ -137,15 +138,19 @@ def _fold_plan(state: RunState, name: str, trained) -> Optional[FoldPlan]:
 
 def start_network_folds(state: RunState, data, plans: list[FoldPlan], X: np.ndarray, y: np.ndarray,
                         folds) -> list[Handle]:
-    """Every (network, fold) as one Ray task, its handle's tag a NetworkFold."""
+    """Every (network, fold) as one Ray task, its handle's tag a NetworkFold. A network's folds
+    run in `fold_lanes` chains, each fold waiting for the one before it in its lane: a chain runs
+    in one warm worker of the framework's pool (cluster/launch.py), where folds started all at once
+    would each take a CPU and every extra worker would import the framework again."""
     import ray
     from sklearn.model_selection import train_test_split
 
-    from rayfit.trainers.contexts import train_task
     from rayfit.trainers.launch import TrainingData, make_loop_config
     from rayfit.trainers.target_scale import fit_target_scale
 
     prepared = state.prepared
+    lanes = fold_lanes(len(plans), ray.cluster_resources().get("CPU", 1))
+    last: dict[tuple[str, int], Handle] = {}  # (network, lane) -> its latest fold
     pending = []
     for i, (fit_rows, _) in enumerate(folds):
         stratify = y[fit_rows] if prepared.task == "classification" else None
@@ -163,9 +168,27 @@ def start_network_folds(state: RunState, data, plans: list[FoldPlan], X: np.ndar
             if plan.params:
                 config = config.with_params(plan.params)
             checkpoints = state.location.join("checkpoints", "cv", plan.name, f"fold_{i}")
-            pending.append(start(train_task, config, checkpoints.uri, 1, name=f"rayfit.cv[{plan.name}]", cpus=cpus,
-                                 gpus=gpus, retries=1, tag=NetworkFold(plan.name, i, plan, checkpoints)))
+            lane = (plan.name, i % lanes)
+            before = last[lane].ref if lane in last else None
+            last[lane] = start(_fold_task, config, checkpoints.uri, before, name=f"rayfit.cv[{plan.name}]", cpus=cpus,
+                               gpus=gpus, retries=1, tag=NetworkFold(plan.name, i, plan, checkpoints),
+                               pool=plan.framework)
+            pending.append(last[lane])
     return pending
+
+
+def fold_lanes(networks: int, cpus: float) -> int:
+    """How many of a network's folds run at once: half the cluster's CPUs go to the networks'
+    folds, shared among them (the classic-ML folds take the rest); at least one."""
+    return max(1, int(cpus // (2 * max(1, networks))))
+
+
+def _fold_task(config, checkpoint_dir: str, before) -> dict:
+    """A fold's training; `before`: the result of the fold before it in its lane (Ray starts this
+    one only once that one is done, on the worker it leaves warm)."""
+    from rayfit.trainers.contexts import train_task
+
+    return train_task(config, checkpoint_dir, 1)
 
 
 def score_network_fold(state: RunState, plan: FoldPlan, checkpoints, X_held: np.ndarray, y_held: np.ndarray):

@@ -1,11 +1,13 @@
 """Stage: baselines and networks, side by side where they can be. Single-task networks and baseline
-tasks run concurrently (each holds its own CPUs), the networks started first; Ray Train worker groups
-run one at a time, after the baselines."""
+tasks run concurrently (each holds its own CPUs), the networks started first, and are collected in
+the order they finish; Ray Train worker groups run one at a time, after the baselines."""
 from __future__ import annotations
 
 import time
 
-from rayfit.stages.baselines import collect_baselines, in_worker_groups, run_booster_groups, start_baselines
+from rayfit.cluster.launch import as_finished
+from rayfit.stages.baselines import (in_worker_groups, note_unfinished, record_baseline, run_booster_groups,
+                                     start_baselines)
 from rayfit.stages.networks import finish_network, network_name, pending_networks, start_network
 from rayfit.frameworks import FRAMEWORKS
 from rayfit.stages.state import RunState
@@ -31,18 +33,50 @@ def train_models(state: RunState, data) -> None:
                     for framework, model in pending_networks(state) if affordable(state, framework, model, deadline)]
         if state.exp.baselines.enabled and not deadline:
             baselines = start_baselines(state, data)
-        collect_baselines(state, baselines, until=deadline)
-        state.stage_times["baselines"] = time.perf_counter() - started
+        collect(state, baselines, [network for network in networks if _in_a_task(state, network)], deadline, started)
         if not in_worker_groups(state) or time_for_a_group(state, deadline, "the data-parallel boosters"):
             run_booster_groups(state, data)  # XGBoost and LightGBM data-parallel, when baselines.workers > 1
-        # worker groups first, one at a time, while the tasks started above go on beside them
-        networks.sort(key=lambda network: state.launches[network_name(*network[:2])].kind.concurrent)
+        # then the worker groups, one at a time, each started only now
         for framework, model, pending in networks:
-            if state.launches[network_name(framework, model)].kind.concurrent or \
+            if not _in_a_task(state, (framework, model, pending)) and \
                     time_for_a_group(state, deadline, network_name(framework, model)):
                 finish_network(state, framework, model, pending)
     if state.budget is not None:
         state.budget.took("models", time.perf_counter() - started)
+
+
+def _in_a_task(state: RunState, network) -> bool:
+    return state.launches[network_name(*network[:2])].kind.concurrent
+
+
+def collect(state: RunState, baselines: list, networks: list, deadline, started: float) -> None:
+    """The baselines and the networks training in tasks, each as it finishes: a network's model
+    loads in the driver (its framework imported there, for the first) while the rest still train.
+    At a time limit's deadline the unfinished baselines are cancelled, except the dummy (a run
+    always keeps its yardstick); a network stops at that deadline on its own and is waited for."""
+    display, total, done, unfinished = state.display, len(baselines), 0, []
+    if not total:
+        state.stage_times["baselines"] = time.perf_counter() - started
+    in_tasks = {pending.handle.ref: (framework, model, pending) for framework, model, pending in networks}
+    spare = [pending.handle for _, _, pending in networks] + [h for h in baselines if h.tag == "dummy"]
+    for handle, outcome in as_finished(baselines + [pending.handle for _, _, pending in networks], deadline,
+                                       unfinished, spare):
+        if handle.ref in in_tasks:
+            finish_network(state, *in_tasks[handle.ref])
+            continue
+        record_baseline(state, handle.tag, outcome)
+        done += 1
+        display.advance("baselines", done, total, f"{handle.tag} {outcome[1]:.1f}s")
+        if done == total:
+            _baselines_done(state, baselines, unfinished, started)
+    if total and done < total:  # some stopped by the time limit
+        _baselines_done(state, baselines, unfinished, started)
+
+
+def _baselines_done(state: RunState, baselines: list, unfinished: list, started: float) -> None:
+    note_unfinished(state, unfinished)
+    state.display.finish("baselines", ", ".join(handle.tag for handle in baselines if handle not in unfinished))
+    state.stage_times["baselines"] = time.perf_counter() - started
 
 
 def time_for_a_group(state: RunState, deadline, what: str) -> bool:

@@ -117,10 +117,10 @@ def find_ray(address: Optional[str]) -> RayTarget:
 PRIVATE_RAY_CONFIG = {"idle_worker_killing_time_threshold_ms": 60_000}
 
 
-# A private Ray starts with its dashboard (about 2 s more on 2 cores): Ray Train's detached
-# PlacementGroupCleaner asks the dashboard's State API whether a run's controller is gone; without
-# it, the cleaner of every run a Tune scheduler stops polls for ever (a ~200 MB process each), and
-# the run's workers stay reserved (rayfit frees those itself, cluster/orphans.py).
+# A private Ray's dashboard (`dashboard`; a run's `ray.dashboard`, off by default) costs about 2 s
+# at start and a share of the cores throughout. Without it Ray Train's detached
+# PlacementGroupCleaner cannot ask the State API whether a run's controller is gone: rayfit frees
+# the stopped runs' workers and stops those cleaners itself (cluster/orphans.py).
 def ensure_ray(address: Optional[str] = None, num_cpus: Optional[int] = None, dashboard: bool = True,
                connect_timeout_s: float = 15.0, num_gpus: Optional[int] = None) -> RaySession:
     """Initialise Ray unless this process already has a session (see the module's docstring)."""

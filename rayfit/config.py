@@ -472,6 +472,10 @@ class RayConfig(_Section):
     # Local Ray only: logical GPUs to declare. Ray schedules GPU requests against them (CUDA or not):
     # a CPU machine can rehearse a GPU cluster's placement. None: the GPUs Ray detects.
     num_gpus: Optional[int] = Field(None, ge=0)
+    # Local Ray only: start Ray's dashboard (http://127.0.0.1:8265) with it. Off by default: it costs
+    # about 2 s at start and a share of the cores throughout (on 2 cores about 5 s of a small
+    # table's run); a cluster from `ray start`, which rayfit joins, has its own.
+    dashboard: bool = False
     # Joining an address (ray.address, --address, RAY_ADDRESS): give up after this many seconds.
     connect_timeout_s: float = Field(15, gt=0)
     # The watchdog: a stage that has reported no progress for this long while Ray holds resource

@@ -201,6 +201,26 @@ def test_a_stale_pointer_is_ignored_and_a_private_ray_started(no_ray_here, ray_t
     assert pointer.read_text() == stale  # Ray's file is left alone: rayfit only declines to follow it
 
 
+def test_a_private_ray_starts_lean_its_workers_taking_the_driver_s_environment(no_ray_here, monkeypatch):
+    """No dashboard unless asked (ray.dashboard), and no job runtime_env while the driver's own
+    environment already holds what workers need: only then does Ray use the workers it starts
+    beside the raylet. Where the user's environment differs, the job sets what workers need."""
+    from rayfit.cluster import session
+    from rayfit.config import load_experiment
+
+    calls = []
+    monkeypatch.setattr(session, "_init", lambda target, address, **local: calls.append(local))
+    for key, value in session.WORKER_ENV.items():  # as a fresh driver has them (ensure_ray's setdefault)
+        monkeypatch.setenv(key, value)
+    assert load_experiment(data="iris").ray.dashboard is False
+    session.ensure_ray("local", dashboard=False)
+    assert calls[-1]["include_dashboard"] is False and calls[-1]["runtime_env"] is None
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")  # the user's own choice
+    session.ensure_ray("local", dashboard=True)
+    assert calls[-1]["include_dashboard"] is True
+    assert calls[-1]["runtime_env"] == {"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}}
+
+
 # ----------------------------------------------------------------------------------------------
 # An address that does not answer: an error naming it, within the timeout
 

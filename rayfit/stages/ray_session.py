@@ -16,8 +16,8 @@ def start_ray(state: RunState) -> None:
     _import_frameworks_meanwhile(state)
     with state.timed("ray"):
         display.start("ray", find_ray(exp.ray.address).describe(exp.ray.connect_timeout_s))
-        session = ensure_ray(exp.ray.address, exp.ray.num_cpus, connect_timeout_s=exp.ray.connect_timeout_s,
-                             num_gpus=exp.ray.num_gpus)
+        session = ensure_ray(exp.ray.address, exp.ray.num_cpus, dashboard=exp.ray.dashboard,
+                             connect_timeout_s=exp.ray.connect_timeout_s, num_gpus=exp.ray.num_gpus)
         state.owns_ray = session.started
         resources = ray.cluster_resources()
         display.finish("ray", f"{session.summary}, {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs")

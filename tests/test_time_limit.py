@@ -87,6 +87,25 @@ def test_work_not_finished_at_the_deadline_is_cancelled_and_handed_back(ray_sess
         ray_session.get(unfinished[0].ref, timeout=30)
 
 
+def test_a_search_resumed_under_a_limit_gets_the_time_left_now_not_its_first_budget(ray_session, tmp_path):
+    """Tune restores a search with the TuneConfig it pickled; `rayfit resume` under a time limit
+    gives it the share left now (the budget Tune then enforces, read where Tune keeps it)."""
+    from ray import tune
+
+    from rayfit.tuning.search import renew_time_budget
+
+    def trainable(config):  # defined here: pickled by value, as workers cannot import this module
+        tune.report({"x": 1})
+
+    tune.Tuner(trainable, tune_config=tune.TuneConfig(num_samples=1, time_budget_s=100),
+               run_config=tune.RunConfig(name="search", storage_path=str(tmp_path), verbose=0)).fit()
+    restored = tune.Tuner.restore(str(tmp_path / "search"), trainable=trainable)
+    assert restored._local_tuner._tune_config.time_budget_s == 100  # what resume would have kept
+    renew_time_budget(restored, 7.5)
+    assert restored._local_tuner._tune_config.time_budget_s == 7.5
+    restored.fit()  # and it still runs (its one trial finished: nothing left to do)
+
+
 def test_a_limited_run_shares_its_limit_and_says_what_each_stage_had_and_what_it_skipped(ray_session, messy_csv,
                                                                                         tmp_path):
     out = tmp_path / "limited"

@@ -5,6 +5,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -123,6 +124,18 @@ def _restorable(path: Location) -> bool:
     return False
 
 
+def renew_time_budget(tuner, seconds: Optional[float]) -> None:
+    """A restored search runs with the TuneConfig it was pickled with, its `time_budget_s` included;
+    a run resumed under a time limit gives it what is left now (run_searches' share, or
+    tune.time_budget_s), which Tune counts from this start. Tune has no public setter for it."""
+    config = getattr(getattr(tuner, "_local_tuner", None), "_tune_config", None)
+    if config is not None:
+        config.time_budget_s = seconds
+    elif seconds is not None:  # a Ray Tune that keeps it elsewhere: the run's deadline still stops the stage
+        warnings.warn("this Ray Tune keeps a restored search's TuneConfig where rayfit cannot renew its "
+                      "time_budget_s", RuntimeWarning, stacklevel=2)
+
+
 class NoTrialFinished(UserError):
     """A search whose time ran out before any trial finished an epoch."""
 
@@ -148,6 +161,7 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
     if _restorable(path):
         # `rayfit resume`: finished trials are kept, unfinished ones continue from their checkpoints.
         tuner = tune.Tuner.restore(path.uri, trainable=trainable, resume_unfinished=True, resume_errored=True)
+        renew_time_budget(tuner, settings.time_budget_s)
     else:
         tuner = tune.Tuner(
             trainable,

@@ -131,9 +131,9 @@ def renew_time_budget(tuner, seconds: Optional[float]) -> None:
     config = getattr(getattr(tuner, "_local_tuner", None), "_tune_config", None)
     if config is not None:
         config.time_budget_s = seconds
-    elif seconds is not None:  # a Ray Tune that keeps it elsewhere: the run's deadline still stops the stage
+    elif seconds is not None:  # a Ray Tune that keeps it elsewhere: the search keeps its first budget
         warnings.warn("this Ray Tune keeps a restored search's TuneConfig where rayfit cannot renew its "
-                      "time_budget_s", RuntimeWarning, stacklevel=2)
+                      "time_budget_s: the resumed search keeps its first one", RuntimeWarning, stacklevel=2)
 
 
 class NoTrialFinished(UserError):

@@ -33,14 +33,17 @@ def train_models(state: RunState, data) -> None:
                     for framework, model in pending_networks(state) if affordable(state, framework, model, deadline)]
         if state.exp.baselines.enabled and not deadline:
             baselines = start_baselines(state, data)
-        collect(state, baselines, [network for network in networks if _in_a_task(state, network)], deadline, started)
+        tasks = [network for network in networks if _in_a_task(state, network)]
+        groups = [network for network in networks if not _in_a_task(state, network)]
+        # with a worker group to run, the networks' tasks go on beside it and are collected after it
+        collect(state, baselines, [] if groups else tasks, deadline, started)
         if not in_worker_groups(state) or time_for_a_group(state, deadline, "the data-parallel boosters"):
             run_booster_groups(state, data)  # XGBoost and LightGBM data-parallel, when baselines.workers > 1
-        # then the worker groups, one at a time, each started only now
-        for framework, model, pending in networks:
-            if not _in_a_task(state, (framework, model, pending)) and \
-                    time_for_a_group(state, deadline, network_name(framework, model)):
+        for framework, model, pending in groups:  # one at a time, each started only now
+            if time_for_a_group(state, deadline, network_name(framework, model)):
                 finish_network(state, framework, model, pending)
+        for framework, model, pending in tasks if groups else []:
+            finish_network(state, framework, model, pending)
     if state.budget is not None:
         state.budget.took("models", time.perf_counter() - started)
 

@@ -7,6 +7,7 @@ TensorFlow is imported when an adapter is made: only where a Keras network train
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,14 @@ def _choose_tf_device(tf, keras, mixed_precision):
     return choice
 
 
+@dataclass(frozen=True)
+class WholeEpoch:
+    """One worker's epoch of in-memory rows, already in its seeded order: batched inside TensorFlow."""
+
+    X: np.ndarray
+    y: np.ndarray
+
+
 class KerasAdapter:
     def __init__(self, config, rank: int, world_size: int):
         import tensorflow as tf
@@ -118,6 +127,14 @@ class KerasAdapter:
         # One worker steps its replica directly: no strategy.run around every step.
         self._step = tf.function(self._distributed_step if self.world > 1 else self._replica_step,
                                  reduce_retracing=True)
+        # One worker's in-memory epoch runs as one call: a small network's step takes less than the
+        # Python round trip into TensorFlow that calling it costs (a 64-32 MLP at batch 32: about
+        # 3x faster an epoch). Traced once, for any number of rows.
+        self._epoch = tf.function(self._replica_epoch, reduce_retracing=True)
+        # Validation every epoch: traced once too (an eager call of the model costs about 10 ms).
+        forward = lambda x: self.network(x, training=False)  # noqa: E731
+        self._forward = forward if self.world > 1 else tf.function(forward, reduce_retracing=True)
+        self._generators = None  # found once the network exists (_layer_generators)
 
     def _replica_step(self, x, y):
         tf, settings = self.tf, self.settings
@@ -141,6 +158,13 @@ class KerasAdapter:
         self.loss_count.update_state(rows)
         return rows
 
+    def _replica_epoch(self, X, y):
+        tf, batch = self.tf, self.settings.batch_size
+        rows = tf.shape(X)[0]
+        for start in tf.range(0, rows, batch):
+            self._replica_step(X[start:start + batch], y[start:start + batch])
+        return rows
+
     def _distributed_step(self, x, y):
         rows = self.strategy.run(self._replica_step, args=(x, y))
         return self.tf.add_n(list(self.strategy.experimental_local_results(rows)))
@@ -159,7 +183,9 @@ class KerasAdapter:
     def _layer_generators(self) -> list:
         if not hasattr(self, "network"):
             return []
-        found = []
+        if self._generators is not None:
+            return self._generators
+        found = self._generators = []
         for layer in [self.network, *self.network.submodules]:
             rng = getattr(layer, "_random_generator", None)
             if rng is not None and hasattr(rng, "_maybe_init"):
@@ -186,13 +212,12 @@ class KerasAdapter:
         # rows per step. Whole batches only: uneven last steps across workers can hang.
         global_batch = self.settings.batch_size * self.world
         if self.world == 1:
-            # One worker: batches sliced from the arrays in a seeded order. A tf.data pipeline (and
-            # distributing it) costs more per step than a small network's step itself.
+            # One worker: the rows in a seeded order, cut into batches inside one TensorFlow call
+            # (train_epoch). A tf.data pipeline (and distributing it) costs more per step than a
+            # small network's step itself.
             def batches(epoch: int):
                 order = np.random.default_rng(seed + epoch).permutation(len(X))
-                for start in range(0, len(X), global_batch):
-                    rows = order[start:start + global_batch]
-                    yield X[rows], y[rows]
+                return WholeEpoch(X[order], y[order])
 
             return batches
 
@@ -230,6 +255,10 @@ class KerasAdapter:
         self.keras.backend.set_value(self.optimizer.learning_rate, lr)
         self.loss_sum.reset_state()
         self.loss_count.reset_state()
+        if isinstance(batches, WholeEpoch):
+            self._epoch(self.tf.constant(batches.X), self.tf.constant(batches.y))
+            rows = len(batches.X)
+            return float(self.loss_sum.result()) / max(1.0, float(self.loss_count.result())), rows
         rows = 0
         for x, y in batches:
             counted = self._step(x, y)
@@ -239,7 +268,7 @@ class KerasAdapter:
 
     def predict(self, X: np.ndarray, batch: int = 1024) -> np.ndarray:
         # A direct call, not predict(): under the strategy predict() would shard the rows.
-        return np.concatenate([np.asarray(self.network(X[i:i + batch], training=False), dtype=np.float32)
+        return np.concatenate([np.asarray(self._forward(X[i:i + batch]), dtype=np.float32)
                                for i in range(0, len(X), batch)])
 
     # -- state

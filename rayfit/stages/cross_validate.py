@@ -83,7 +83,7 @@ def cross_validate(state: RunState, data=None) -> None:
             if isinstance(handle.tag, NetworkFold):  # a network trained on the fold's rows: scored on its held-out rows
                 name, fold = handle.tag.name, handle.tag.fold
                 held_out = folds[fold][1]
-                out = score_network_fold(state, handle.tag.plan, handle.tag.checkpoints, X[held_out], y[held_out])
+                out = score_network_fold(state, out, y[held_out])
             else:
                 name, fold = handle.tag
             if fold is None:

@@ -152,10 +152,12 @@ def start_network_folds(state: RunState, data, plans: list[FoldPlan], X: np.ndar
     lanes = fold_lanes(len(plans), ray.cluster_resources().get("CPU", 1))
     last: dict[tuple[str, int], Handle] = {}  # (network, lane) -> its latest fold
     pending = []
-    for i, (fit_rows, _) in enumerate(folds):
+    for i, (fit_rows, held_out) in enumerate(folds):
         stratify = y[fit_rows] if prepared.task == "classification" else None
         learn, stop = train_test_split(fit_rows, test_size=INNER_VAL, random_state=state.exp.seed, stratify=stratify)
-        fold = TrainingData(ref=ray.put({"X_train": X[learn], "y_train": y[learn], "X_val": X[stop], "y_val": y[stop]}),
+        # the held-out rows go with the fold: its task scores them where the framework is imported
+        fold = TrainingData(ref=ray.put({"X_train": X[learn], "y_train": y[learn], "X_val": X[stop], "y_val": y[stop],
+                                         "X_held": X[held_out]}),
                             task=data.task, n_outputs=data.n_outputs, class_weights=data.class_weights, seed=data.seed,
                             train_rows=len(learn), input_shape=data.input_shape,
                             target_scale=fit_target_scale(y[learn], data.task), run_key=data.run_key)
@@ -184,22 +186,26 @@ def fold_lanes(networks: int, cpus: float) -> int:
 
 
 def _fold_task(config, checkpoint_dir: str, before) -> dict:
-    """A fold's training; `before`: the result of the fold before it in its lane (Ray starts this
-    one only once that one is done, on the worker it leaves warm)."""
-    from rayfit.trainers.contexts import train_task
+    """A fold's training, and its network's outputs on the rows the fold holds out (the driver
+    scores them: it never loads a fold's network, nor imports its framework for it). `before`: the
+    result of the fold before it in its lane (Ray starts this one only once that one is done, on
+    the worker it leaves warm)."""
+    import ray
 
-    return train_task(config, checkpoint_dir, 1)
-
-
-def score_network_fold(state: RunState, plan: FoldPlan, checkpoints, X_held: np.ndarray, y_held: np.ndarray):
-    """(scores, outputs) of a fold's network on the rows the fold held out."""
-    from rayfit.metrics import score_outputs
     from rayfit.trainers.checkpoints import latest_checkpoint
+    from rayfit.trainers.contexts import train_task
     from rayfit.trainers.launch import load_checkpoint
 
+    result = train_task(config, checkpoint_dir, 1)
+    with latest_checkpoint(checkpoint_dir).as_directory() as directory:
+        model, _, _ = load_checkpoint(config.framework, Path(directory), config.name, config.task,
+                                      config.settings.restore_best)
+    return {**result, "outputs": model.outputs(ray.get(config.data)["X_held"])}
+
+
+def score_network_fold(state: RunState, result: dict, y_held: np.ndarray):
+    """(scores, outputs) of a fold's network on the rows the fold held out, from its task's result."""
+    from rayfit.metrics import score_outputs
+
     prepared = state.prepared
-    with latest_checkpoint(checkpoints).as_directory() as directory:
-        model, _, _ = load_checkpoint(plan.framework, Path(directory), plan.name, prepared.task,
-                                      plan.settings.restore_best)
-    outputs = model.outputs(X_held)
-    return score_outputs(prepared.task, y_held, outputs, prepared.n_classes), outputs
+    return score_outputs(prepared.task, y_held, result["outputs"], prepared.n_classes), result["outputs"]

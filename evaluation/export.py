@@ -11,6 +11,7 @@ it needs rayfit; the README says what the model expects after it.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,17 +21,20 @@ ONNX_FILE = "model.onnx"
 ONNX_OPSET = 17
 
 
+@dataclass(frozen=True)
+class ExportExample:
+    """What the converters need of the data: two rows after preprocessing (a trace's example) and
+    the shape of one (an input signature). Small: it travels to where a network's framework is."""
+
+    X_train: np.ndarray
+    input_shape: tuple
+
+
 def export_extras(model, directory: Path, prepared) -> list[str]:
     """Write the extra exports of `model` into its saved `directory`; the files written."""
     directory = Path(directory)
-    written, failed = [], []
-    exporters = {"torch": [("TorchScript", _torchscript), ("ONNX", _onnx_torch)], "keras": [("ONNX", _onnx_keras)],
-                 "sklearn": [("ONNX", _onnx_sklearn)]}
-    for what, export in exporters.get(model.kind, []):
-        try:
-            written.append(export(model, directory, prepared))
-        except Exception as exc:  # noqa: BLE001 - an export a converter cannot make must not lose the run
-            failed.append(f"{what}: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
+    example = ExportExample(np.asarray(prepared.X_train[:2], dtype=np.float32), tuple(prepared.input_shape))
+    written, failed = model.export_files(directory, example)
     if failed:
         (directory / "EXPORT_ERRORS.txt").write_text("\n".join(failed) + "\n")
         written.append("EXPORT_ERRORS.txt")
@@ -38,23 +42,36 @@ def export_extras(model, directory: Path, prepared) -> list[str]:
     return written + ["README.md"]
 
 
-def _torchscript(model, directory: Path, prepared) -> str:
+def framework_exports(model, directory: Path, example: ExportExample) -> tuple[list[str], list[str]]:
+    """(the files written, what could not be, with why) of the model's framework's exports."""
+    written, failed = [], []
+    exporters = {"torch": [("TorchScript", _torchscript), ("ONNX", _onnx_torch)], "keras": [("ONNX", _onnx_keras)],
+                 "sklearn": [("ONNX", _onnx_sklearn)]}
+    for what, export in exporters.get(model.kind, []):
+        try:
+            written.append(export(model, directory, example))
+        except Exception as exc:  # noqa: BLE001 - an export a converter cannot make must not lose the run
+            failed.append(f"{what}: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
+    return written, failed
+
+
+def _torchscript(model, directory: Path, example: ExportExample) -> str:
     import torch
 
-    example = torch.as_tensor(np.asarray(prepared.X_train[:2], dtype=np.float32))
+    example = torch.as_tensor(example.X_train)
     with torch.no_grad():
         traced = torch.jit.trace(model.network.eval(), example, check_trace=False)
     traced.save(str(directory / TORCHSCRIPT_FILE))
     return TORCHSCRIPT_FILE
 
 
-def _onnx_torch(model, directory: Path, prepared) -> str:
+def _onnx_torch(model, directory: Path, example: ExportExample) -> str:
     """The network's logits as ONNX (the batch size free), by PyTorch's TorchScript-based exporter."""
     import warnings
 
     import torch
 
-    example = torch.as_tensor(np.asarray(prepared.X_train[:2], dtype=np.float32))
+    example = torch.as_tensor(example.X_train)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter's deprecation notices
         torch.onnx.export(model.network.eval(), (example,), str(directory / ONNX_FILE), input_names=["x"],
@@ -63,24 +80,24 @@ def _onnx_torch(model, directory: Path, prepared) -> str:
     return ONNX_FILE
 
 
-def _onnx_keras(model, directory: Path, prepared) -> str:
+def _onnx_keras(model, directory: Path, example: ExportExample) -> str:
     """The Keras network's outputs (logits) as ONNX by tf2onnx, the batch size free."""
     import tensorflow as tf
     import tf2onnx
 
-    spec = (tf.TensorSpec((None, *prepared.input_shape), tf.float32, name="x"),)
+    spec = (tf.TensorSpec((None, *example.input_shape), tf.float32, name="x"),)
     onnx_model, _ = tf2onnx.convert.from_keras(model.network, input_signature=spec, opset=ONNX_OPSET)
     (directory / ONNX_FILE).write_bytes(onnx_model.SerializeToString())
     return ONNX_FILE
 
 
-def _onnx_sklearn(model, directory: Path, prepared) -> str:
+def _onnx_sklearn(model, directory: Path, example: ExportExample) -> str:
     """A scikit-learn estimator as ONNX by skl2onnx: class probabilities as a plain array (no
     ZipMap), or the predicted value. Boosters and some wrappers have no converter: said in
     EXPORT_ERRORS.txt."""
     from skl2onnx import to_onnx
 
-    X = np.asarray(prepared.X_train[:2], dtype=np.float32).reshape(2, -1)
+    X = example.X_train.reshape(len(example.X_train), -1)
     options = {"zipmap": False} if model.task == "classification" else None
     onnx_model = to_onnx(model.estimator, X, options=options, target_opset=ONNX_OPSET)
     (directory / ONNX_FILE).write_bytes(onnx_model.SerializeToString())

@@ -23,6 +23,9 @@ class ArrayModel:
     (class probabilities or regression values)."""
 
     kind: str = ""
+    # False: a model whose computations run in Ray workers (trainers/remote_network.py), which a
+    # long computation (permutation importance) goes to as a whole
+    in_process: bool = True
 
     def __init__(self, name: str, task: str):
         self.name = name
@@ -50,6 +53,13 @@ class ArrayModel:
         meta = {"kind": self.kind, "name": self.name, "task": self.task, **self._meta()}
         (directory / MODEL_META).write_text(json.dumps(meta, indent=2))
         return directory
+
+    def export_files(self, directory: Path, example) -> tuple[list[str], list[str]]:
+        """The framework's own exports (TorchScript, ONNX) into `directory`: (files written, what
+        could not be and why). `example`: evaluation/export.py's ExportExample."""
+        from rayfit.evaluation.export import framework_exports
+
+        return framework_exports(self, directory, example)
 
     # -- for subclasses
     def _raw_predict(self, X: np.ndarray) -> np.ndarray:

@@ -87,6 +87,13 @@ def importance_on_ray(models: dict, X, y, feature_names, metric: str, n_classes,
     """`permutation_importance` of every model at once, each in a Ray task of one CPU: name ->
     [(feature, mean drop, std)]. A model travels as its saved directory (any framework, any node);
     `on_done(name, done, total)` as each finishes."""
+    return start_importance_on_ray(models, X, y, feature_names, metric, n_classes, repeats, seed, on_done)()
+
+
+def start_importance_on_ray(models: dict, X, y, feature_names, metric: str, n_classes, repeats: int, seed: int,
+                            on_done=None):
+    """`importance_on_ray` started: its tasks run while the caller goes on; what it returns waits
+    for them and gives their results. A network's task runs in its framework's warm workers."""
     import ray
 
     from rayfit.cluster.launch import as_finished, start
@@ -98,13 +105,17 @@ def importance_on_ray(models: dict, X, y, feature_names, metric: str, n_classes,
                      repeats, seed, name=f"rayfit.importance[{name}]", cpus=1, tag=name,
                      pool=model.kind if is_network_framework(model.kind) else None)
                for name, model in models.items()]
-    found, total = {}, len(pending)
-    for handle, ranked in as_finished(pending):
-        name = handle.tag
-        found[name] = ranked
-        if on_done:
-            on_done(name, len(found), total)
-    return {name: found[name] for name in models}
+
+    def results() -> dict[str, list]:
+        found, total = {}, len(pending)
+        for handle, ranked in as_finished(pending):
+            name = handle.tag
+            found[name] = ranked
+            if on_done:
+                on_done(name, len(found), total)
+        return {name: found[name] for name in models}
+
+    return results
 
 
 def _importance_task(blob, X, y, feature_names, metric, n_classes, repeats, seed):

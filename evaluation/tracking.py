@@ -68,12 +68,28 @@ def write_tensorboard(run_dir: Path, histories: dict[str, list], searches: dict[
     return written
 
 
-def _events(directory: Path, history: list) -> int:
-    from tensorboardX import SummaryWriter
+def _summary_writer():
+    """tensorboardX's SummaryWriter, imported without PyTorch where this process has not imported
+    it already: tensorboardX imports PyTorch, when it can, only to accept its tensors (rayfit
+    writes floats), which cost a run's driver about 1.5 s of a core at its end."""
+    import sys
 
+    if "torch" in sys.modules:
+        from tensorboardX import SummaryWriter
+
+        return SummaryWriter
+    sys.modules["torch"] = None  # `import torch` raises ImportError, which tensorboardX expects
+    try:
+        from tensorboardX import SummaryWriter
+    finally:
+        del sys.modules["torch"]
+    return SummaryWriter
+
+
+def _events(directory: Path, history: list) -> int:
     if not history:
         return 0
-    with SummaryWriter(str(directory)) as writer:
+    with _summary_writer()(str(directory)) as writer:
         for row in history:
             for key, value in _epoch_values(row):
                 writer.add_scalar(_tag(key), value, row["epoch"])

@@ -17,20 +17,19 @@ def _never_measured(framework):
     raise AssertionError("the start-up cost was measured although no worker group could pay")
 
 
+def _unbounded(*args):  # no bound: the probe's estimate decides
+    return None
+
+
 def test_a_small_network_trains_in_one_task_without_measuring_a_launch():
     chosen = choose_launch("torch", "mlp", TorchConfig(epochs=40), SMALL, TWO_CPU_WORKERS,
-                           estimate=lambda *a: 1.5, start_cost=_never_measured)
+                           estimate=lambda *a: 1.5, start_cost=_never_measured, bound=_unbounded)
     assert chosen.kind.name == "task" and "less than any worker group takes to start" in chosen.reason
 
 
 def test_the_estimate_scales_a_step_timed_on_a_worker(ray_session, monkeypatch):
-    # the probe really trains a few steps: here in the driver (the suite's Ray is this machine alone),
-    # and on another cluster in a Ray task holding one worker's resources
-    assert launch_cost._driver_is_the_only_node()
+    # the probe really trains a few steps, in a Ray task of PyTorch's pool holding one worker's resources
     assert launch_cost.step_seconds_on_worker("mlp", TorchConfig(batch_size=32), (20,), 1, {"CPU": 1}) > 0
-    monkeypatch.setattr(launch_cost, "_driver_is_the_only_node", lambda: False)
-    monkeypatch.setattr(launch_cost, "_probe_here", None)  # not called
-    assert launch_cost._probe_on_worker("mlp", TorchConfig(batch_size=32), (20,), 1, {"CPU": 1}) > 0
     monkeypatch.setattr(launch_cost, "step_seconds_on_worker", lambda *args: 0.01)
     # ceil(700 / 32) = 22 steps an epoch, 10 epochs; Keras steps count 1.3 times PyTorch's
     assert estimate_train_seconds("torch", "mlp", TorchConfig(epochs=10), SMALL, {"CPU": 1}) == pytest.approx(2.2)
@@ -52,13 +51,33 @@ def test_launch_rules(settings, data, plan, kind):
     assert choose_launch("torch", "mlp", settings, data, plan, start_cost=_never_measured).kind.name == kind
 
 
+def test_a_small_mlp_bounded_without_a_probe_trains_in_one_task(monkeypatch):
+    def _never_probed(*args):
+        raise AssertionError("probed although the bound decided")
+
+    # 700 rows at batch 32, 100 epochs: 2,200 steps of a 20-64-32-1 MLP, each bounded at 1.5 ms
+    # + 6 x 3,457 weights x 32 rows / 1e9 = 2.2 ms: at most 4.9 s, 2 workers saving at most 2.4 s,
+    # less than the 3 s a PyTorch worker takes to import it
+    chosen = choose_launch("torch", "mlp", TorchConfig(), SMALL, TWO_CPU_WORKERS, estimate=_never_probed,
+                           start_cost=_never_measured)
+    assert chosen.kind.name == "task" and "less than the 3 s each takes to import PyTorch" in chosen.reason
+    assert chosen.figures["bound_s"] == pytest.approx(2200 * (0.0015 + 6 * 3457 * 32 / 1e9), rel=1e-3)
+    # a bound that cannot decide: the probe's estimate does (here: too little to pay for a group)
+    monkeypatch.setattr(launch_cost, "known_worker_group_start_cost", lambda framework: None)
+    bigger = TrainingData(None, "classification", 1, None, seed=0, train_rows=200_000, input_shape=(20,))
+    probed = choose_launch("torch", "mlp", TorchConfig(), bigger, TWO_CPU_WORKERS, estimate=lambda *a: 1.5,
+                           start_cost=_never_measured)
+    assert probed.kind.name == "task" and probed.figures["estimate_s"] == 1.5
+    assert launch_cost.mlp_step_bound({"model": "cnn"}, 32) is None  # only an MLP's step is bounded
+
+
 def test_the_measured_start_up_cost_decides():
     measured = lambda framework: StartCost(40.0, "measured now")  # noqa: E731
     slow_here = choose_launch("torch", "mlp", TorchConfig(), SMALL, TWO_CPU_WORKERS,
-                              estimate=lambda *a: 60.0, start_cost=measured)
+                              estimate=lambda *a: 60.0, start_cost=measured, bound=_unbounded)
     assert slow_here.kind.name == "task" and "40.0 s a worker group takes to start here" in slow_here.reason
     fast_here = choose_launch("torch", "mlp", TorchConfig(), SMALL, TWO_CPU_WORKERS, estimate=lambda *a: 60.0,
-                              start_cost=lambda framework: StartCost(8.0, "measured now"))
+                              start_cost=lambda framework: StartCost(8.0, "measured now"), bound=_unbounded)
     assert fast_here.kind.name == "ray_train" and "save up to 30 s" in fast_here.reason
     assert fast_here.figures == {"estimate_s": 60.0, "saving_s": 30.0, "start_cost_s": 8.0,
                                  "start_cost_source": "measured now"}

@@ -71,3 +71,41 @@ def test_a_network_s_folds_run_in_a_few_chains_leaving_cpus_to_the_classic_model
     assert fold_lanes(networks=1, cpus=2) == 1
     assert fold_lanes(networks=2, cpus=16) == 4
     assert fold_lanes(networks=1, cpus=16) == 8
+
+
+def test_a_network_held_by_its_pool_answers_saves_and_exports_as_itself(ray_session, tmp_path, monkeypatch):
+    import numpy as np
+    import torch
+
+    from rayfit.config import TorchConfig
+    from rayfit.evaluation.export import ONNX_FILE, TORCHSCRIPT_FILE, export_extras
+    from rayfit.evaluation.fitted import load_model, model_to_bytes
+    from rayfit.evaluation.manifest import write_manifest
+    from rayfit.trainers import remote_network
+    from rayfit.trainers.core import architecture
+    from rayfit.trainers.remote_network import NetworkOnWorkers
+    from rayfit.trainers.torch_model import TorchModel
+    from rayfit.trainers.torch_models import build_torch_model
+
+    torch.manual_seed(0)
+    arch = architecture(TorchConfig().model_dump(), "mlp", (6,), 3)
+    here = TorchModel("torch_mlp", "classification", build_torch_model(arch), arch)
+    held = NetworkOnWorkers("torch_mlp", "classification", "torch", model_to_bytes(here))
+    X = np.random.default_rng(0).standard_normal((40, 6)).astype(np.float32)
+    calls, remote_call = [], NetworkOnWorkers._call
+    monkeypatch.setattr(NetworkOnWorkers, "_call", lambda self, fn, *args: calls.append(fn) or remote_call(self, fn, *args))
+    assert not held.in_process and held.kind == "torch"
+    assert np.allclose(held.predict_proba(X), here.predict_proba(X), atol=1e-6)
+    assert (held.predict(X) == here.predict(X)).all()  # the same rows again: the outputs kept, no second call
+    assert calls == [remote_network._outputs_task]
+
+    held.save(tmp_path / "saved")  # the archive's files, written here without the framework
+    write_manifest(tmp_path / "saved")
+    assert np.allclose(load_model(tmp_path / "saved").predict_proba(X), here.predict_proba(X), atol=1e-6)
+    prepared = type("Prepared", (), {"X_train": X, "input_shape": (6,), "class_names": ["a", "b", "c"]})
+    assert export_extras(held, tmp_path / "saved", prepared) == [TORCHSCRIPT_FILE, ONNX_FILE, "README.md"]
+    scripted = torch.jit.load(str(tmp_path / "saved" / TORCHSCRIPT_FILE))
+    with torch.no_grad():
+        logits = scripted(torch.as_tensor(X)).numpy()
+    assert np.allclose(logits.argmax(axis=1), here.predict(X))
+    assert calls[-1] == remote_network._exports_task

@@ -17,6 +17,7 @@ from rayfit import frameworks as registry
 from rayfit.trainers.contexts import train_task, train_worker
 from rayfit.trainers.core import LoopConfig, read_history
 from rayfit.trainers.device import read_runtime
+from rayfit.trainers.remote_network import NetworkOnWorkers, network_from_checkpoint
 
 
 @dataclass
@@ -121,7 +122,8 @@ def fit_neural(framework: str, model: str, settings, data: TrainingData, storage
     if result.error is not None:
         raise result.error
     with result.checkpoint.as_directory() as directory:
-        fitted, history, runtime = load_checkpoint(framework, Path(directory), name, data.task, settings.restore_best)
+        fitted = network_from_checkpoint(framework, Path(directory), name, data.task, settings.restore_best)
+        history, runtime = read_history(directory), read_runtime(Path(directory))
     return NeuralResult(model=fitted, history=history, train_time_s=elapsed, best_epoch=_best_epoch(history),
                         runtime=runtime)
 
@@ -234,9 +236,48 @@ def worth_a_worker_group(framework: str, seconds: float, workers: int, what: str
                   figures)
 
 
+def bound_train_seconds(framework: str, model: str, settings, data: TrainingData) -> Optional[float]:
+    """An upper bound on the training, known without a probe: every step of every epoch at an MLP's
+    bounded step (launch_cost.mlp_step_bound); None for other networks."""
+    from rayfit.trainers.core import architecture
+    from rayfit.trainers.launch_cost import mlp_step_bound
+
+    settings = settings.for_rows(data.train_rows)
+    step = mlp_step_bound(architecture(settings.model_dump(), model, data.input_shape, data.n_outputs),
+                          settings.batch_size)
+    if step is None:
+        return None
+    steps = math.ceil(data.train_rows / settings.batch_size) * settings.epochs
+    return step * steps * registry.framework(framework).step_cost_factor
+
+
+def surely_one_task(framework: str, bound: float, workers: int) -> Optional[Launch]:
+    """One task, where even the bound on the training could not pay for a worker group: its workers
+    would save less than each takes to import the framework (or than the group's cached start-up
+    cost). None where only a probe can tell."""
+    from rayfit.trainers.launch_cost import MIN_START_S, known_worker_group_start_cost
+
+    saving = bound * (1 - 1 / workers)
+    spec = registry.framework(framework)
+    figures = {"bound_s": round(bound, 2), "saving_s": round(saving, 2)}
+    floor = max(MIN_START_S, spec.start_s)
+    if saving <= floor:
+        return Launch(ONE_TASK, f"at most about {bound:.1f} s of training alone; {workers} workers would save at most "
+                              f"{saving:.1f} s, less than the {floor:g} s each takes to import {spec.label}", figures)
+    known = known_worker_group_start_cost(framework)
+    if known is not None and saving <= known.seconds:
+        return Launch(ONE_TASK, f"at most about {bound:.0f} s of training alone; {workers} workers would save at "
+                              f"most {saving:.1f} s, less than the {known.seconds:.1f} s a worker group takes to "
+                              f"start here ({known.source})", {**figures, "start_cost_s": round(known.seconds, 2),
+                                                              "start_cost_source": known.source})
+    return None
+
+
 def choose_launch(framework: str, model: str, settings, data: TrainingData, plan: WorkerPlan,
-                  estimate=estimate_train_seconds, start_cost=None) -> Launch:
-    """The configured launch, or auto's choice with the reason the run states."""
+                  estimate=estimate_train_seconds, start_cost=None, bound=bound_train_seconds) -> Launch:
+    """The configured launch, or auto's choice with the reason the run states. A network the bound
+    on its training already sends to one task is not probed: the probe's worker start and import
+    would delay every network's start (about 2.5 s on 2 cores)."""
     if settings.launch != "auto":
         return Launch(LAUNCH_KINDS[settings.launch], f"{framework}.launch: {settings.launch}")
     if data.train_path is not None:
@@ -245,6 +286,10 @@ def choose_launch(framework: str, model: str, settings, data: TrainingData, plan
         return Launch(ONE_TASK, "one worker: no worker group to start")
     if plan.use_gpu:
         return Launch(WORKER_GROUP, f"{plan.workers} GPU workers")
+    limit = bound(framework, model, settings, data)
+    surely = surely_one_task(framework, limit, plan.workers) if limit is not None else None
+    if surely is not None:
+        return surely
     seconds = estimate(framework, model, settings, data, plan.resources)
     return worth_a_worker_group(framework, seconds, plan.workers, "training alone", start_cost)
 
@@ -265,8 +310,9 @@ class PendingFit:
 
         outcome = self.handle.result()
         with latest_checkpoint(self.checkpoint_dir).as_directory() as directory:
-            fitted, history, runtime = load_checkpoint(self.framework, Path(directory), self.name, self.task,
-                                                       self.restore_best)
+            history, runtime = read_history(directory), read_runtime(Path(directory))
+        # the network stays with the workers that have its framework (trainers/remote_network.py)
+        fitted = NetworkOnWorkers(self.name, self.task, self.framework, outcome["saved"])
         return NeuralResult(model=fitted, history=history, train_time_s=outcome["seconds"],
                             best_epoch=_best_epoch(history), runtime=runtime)
 
@@ -282,6 +328,19 @@ def start_in_task(framework: str, model: str, settings, data: TrainingData, stor
     config = make_loop_config(name, framework, model, settings, data, progress, threads=int(plan.cpus_per_worker),
                               deadline=deadline)
     checkpoint_dir = Location.of(storage).join(name)
-    handle = start(train_task, config, checkpoint_dir.uri, settings.keep_checkpoints, name=f"rayfit.train[{name}]",
+    handle = start(train_and_save, config, checkpoint_dir.uri, settings.keep_checkpoints, name=f"rayfit.train[{name}]",
                    cpus=plan.cpus_per_worker, gpus=plan.gpus_per_worker, retries=settings.max_failures, pool=framework)
     return PendingFit(handle, name, framework, data.task, checkpoint_dir, settings.restore_best)
+
+
+def train_and_save(config: LoopConfig, checkpoint_dir: str, keep: int) -> dict:
+    """A network's task: `train_task`'s result, and the trained network as its saved archive
+    (made here, where the framework is imported: the driver never loads the network)."""
+    from rayfit.trainers.checkpoints import latest_checkpoint
+    from rayfit.trainers.remote_network import saved_network
+
+    result = train_task(config, checkpoint_dir, keep)
+    with latest_checkpoint(checkpoint_dir).as_directory() as directory:
+        saved = saved_network(config.framework, Path(directory), config.name, config.task,
+                              config.settings.restore_best)
+    return {**result, "saved": saved}

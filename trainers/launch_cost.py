@@ -13,6 +13,7 @@ Both figures, and where they came from, go into the progress line, the report an
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import time
@@ -25,6 +26,12 @@ from typing import Optional
 # could save less than this trains in one task without measuring anything.
 MIN_START_S = 2.0
 CACHE_DAYS = 7
+# A bound on an MLP's training step on one CPU thread, before any probe: its arithmetic (six
+# float32 operations a weight a row: forward, backward, update) at a floor of a core's speed, plus
+# a fixed cost a step (measured here: PyTorch's small-MLP step about 1 ms at batch 32, Keras's
+# whole-epoch call less a step).
+STEP_OVERHEAD_S = 0.0015
+FLOPS_FLOOR = 1e9
 
 
 @dataclass(frozen=True)
@@ -105,27 +112,6 @@ def _time_empty_run(framework: str) -> float:
         return time.perf_counter() - started
 
 
-def _driver_is_the_only_node() -> bool:
-    """Whether the Ray cluster is this machine alone (a private Ray, `ray start` here): a worker's
-    step then costs what it costs in the driver, with the worker's threads."""
-    import ray
-
-    nodes = [node for node in ray.nodes() if node.get("Alive")]
-    return len(nodes) == 1 and nodes[0].get("NodeManagerAddress") == ray.util.get_node_ip_address()
-
-
-def _probe_here(model: str, settings: dict, input_shape: tuple, n_outputs: int, threads: int) -> float:
-    """The probe in the driver, with a worker's threads (restored after): no process to start, and
-    the driver imports the framework anyway to evaluate the networks it gets back."""
-    import torch
-
-    before = torch.get_num_threads()
-    try:
-        return _probe(model, settings, input_shape, n_outputs, threads)
-    finally:
-        torch.set_num_threads(before)
-
-
 def _probe(model: str, settings: dict, input_shape: tuple, n_outputs: int, threads: int) -> float:
     """Runs on a worker: a few optimisation steps of the network; the median after a warm-up."""
     import torch
@@ -174,11 +160,20 @@ def step_seconds_on_worker(model: str, settings, input_shape: tuple, n_outputs: 
 def _probe_on_worker(model: str, settings, input_shape: tuple, n_outputs: int, resources: dict) -> float:
     from rayfit.cluster.launch import start
 
-    if not resources.get("GPU") and _driver_is_the_only_node():
-        return _probe_here(model, settings.model_dump(), tuple(input_shape), n_outputs, int(resources.get("CPU", 1)))
+    # In PyTorch's pool: the worker it warms trains the network next; the driver never imports PyTorch.
     return start(_probe, model, settings.model_dump(), tuple(input_shape), n_outputs, int(resources.get("CPU", 1)),
                  name="rayfit.probe_step", cpus=resources.get("CPU", 1), gpus=resources.get("GPU", 0),
                  pool="torch").result()
+
+
+def mlp_step_bound(arch: dict, batch: int) -> Optional[float]:
+    """An upper bound on the seconds of one training step of an MLP of `arch` at `batch` rows
+    (trainers/core.py's architecture); None for other networks, whose steps only a probe can tell."""
+    if arch["model"] != "mlp":
+        return None
+    widths = [math.prod(arch["input_shape"]), *arch["settings"]["hidden_sizes"], arch["n_outputs"]]
+    weights = sum(a * b + b for a, b in zip(widths, widths[1:]))
+    return STEP_OVERHEAD_S + 6 * weights * batch / FLOPS_FLOOR
 
 
 def describe(cost: StartCost) -> dict:

@@ -26,7 +26,8 @@ from rayfit.trainers.device import read_runtime
 from rayfit.trainers.contexts import CARRIED
 from rayfit.trainers.core import HISTORY
 from rayfit.trainers.launch import TrainingData, estimate_train_seconds
-from rayfit.frameworks import framework, is_network_framework
+from rayfit.trainers.remote_network import network_from_checkpoint
+from rayfit.frameworks import is_network_framework
 from rayfit.tuning.baseline_trial import ESTIMATOR_FILE
 from rayfit.tuning.searchers import build_searcher, scheduler_for
 from rayfit.tuning.space import to_param_space
@@ -320,6 +321,6 @@ def _trial_history(result, checkpoint: Optional[Path]) -> list[dict]:
 
 def _load_tuned(settings: TuneSettings, directory: Path, task: str, n_classes: Optional[int]) -> ArrayModel:
     """The best trial's checkpoint as the tuned model (its best epoch's weights)."""
-    if is_network_framework(settings.model):
-        return framework(settings.model).load("fitted").from_checkpoint(directory, tuned_name(settings), task)
+    if is_network_framework(settings.model):  # held by its framework's workers (trainers/remote_network.py)
+        return network_from_checkpoint(settings.model, directory, tuned_name(settings), task, best=True)
     return SklearnModel(tuned_name(settings), task, joblib.load(directory / ESTIMATOR_FILE), n_classes)

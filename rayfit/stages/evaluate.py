@@ -136,14 +136,26 @@ def _importance_entries(state: RunState, scores: dict[str, dict], ranked: list[s
 
 def _importance(state: RunState, models: dict, X, y) -> dict[str, list]:
     """Permutation importance of `models` on these test rows: in parallel Ray tasks, or here for a
-    small sample (importance_in_process)."""
-    from rayfit.evaluation.importance import importance_here, importance_in_process, importance_on_ray
+    small sample (importance_in_process) of models held here (a network is held by its
+    framework's workers: its importance is computed there)."""
+    from rayfit.evaluation.importance import importance_here, importance_in_process, start_importance_on_ray
 
     prepared, display = state.prepared, state.display
     display.start("importance", f"permutation importance on {len(y):,} test rows", total=len(models))
-    compute = importance_here if importance_in_process(X) else importance_on_ray
-    found = compute(models, X, y, prepared.feature_names, state.metric, prepared.n_classes,
-                    state.exp.report.importance_repeats, state.exp.seed,
-                    on_done=lambda name, done, total: display.advance("importance", done, total, name, echo=False))
-    display.finish("importance", f"{len(found)} models")
-    return found
+    small = importance_in_process(X)
+    here = {name: model for name, model in models.items() if small and model.in_process}
+    found, total = {}, len(models)
+
+    def done(name, *_):
+        found[name] = None
+        display.advance("importance", len(found), total, name, echo=False)
+
+    common = (X, y, prepared.feature_names, state.metric, prepared.n_classes, state.exp.report.importance_repeats,
+              state.exp.seed)
+    elsewhere = {name: model for name, model in models.items() if name not in here}
+    computed = start_importance_on_ray(elsewhere, *common, on_done=done) if elsewhere else None
+    results = importance_here(here, *common, on_done=done) if here else {}
+    if computed is not None:
+        results.update(computed())
+    display.finish("importance", f"{len(results)} models")
+    return {name: results[name] for name in models}

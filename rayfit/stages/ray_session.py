@@ -13,7 +13,6 @@ def start_ray(state: RunState) -> None:
     from rayfit.cluster.session import ensure_ray, find_ray
 
     exp, display = state.exp, state.display
-    _import_frameworks_meanwhile(state)
     with state.timed("ray"):
         display.start("ray", find_ray(exp.ray.address).describe(exp.ray.connect_timeout_s))
         session = ensure_ray(exp.ray.address, exp.ray.num_cpus, dashboard=exp.ray.dashboard,
@@ -21,17 +20,6 @@ def start_ray(state: RunState) -> None:
         state.owns_ray = session.started
         resources = ray.cluster_resources()
         display.finish("ray", f"{session.summary}, {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs")
-
-
-def _import_frameworks_meanwhile(state: RunState) -> None:
-    """PyTorch imported in a thread while Ray starts (seconds spent waiting on Ray's processes): the
-    driver needs it for the launch probe and to evaluate the networks it gets back."""
-    import importlib
-    import threading
-
-    if state.exp.data.task != "clustering" and state.exp.torch.enabled:
-        threading.Thread(target=importlib.import_module, args=("torch",), name="rayfit-import-torch",
-                         daemon=True).start()
 
 
 def stop_ray(state: RunState) -> None:

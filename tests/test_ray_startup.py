@@ -348,6 +348,10 @@ def test_sigterm_during_training_stops_ray_and_names_the_resume_command(rayfit_c
     run = rayfit_command("run", *TINY, "--out", "run", "--set", "baselines.enabled=false", "--set", "torch.enabled=true",
                  "--set", "torch.launch=task", "--set", "torch.epochs=20000", "--set", "torch.patience=20000")
     run.wait_for("torch_mlp: 2/20000")
+    checkpoints = tmp_path / "run" / "checkpoints" / "torch_mlp"
+    waited = time.monotonic()  # the first checkpoint comes after torch.checkpoint_every_s (5 s) of training
+    while not list(checkpoints.glob("checkpoint_*")) and time.monotonic() - waited < 60:
+        time.sleep(0.2)
     run.proc.send_signal(signal.SIGTERM)
     signalled = time.monotonic()
     assert run.finish(timeout=30) == 130, run.output
@@ -356,7 +360,7 @@ def test_sigterm_during_training_stops_ray_and_names_the_resume_command(rayfit_c
     assert run.leftovers() == []  # Ray, its workers and the training task included
     state = json.loads((tmp_path / "run" / STATE_FILE).read_text())
     assert state["status"] == "running" and "torch_mlp" not in state["stages"]
-    assert list((tmp_path / "run" / "checkpoints" / "torch_mlp").glob("checkpoint_*"))  # resume continues here
+    assert list(checkpoints.glob("checkpoint_*"))  # resume continues here
 
 
 # Ctrl-C in each training stage of one run in turn: the baselines' Ray tasks, a Ray Train worker

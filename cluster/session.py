@@ -115,6 +115,15 @@ def find_ray(address: Optional[str]) -> RayTarget:
 # serves the folds and the importance next instead of a fresh one paying those imports again (on 2
 # cores, 2-4 s a stage; six small runs one after another on one Ray: 103 s before, 75 s after).
 PRIVATE_RAY_CONFIG = {"idle_worker_killing_time_threshold_ms": 60_000}
+_private_gcs: Optional[str] = None  # the address of the private Ray this process started last
+
+
+def keeps_idle_workers() -> bool:
+    """Whether this process's Ray keeps idle workers for a minute: a private Ray it started
+    (PRIVATE_RAY_CONFIG). A joined cluster keeps them as its own configuration says (Ray's default:
+    1 s once more of them are idle than it has CPUs), so a worker warmed by one stage may be gone
+    by the next."""
+    return ray.is_initialized() and _private_gcs is not None and ray.get_runtime_context().gcs_address == _private_gcs
 
 
 # A private Ray's dashboard (`dashboard`; a run's `ray.dashboard`, off by default) costs about 2 s
@@ -126,6 +135,7 @@ def ensure_ray(address: Optional[str] = None, num_cpus: Optional[int] = None, da
     """Initialise Ray unless this process already has a session (see the module's docstring)."""
     for key, value in {**WORKER_ENV, **TRAIN_ENV}.items():
         os.environ.setdefault(key, value)
+    global _private_gcs
     target = find_ray(address)
     if target.source == THIS_PROCESS:
         return RaySession(False, f"this process's Ray session at {target.address}")
@@ -153,6 +163,8 @@ def ensure_ray(address: Optional[str] = None, num_cpus: Optional[int] = None, da
     differs = {key: value for key, value in WORKER_ENV.items() if os.environ.get(key) != value}
     _init(target, "local", runtime_env={"env_vars": differs} if differs else None, num_cpus=num_cpus,
           num_gpus=num_gpus, include_dashboard=dashboard, dashboard_host="127.0.0.1", _system_config=PRIVATE_RAY_CONFIG)
+    if ray.is_initialized():
+        _private_gcs = ray.get_runtime_context().gcs_address
     return RaySession(True, "started a private Ray" + note)
 
 

@@ -17,7 +17,7 @@ from rayfit import frameworks as registry
 from rayfit.trainers.contexts import train_task, train_worker
 from rayfit.trainers.core import LoopConfig, read_history
 from rayfit.trainers.device import read_runtime
-from rayfit.trainers.remote_network import NetworkOnWorkers, network_from_checkpoint
+from rayfit.trainers.remote_network import held_network, network_from_checkpoint
 
 
 @dataclass
@@ -312,7 +312,7 @@ class PendingFit:
         with latest_checkpoint(self.checkpoint_dir).as_directory() as directory:
             history, runtime = read_history(directory), read_runtime(Path(directory))
         # the network stays with the workers that have its framework (trainers/remote_network.py)
-        fitted = NetworkOnWorkers(self.name, self.task, self.framework, outcome["saved"])
+        fitted = held_network(self.framework, self.name, self.task, outcome["saved"])
         return NeuralResult(model=fitted, history=history, train_time_s=outcome["seconds"],
                             best_epoch=_best_epoch(history), runtime=runtime)
 

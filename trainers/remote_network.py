@@ -77,13 +77,29 @@ class NetworkOnWorkers(ArrayModel):
                      pool=self.kind).result()
 
 
-def network_from_checkpoint(framework: str, directory: Path, name: str, task: str, best: bool) -> NetworkOnWorkers:
-    """The network of a checkpoint directory in this process (a worker group's, a Tune trial's),
-    made into its saved archive by a task of its framework's pool."""
+def held_network(framework: str, name: str, task: str, saved: bytes) -> ArrayModel:
+    """A trained network from its saved archive: held by its framework's workers where Ray keeps
+    them warm (a private Ray: cluster/session.py's keeps_idle_workers), else loaded here, as a
+    joined cluster may stop an idle worker within a second and each call would import the framework
+    again."""
+    from rayfit.cluster.session import keeps_idle_workers
+
+    return NetworkOnWorkers(name, task, framework, saved) if keeps_idle_workers() else model_from_bytes(saved)
+
+
+def network_from_checkpoint(framework: str, directory: Path, name: str, task: str, best: bool) -> ArrayModel:
+    """The network of a checkpoint directory in this process (a worker group's, a Tune trial's):
+    made into its saved archive by a task of its framework's pool and held there (`held_network`),
+    or loaded here where Ray does not keep idle workers warm."""
     import ray
 
     from rayfit.cluster.launch import start
+    from rayfit.cluster.session import keeps_idle_workers
 
+    if not keeps_idle_workers():
+        from rayfit.trainers.launch import load_checkpoint
+
+        return load_checkpoint(framework, Path(directory), name, task, best)[0]
     blob = pack_dir(Path(directory))
     saved = start(_saved_task, ray.put(blob), framework, name, task, best, name=f"rayfit.network[{name}]", cpus=0,
                   pool=framework).result()

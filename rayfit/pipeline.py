@@ -20,7 +20,7 @@ from rayfit.stages.evaluate import evaluate
 from rayfit.stages.open_run import new_run, resumed_run
 from rayfit.stages.prepare import prepare_data
 from rayfit.stages.preflight import plan_networks, preflight
-from rayfit.stages.ray_session import start_ray, stop_ray, stop_ray_meanwhile, watching_for_stalls
+from rayfit.stages.ray_session import start_ray, stop_ray, watching_for_stalls
 from rayfit.stages.report import render_report
 from rayfit.stages.searches import run_searches
 from rayfit.stages.state import RunState
@@ -91,7 +91,6 @@ def _run_stages(state: RunState, verbose: bool, on_preflight_error: Optional[Cal
                     raise UserError(f"time_limit: {state.exp.time_limit:g} s let no model finish training; "
                                     f"give it more time (rayfit resume {state.location} continues with what is left)")
                 evaluation = evaluate(state)
-                stop_ray_meanwhile(state)  # nothing after this needs Ray: it stops while the report is written
                 render_report(state, evaluation)
                 track_run(state, evaluation)
                 state.record.finish()

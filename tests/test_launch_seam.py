@@ -109,3 +109,28 @@ def test_a_network_held_by_its_pool_answers_saves_and_exports_as_itself(ray_sess
         logits = scripted(torch.as_tensor(X)).numpy()
     assert np.allclose(logits.argmax(axis=1), here.predict(X))
     assert calls[-1] == remote_network._exports_task
+
+
+def test_a_network_stays_with_its_workers_only_where_ray_keeps_them_warm(ray_session, monkeypatch):
+    import numpy as np
+    import torch
+
+    from rayfit.cluster import session
+    from rayfit.config import TorchConfig
+    from rayfit.evaluation.fitted import model_to_bytes
+    from rayfit.trainers.core import architecture
+    from rayfit.trainers.remote_network import NetworkOnWorkers, held_network
+    from rayfit.trainers.torch_model import TorchModel
+    from rayfit.trainers.torch_models import build_torch_model
+
+    torch.manual_seed(0)
+    arch = architecture(TorchConfig().model_dump(), "mlp", (4,), 1)
+    saved = model_to_bytes(TorchModel("torch_mlp", "regression", build_torch_model(arch), arch))
+    # the suite's Ray is a private one ensure_ray started: its idle workers are kept a minute
+    assert session.keeps_idle_workers()
+    assert isinstance(held_network("torch", "torch_mlp", "regression", saved), NetworkOnWorkers)
+    # a joined cluster may stop an idle worker within a second: the driver holds the network itself
+    monkeypatch.setattr(session, "keeps_idle_workers", lambda: False)
+    here = held_network("torch", "torch_mlp", "regression", saved)
+    assert isinstance(here, TorchModel) and here.in_process
+    assert here.predict(np.zeros((3, 4), dtype=np.float32)).shape == (3,)

@@ -23,35 +23,17 @@ def start_ray(state: RunState) -> None:
 
 
 def stop_ray(state: RunState) -> None:
-    """Shut down the Ray this run started (or wait for `stop_ray_meanwhile` to have); a joined
-    session is left running."""
+    """Shut down the Ray this run started; a joined session is left running. Not in a thread
+    beside the report: an object reference released while another thread shuts Ray down ends the
+    process (Ray's core worker: "accesses the Ray's worker after it is shutdown"), seen on a run
+    whose report followed a shutdown started 1 s before."""
     from rayfit.cluster.ledger import forget
 
-    if state.ray_stopping is not None:
-        state.ray_stopping.join()
-        return
     forget(state.run_key)
     if state.owns_ray:
         import ray
 
         ray.shutdown()
-
-
-def stop_ray_meanwhile(state: RunState) -> None:
-    """Start shutting down the Ray this run started, in a thread, once nothing needs it any more
-    (the models scored, the best one saved): Ray's processes take 1-1.5 s to stop, while the report
-    is written beside them. `stop_ray` waits for it."""
-    import threading
-
-    from rayfit.cluster.ledger import forget
-
-    forget(state.run_key)
-    if not state.owns_ray:
-        return
-    import ray
-
-    state.ray_stopping = threading.Thread(target=ray.shutdown, name="rayfit-stop-ray", daemon=True)
-    state.ray_stopping.start()
 
 
 @contextmanager

@@ -6,7 +6,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 from rayfit.budget import Budget
 from rayfit.config import Experiment
@@ -61,7 +61,6 @@ class RunState:
     searches: dict[str, dict] = field(default_factory=dict)
     launches: dict[str, object] = field(default_factory=dict)  # network -> its Launch decision
     owns_ray: bool = False  # this run started Ray (and stops it); False when joining a session
-    ray_stopping: Optional[Any] = None  # the thread stopping it while the report is written (ray_session.py)
     plan: Optional["RunPlan"] = None  # the networks' plan, made before the first launch
     # cross-validation (stages/cross_validate.py): the folds (None: chosen on validation), each
     # cross-validated model's scores ({metric: {mean, std, folds}}) and its refit on train + validation

@@ -150,7 +150,8 @@ class TrialPlan:
                 f", {self.trial_resources['gpu']:g} GPU" if self.trial_resources.get("gpu") else "")
         else:
             each = self.workers.describe()
-        return f"{self.concurrent} trial{'s' if self.concurrent > 1 else ''} at once, each {each}"
+        note = f" ({self.note})" if self.note else ""
+        return f"{self.concurrent} trial{'s' if self.concurrent > 1 else ''} at once, each {each}{note}"
 
 
 def check_trial_request(cpus_per_trial: float, gpus_per_trial: float, cluster: ClusterShape,

@@ -15,14 +15,14 @@ from rayfit.errors import UserError
 from rayfit.progress import Display
 from rayfit.run_dir import LOG_FILE, output_to_log
 from rayfit.stages.clustering import check_clustering_fits, run_clustering
-from rayfit.stages.cross_validate import cross_validate
+from rayfit.stages.cross_validate import CrossValidation, cross_validate
 from rayfit.stages.evaluate import evaluate
 from rayfit.stages.open_run import new_run, resumed_run
 from rayfit.stages.prepare import prepare_data
 from rayfit.stages.preflight import plan_networks, preflight
 from rayfit.stages.ray_session import start_ray, stop_ray, watching_for_stalls
 from rayfit.stages.report import render_report
-from rayfit.stages.searches import run_searches
+from rayfit.stages.searches import run_searches, searches_beside
 from rayfit.stages.state import RunState
 from rayfit.stages.time_plan import plan_time
 from rayfit.stages.tracking import track_run
@@ -84,9 +84,14 @@ def _run_stages(state: RunState, verbose: bool, on_preflight_error: Optional[Cal
                     state.plan = plan_networks(state.exp)
                     plan_time(state)  # time_limit: the training stages' shares
                     data = put_training_data(state)
-                    train_models(state, data)  # baselines and networks
-                    run_searches(state, data)
-                    cross_validate(state, data)
+                    with searches_beside(state, data) as beside:  # the searches, beside the models where they can be
+                        train_models(state, data, beside)  # baselines and networks
+                        # their folds next, beside the searches, where nothing waits for a gang of CPUs
+                        folds = CrossValidation(state, data) if beside.running or not beside.pending else None
+                        if folds is not None:
+                            folds.start()
+                    run_searches(state, data)  # those that could not run beside the models
+                    cross_validate(state, data, folds)  # and the tuned models' folds, then the ensemble
                 if not state.trained:  # a time limit that let nothing finish
                     raise UserError(f"time_limit: {state.exp.time_limit:g} s let no model finish training; "
                                     f"give it more time (rayfit resume {state.location} continues with what is left)")

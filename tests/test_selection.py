@@ -182,6 +182,12 @@ def test_networks_join_the_folds_within_the_budget_and_say_why_not():
     assert set(plan(cv_networks=True, cv_budget_s=1)[0]) == {"torch_mlp", "keras_mlp", "torch_tuned"}
     plans, left_out = plan(cv_networks=False)
     assert not plans and set(left_out) == {"torch_mlp", "keras_mlp", "torch_tuned"}
+    # the folds planned in two turns (the models stage's networks, then the tuned ones): each turn
+    # weighs only the networks it is given
+    state = SimpleNamespace(exp=validate({"evaluation": {"cv_reach": 0, "cv_budget_s": 100}, "tune": {"max_t": 7}}),
+                            trained=trained, cv={}, cv_folds=5, searches=searches)
+    plans, left_out = plan_network_folds(state, None, ["torch_tuned"])
+    assert [p.name for p in plans] == ["torch_tuned"] and left_out == {}
 
 
 # Networks and a tuned network chosen on the same folds as the classic models: tests/test_smoke.py.

@@ -43,6 +43,14 @@ def test_a_browser_named_file_runs_end_to_end_and_predicts(ray_session, tmp_path
     assert run.name.startswith("customers-2024-1-"), run.name
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics["models"]) >= {"dummy", "linear", "random_forest", "ensemble", "torch_mlp", "torch_tuned"}
+    # Without a time limit the search ran beside the models stage (one trial at a time: its expected
+    # training is less than another trial actor costs to start), and the models' folds began
+    # before the tuned network's.
+    assert metrics["tuning"]["placement"].startswith("1 trial at once, each 1 CPU (beside the models stage: ")
+    log = (run / "run.log").read_text()
+    assert log.index("torch_tuned: tune torch") < log.index("baselines: done"), log
+    assert log.index("cv: 5-fold cross-validation of 3 models and 1 networks (torch_mlp)") < \
+        log.index("cv: and of 1 networks (torch_tuned)") < log.index("cv: done"), log
     assert metrics["selection"]["method"] == "cv" and "on_validation" not in metrics["selection"]
     # Every model chosen on the same folds: the classic models refitted on train + validation, the
     # network and the tuned network (with its chosen hyperparameters) trained on each fold's rows.

@@ -216,3 +216,63 @@ def test_a_trial_says_what_ended_it():
     assert _status("", rows[:1] + [{"epoch": 2, "early_stopped": True}], planned=3) == "early stopping"
     assert _status("boom", rows, planned=3) == "failed"
     assert _status("", [{"epoch": 1, "planned": 1}], planned=1) == "completed"  # a model that does not grow
+
+
+def test_an_abandoned_search_stops_where_it_stands_and_resumes_from_there(data, tmp_path):
+    """A search beside the models stage is abandoned from the driver's other thread (its error or a
+    signal): Tune stops its trials' actors and the call raises Interrupted; the same search run
+    again continues from Tune's saved state and finishes every trial."""
+    import threading
+
+    from rayfit.errors import Interrupted
+
+    settings = TuneSettings(num_samples=3, max_t=4, grace_period=4, scheduler="fifo", max_concurrent_trials=1,
+                            space={"lr": {"loguniform": [1e-4, 1e-1]}})
+    abandon, outcome = threading.Event(), {}
+
+    def on_event(event):
+        abandon.set()  # at the first result of the first trial
+
+    def search():
+        try:
+            outcome["search"] = run_search(settings, BASE, data, tmp_path, on_event, abandon=abandon, beside=True)
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=search)
+    thread.start()
+    thread.join(120)
+    assert not thread.is_alive() and isinstance(outcome.get("error"), Interrupted), outcome
+    resumed = run_search(settings, BASE, data, tmp_path)
+    assert len(resumed.trials) == 3 and all(t["status"] == "completed" for t in resumed.trials), resumed.trials
+
+
+def test_beside_the_models_a_search_runs_as_many_trials_at_once_as_pay_for_their_actors():
+    from rayfit.tuning.search import expected_epoch_share, trials_at_once_beside
+
+    asha = TuneSettings(num_samples=8, max_t=20, grace_period=2, reduction_factor=3, scheduler="asha")
+    # every trial to epoch 2, a third on to 6, a ninth to 18, a 27th to 20
+    assert expected_epoch_share(asha) == pytest.approx((2 + 4 / 3 + 12 / 9 + 2 / 27) / 20)
+    assert expected_epoch_share(asha.model_copy(update={"scheduler": "fifo"})) == 1.0
+    small = TrainingData(None, "classification", 1, None, seed=0, train_rows=700, input_shape=(18,))
+    large = TrainingData(None, "classification", 1, None, seed=0, train_rows=200_000, input_shape=(18,))
+    base = TorchConfig()
+    at_once, why = trials_at_once_beside(asha, base, small, fit=2)
+    assert at_once == 1 and "each trial actor costs about 4 s of a CPU to start" in why, why
+    assert trials_at_once_beside(asha, base, large, fit=2)[0] == 2
+    assert trials_at_once_beside(asha, base, large, fit=1)[0] == 1
+    # no bound without a shape (a baseline's search, or data seen only as a stream): as many as fit
+    assert trials_at_once_beside(asha, base, TrainingData(None, "classification", 1, None, seed=0), fit=4)[0] == 4
+
+
+def test_a_search_beside_the_models_needs_trials_surely_inline():
+    from rayfit.tuning.search import trials_surely_inline
+
+    small = TrainingData(None, "classification", 1, None, seed=0, train_rows=700, input_shape=(18,))
+    large = TrainingData(None, "classification", 1, None, seed=0, train_rows=2_000_000, input_shape=(18,))
+    base = TorchConfig()
+    assert trials_surely_inline(TuneSettings(), base, small)  # 2 workers a trial could never pay for their group
+    assert not trials_surely_inline(TuneSettings(), base, large)  # only a measurement can tell
+    assert trials_surely_inline(TuneSettings(workers_per_trial=1), base, large)
+    assert not trials_surely_inline(TuneSettings(trial_mode="distributed"), base, small)
+    assert trials_surely_inline(TuneSettings(model="gradient_boosting"), base, large)

@@ -6,7 +6,7 @@ import math
 import os
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -19,19 +19,20 @@ from rayfit.cluster.storage import Location
 from rayfit.cluster.plan import ClusterShape, check_trial_request, plan_trials
 from rayfit.cluster.watchdog import current_watchdog
 from rayfit.config import NeuralConfig, TuneSettings
-from rayfit.errors import UserError
+from rayfit.errors import Interrupted, UserError
 from rayfit import metrics
 from rayfit.evaluation.fitted import ArrayModel, SklearnModel
 from rayfit.trainers.device import read_runtime
 from rayfit.trainers.contexts import CARRIED
 from rayfit.trainers.core import HISTORY
-from rayfit.trainers.launch import TrainingData, estimate_train_seconds
+from rayfit.trainers.launch import TrainingData, bound_train_seconds, estimate_train_seconds
 from rayfit.trainers.remote_network import network_from_checkpoint
 from rayfit.frameworks import is_network_framework
 from rayfit.tuning.baseline_trial import ESTIMATOR_FILE
+from rayfit.tuning.schedulers import decision_epochs
 from rayfit.tuning.searchers import build_searcher, scheduler_for
 from rayfit.tuning.space import to_param_space
-from rayfit.tuning.trial_mode import TrialMode, choose_trial_mode
+from rayfit.tuning.trial_mode import INLINE, TrialMode, choose_trial_mode, surely_inline
 
 
 class QuietReporter(tune.ProgressReporter):
@@ -141,13 +142,42 @@ class NoTrialFinished(UserError):
     """A search whose time ran out before any trial finished an epoch."""
 
 
+class SearchAbandoned(Exception):
+    """Raised inside Tune's loop by Abandoned: an Exception, so Tune stops the trials' actors on its
+    way out (a KeyboardInterrupt would leave them to Ray's shutdown); run_search raises Interrupted."""
+
+
+class Abandoned(tune.Callback):
+    """Driver-side: ends the search where it stands once `event` is set, from another thread (a
+    search running beside the models stage, whose driver thread met an error or a signal). Its
+    trials stay unfinished in Tune's saved state, so `rayfit resume` continues them from their
+    checkpoints, as after a signal."""
+
+    def __init__(self, event):
+        self.event = event
+
+    def __getstate__(self):  # Tune pickles its callbacks with the experiment state
+        return {"event": None}
+
+    def on_step_begin(self, iteration, trials, **info):
+        if self.event is not None and self.event.is_set():
+            raise SearchAbandoned("the search was abandoned")
+
+
 def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, storage,
-               on_event=None, n_classes: Optional[int] = None) -> SearchResult:
+               on_event=None, n_classes: Optional[int] = None, abandon=None, beside: bool = False) -> SearchResult:
+    """One Tune search to its best trial. `abandon`: a threading.Event that ends it early
+    (Abandoned); `beside`: it runs beside the models stage (stages/searches.py), whose CPUs it
+    shares: without tune.max_concurrent_trials, no more trials at once than pay for their actors
+    (`trials_at_once_beside`)."""
     cluster = ClusterShape.current()
     check_trial_request(settings.cpus_per_trial, settings.gpus_per_trial, cluster)
     mode = _trial_mode(settings, base, data, cluster)
     plan = plan_trials(mode.mode, settings.cpus_per_trial, settings.gpus_per_trial, mode.workers,
                        settings.max_concurrent_trials, cluster)
+    if beside and settings.max_concurrent_trials is None and mode.kind is INLINE:
+        at_once, why = trials_at_once_beside(settings, base, data, plan.concurrent)
+        plan = replace(plan, concurrent=at_once, note=f"beside the models stage: {why}")
     trial_fn, trial_base = mode.kind.trainable(settings, base, data, plan, stage=tuned_name(settings))
     trainable = tune.with_resources(tune.with_parameters(trial_fn, base=trial_base), plan.trial_resources)
     # Tune snapshots the search's state every >= 10 s by default; a driver killed in between would
@@ -158,7 +188,7 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     path = Location.of(storage).join(search_name(settings))  # a directory or a URI (cluster/storage.py)
     callbacks = [JsonLoggerCallback()] + ([_TrialProgress(on_event, settings.metric, settings.mode, settings.max_t)] if on_event else [])
-    callbacks += mode.kind.callbacks()
+    callbacks += mode.kind.callbacks() + ([Abandoned(abandon)] if abandon is not None else [])
     if _restorable(path):
         # `rayfit resume`: finished trials are kept, unfinished ones continue from their checkpoints.
         tuner = tune.Tuner.restore(path.uri, trainable=trainable, resume_unfinished=True, resume_errored=True)
@@ -191,7 +221,10 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
             ),
         )
     started = time.perf_counter()
-    grid = tuner.fit()
+    try:
+        grid = tuner.fit()
+    except SearchAbandoned:
+        raise Interrupted() from None
     mode.kind.settle()
     wall = time.perf_counter() - started
     current_watchdog().check()  # a search the watchdog ended is an error, not a result
@@ -262,11 +295,71 @@ def _last_line(error: BaseException) -> str:
 def _trial_mode(settings: TuneSettings, base: NeuralConfig, data: TrainingData, cluster: ClusterShape) -> TrialMode:
     def estimate() -> float:
         # One trial as one training run: max_t epochs on the trial's CPUs.
-        trial = base.model_copy(update={"epochs": settings.max_t})
         resources = {"CPU": settings.cpus_per_trial, "GPU": settings.gpus_per_trial}
-        return estimate_train_seconds(settings.model, base.models[0], trial, data, resources)
+        return estimate_train_seconds(settings.model, base.models[0], _one_trial(settings, base), data, resources)
 
-    return choose_trial_mode(settings, data.train_path is not None, estimate if data.input_shape else None)
+    return choose_trial_mode(settings, data.train_path is not None, estimate if data.input_shape else None,
+                             bound=_trial_bound(settings, base, data))
+
+
+def trials_surely_inline(settings: TuneSettings, base: NeuralConfig, data: TrainingData) -> bool:
+    """Whether the search's trials will train inside their own one-CPU actors, known without
+    measuring anything (tuning/trial_mode.py's surely_inline)."""
+    return surely_inline(settings, data.train_path is not None, _trial_bound(settings, base, data))
+
+
+# What a trial's actor costs to start beyond its framework's import: a Python process with Ray
+# Tune imported (about 1 s of a core on 2 cores, measured).
+TUNE_ACTOR_START_S = 1.0
+
+
+def trials_at_once_beside(settings: TuneSettings, base: NeuralConfig, data: TrainingData,
+                          fit: int) -> tuple[int, str]:
+    """(how many trials run at once, why) for a search beside the models stage, whose CPUs the
+    other stages want too: one more trial actor pays for itself only if the search's expected
+    training, shared among the actors, saves more than an actor costs to start (a process
+    importing Ray Tune and the framework), as `launch: auto` weighs a worker group. The expected
+    training: num_samples trials of the bound on max_t epochs, times the share of those epochs
+    the scheduler lets an average trial run (ASHA: its rungs, `expected_epoch_share`). `fit`:
+    how many fit the cluster at once."""
+    from rayfit.frameworks import FRAMEWORKS
+
+    bound = _trial_bound(settings, base, data)
+    if bound is None or fit <= 1:
+        return fit, "as many as fit"
+    work = settings.num_samples * bound * expected_epoch_share(settings)
+    start = FRAMEWORKS[settings.model].start_s + TUNE_ACTOR_START_S
+    at_once = max(1, min(fit, int(work // start)))
+    return at_once, (f"at most about {work:.1f} s of training expected in all (ASHA's share of "
+                     f"{settings.num_samples} trials x {settings.max_t} epochs); each trial actor costs about "
+                     f"{start:g} s of a CPU to start" if settings.scheduler == "asha" else
+                     f"at most about {work:.1f} s of training in all ({settings.num_samples} trials x "
+                     f"{settings.max_t} epochs); each trial actor costs about {start:g} s of a CPU to start")
+
+
+def expected_epoch_share(settings: TuneSettings) -> float:
+    """The share of max_t epochs an average trial runs: under ASHA (one bracket) every trial runs
+    to the first rung and 1 / reduction_factor of those reaching a rung go on to the next; else all."""
+    if settings.scheduler != "asha":
+        return 1.0
+    rungs = sorted(decision_epochs(settings) or ()) + [settings.max_t]
+    epochs, survivors, reached = 0.0, 1.0, 0
+    for rung in rungs:
+        epochs += survivors * (rung - reached)
+        survivors /= settings.reduction_factor
+        reached = rung
+    return epochs / settings.max_t
+
+
+def _one_trial(settings: TuneSettings, base: NeuralConfig) -> NeuralConfig:
+    return base.model_copy(update={"epochs": settings.max_t})
+
+
+def _trial_bound(settings: TuneSettings, base: NeuralConfig, data: TrainingData) -> Optional[float]:
+    """An upper bound on one trial's training (max_t epochs), where one is known without a probe."""
+    if not is_network_framework(settings.model) or not data.input_shape:
+        return None
+    return bound_train_seconds(settings.model, base.models[0], _one_trial(settings, base), data)
 
 
 def _latest_checkpoint(result) -> Optional[Path]:

@@ -7,6 +7,7 @@ streaming from Parquet. `auto` picks distributed only where that trade is worth 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 from ray import tune
 
@@ -16,7 +17,8 @@ from rayfit.config import TuneSettings
 from rayfit.data.streaming import read_training_split
 from rayfit.frameworks import is_network_framework
 from rayfit.trainers.contexts import train_trial
-from rayfit.trainers.launch import WORKER_GROUP, make_loop_config, trainer_backend, worth_a_worker_group
+from rayfit.trainers.launch import (WORKER_GROUP, make_loop_config, surely_one_task, trainer_backend,
+                                    worth_a_worker_group)
 from rayfit.tuning.baseline_trial import baseline_trial
 from rayfit.tuning.schedulers import EXPLOITING, decision_epochs
 
@@ -103,13 +105,37 @@ class TrialMode:
         return self.kind.name
 
 
-def choose_trial_mode(settings: TuneSettings, streaming: bool, estimate=None, start_cost=None) -> TrialMode:
+def choose_trial_mode(settings: TuneSettings, streaming: bool, estimate=None, start_cost=None,
+                      bound: Optional[float] = None) -> TrialMode:
     """The configured mode, or auto's choice with the reason the report states.
 
     estimate: () -> one trial's training alone in seconds, as for any network's launch
     (trainers/launch.py), asked only when it decides: distributed only where the trial's workers
     could save more than a worker group costs to start here, the rule `launch: auto` applies.
+    bound: an upper bound on that training known without measuring (an MLP's,
+    trainers/launch.py's bound_train_seconds): where even it could not pay for a worker group,
+    the trials are inline and nothing is measured.
     """
+    ruled = _by_rule(settings, streaming, bound)
+    if ruled is not None:
+        return ruled
+    workers = settings.workers_per_trial
+    launch = worth_a_worker_group(settings.model, estimate() if estimate else 0.0, workers,
+                                  "training per trial", start_cost)
+    kind = DISTRIBUTED if launch.kind is WORKER_GROUP else INLINE
+    return TrialMode(kind, launch.reason, workers if kind is DISTRIBUTED else 1, launch.figures)
+
+
+def surely_inline(settings: TuneSettings, streaming: bool, bound: Optional[float] = None) -> bool:
+    """Whether the search's trials train inside their own actors (one CPU each, nothing gang-placed),
+    known without measuring anything."""
+    ruled = _by_rule(settings, streaming, bound)
+    return ruled is not None and ruled.kind is INLINE
+
+
+def _by_rule(settings: TuneSettings, streaming: bool, bound: Optional[float] = None) -> Optional[TrialMode]:
+    """The mode the settings (and the bound on a trial's training) decide; None where only the
+    trial's estimated time can."""
     workers = settings.workers_per_trial
     if not is_network_framework(settings.model):
         return TrialMode(INLINE, "baselines train inside the trial")
@@ -128,10 +154,10 @@ def choose_trial_mode(settings: TuneSettings, streaming: bool, estimate=None, st
                          max(workers, int(settings.gpus_per_trial)))
     if workers == 1:
         return TrialMode(INLINE, "one worker per trial: no worker group to start")
-    launch = worth_a_worker_group(settings.model, estimate() if estimate else 0.0, workers,
-                                  "training per trial", start_cost)
-    kind = DISTRIBUTED if launch.kind is WORKER_GROUP else INLINE
-    return TrialMode(kind, launch.reason, workers if kind is DISTRIBUTED else 1, launch.figures)
+    surely = surely_one_task(settings.model, bound, workers) if bound is not None else None
+    if surely is not None:
+        return TrialMode(INLINE, surely.reason.replace("of training alone", "of training per trial"), 1, surely.figures)
+    return None
 
 
 def distributed_trial(params: dict, base: dict) -> None:

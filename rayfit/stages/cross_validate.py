@@ -9,6 +9,7 @@ comes from its members' out-of-fold outputs, so it competes on the same held-out
 votes with the members as refitted (tested) and as fitted on train (its validation score)."""
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 
 import numpy as np
@@ -30,84 +31,132 @@ def train_and_validation(prepared) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([prepared.X_train, prepared.X_val]), np.concatenate([prepared.y_train, prepared.y_val])
 
 
-def cross_validate(state: RunState, data=None) -> None:
-    """`data`: the run's TrainingData (networks in folds read its shape and class weights)."""
-    import ray
+class CrossValidation:
+    """The stage's folds in flight. `start()` launches those of every model trained so far that has
+    none yet, and may be called again as more models arrive (the searches' tuned models); `finish()`
+    collects them, then makes the ensemble. Without a time limit the pipeline starts the models
+    stage's folds as soon as that stage ends, beside the searches, and adds the tuned models' after
+    them; a network joins the folds when it is within reach of the leader among the models trained
+    when its folds are planned (stages/network_folds.py)."""
 
-    from rayfit.stages.network_folds import NetworkFold, plan_network_folds, score_network_fold, start_network_folds
+    def __init__(self, state: RunState, data=None):
+        """`data`: the run's TrainingData (networks in folds read its shape and class weights)."""
+        import ray
 
-    exp, prepared, display = state.exp, state.prepared, state.display
-    X, y = train_and_validation(prepared)
-    # `auto` goes by the splits' true size (prepared on the cluster, X and y are samples)
-    rows = prepared.split.rows["train"] + prepared.split.rows["val"]
-    state.cv_folds = folds_for(exp.evaluation.cv, rows, prepared.task, y)
-    if state.cv_folds is None:
-        return
-    crossed = [name for name, trained in state.trained.items() if trained.framework == SklearnModel.kind]
-    voters = [name for name in crossed if name != "dummy"]
-    wants_ensemble = exp.evaluation.ensemble >= 2 and len(voters) >= 2 and ENSEMBLE not in state.trained
-    # The ensemble's score needs its members' out-of-fold outputs, which live in this process only:
-    # a run resumed before its ensemble was made cross-validates its models again.
-    names = crossed if wants_ensemble else [name for name in crossed if name not in state.cv]
-    deadline = state.deadline(STAGE)  # a time limit's share (None without one)
-    networks, left_out = plan_network_folds(state, deadline) if data is not None else ([], {})
-    for name, why in left_out.items():
-        display.say(f"{STAGE}: {name} is compared on the validation split ({why})")
-    state.cv_left_out.update(left_out)
-    if not names and not networks:
-        return
-    folds = split_folds(y, prepared.task, state.cv_folds, exp.seed)
-    cpus = exp.baselines.cpus_per_model
-    cw = prepared.class_weights if prepared.task == "classification" else None
-    shared = ray.put({"X": X.reshape(len(X), -1), "y": y})
-    pending = []
-    for name in names:
-        estimator = ray.put(state.trained[name].model.estimator)
-        baseline = registry_name(state, name)
-        for i, (fit_rows, held_out) in enumerate(folds):
-            pending.append(start(_score_fold_task, estimator, baseline, prepared.task, cw, cpus, shared, fit_rows,
-                                 held_out, prepared.n_classes, name=f"rayfit.cv[{name}]", cpus=cpus, tag=(name, i)))
-        pending.append(start(_refit_task, estimator, baseline, cw, cpus, shared, name=f"rayfit.refit[{name}]", cpus=cpus,
-                             tag=(name, None)))
-    if networks:
-        pending += start_network_folds(state, data, networks, X, y, folds)
-    total = len(pending)
-    what = f"{len(names)} models" + (f" and {len(networks)} networks ({', '.join(p.name for p in networks)})"
-                                     if networks else "")
-    display.start(STAGE, f"{state.cv_folds}-fold cross-validation of {what}, then refit on train + validation",
-                  total=total)
-    scores, outputs, refitted = defaultdict(list), defaultdict(lambda: [None] * len(folds)), {}
-    unfinished = []
-    with state.timed(STAGE):
-        for done, (handle, out) in enumerate(as_finished(pending, deadline, unfinished), 1):
-            if isinstance(handle.tag, NetworkFold):  # a network trained on the fold's rows: scored on its held-out rows
-                name, fold = handle.tag.name, handle.tag.fold
-                held_out = folds[fold][1]
-                out = score_network_fold(state, out, y[held_out])
-            else:
-                name, fold = handle.tag
-            if fold is None:
-                refitted[name] = out
-            else:
-                scores[name].append(out[0])
-                outputs[name][fold] = out[1]
-            display.advance(STAGE, done, total, name, echo=False)
-            if len(scores[name]) == state.cv_folds and name in refitted:
-                model = SklearnModel(name, prepared.task, refitted.pop(name), prepared.n_classes)
-                state.finished_cv(name, summarize(scores.pop(name)), state.cv_folds, model)
-            elif len(scores[name]) == state.cv_folds and name in {p.name for p in networks}:
-                # chosen on its folds, tested as trained: no refit (its early stopping needs the validation split)
-                state.finished_cv(name, summarize(scores.pop(name)), state.cv_folds, state.trained[name].model)
-        _stopped_by_time(state, unfinished)
-        if wants_ensemble:
-            _soft_vote(state, y, folds, outputs)
-    if state.budget is not None:
-        state.budget.took(STAGE, state.stage_times[STAGE])
-    if not state.cv:
-        return
-    best = rank({name: scores.get(state.metric, {}).get("mean") for name, scores in state.cv.items()}, state.metric)[0]
-    display.finish(STAGE, f"{len(state.cv)} models, best {best}: cv {state.metric} "
-                          f"{state.cv[best][state.metric]['mean']:.4f} ± {state.cv[best][state.metric]['std']:.4f}")
+        self.state, self.data = state, data
+        exp, prepared = state.exp, state.prepared
+        self.X, self.y = train_and_validation(prepared)
+        # `auto` goes by the splits' true size (prepared on the cluster, X and y are samples)
+        rows = prepared.split.rows["train"] + prepared.split.rows["val"]
+        state.cv_folds = folds_for(exp.evaluation.cv, rows, prepared.task, self.y)
+        self.deadline = state.deadline(STAGE)  # a time limit's share (None without one)
+        self.pending, self.considered, self.networks = [], set(), []
+        self.wants_ensemble = exp.evaluation.ensemble >= 2 and ENSEMBLE not in state.trained
+        self.started_at = None
+        if state.cv_folds is None:
+            return
+        self.folds = split_folds(self.y, prepared.task, state.cv_folds, exp.seed)
+        self.shared = ray.put({"X": self.X.reshape(len(self.X), -1), "y": self.y})
+
+    def start(self) -> None:
+        """Launch the folds (and refits) of the models trained since the last call."""
+        import ray
+
+        from rayfit.stages.network_folds import plan_network_folds, start_network_folds
+
+        state = self.state
+        if state.cv_folds is None:
+            return
+        exp, prepared, display = state.exp, state.prepared, state.display
+        new = [name for name in state.trained if name not in self.considered]
+        self.considered.update(new)
+        crossed = [name for name in new if state.trained[name].framework == SklearnModel.kind]
+        # The ensemble's score needs its members' out-of-fold outputs, which live in this process only:
+        # a run resumed before its ensemble was made cross-validates its models again.
+        names = crossed if self.wants_ensemble else [name for name in crossed if name not in state.cv]
+        networks, left_out = plan_network_folds(state, self.deadline, new) if self.data is not None else ([], {})
+        for name, why in left_out.items():
+            display.say(f"{STAGE}: {name} is compared on the validation split ({why})")
+        state.cv_left_out.update(left_out)
+        if not names and not networks:
+            return
+        cpus = exp.baselines.cpus_per_model
+        cw = prepared.class_weights if prepared.task == "classification" else None
+        pending = []
+        for name in names:
+            estimator = ray.put(state.trained[name].model.estimator)
+            baseline = registry_name(state, name)
+            for i, (fit_rows, held_out) in enumerate(self.folds):
+                pending.append(start(_score_fold_task, estimator, baseline, prepared.task, cw, cpus, self.shared,
+                                     fit_rows, held_out, prepared.n_classes, name=f"rayfit.cv[{name}]", cpus=cpus,
+                                     tag=(name, i)))
+            pending.append(start(_refit_task, estimator, baseline, cw, cpus, self.shared, name=f"rayfit.refit[{name}]",
+                                 cpus=cpus, tag=(name, None)))
+        if networks:
+            pending += start_network_folds(state, self.data, networks, self.X, self.y, self.folds)
+        self.networks += networks
+        what = " and ".join(part for part in (f"{len(names)} models" if names else "",
+                                              f"{len(networks)} networks ({', '.join(p.name for p in networks)})"
+                                              if networks else "") if part)
+        if self.started_at is None:
+            self.started_at = time.perf_counter()
+            display.start(STAGE, f"{state.cv_folds}-fold cross-validation of {what}, then refit on train + "
+                                 f"validation", total=len(pending))
+        else:
+            display.say(f"{STAGE}: and of {what}")
+        self.pending += pending
+
+    def finish(self) -> None:
+        """Every fold collected (each model chosen on its folds as they complete), then the ensemble."""
+        from rayfit.stages.network_folds import NetworkFold, score_network_fold
+
+        state = self.state
+        if state.cv_folds is None or self.started_at is None:
+            return
+        folds, y, display, prepared = self.folds, self.y, state.display, state.prepared
+        folded_networks = {plan.name for plan in self.networks}
+        scores, outputs, refitted = defaultdict(list), defaultdict(lambda: [None] * len(folds)), {}
+        unfinished, total = [], len(self.pending)
+        try:
+            for done, (handle, out) in enumerate(as_finished(self.pending, self.deadline, unfinished), 1):
+                if isinstance(handle.tag, NetworkFold):  # trained on the fold's rows: scored on its held-out rows
+                    name, fold = handle.tag.name, handle.tag.fold
+                    out = score_network_fold(state, out, y[folds[fold][1]])
+                else:
+                    name, fold = handle.tag
+                if fold is None:
+                    refitted[name] = out
+                else:
+                    scores[name].append(out[0])
+                    outputs[name][fold] = out[1]
+                display.advance(STAGE, done, total, name, echo=False)
+                if len(scores[name]) == state.cv_folds and name in refitted:
+                    model = SklearnModel(name, prepared.task, refitted.pop(name), prepared.n_classes)
+                    state.finished_cv(name, summarize(scores.pop(name)), state.cv_folds, model)
+                elif len(scores[name]) == state.cv_folds and name in folded_networks:
+                    # chosen on its folds, tested as trained: no refit (its early stopping needs the validation split)
+                    state.finished_cv(name, summarize(scores.pop(name)), state.cv_folds, state.trained[name].model)
+            _stopped_by_time(state, unfinished)
+            if self.wants_ensemble:
+                _soft_vote(state, y, folds, outputs)
+        finally:
+            state.stage_times[STAGE] = time.perf_counter() - self.started_at
+        if state.budget is not None:
+            state.budget.took(STAGE, state.stage_times[STAGE])
+        if not state.cv:
+            return
+        best = rank({name: scores.get(state.metric, {}).get("mean") for name, scores in state.cv.items()},
+                    state.metric)[0]
+        display.finish(STAGE, f"{len(state.cv)} models, best {best}: cv {state.metric} "
+                              f"{state.cv[best][state.metric]['mean']:.4f} ± {state.cv[best][state.metric]['std']:.4f}")
+
+
+def cross_validate(state: RunState, data=None, started: "CrossValidation | None" = None) -> None:
+    """The whole stage: the folds `started` already launched (the models stage's, beside the
+    searches), those of the models trained since, then the ensemble."""
+    cv = started or CrossValidation(state, data)
+    cv.start()
+    cv.finish()
 
 
 def _stopped_by_time(state: RunState, unfinished: list) -> None:

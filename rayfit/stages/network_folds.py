@@ -52,17 +52,19 @@ class FoldPlan:
 REACH_RESAMPLES = 200
 
 
-def plan_network_folds(state: RunState, deadline: Optional[float] = None) -> tuple[list[FoldPlan], dict[str, str]]:
+def plan_network_folds(state: RunState, deadline: Optional[float] = None,
+                       among: Optional[list[str]] = None) -> tuple[list[FoldPlan], dict[str, str]]:
     """(the networks that join the folds, name -> why each other network does not). A network out
-    of reach of the leader on validation (`out_of_reach`) is also put in state.out_of_reach.
-    `deadline`: a time limit's for the folds, which their estimate must fit too."""
+    of reach of the leader on validation (`out_of_reach`: the best of every model trained so far)
+    is also put in state.out_of_reach. `deadline`: a time limit's for the folds, which their
+    estimate must fit too; `among`: the models to consider (default: every trained one)."""
     exp = state.exp
     setting, budget = exp.evaluation.cv_networks, exp.evaluation.cv_budget_s
     if deadline is not None:
         budget = min(budget, max(0.0, deadline - time.time()))
     plans, left_out = [], {}
     networks = [name for name, trained in state.trained.items()
-                if is_network_framework(trained.framework) and name not in state.cv]
+                if is_network_framework(trained.framework) and name not in state.cv and (among is None or name in among)]
     reach = exp.evaluation.cv_reach
     behind = out_of_reach(state, networks) if setting == "auto" and reach > 0 and networks else {}
     for name in networks:

@@ -16,7 +16,9 @@ MIN_TRAINING_S = 3.0  # the least training worth starting a framework for
 WORKER_GROUP_START_S = 15.0  # a Ray Train group's start where none was measured (2 cores: about 15 s)
 
 
-def train_models(state: RunState, data) -> None:
+def train_models(state: RunState, data, beside=None) -> None:
+    """`beside`: the searches (stages/searches.py's `searches_beside`), started once the models'
+    tasks are placed where nothing after them needs a gang of CPUs (a Ray Train worker group)."""
     from rayfit.progress import progress_hub
 
     hub = progress_hub()  # every network's epochs, tagged with its name
@@ -35,6 +37,8 @@ def train_models(state: RunState, data) -> None:
             baselines = start_baselines(state, data)
         tasks = [network for network in networks if _in_a_task(state, network)]
         groups = [network for network in networks if not _in_a_task(state, network)]
+        if beside is not None and not groups and not in_worker_groups(state):
+            beside.start()  # its trials' actors take CPUs as the models' tasks free them
         # with a worker group to run, the networks' tasks go on beside it and are collected after it
         collect(state, baselines, [] if groups else tasks, deadline, started)
         if not in_worker_groups(state) or time_for_a_group(state, deadline, "the data-parallel boosters"):

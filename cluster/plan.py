@@ -146,8 +146,9 @@ class TrialPlan:
 
     def describe(self) -> str:
         if self.mode == "inline":
-            each = f"{self.trial_resources['cpu']:g} CPU" + (
-                f", {self.trial_resources['gpu']:g} GPU" if self.trial_resources.get("gpu") else "")
+            each = f"{self.trial_resources['cpu']:g} CPU" + "".join(
+                f", {amount:g} {name.upper() if name == 'gpu' else name}"
+                for name, amount in self.trial_resources.items() if name != "cpu" and amount)
         else:
             each = self.workers.describe()
         note = f" ({self.note})" if self.note else ""

@@ -115,7 +115,15 @@ def find_ray(address: Optional[str]) -> RayTarget:
 # serves the folds and the importance next instead of a fresh one paying those imports again (on 2
 # cores, 2-4 s a stage; six small runs one after another on one Ray: 103 s before, 75 s after).
 PRIVATE_RAY_CONFIG = {"idle_worker_killing_time_threshold_ms": 60_000}
+# A private Ray's node also has one unit of BESIDE: the search that runs beside the models stage
+# with one trial at a time holds it instead of a CPU (tuning/search.py, `trials_at_once_beside`).
+BESIDE = "rayfit_beside"
 _private_gcs: Optional[str] = None  # the address of the private Ray this process started last
+
+
+def cluster_has(resource: str) -> bool:
+    """Whether this process's Ray cluster has any of a custom resource (BESIDE: a private Ray)."""
+    return ray.is_initialized() and ray.cluster_resources().get(resource, 0) > 0
 
 
 def keeps_idle_workers() -> bool:
@@ -162,7 +170,8 @@ def ensure_ray(address: Optional[str] = None, num_cpus: Optional[int] = None, da
     # of each CPU, on 2 cores).
     differs = {key: value for key, value in WORKER_ENV.items() if os.environ.get(key) != value}
     _init(target, "local", runtime_env={"env_vars": differs} if differs else None, num_cpus=num_cpus,
-          num_gpus=num_gpus, include_dashboard=dashboard, dashboard_host="127.0.0.1", _system_config=PRIVATE_RAY_CONFIG)
+          num_gpus=num_gpus, include_dashboard=dashboard, dashboard_host="127.0.0.1", _system_config=PRIVATE_RAY_CONFIG,
+          resources={BESIDE: 1})
     if ray.is_initialized():
         _private_gcs = ray.get_runtime_context().gcs_address
     return RaySession(True, "started a private Ray" + note)

@@ -15,6 +15,7 @@ from ray import tune
 from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 from ray.tune.logger import JsonLoggerCallback
 
+from rayfit.cluster.session import BESIDE, cluster_has
 from rayfit.cluster.storage import Location
 from rayfit.cluster.plan import ClusterShape, check_trial_request, plan_trials
 from rayfit.cluster.watchdog import current_watchdog
@@ -178,6 +179,14 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
     if beside and settings.max_concurrent_trials is None and mode.kind is INLINE:
         at_once, why = trials_at_once_beside(settings, base, data, plan.concurrent)
         plan = replace(plan, concurrent=at_once, note=f"beside the models stage: {why}")
+        if at_once == 1 and not plan.use_gpu and settings.cpus_per_trial <= 1 and cluster_has(BESIDE):
+            # Its one actor holds the private node's BESIDE unit instead of a CPU: Ray places a
+            # trial's placement group only when no queued task takes the CPU a finished one frees,
+            # so behind the models' queue of tasks the search would start last, and its tuned
+            # model's folds after it. Its work (less than an actor's start-up) runs on the cores'
+            # slack beside the models' tasks instead.
+            plan = replace(plan, trial_resources={"cpu": 0, BESIDE: 1},
+                           note=f"{plan.note}; it holds the node's {BESIDE} unit, not a CPU")
     trial_fn, trial_base = mode.kind.trainable(settings, base, data, plan, stage=tuned_name(settings))
     trainable = tune.with_resources(tune.with_parameters(trial_fn, base=trial_base), plan.trial_resources)
     # Tune snapshots the search's state every >= 10 s by default; a driver killed in between would

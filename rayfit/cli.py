@@ -293,9 +293,9 @@ def _serve(args) -> int:
         finally:
             stop_serving()
             if session.started:
-                import ray
+                from rayfit.cluster.session import shutdown_ray
 
-                ray.shutdown()
+                shutdown_ray()
 
 
 def _predict(args) -> int:

@@ -474,3 +474,31 @@ def test_the_first_signal_interrupts_and_a_second_exits_at_once(signum, times):
         assert proc.wait(timeout=20) == 130  # not 3: the library's handler never ran; not 60 s later
     finally:
         proc.kill()
+
+
+@pytest.mark.slow
+def test_a_private_ray_stops_whole_with_its_monitor_killed_not_waited_for():
+    """shutdown_ray kills Ray's autoscaler monitor (which never exits on SIGTERM: Ray waited a
+    second for it at every run's end) and lets Ray stop the rest: no process of the Ray is left."""
+    script = textwrap.dedent("""
+        import json, psutil, ray
+        from ray._private import worker
+        from rayfit.cluster.session import ensure_ray, shutdown_ray
+        ensure_ray("local", num_cpus=1, dashboard=False)
+        ray.get(ray.remote(lambda: 1).remote())
+        monitors = [info.process for info in worker._global_node.all_processes["monitor"]]
+        ray_processes = psutil.Process().children(recursive=True)
+        at_ray_shutdown, shutdown = [], ray.shutdown
+        def watched_shutdown(**kwargs):  # what the monitor is when Ray's own stop begins
+            at_ray_shutdown.extend(p.poll() for p in monitors)
+            return shutdown(**kwargs)
+        ray.shutdown = watched_shutdown
+        shutdown_ray()
+        psutil.wait_procs(ray_processes, timeout=10)
+        print(json.dumps({"monitor_exit": at_ray_shutdown,
+                          "left": [p.pid for p in ray_processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]}))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcome["monitor_exit"] == [-signal.SIGKILL] and outcome["left"] == [], outcome

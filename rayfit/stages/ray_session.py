@@ -31,9 +31,9 @@ def stop_ray(state: RunState) -> None:
 
     forget(state.run_key)
     if state.owns_ray:
-        import ray
+        from rayfit.cluster.session import shutdown_ray
 
-        ray.shutdown()
+        shutdown_ray()
 
 
 @contextmanager

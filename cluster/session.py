@@ -127,10 +127,10 @@ def shutdown_ray() -> None:
     no use to a run once it ends: nothing autoscales a private Ray) never exits on SIGTERM, so every
     private run's end waited a second for it (measured: shutdown 1.37 s, of which the monitor
     1.02 s). It is killed first, as Ray would a second later; the rest stop as Ray stops them."""
-    from ray._private import worker
+    from ray._private import ray_constants, worker
 
-    node = getattr(worker, "_global_node", None)
-    for info in (getattr(node, "all_processes", None) or {}).get("monitor", []) if node is not None else []:
+    processes = getattr(getattr(worker, "_global_node", None), "all_processes", None) or {}
+    for info in processes.get(ray_constants.PROCESS_TYPE_MONITOR, []):
         try:
             info.process.kill()
             info.process.wait(timeout=5)

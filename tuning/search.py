@@ -339,11 +339,9 @@ def trials_at_once_beside(settings: TuneSettings, base: NeuralConfig, data: Trai
     work = settings.num_samples * bound * expected_epoch_share(settings)
     start = FRAMEWORKS[settings.model].start_s + TUNE_ACTOR_START_S
     at_once = max(1, min(fit, int(work // start)))
-    return at_once, (f"at most about {work:.1f} s of training expected in all (ASHA's share of "
-                     f"{settings.num_samples} trials x {settings.max_t} epochs); each trial actor costs about "
-                     f"{start:g} s of a CPU to start" if settings.scheduler == "asha" else
-                     f"at most about {work:.1f} s of training in all ({settings.num_samples} trials x "
-                     f"{settings.max_t} epochs); each trial actor costs about {start:g} s of a CPU to start")
+    share = "ASHA's share of " if settings.scheduler == "asha" else ""
+    return at_once, (f"at most about {work:.1f} s of training expected in all ({share}{settings.num_samples} "
+                     f"trials x {settings.max_t} epochs); each trial actor costs about {start:g} s of a CPU to start")
 
 
 def expected_epoch_share(settings: TuneSettings) -> float:

@@ -210,9 +210,9 @@ def _catboost(task, cw, seed, threads):
     # no files: CatBoost writes catboost_info/ into the working directory unless told not to
     common = dict(iterations=300, learning_rate=0.1, depth=6, thread_count=threads, random_seed=seed,
                   verbose=False, allow_writing_files=False)
-    if task == "classification":
-        return catboost.CatBoostClassifier(class_weights=cw, **common)
-    return catboost.CatBoostRegressor(**common)
+    # class weights reach it as per-row weights in fit: its `class_weights` parameter breaks
+    # scikit-learn's clone, which the folds and the refit make of every model
+    return catboost.CatBoostClassifier(**common) if task == "classification" else catboost.CatBoostRegressor(**common)
 
 
 _TREE_SPACE = {"max_depth": {"choice": [None, 4, 8, 16]}, "min_samples_leaf": {"randint": [1, 20]},
@@ -274,7 +274,7 @@ BASELINES: dict[str, Baseline] = {
     # CatBoost, where it installs (the `catboost` extra): a fitted model's parameters cannot change,
     # so it is fitted whole (no growth in steps for a scheduler to stop); not in the default set
     "catboost": Baseline(
-        _catboost, default=False, package="catboost",
+        _catboost, default=False, package="catboost", class_weights="sample_weight",
         space={"learning_rate": {"loguniform": [0.01, 0.3]}, "depth": {"randint": [4, 10]},
                "l2_leaf_reg": {"loguniform": [0.1, 30.0]}},
         tunable=("learning_rate", "depth", "l2_leaf_reg", "iterations", "bagging_temperature"),

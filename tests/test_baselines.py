@@ -10,12 +10,13 @@ import textwrap
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.datasets import make_classification, make_regression
 
 from rayfit.config import validate
 from rayfit import metrics
 from rayfit.errors import UserError
-from rayfit.evaluation.baselines import BASELINES, baselines_for, fit_baseline, grow, make_estimator
+from rayfit.evaluation.baselines import BASELINES, baselines_for, fit_baseline, fit_estimator, grow, make_estimator
 from rayfit.evaluation.fitted import SklearnModel, load_model
 from rayfit.metrics import score_model
 
@@ -58,6 +59,12 @@ def test_every_baseline_fits_predicts_scores_and_beats_the_dummy(name, task, tmp
 
     model.save(tmp_path / name)  # as a run keeps it, and as predict loads it
     assert np.array_equal(load_model(tmp_path / name).predict(X_test), predictions)
+
+    # what the folds and the refit do to every model: an unfitted copy, weighted and fitted again
+    # (CatBoost's own class_weights parameter once broke scikit-learn's clone here)
+    refitted = fit_estimator(name, clone(estimator), np.concatenate([X, X_test]), np.concatenate([y, y_test]), weights)
+    again = SklearnModel(name, task, refitted, n_classes).outputs(X_test)
+    assert again.shape == model.outputs(X_test).shape and np.all(np.isfinite(again))
 
 
 GROWING = [(name, task) for name, task in CASES if BASELINES[name].growth]

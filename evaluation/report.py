@@ -16,7 +16,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from rayfit import metrics, units
-from rayfit.metrics import is_missing
+from rayfit.metrics import is_missing, yardstick_note
 
 from .context import ReportContext
 from .plots import SEARCH_PLOTS, search_plot_name
@@ -105,6 +105,9 @@ Block = Union[Heading, Paragraph, Bullets, Table, Image, Code]
 
 def _title(ctx: ReportContext) -> list[Block]:
     blocks: list[Block] = [Heading(f"rayfit report: {ctx.name}", level=1)]
+    led = ctx.selection.get("yardstick_led")
+    if led:  # said before anything else: the exported model never beat the dummy on the choosing metric
+        blocks.append(Paragraph(yardstick_note(led, ctx.best_model, ctx.task)))
     if ctx.created:
         blocks.append(Paragraph(f"Created {ctx.created}."))
     best = ctx.models.get(ctx.best_model, {})

@@ -134,8 +134,9 @@ def environment_entry() -> dict:
 
 def metrics_document(task: str, primary_metric: str, best_model: str, dataset: dict, models: dict[str, dict],
                      resources: Optional[dict] = None, searches: Optional[dict[str, dict]] = None,
-                     selection: Optional[dict] = None) -> dict:
-    """The whole of metrics.json; `searches` are the search summaries by tuned model name."""
+                     selection: Optional[dict] = None, yardstick_led: Optional[dict] = None) -> dict:
+    """The whole of metrics.json; `searches` are the search summaries by tuned model name;
+    `yardstick_led`: how the dummy led on the choosing metric, where it did (metrics.choose_model)."""
     metrics: dict[str, Any] = {"task": task, "primary_metric": primary_metric, "best_model": best_model,
                                "dataset": dataset, "models": models}
     if resources is not None:
@@ -144,7 +145,9 @@ def metrics_document(task: str, primary_metric: str, best_model: str, dataset: d
     if summaries:
         metrics["tuning"] = next(iter(summaries.values()))
         metrics["searches"] = summaries
-    metrics["selection"] = selection or {"method": "validation"}
+    metrics["selection"] = dict(selection or {"method": "validation"})
+    if yardstick_led:
+        metrics["selection"]["yardstick_led"] = yardstick_led
     metrics["environment"] = environment_entry()
     return metrics
 

@@ -59,6 +59,13 @@ def _accuracy(y_true, proba, n_classes):
     return skm.accuracy_score(y_true, proba.argmax(axis=1))
 
 
+def _balanced_accuracy(y_true, proba, n_classes):
+    """The mean over classes of each class's recall: every class counts alike, whatever its size."""
+    from sklearn import metrics as skm
+
+    return skm.balanced_accuracy_score(y_true, proba.argmax(axis=1))
+
+
 def _roc_auc(y_true, proba, n_classes):
     """One-vs-rest for several classes; undefined (None) where a class is missing from the split."""
     from sklearn import metrics as skm
@@ -91,6 +98,7 @@ def _sklearn(name: str, transform=None):
 
 REGISTRY: dict[str, Metric] = {m.name: m for m in (
     Metric("accuracy", True, CLASSIFICATION, "accuracy", _accuracy),
+    Metric("balanced_accuracy", True, CLASSIFICATION, "balanced accuracy", _balanced_accuracy),
     Metric("precision", True, CLASSIFICATION, "precision", _averaged("precision")),
     Metric("recall", True, CLASSIFICATION, "recall", _averaged("recall")),
     Metric("f1", True, CLASSIFICATION, "f1", _averaged("f1")),
@@ -194,6 +202,50 @@ def selection_score(entry: Mapping, metric: str) -> tuple[str, Optional[float], 
 def rank_models(models: Mapping[str, Mapping], metric: str) -> list[str]:
     """metrics.json's models, best first by the score each was chosen on (`selection_score`)."""
     return rank({name: selection_score(entry, metric)[1] for name, entry in models.items()}, metric)
+
+
+YARDSTICK = "dummy"  # always the majority class (or the mean): what every model is measured against
+# The metrics a yardstick that leads on the choosing metric is shown beaten on, in this order: those
+# that measure what the majority class cannot (a ranking, every class alike, the probabilities).
+BEYOND_YARDSTICK = {CLASSIFICATION: ("roc_auc", "balanced_accuracy", "log_loss", "f1"), REGRESSION: ("r2", "mae")}
+
+
+def choose_model(models: Mapping[str, Mapping], metric: str, task: str) -> tuple[str, Optional[dict]]:
+    """(the model a run exports, how the yardstick led, or None). The best by `rank_models`; the
+    dummy is a yardstick, never the exported model: where it leads on the choosing metric (a
+    rare class that every model predicts too seldom to beat always answering the majority on
+    accuracy) the best other model is exported, and the entry names a metric the others beat it on."""
+    ranked = rank_models(models, metric)
+    others = [name for name in ranked if name != YARDSTICK]
+    if not ranked or ranked[0] != YARDSTICK or not others:
+        return ranked[0], None
+    best = others[0]
+    led = {"metric": metric, "yardstick": selection_score(models[YARDSTICK], metric)[1],
+           "exported": selection_score(models[best], metric)[1]}
+    for candidate in BEYOND_YARDSTICK.get(task, ()):
+        theirs, ours = selection_score(models[YARDSTICK], candidate)[1], selection_score(models[best], candidate)[1]
+        if is_better(candidate, ours, theirs):
+            led["beaten_on"] = {"metric": candidate, "yardstick": theirs, "exported": ours}
+            break
+    return best, led
+
+
+def yardstick_note(led: Mapping, exported: str, task: str) -> str:
+    """The report's first words where the yardstick led: that no model beat it on the choosing
+    metric, what is exported instead, and a metric the exported model did beat it on."""
+    answer = "the majority class" if task == CLASSIFICATION else "the training mean"
+    line = (f"No model beat always answering {answer} (dummy) on {led['metric']} "
+            f"({_shown(led['exported'])} against the dummy's {_shown(led['yardstick'])}); {exported}, the best of "
+            f"the others, is exported instead")
+    beaten = led.get("beaten_on")
+    if beaten:
+        line += (f", and it does beat the dummy on {beaten['metric']}: {_shown(beaten['exported'])} against "
+                 f"{_shown(beaten['yardstick'])}")
+    return line + "."
+
+
+def _shown(value: Optional[float]) -> str:
+    return "n/a" if is_missing(value) else f"{value:.4f}"
 
 
 # -- scoring

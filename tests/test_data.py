@@ -8,6 +8,7 @@ import pytest
 from conftest import messy_frame
 from rayfit.config import DataConfig, SplitConfig
 from rayfit.data import BUILTIN, Prepared, load_table, prepare
+from rayfit.data.prepare import check
 from rayfit.data.preprocessing import load_preprocessing, save_preprocessing
 from rayfit.errors import UserError
 
@@ -153,13 +154,32 @@ def test_task_detection(tmp_path):
     assert _prepare(tmp_path, few, task="regression").task == "regression"
 
 
-def test_class_weights_auto(tmp_path):
+def _chosen_by(tmp_path, frame: pd.DataFrame, metric: str, **settings) -> Prepared:
+    source = check(DataConfig(source=_csv(tmp_path, frame), target="y", **settings))
+    source.chosen_by = metric  # as the run's data stage sets it
+    return source.prepare(0)
+
+
+def test_class_weights_auto_follow_the_metric_that_chooses(tmp_path):
     frame = _base(300)
     imbalanced = frame.assign(y=np.where(np.arange(300) < 240, "common", "rare"))
-    weights = _prepare(tmp_path, imbalanced).class_weights
-    assert set(weights) == {0, 1} and weights[1] > 1 > weights[0]
+    # chosen by accuracy (the default), log loss, precision or ROC AUC: weighting would trade it away
+    for metric in ("accuracy", "log_loss", "precision", "roc_auc"):
+        prepared = _chosen_by(tmp_path, imbalanced, metric)
+        assert prepared.class_weights is None, metric
+        assert any(line.startswith("class weights: none, though the largest class is 4.0x") and
+                   f"chosen by {metric}" in line for line in prepared.log), prepared.log
+    assert _prepare(tmp_path, imbalanced).class_weights is None  # the default metric: accuracy
+    # chosen by a metric that counts every class alike: balanced weights
+    for metric in ("balanced_accuracy", "recall", "f1"):
+        prepared = _chosen_by(tmp_path, imbalanced, metric)
+        weights = prepared.class_weights
+        assert set(weights) == {0, 1} and weights[1] > 1 > weights[0], metric
+        assert any(f"class_weight auto, as the model is chosen by {metric}" in line for line in prepared.log)
     balanced = frame.assign(y=np.resize(["x", "z"], 300))
+    assert _chosen_by(tmp_path, balanced, "balanced_accuracy").class_weights is None  # within 1.5x
     assert _prepare(tmp_path, balanced).class_weights is None
+    assert _chosen_by(tmp_path, imbalanced, "accuracy", class_weight="balanced").class_weights[1] > 1
     assert _prepare(tmp_path, balanced, class_weight="balanced").class_weights == pytest.approx({0: 1.0, 1: 1.0})
     assert _prepare(tmp_path, imbalanced, class_weight="none").class_weights is None
 

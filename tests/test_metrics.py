@@ -100,3 +100,38 @@ def test_a_network_out_of_reach_on_validation_leaves_the_folds_and_is_never_chos
               "torch_mlp": {"val": {"accuracy": 0.84}, "selected_on": "val", "out_of_reach": True}}
     assert metrics.rank_models(models, "accuracy") == ["random_forest", "torch_mlp"]  # its 0.84 beats no 0.8
     assert metrics.selection_score(models["torch_mlp"], "accuracy") == ("val", None, None)
+
+
+def _entry(val: dict, cv: dict | None = None) -> dict:
+    entry = {"test": val, "val": val, "selected_on": "cv" if cv else "val"}
+    if cv:
+        entry["cv"] = {m: {"mean": v, "std": 0.01, "folds": 5} for m, v in cv.items()}
+    return entry
+
+
+def test_the_dummy_is_a_yardstick_never_the_exported_model():
+    """A rare class no model predicts often enough to beat always answering the majority on
+    accuracy: the best other model is exported, and the note names a metric it beat the dummy on."""
+    models = {
+        "dummy": _entry({}, cv={"accuracy": 0.967, "roc_auc": 0.5, "balanced_accuracy": 0.5, "log_loss": 0.14}),
+        "linear": _entry({}, cv={"accuracy": 0.961, "roc_auc": 0.95, "balanced_accuracy": 0.6, "log_loss": 0.09}),
+        "random_forest": _entry({}, cv={"accuracy": 0.963, "roc_auc": 0.90, "balanced_accuracy": 0.62}),
+    }
+    best, led = metrics.choose_model(models, "accuracy", "classification")
+    assert best == "random_forest"  # the best of the others on the choosing metric
+    assert led == {"metric": "accuracy", "yardstick": 0.967, "exported": 0.963,
+                   "beaten_on": {"metric": "roc_auc", "yardstick": 0.5, "exported": 0.90}}
+    note = metrics.yardstick_note(led, best, "classification")
+    assert note.startswith("No model beat always answering the majority class (dummy) on accuracy (0.9630 against "
+                           "the dummy's 0.9670); random_forest, the best of the others, is exported instead")
+    assert note.endswith("it does beat the dummy on roc_auc: 0.9000 against 0.5000.")
+    # where a model beats the dummy it is chosen as ever, and nothing is noted
+    models["linear"]["cv"]["accuracy"]["mean"] = 0.97
+    assert metrics.choose_model(models, "accuracy", "classification") == ("linear", None)
+    # a run of the dummy alone exports it (there is nothing else)
+    assert metrics.choose_model({"dummy": models["dummy"]}, "accuracy", "classification") == ("dummy", None)
+    # regression: the mean's yardstick, beaten on r2
+    led = metrics.choose_model({"dummy": _entry({"rmse": 1.0, "r2": -0.01}), "lasso": _entry({"rmse": 1.2, "r2": 0.0})},
+                               "rmse", "regression")[1]
+    assert "always answering the training mean" in metrics.yardstick_note(led, "lasso", "regression")
+    assert led["beaten_on"]["metric"] == "r2"

@@ -256,3 +256,14 @@ def test_the_summary_comes_first_and_the_leaderboard_ranks_by_what_chose(classif
     names = [line.split(" | ")[0].strip("| *") for line in board]
     assert names == ["torch_mlp", "logistic_regression", "\\<b\\>x\\</b\\>"]  # by validation accuracy, best first
     assert board[0].startswith("| **torch_mlp**")  # the chosen one set apart
+
+
+def test_the_first_line_says_when_no_model_beat_the_dummy(classification_ctx, tmp_path):
+    led = {"metric": "accuracy", "yardstick": 0.967, "exported": 0.963,
+           "beaten_on": {"metric": "roc_auc", "yardstick": 0.5, "exported": 0.9}}
+    classification_ctx.selection = {"method": "cv", "folds": 5, "yardstick_led": led}
+    write_report(classification_ctx, tmp_path, {})
+    lines = [line for line in (tmp_path / "report.md").read_text().splitlines() if line.strip()]
+    assert lines[0].startswith("# rayfit report")
+    assert lines[1].startswith("No model beat always answering the majority class (dummy) on accuracy")
+    assert "torch_mlp, the best of the others, is exported instead" in lines[1] and "roc_auc" in lines[1]

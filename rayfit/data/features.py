@@ -86,23 +86,42 @@ def _log_imputation(features: pd.DataFrame, kinds: dict[str, list[str]], log: li
             log.append(f"imputed {missing} {what} in {column!r} with {how} (fitted on {fitted_on})")
 
 
-def class_weights(y_train: np.ndarray, n_classes: int, mode: str, log: list[str]) -> Optional[dict[int, float]]:
-    return class_weights_of_counts(np.bincount(y_train, minlength=n_classes), mode, log)
+# `class_weight: auto` follows the metric that chooses the model (report.primary_metric). Balanced
+# weights move every model's decision toward the rare classes: what a metric that counts every class
+# alike rewards (balanced accuracy, recall, F1: macro over several classes, the second class's for
+# two), and what accuracy and log loss, measured at the classes' own frequencies, pay for, as
+# precision does. ROC AUC ranks and does not move with the decision: weights only blur its
+# probabilities. So auto weighs for the first kind only, and then where the classes differ > 1.5x.
+WEIGHED_FOR = ("balanced_accuracy", "recall", "f1")
 
 
-def class_weights_of_counts(counts: np.ndarray, mode: str, log: list[str]) -> Optional[dict[int, float]]:
+def class_weights(y_train: np.ndarray, n_classes: int, mode: str, log: list[str],
+                  chosen_by: str = "accuracy") -> Optional[dict[int, float]]:
+    return class_weights_of_counts(np.bincount(y_train, minlength=n_classes), mode, log, chosen_by)
+
+
+def class_weights_of_counts(counts: np.ndarray, mode: str, log: list[str],
+                            chosen_by: str = "accuracy") -> Optional[dict[int, float]]:
     """Class weights from the training split's count of each class index (class_weight: auto,
-    balanced or none); balanced is scikit-learn's: rows / (classes present x the class's rows)."""
+    balanced or none); balanced is scikit-learn's: rows / (classes present x the class's rows).
+    `chosen_by`: the metric that chooses the run's model, which `auto` follows (WEIGHED_FOR)."""
     if mode == "none":
         return None
     n_classes = len(counts)
     present = np.flatnonzero(counts)
     ratio = counts[present].max() / counts[present].min()
+    if mode == "auto" and chosen_by not in WEIGHED_FOR:
+        if ratio > AUTO_WEIGHT_RATIO:
+            log.append(f"class weights: none, though the largest class is {ratio:.1f}x the smallest in train "
+                       f"(class_weight auto: the model is chosen by {chosen_by}, which weighting would trade "
+                       f"away; class_weight: balanced weighs them)")
+        return None
     if mode == "auto" and ratio <= AUTO_WEIGHT_RATIO:
         return None
     balanced = counts.sum() / (len(present) * counts[present])
     # A class missing from train (unstratified split) keeps weight 1; every index gets an entry.
     weights = {i: 1.0 for i in range(n_classes)} | {int(c): float(w) for c, w in zip(present, balanced)}
-    log.append(f"class weights: balanced (largest class {ratio:.1f}x the smallest in train): "
+    why = f"; class_weight auto, as the model is chosen by {chosen_by}" if mode == "auto" else ""
+    log.append(f"class weights: balanced (largest class {ratio:.1f}x the smallest in train{why}): "
                + ", ".join(f"{i}={w:.2f}" for i, w in weights.items()))
     return weights

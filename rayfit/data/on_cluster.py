@@ -314,7 +314,8 @@ def _prepare_on_cluster(table: ClusterTable, seed: int, train_location, say: Say
             samples[name] = _known(samples[name], name, log)
     weights = None
     if classification:
-        weights = class_weights_of_counts(np.asarray([counts[c] for c in classes]), cfg.class_weight, log)
+        weights = class_weights_of_counts(np.asarray([counts[c] for c in classes]), cfg.class_weight, log,
+                                          table.chosen_by)
     log.append(f"the driver holds samples of {'/'.join(f'{len(samples[p].X):,}' for p in SPLITS)} rows "
                f"(data.driver_rows: {cfg.driver_rows:,}): the baselines train on the train sample, every model "
                f"is judged on the validation and test samples; the networks train on all {sizes['train']:,} "

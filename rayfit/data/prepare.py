@@ -84,8 +84,9 @@ def _labels_for_split(n: int, labels: pd.Series, cfg: DataConfig, log: list[str]
     return task, y, class_names, stratified
 
 
-def _weights(y_train: np.ndarray, class_names: Optional[list[str]], cfg: DataConfig, log: list[str]):
-    return class_weights(y_train, len(class_names), cfg.class_weight, log) if class_names else None
+def _weights(y_train: np.ndarray, class_names: Optional[list[str]], cfg: DataConfig, log: list[str],
+             chosen_by: str):
+    return class_weights(y_train, len(class_names), cfg.class_weight, log, chosen_by) if class_names else None
 
 
 class Table(Source):
@@ -140,7 +141,8 @@ class Table(Source):
         return Prepared(
             task=self.task, target=self.target, parts=parts, split=split,
             feature_names=[str(n) for n in preprocessor.get_feature_names_out()], raw_columns=list(features.columns),
-            class_names=self.class_names, class_weights=_weights(parts["train"].y, self.class_names, cfg, log),
+            class_names=self.class_names,
+            class_weights=_weights(parts["train"].y, self.class_names, cfg, log, self.chosen_by),
             preprocessor=preprocessor, log=log, n_rows=len(frame), source=self.shown,
             test_rows=test_rows,
         )
@@ -178,7 +180,7 @@ class ExampleSet(Source):
         return Prepared(
             task=self.task, target=self.target, parts=parts, split=split,
             feature_names=self.channel_names, raw_columns=[], class_names=self.class_names,
-            class_weights=_weights(parts["train"].y, self.class_names, self.cfg, log),
+            class_weights=_weights(parts["train"].y, self.class_names, self.cfg, log, self.chosen_by),
             preprocessor=scaler, log=log, n_rows=len(x), source=self.shown, kind=self.kind,
         )
 
@@ -239,7 +241,8 @@ class TimeSeries(Source):
         return Prepared(
             task=self.task, target=self.target, parts=parts, split=Split("chronological", dict(counts)),
             feature_names=columns, raw_columns=columns, class_names=self.class_names,
-            class_weights=_weights(parts["train"].y, self.class_names, cfg, log), preprocessor=series, log=log,
+            class_weights=_weights(parts["train"].y, self.class_names, cfg, log, self.chosen_by),
+            preprocessor=series, log=log,
             n_rows=len(frame), source=self.shown, kind="sequence",
         )
 

@@ -110,6 +110,7 @@ class Source:
     kind: str = "tabular"
     target: Optional[str] = None
     where: str = "driver"  # "cluster": prepare() needs Ray, and writes the training split's shards
+    chosen_by: str = "accuracy"  # the metric that chooses the run's model: `class_weight: auto` follows it
 
     def describe(self) -> str:
         raise NotImplementedError

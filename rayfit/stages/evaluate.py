@@ -12,7 +12,7 @@ from rayfit.data.preprocessing import decode_classes, save_preprocessing
 from rayfit.evaluation.fitted import MODEL_DIR, OTHER_MODELS, ArrayModel
 from rayfit.evaluation.export import export_extras
 from rayfit.evaluation.manifest import write_manifest
-from rayfit.metrics import rank_models, score_model, selection_score
+from rayfit.metrics import choose_model, rank_models, score_model, selection_score, yardstick_note
 from rayfit.evaluation.predictions import prediction_frame
 from rayfit.evaluation.results import TEST_PREDICTIONS, dataset_entry, metrics_document, model_entry, selection_entry, write_results
 from rayfit.stages.state import RunState
@@ -48,7 +48,9 @@ def evaluate(state: RunState) -> Evaluation:
         if name in state.out_of_reach:
             scores[name]["out_of_reach"] = True
         display.advance("evaluate", i, len(state.trained), name, echo=False)
-    best = rank_models(scores, metric)[0]
+    best, yardstick_led = choose_model(scores, metric, prepared.task)
+    if yardstick_led:
+        display.say(f"evaluate: {yardstick_note(yardstick_led, best, prepared.task)}")
     best_model = state.refitted.get(best, state.trained[best].model)
     if prepared.kind != "image":  # a pixel's importance says little; images get none
         _importance_entries(state, scores, rank_models(scores, metric))
@@ -77,7 +79,8 @@ def evaluate(state: RunState) -> Evaluation:
         scores, resources=state.plan.describe() if state.plan is not None else None, searches=state.searches,
         # cv only when some model was cross-validated (a run of networks alone chose on validation)
         selection=selection_entry(state.cv_folds if state.cv else None, len(prepared.y_train) + len(prepared.y_val),
-                                  {n: why for n, why in state.cv_left_out.items() if n not in state.cv}))
+                                  {n: why for n, why in state.cv_left_out.items() if n not in state.cv}),
+        yardstick_led=yardstick_led)
     state.stage_times["evaluate"] = time.perf_counter() - started
     metrics["timings_s"] = {stage: round(seconds, 3) for stage, seconds in state.stage_times.items()}
     if state.budget is not None:

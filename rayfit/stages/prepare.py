@@ -31,6 +31,7 @@ def check_data(exp: Experiment, display: Display) -> tuple[Source, str, float]:
         metric = exp.clustering.metric
     else:
         metric = primary_metric(exp, source.task)
+        source.chosen_by = metric  # what `class_weight: auto` follows
         check_networks(exp, source.kind)
         check_baselines(exp, source.task)
         check_something_to_train(exp)

@@ -105,17 +105,18 @@ class SklearnModel(ArrayModel):
 
 
 class SoftVote(ArrayModel):
-    """A soft-voting ensemble: the mean of its members' class probabilities (or predicted values).
-    Saved as one directory holding each member's."""
+    """A soft-voting ensemble: the weighted mean of its members' class probabilities (or predicted
+    values); equal weights unless given. Saved as one directory holding each member's."""
 
     kind = "ensemble"
 
-    def __init__(self, name: str, task: str, members: list[ArrayModel]):
+    def __init__(self, name: str, task: str, members: list[ArrayModel], weights: Optional[list[float]] = None):
         super().__init__(name, task)
         self.members = members
+        self.weights = list(weights) if weights is not None else [1.0 / len(members)] * len(members)
 
     def _raw_predict(self, X):
-        return np.mean([member.outputs(X) for member in self.members], axis=0)
+        return sum(weight * member.outputs(X) for weight, member in zip(self.weights, self.members))
 
     def _member_dirs(self) -> list[str]:
         return [f"member_{i}_{member.name}" for i, member in enumerate(self.members)]
@@ -125,11 +126,12 @@ class SoftVote(ArrayModel):
             member.save(directory / name)
 
     def _meta(self):
-        return {"members": self._member_dirs()}
+        return {"members": self._member_dirs(), "weights": self.weights}
 
     @classmethod
     def load(cls, directory: Path, meta: dict) -> "SoftVote":
-        return cls(meta["name"], meta["task"], [load_model(directory / name) for name in meta["members"]])
+        return cls(meta["name"], meta["task"], [load_model(directory / name) for name in meta["members"]],
+                   meta.get("weights"))  # a run before weighted ensembles: equal weights
 
 
 # kind -> loader(directory, meta). A framework's kind is its registry name (rayfit/frameworks.py);

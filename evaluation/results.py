@@ -42,7 +42,7 @@ TEST_PREDICTIONS = "test_predictions.csv"  # the best model's test predictions, 
 
 # A network's entry on how it ran, in this order: workers, device, GPUs, AMP, and why this launch.
 HOW_IT_RAN = ("workers", "device", "device_reason", "gpus_per_worker", "amp", "launch_reason", "launch_figures", "nodes",
-              "members")  # an ensemble's: the models that vote
+              "members", "weights")  # an ensemble's: the models that vote, and their weights
 
 
 NATIVE_TOP = 10  # features kept of a model's native importance in metrics.json

@@ -65,21 +65,63 @@ def score_fold(estimator, name: str, task: str, class_weight, threads: int, X, y
     return score_outputs(task, y[held_out], outputs, n_classes), outputs
 
 
-def ensemble_members(cv: dict[str, dict], metric: str, size: int) -> list[str]:
-    """The best `size` cross-validated models by mean `metric` (the dummy never votes)."""
-    from rayfit.metrics import oriented, rank
-
-    means = {name: cv[name].get(metric, {}).get("mean") for name in cv if name != "dummy"}
-    return [name for name in rank(means, metric) if np.isfinite(oriented(metric, means[name]))][:size]
+ROUNDS = 25  # greedy ensemble selection's rounds: each adds one member (again, if it is the best addition)
 
 
-def ensemble_folds(task: str, y: np.ndarray, folds, outputs: dict[str, list], members: list[str],
+def out_of_fold(folds, per_fold: list) -> np.ndarray:
+    """One model's outputs on every row of train + validation, each from the fold that held it out."""
+    rows = sum(len(held_out) for _, held_out in folds)
+    first = np.asarray(per_fold[0])
+    whole = np.zeros((rows, *first.shape[1:]), dtype=np.float64)
+    for (_, held_out), outputs in zip(folds, per_fold):
+        whole[held_out] = outputs
+    return whole
+
+
+def select_ensemble(task: str, y: np.ndarray, folds, outputs: dict[str, list], metric: str,
+                    n_classes: Optional[int], max_members: int, rounds: int = ROUNDS) -> dict[str, float]:
+    """Greedy ensemble selection with replacement (Caruana, Niculescu-Mizil, Crew and Ksikes, 2004,
+    "Ensemble selection from libraries of models"; the method behind AutoGluon's weighted ensemble):
+    starting from nothing, each round adds the candidate whose addition makes the average of the
+    chosen out-of-fold outputs score best on `metric` over every row, a member again if that is
+    best; the weights are how often each was added, at the round that scored best (the earliest of
+    equals). At most `max_members` distinct members. Ties on the metric go to the better log loss
+    (classification) or RMSE: accuracy moves in steps, the probabilities under it do not.
+    Candidates: every model with out-of-fold outputs, the dummy aside. {member: weight}, summing to 1."""
+    from rayfit.metrics import CLASSIFICATION, oriented, score_one
+
+    candidates = {name: out_of_fold(folds, per_fold) for name, per_fold in outputs.items() if name != "dummy"}
+    if not candidates:
+        return {}
+    tie_break = "log_loss" if task == CLASSIFICATION else "rmse"
+
+    def key(average: np.ndarray) -> tuple:
+        value = oriented(metric, score_one(metric, task, y, average, n_classes))
+        return (-np.inf if np.isnan(value) else value, -score_one(tie_break, task, y, average, n_classes))
+
+    total, counts, best_key, best_counts = None, {}, None, {}
+    for step in range(1, rounds + 1):
+        allowed = counts if len(counts) >= max_members else candidates
+        scored = [(key((candidates[name] if total is None else total + candidates[name]) / step), name)
+                  for name in allowed]
+        round_key, chosen = max(scored, key=lambda pair: pair[0])  # the first of equals: registry order
+        total = candidates[chosen] if total is None else total + candidates[chosen]
+        counts[chosen] = counts.get(chosen, 0) + 1
+        if best_key is None or round_key > best_key:
+            best_key, best_counts = round_key, dict(counts)
+    added = sum(best_counts.values())
+    return {name: count / added for name, count in best_counts.items()}
+
+
+def ensemble_folds(task: str, y: np.ndarray, folds, outputs: dict[str, list], weights: dict[str, float],
                    n_classes: Optional[int]) -> list[dict]:
-    """The soft vote's score on each fold, from its members' out-of-fold outputs: a held-out
-    estimate, as honest as theirs."""
+    """The weighted ensemble's score on each fold, from its members' out-of-fold outputs: a held-out
+    estimate on the same folds as theirs (its weights were chosen on these outputs too, as
+    AutoGluon's are: slightly in its favour)."""
     from rayfit.metrics import score_outputs
 
-    return [score_outputs(task, y[held_out], np.mean([outputs[m][i] for m in members], axis=0), n_classes)
+    return [score_outputs(task, y[held_out], sum(w * np.asarray(outputs[m][i]) for m, w in weights.items()),
+                          n_classes)
             for i, (_, held_out) in enumerate(folds)]
 
 

@@ -489,9 +489,10 @@ class EvaluationConfig(_Section):
     # folds; none: the validation split. Classic-ML models are cross-validated and refitted on
     # train + validation; networks join the folds as cv_networks says (evaluation/selection.py).
     cv: Union[Literal["auto", "none"], int] = "auto"
-    # A soft-voting ensemble of the best this-many cross-validated models (0 or 1: none), scored on the
-    # same folds from their out-of-fold outputs and chosen like any model when it wins.
-    ensemble: int = Field(3, ge=0)
+    # A weighted ensemble of at most this many cross-validated models (0 or 1: none), chosen by greedy
+    # ensemble selection over their out-of-fold outputs, scored on the same folds and chosen like any
+    # model when it wins.
+    ensemble: int = Field(8, ge=0)
     # Networks in the same folds (tuned ones with their chosen hyperparameters): each trains on every
     # fold's rows, one Ray task per fold, and is chosen on the rows the fold holds out rather than on
     # the validation split it early-stopped (or was tuned) on. auto: when folds x its own measured

@@ -137,19 +137,52 @@ def test_a_soft_vote_averages_its_members_and_saves_with_them(tmp_path):
     assert np.allclose(vote.predict_proba(X), (members[0].predict_proba(X) + members[1].predict_proba(X)) / 2)
     write_manifest(vote.save(tmp_path / "vote"))
     assert np.allclose(load_model(tmp_path / "vote").predict_proba(X), vote.predict_proba(X))
+    weighted = SoftVote("ensemble", "classification", members, [0.75, 0.25])
+    assert np.allclose(weighted.predict_proba(X), 0.75 * members[0].predict_proba(X) + 0.25 * members[1].predict_proba(X))
+    write_manifest(weighted.save(tmp_path / "weighted"))
+    assert np.allclose(load_model(tmp_path / "weighted").predict_proba(X), weighted.predict_proba(X))
 
 
 def test_the_ensemble_is_scored_from_its_members_out_of_fold_outputs():
-    from rayfit.evaluation.selection import ensemble_folds, ensemble_members
+    from rayfit.evaluation.selection import ensemble_folds
 
-    cv = {"dummy": {"rmse": {"mean": 0.1}}, "a": {"rmse": {"mean": 2.0}}, "b": {"rmse": {"mean": 1.0}},
-          "c": {"rmse": {"mean": 3.0}}}
-    assert ensemble_members(cv, "rmse", 2) == ["b", "a"]  # lowest rmse first; the dummy never votes
     y = np.array([1.0, 2.0, 3.0, 4.0])
     folds = [(np.array([2, 3]), np.array([0, 1])), (np.array([0, 1]), np.array([2, 3]))]
     outputs = {"a": [np.array([0.0, 2.0]), np.array([3.0, 4.0])], "b": [np.array([2.0, 2.0]), np.array([3.0, 6.0])]}
-    scores = ensemble_folds("regression", y, folds, outputs, ["a", "b"], None)
+    scores = ensemble_folds("regression", y, folds, outputs, {"a": 0.5, "b": 0.5}, None)
     assert scores[0]["mae"] == pytest.approx(0.0) and scores[1]["mae"] == pytest.approx(0.5)
+    scores = ensemble_folds("regression", y, folds, outputs, {"a": 0.75, "b": 0.25}, None)
+    assert scores[1]["mae"] == pytest.approx((0.0 + 0.5) / 2)  # 4.5 against 4: the weights count
+
+
+def test_greedy_ensemble_selection_weighs_what_helps_and_leaves_out_what_does_not():
+    """Two models wrong in opposite directions average to the truth; a third adds only noise, and the
+    dummy never enters. Weights are how often each was added at the best round."""
+    from rayfit.evaluation.selection import out_of_fold, select_ensemble
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=200)
+    folds = [(np.arange(100, 200), np.arange(100)), (np.arange(100), np.arange(100, 200))]
+    split = lambda whole: [whole[:100], whole[100:]]  # noqa: E731
+    outputs = {"dummy": split(np.zeros(200)), "high": split(y + 1.0), "low": split(y - 1.0),
+               "noisy": split(y + rng.normal(scale=3.0, size=200))}
+    assert np.array_equal(out_of_fold(folds, outputs["high"]), y + 1.0)
+    weights = select_ensemble("regression", y, folds, outputs, "rmse", None, max_members=8)
+    assert weights == {"high": 0.5, "low": 0.5}
+    # at most one member: the best single model
+    assert select_ensemble("regression", y, folds, outputs, "rmse", None, max_members=1) == {"high": 1.0}
+
+
+def test_greedy_ensemble_selection_breaks_accuracy_ties_by_log_loss():
+    """Accuracy moves in steps: two models right on the same rows are told apart by their
+    probabilities, and the better-calibrated one is taken first."""
+    from rayfit.evaluation.selection import select_ensemble
+
+    y = np.array([0, 1] * 50)
+    folds = [(np.arange(50, 100), np.arange(50)), (np.arange(50), np.arange(50, 100))]
+    sure, unsure = np.eye(2)[y] * 0.9 + 0.05, np.eye(2)[y] * 0.2 + 0.4
+    outputs = {"unsure": [unsure[:50], unsure[50:]], "sure": [sure[:50], sure[50:]]}
+    assert select_ensemble("classification", y, folds, outputs, "accuracy", 2, max_members=8) == {"sure": 1.0}
 
 
 def test_networks_join_the_folds_within_the_budget_and_say_why_not():

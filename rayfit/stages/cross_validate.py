@@ -4,9 +4,10 @@ on K stratified folds of train + validation and refitted on all of it, each fold
 one Ray task (evaluation/selection.py). Evaluation then chooses on these scores, and the refitted
 model is the one the test split scores.
 
-Then the soft-voting ensemble of the best `evaluation.ensemble` of them: its score on each fold
-comes from its members' out-of-fold outputs, so it competes on the same held-out footing; it
-votes with the members as refitted (tested) and as fitted on train (its validation score)."""
+Then the weighted ensemble, by greedy ensemble selection over every cross-validated model's
+out-of-fold outputs (at most `evaluation.ensemble` members): its score on each fold comes from
+its members' out-of-fold outputs, so it competes on the same held-out footing; it votes with the
+members as refitted (tested) and as fitted on train (its validation score)."""
 from __future__ import annotations
 
 import time
@@ -19,7 +20,7 @@ from rayfit.cluster.launch import as_finished, start
 from rayfit.evaluation.fitted import SklearnModel, SoftVote
 from rayfit.metrics import rank
 from rayfit.evaluation.selection import (
-    ensemble_folds, ensemble_members, folds_for, score_fold, split_folds, summarize,
+    ensemble_folds, folds_for, score_fold, select_ensemble, split_folds, summarize,
 )
 from rayfit.stages.state import RunState, Trained
 
@@ -174,22 +175,29 @@ def _stopped_by_time(state: RunState, unfinished: list) -> None:
 
 
 def _soft_vote(state: RunState, y: np.ndarray, folds, outputs: dict[str, list]) -> None:
+    """The weighted ensemble, chosen by greedy ensemble selection over the out-of-fold outputs of
+    every model cross-validated here (evaluation/selection.py), when it has two members or more."""
     prepared = state.prepared
     # models whose every out-of-fold output this command holds (a resumed run's earlier scores,
     # or folds a time limit cancelled, have none here)
-    complete = {name: scores for name, scores in state.cv.items()
-                if all(fold is not None for fold in outputs.get(name, [None]))}
-    members = ensemble_members(complete, state.metric, state.exp.evaluation.ensemble)
-    if len(members) < 2:
+    complete = {name: outputs[name] for name in state.cv
+                if name in outputs and all(fold is not None for fold in outputs[name])}
+    weights = select_ensemble(prepared.task, y, folds, complete, state.metric, prepared.n_classes,
+                              state.exp.evaluation.ensemble)
+    if len(weights) < 2:
         return
-    summary = summarize(ensemble_folds(prepared.task, y, folds, outputs, members, prepared.n_classes))
-    on_train = SoftVote(ENSEMBLE, prepared.task, [state.trained[m].model for m in members])
+    members = list(weights)
+    summary = summarize(ensemble_folds(prepared.task, y, folds, outputs, weights, prepared.n_classes))
+    shares = [weights[m] for m in members]
+    on_train = SoftVote(ENSEMBLE, prepared.task, [state.trained[m].model for m in members], shares)
     seconds = sum(state.trained[m].train_time_s for m in members)
-    state.finished(ENSEMBLE, Trained(on_train, SoftVote.kind, seconds, run_info={"members": members}))
+    state.finished(ENSEMBLE, Trained(on_train, SoftVote.kind, seconds,
+                                     run_info={"members": members, "weights": {m: round(weights[m], 4) for m in members}}))
     state.finished_cv(ENSEMBLE, summary, state.cv_folds,
-                      SoftVote(ENSEMBLE, prepared.task, [state.refitted[m] for m in members]))
-    state.display.say(f"{STAGE}: soft-voting ensemble of {', '.join(members)}: cv {state.metric} "
-                      f"{summary[state.metric]['mean']:.4f} ± {summary[state.metric]['std']:.4f}")
+                      SoftVote(ENSEMBLE, prepared.task, [state.refitted[m] for m in members], shares))
+    state.display.say(f"{STAGE}: ensemble of {', '.join(f'{m} {weights[m]:.2f}' for m in members)} (greedy "
+                      f"selection over out-of-fold outputs): cv {state.metric} {summary[state.metric]['mean']:.4f} "
+                      f"± {summary[state.metric]['std']:.4f}")
 
 
 def registry_name(state: RunState, name: str) -> str:

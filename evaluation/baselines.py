@@ -47,6 +47,13 @@ class Baseline:
     package: str = "sklearn"  # the import it needs (the contract test names it when missing)
     # Parameters that train it on the CUDA device Ray assigned its task (empty: no GPU mode)
     gpu_params: dict = field(default_factory=dict)
+    # A booster that early-stops on an inner split of the rows it is fitted on: (estimator, held-out
+    # X, y, per-row weights or None) -> the fit arguments that watch them, after setting its cap on
+    # rounds (see `fit_estimator`); None: it trains its configured size. `stopped`: the parameters
+    # that say the fitted model's size once it stopped, so that a copy (a fold's, a refit's) is
+    # that size when fitted without an inner split.
+    early_stopping: Optional[Callable[[object, np.ndarray, np.ndarray, Optional[np.ndarray]], dict]] = None
+    stopped: Optional[Callable[[object], dict]] = None
 
     def serves(self, task: str) -> bool:
         return task in self.tasks
@@ -215,6 +222,37 @@ def _catboost(task, cw, seed, threads):
     return catboost.CatBoostClassifier(**common) if task == "classification" else catboost.CatBoostRegressor(**common)
 
 
+# Early stopping on an inner split, as AutoGluon trains its boosters: the cap on rounds is high, and
+# training stops PATIENCE rounds after the inner split's loss (log loss, or squared error) last improved;
+# the model predicts with its best round.
+INNER_SHARE = 0.1  # of the rows a booster is fitted on, held out to stop it
+INNER_MIN_ROWS = 100  # fewer rows than this: no inner split, the booster trains its configured size
+MAX_ROUNDS = 2000
+PATIENCE = 50
+
+
+def _xgboost_stop(estimator, X_val, y_val, w_val) -> dict:
+    estimator.set_params(n_estimators=MAX_ROUNDS, early_stopping_rounds=PATIENCE)
+    return {"eval_set": [(X_val, y_val)], "verbose": False,
+            **({"sample_weight_eval_set": [w_val]} if w_val is not None else {})}
+
+
+def _lightgbm_stop(estimator, X_val, y_val, w_val) -> dict:
+    import lightgbm
+
+    estimator.set_params(n_estimators=MAX_ROUNDS)
+    return {"eval_set": [(X_val, y_val)], "callbacks": [lightgbm.early_stopping(PATIENCE, verbose=False)],
+            **({"eval_sample_weight": [w_val]} if w_val is not None else {})}
+
+
+def _catboost_stop(estimator, X_val, y_val, w_val) -> dict:
+    import catboost
+
+    estimator.set_params(iterations=MAX_ROUNDS)
+    return {"eval_set": catboost.Pool(X_val, y_val, weight=w_val), "early_stopping_rounds": PATIENCE,
+            "use_best_model": True}
+
+
 _TREE_SPACE = {"max_depth": {"choice": [None, 4, 8, 16]}, "min_samples_leaf": {"randint": [1, 20]},
                "max_features": {"choice": ["sqrt", 0.5, 1.0]}}
 _TREE_TUNABLE = ("max_depth", "min_samples_leaf", "max_features", "min_samples_split")
@@ -260,7 +298,8 @@ BASELINES: dict[str, Baseline] = {
         tunable=("learning_rate", "max_depth", "subsample", "colsample_bytree", "reg_lambda", "reg_alpha",
                  "min_child_weight"),
         growth=("n_estimators", 10), continue_fit=lambda model: {"xgb_model": model.get_booster()},
-        gpu_params={"device": "cuda"}),
+        gpu_params={"device": "cuda"}, early_stopping=_xgboost_stop,
+        stopped=lambda model: {"n_estimators": model.best_iteration + 1, "early_stopping_rounds": None}),
     "lightgbm": Baseline(
         _lightgbm, package="lightgbm",
         space={"learning_rate": {"loguniform": [0.01, 0.3]}, "num_leaves": {"randint": [8, 128]},
@@ -270,7 +309,8 @@ BASELINES: dict[str, Baseline] = {
                  "reg_alpha", "max_depth"),
         # subsample only takes effect with bagging every iteration
         growth=("n_estimators", 10), in_steps={"subsample_freq": 1},
-        continue_fit=lambda model: {"init_model": model.booster_}),
+        continue_fit=lambda model: {"init_model": model.booster_}, early_stopping=_lightgbm_stop,
+        stopped=lambda model: {"n_estimators": max(model.best_iteration_, 1)}),
     # CatBoost, where it installs (the `catboost` extra): a fitted model's parameters cannot change,
     # so it is fitted whole (no growth in steps for a scheduler to stop); not in the default set
     "catboost": Baseline(
@@ -278,7 +318,8 @@ BASELINES: dict[str, Baseline] = {
         space={"learning_rate": {"loguniform": [0.01, 0.3]}, "depth": {"randint": [4, 10]},
                "l2_leaf_reg": {"loguniform": [0.1, 30.0]}},
         tunable=("learning_rate", "depth", "l2_leaf_reg", "iterations", "bagging_temperature"),
-        gpu_params={"task_type": "GPU", "devices": "0"}),
+        # (a fitted CatBoost model's parameters cannot change: a copy keeps the cap, and stops as well)
+        gpu_params={"task_type": "GPU", "devices": "0"}, early_stopping=_catboost_stop),
 }
 
 
@@ -318,15 +359,44 @@ def make_estimator(name: str, task: str, class_weight: Optional[dict], seed: int
     return estimator
 
 
-def fit_estimator(name: str, estimator, X, y, class_weight: Optional[dict], threads: int = 1, **fit_args):
-    """Fit in place, with no more threads than `threads` (OpenMP and BLAS pools included)."""
+def fit_estimator(name: str, estimator, X, y, class_weight: Optional[dict], threads: int = 1,
+                  inner_stop: bool = False, **fit_args):
+    """Fit in place, with no more threads than `threads` (OpenMP and BLAS pools included).
+    `inner_stop`: a booster that early-stops holds out INNER_SHARE of the rows (stratified) and
+    stops on them (how the baselines stage, every fold and every refit fit it; a search grows it
+    in steps instead, for its scheduler to stop)."""
     from threadpoolctl import threadpool_limits
 
-    if BASELINES[name].class_weights == "sample_weight" and class_weight:
-        fit_args["sample_weight"] = np.asarray([class_weight[int(label)] for label in y], dtype=np.float64)
+    baseline = BASELINES[name]
+    weights = (np.asarray([class_weight[int(label)] for label in y], dtype=np.float64)
+               if baseline.class_weights == "sample_weight" and class_weight else None)
+    stops = inner_stop and baseline.early_stopping is not None and len(y) >= INNER_MIN_ROWS
+    if stops:
+        fit, held_out = _inner_split(estimator, y)
+        fit_args.update(baseline.early_stopping(estimator, X[held_out], y[held_out],
+                                                None if weights is None else weights[held_out]))
+        X, y, weights = X[fit], y[fit], None if weights is None else weights[fit]
+    if weights is not None:
+        fit_args["sample_weight"] = weights
     with threadpool_limits(limits=threads):
         estimator.fit(X, y, **fit_args)
+    if stops and baseline.stopped is not None:
+        estimator.set_params(**baseline.stopped(estimator))
     return estimator
+
+
+def _inner_split(estimator, y) -> tuple[np.ndarray, np.ndarray]:
+    """(rows to fit, rows to stop on): INNER_SHARE held out, stratified for a classifier whose every
+    class has two rows or more, the same rows for the same labels every time."""
+    from sklearn.base import is_classifier
+    from sklearn.model_selection import train_test_split
+
+    rows = np.arange(len(y))
+    stratify = y if is_classifier(estimator) and np.unique(y, return_counts=True)[1].min() >= 2 else None
+    try:
+        return tuple(train_test_split(rows, test_size=INNER_SHARE, random_state=0, stratify=stratify))
+    except ValueError:  # more classes than held-out rows
+        return tuple(train_test_split(rows, test_size=INNER_SHARE, random_state=0))
 
 
 def grow(name: str, estimator, step: int, X, y, class_weight: Optional[dict], threads: int = 1):
@@ -357,7 +427,7 @@ def fit_baseline(name: str, task: str, class_weight: Optional[dict], seed: int, 
         estimator.set_params(**BASELINES[name].gpu_params)
     X = X.reshape(len(X), -1)  # images and sequences: one flat row per example
     start = time.perf_counter()
-    fit_estimator(name, estimator, X, y, class_weight, threads)
+    fit_estimator(name, estimator, X, y, class_weight, threads, inner_stop=True)
     seconds = time.perf_counter() - start
     if device == "cuda" and name == "xgboost":
         estimator.set_params(device="cpu")  # predicts wherever it is loaded, a driver without a GPU too

@@ -60,7 +60,7 @@ def score_fold(estimator, name: str, task: str, class_weight, threads: int, X, y
     from rayfit.evaluation.fitted import SklearnModel
     from rayfit.metrics import score_outputs
 
-    fitted = fit_estimator(name, clone(estimator), X[fit_rows], y[fit_rows], class_weight, threads)
+    fitted = fit_estimator(name, clone(estimator), X[fit_rows], y[fit_rows], class_weight, threads, inner_stop=True)
     outputs = SklearnModel(name, task, fitted, n_classes).outputs(X[held_out])
     return score_outputs(task, y[held_out], outputs, n_classes), outputs
 

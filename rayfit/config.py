@@ -58,8 +58,8 @@ class DataConfig(_Section):
     # driver only.
     test: Optional[str] = None
     stratify: bool = True  # keep class proportions in every split (classification)
-    # drop exact duplicate rows. auto: yes on the driver; a table prepared on the cluster keeps them
-    # (identical rows share a split there), where true is an error.
+    # drop exact duplicate rows. auto: keep them (how often a row occurs is part of what the table
+    # says; the report counts them); true drops them on the driver (on the cluster, an error).
     drop_duplicates: Union[Literal["auto"], bool] = "auto"
     drop_constant: bool = True  # drop columns with a single value
     drop_id_like: bool = True  # drop columns that identify rows (unique integers / strings)

@@ -214,3 +214,38 @@ def test_the_two_xgboost_workers_built_one_model_of_all_their_rows(distributed_r
     # seen: 1.2e-7 from the every-row model, 0.81 from the half-row one
     assert np.abs(grouped - every_row).max() < 1e-3
     assert np.abs(grouped - half).max() > 0.05
+
+
+BOOSTERS = [name for name, baseline in BASELINES.items() if baseline.early_stopping]
+
+
+@pytest.mark.parametrize("name", BOOSTERS)
+def test_a_booster_early_stops_on_an_inner_split_and_a_copy_keeps_its_size(name):
+    """How the baselines stage, the folds and the refit fit a booster: it holds out a tenth of the
+    rows, stops when their loss stops improving, and predicts with its best round."""
+    from rayfit.evaluation.baselines import MAX_ROUNDS, PATIENCE
+
+    if not BASELINES[name].installed:
+        pytest.skip(f"{BASELINES[name].package} is not installed")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 5)).astype(np.float32)
+    y = (X[:, 0] + rng.normal(scale=1.5, size=400) > 0).astype(int)  # noisy: a few rounds are enough
+    stopped = fit_estimator(name, make_estimator(name, "classification", None, 0), X, y, None, inner_stop=True)
+    rounds = _rounds(stopped)
+    assert rounds < MAX_ROUNDS - PATIENCE, rounds
+    plain = fit_estimator(name, make_estimator(name, "classification", None, 0), X, y, None)  # a search's way
+    assert _rounds(plain) == make_estimator(name, "classification", None, 0).get_params()[_size(name)]
+    if name != "catboost":  # a fitted CatBoost model's parameters cannot change
+        assert clone(stopped).get_params()[_size(name)] == rounds
+
+
+def _size(name: str) -> str:
+    return "iterations" if name == "catboost" else "n_estimators"
+
+
+def _rounds(model) -> int:
+    if hasattr(model, "get_best_iteration"):  # CatBoost: the model shrinks to its best round
+        return model.tree_count_
+    if hasattr(model, "booster_"):  # LightGBM: the rounds it predicts with
+        return model.best_iteration_ or model.booster_.current_iteration()
+    return model.best_iteration + 1 if hasattr(model, "best_iteration") else len(model.get_booster().get_dump())

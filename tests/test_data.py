@@ -61,12 +61,13 @@ def test_csv_and_parquet_load(tmp_path):
 
 # -- cleaning --------------------------------------------------------------------------------------
 
-def test_exact_duplicates_dropped(tmp_path):
+def test_exact_duplicates_kept_unless_asked_to_drop(tmp_path):
     frame = pd.concat([_base(100), _base(100).iloc[:7]], ignore_index=True)
-    prepared = _prepare(tmp_path, frame)
-    assert prepared.n_rows == 100 and "dropped 7 exact duplicate rows" in prepared.log
-    kept = _prepare(tmp_path, frame, drop_duplicates=False)
-    assert kept.n_rows == 107
+    kept = _prepare(tmp_path, frame)  # auto: how often a row occurs is part of the table
+    assert kept.n_rows == 107 and "kept 7 exact duplicate rows (data.drop_duplicates: true drops them)" in kept.log
+    assert _prepare(tmp_path, frame, drop_duplicates=False).n_rows == 107
+    dropped = _prepare(tmp_path, frame, drop_duplicates=True)
+    assert dropped.n_rows == 100 and "dropped 7 exact duplicate rows" in dropped.log
 
 
 def test_constant_column_dropped(tmp_path):

@@ -59,6 +59,15 @@ def drop_duplicate_rows(frame: pd.DataFrame, log: list[str]) -> pd.DataFrame:
     return frame
 
 
+def note_duplicate_rows(frame: pd.DataFrame, log: list[str]) -> None:
+    """Identical rows are kept: on a table of few distinct values they are how often each occurs,
+    which every model should learn from as the test rows will show it (dropping a third of such a
+    table once cost its boosters 0.04 ROC AUC)."""
+    duplicated = int(frame.duplicated().sum())
+    if duplicated:
+        log.append(f"kept {duplicated} exact duplicate row{_s(duplicated)} (data.drop_duplicates: true drops them)")
+
+
 def drop_constant_columns(frame: pd.DataFrame, target: str, log: list[str]) -> pd.DataFrame:
     # A missing value counts as a value: a column half empty, half "x" still says something.
     constant = [c for c in frame.columns if c != target and frame[c].nunique(dropna=False) <= 1]

@@ -100,8 +100,10 @@ class Table(Source):
         self.log = log = []
         frame = clean.infinities_as_missing(frame, log)
         frame = clean.drop_missing_target(frame, target, log)
-        if cfg.drop_duplicates:
+        if cfg.drop_duplicates is True:
             frame = clean.drop_duplicate_rows(frame, log)
+        else:
+            clean.note_duplicate_rows(frame, log)
         frame = drop_uninformative_columns(frame, target, cfg, log)
         self.source_rows = frame.index.to_numpy()  # each kept row's number in the file, before cleaning
         frame = frame.reset_index(drop=True)

@@ -213,4 +213,4 @@ def _score_fold_task(estimator, baseline, task, class_weight, threads, data, fit
 def _refit_task(estimator, baseline, class_weight, threads, data):
     from sklearn.base import clone
 
-    return fit_estimator(baseline, clone(estimator), data["X"], data["y"], class_weight, threads)
+    return fit_estimator(baseline, clone(estimator), data["X"], data["y"], class_weight, threads, inner_stop=True)

@@ -200,22 +200,34 @@ def _xgboost(task, cw, seed, threads):
     return xgboost.XGBClassifier(**common) if task == "classification" else xgboost.XGBRegressor(**common)
 
 
-def _lightgbm(task, cw, seed, threads):
+def _lightgbm(task, cw, seed, threads, **config):
     import lightgbm
 
     # gain, as xgboost's feature_importances_ reports: the report's native importances compare
-    common = dict(n_estimators=200, learning_rate=0.1, num_leaves=31, n_jobs=threads, random_state=seed,
-                  verbosity=-1, importance_type="gain")
+    common = dict(n_estimators=200, learning_rate=0.05, num_leaves=31, n_jobs=threads, random_state=seed,
+                  verbosity=-1, importance_type="gain") | config
     if task == "classification":
         return lightgbm.LGBMClassifier(class_weight=cw, **common)
     return lightgbm.LGBMRegressor(**common)
+
+
+# LightGBM's portfolio: the three configurations of AutoGluon 1.6's default hyperparameters
+# (autogluon.tabular.configs.hyperparameter_configs, `default`, "GBM": {}, LightGBMXT, LightGBMLarge),
+# each a candidate of its own, cross-validated like any other.
+def _lightgbm_xt(task, cw, seed, threads):
+    return _lightgbm(task, cw, seed, threads, extra_trees=True)
+
+
+def _lightgbm_large(task, cw, seed, threads):
+    return _lightgbm(task, cw, seed, threads, learning_rate=0.03, num_leaves=128, colsample_bytree=0.9,
+                     min_child_samples=3)
 
 
 def _catboost(task, cw, seed, threads):
     import catboost
 
     # no files: CatBoost writes catboost_info/ into the working directory unless told not to
-    common = dict(iterations=300, learning_rate=0.1, depth=6, thread_count=threads, random_seed=seed,
+    common = dict(iterations=300, learning_rate=0.05, depth=6, thread_count=threads, random_seed=seed,
                   verbose=False, allow_writing_files=False)
     # class weights reach it as per-row weights in fit: its `class_weights` parameter breaks
     # scikit-learn's clone, which the folds and the refit make of every model
@@ -243,6 +255,14 @@ def _lightgbm_stop(estimator, X_val, y_val, w_val) -> dict:
     estimator.set_params(n_estimators=MAX_ROUNDS)
     return {"eval_set": [(X_val, y_val)], "callbacks": [lightgbm.early_stopping(PATIENCE, verbose=False)],
             **({"eval_sample_weight": [w_val]} if w_val is not None else {})}
+
+
+def _xgboost_size(model) -> dict:
+    return {"n_estimators": model.best_iteration + 1, "early_stopping_rounds": None}
+
+
+def _lightgbm_size(model) -> dict:
+    return {"n_estimators": max(model.best_iteration_, 1)}
 
 
 def _catboost_stop(estimator, X_val, y_val, w_val) -> dict:
@@ -299,7 +319,7 @@ BASELINES: dict[str, Baseline] = {
                  "min_child_weight"),
         growth=("n_estimators", 10), continue_fit=lambda model: {"xgb_model": model.get_booster()},
         gpu_params={"device": "cuda"}, early_stopping=_xgboost_stop,
-        stopped=lambda model: {"n_estimators": model.best_iteration + 1, "early_stopping_rounds": None}),
+        stopped=_xgboost_size),
     "lightgbm": Baseline(
         _lightgbm, package="lightgbm",
         space={"learning_rate": {"loguniform": [0.01, 0.3]}, "num_leaves": {"randint": [8, 128]},
@@ -310,11 +330,15 @@ BASELINES: dict[str, Baseline] = {
         # subsample only takes effect with bagging every iteration
         growth=("n_estimators", 10), in_steps={"subsample_freq": 1},
         continue_fit=lambda model: {"init_model": model.booster_}, early_stopping=_lightgbm_stop,
-        stopped=lambda model: {"n_estimators": max(model.best_iteration_, 1)}),
+        stopped=_lightgbm_size),
+    "lightgbm_xt": Baseline(_lightgbm_xt, package="lightgbm", early_stopping=_lightgbm_stop,
+                            stopped=_lightgbm_size),
+    "lightgbm_large": Baseline(_lightgbm_large, package="lightgbm", early_stopping=_lightgbm_stop,
+                               stopped=_lightgbm_size),
     # CatBoost, where it installs (the `catboost` extra): a fitted model's parameters cannot change,
-    # so it is fitted whole (no growth in steps for a scheduler to stop); not in the default set
+    # so it is fitted whole (no growth in steps for a scheduler to stop)
     "catboost": Baseline(
-        _catboost, default=False, package="catboost", class_weights="sample_weight",
+        _catboost, package="catboost", class_weights="sample_weight",
         space={"learning_rate": {"loguniform": [0.01, 0.3]}, "depth": {"randint": [4, 10]},
                "l2_leaf_reg": {"loguniform": [0.1, 30.0]}},
         tunable=("learning_rate", "depth", "l2_leaf_reg", "iterations", "bagging_temperature"),

@@ -72,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", help="where to write predictions (CSV); default: stdout")
     predict.add_argument("--model", help="an exported model's name (export.models: all); default: the best")
 
+    evaluate = commands.add_parser("evaluate", help="score a finished run's exported models on new labelled rows")
+    evaluate.add_argument("run_dir", help="a finished run: its directory or storage URI")
+    evaluate.add_argument("--data", required=True, help="a .csv / .parquet file of labelled raw rows")
+    evaluate.add_argument("--out", help="a new directory for the evaluation (default: RUN-evaluated-<time> "
+                                        "beside the run)")
+
     report = commands.add_parser("report", help="rebuild a finished run's report from its stored results")
     report.add_argument("run_dir", help="a finished run's directory")
 
@@ -318,6 +324,14 @@ def _predict(args) -> int:
     return EXIT_OK
 
 
+def _evaluate(args) -> int:
+    from rayfit.judge import evaluate_file
+
+    out = evaluate_file(args.run_dir, args.data, args.out)
+    print(f"evaluation of {args.run_dir} on {args.data}: {out / 'report.html'}")
+    return EXIT_OK
+
+
 def _after_interruption(run: Optional[str]) -> str:
     """What the user can do next, for the last line printed."""
     from rayfit.cluster.storage import STATE_FILE, Location
@@ -342,8 +356,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with command_clock(with_process=argv is None), stop_on_signals() as received:
         try:
             args = build_parser().parse_args(argv)
-            commands = {"run": _run, "resume": _resume, "predict": _predict, "serve": _serve, "report": _report, "submit": _submit, "fetch": _fetch, "jobs": _jobs,
-                        "cluster": _cluster}
+            commands = {"run": _run, "resume": _resume, "predict": _predict, "evaluate": _evaluate, "serve": _serve,
+                        "report": _report, "submit": _submit, "fetch": _fetch, "jobs": _jobs, "cluster": _cluster}
             return commands[args.command](args)
         except UserError as exc:
             message = " ".join(str(exc).split())  # one line, whatever the message held

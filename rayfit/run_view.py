@@ -197,6 +197,15 @@ class Run:
         table = table.sort_values("model", key=lambda names: names.map(order), kind="stable")
         return table.dropna(axis=1, how="all").set_index("model")
 
+    def evaluate(self, rows) -> dict:
+        """The run's exported models scored on labelled raw rows (a DataFrame with the target column),
+        without training, and each input column's shift from the training rows: what `rayfit
+        evaluate` writes as metrics.json ({models: {name: {scores, run_test}}, drift, ...})."""
+        from rayfit.judge import evaluate_rows
+
+        raw, _ = _rows(rows)
+        return evaluate_rows(self, raw, shown="the rows given")
+
     # -- models
     def _model(self, name: str) -> FittedModel:
         refitted = self.location.join(MODELS_DIR, CV_PREFIX + name)

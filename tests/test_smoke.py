@@ -82,3 +82,54 @@ def test_a_browser_named_file_runs_end_to_end_and_predicts(ray_session, tmp_path
 
 def _not_in_the_driver(*args, **kwargs):
     raise AssertionError("a network was loaded in the driver")
+
+    _evaluate_scores_new_labelled_rows(run, tmp_path, capsys)
+
+
+def _evaluate_scores_new_labelled_rows(run: Path, tmp_path: Path, capsys) -> None:
+    """`rayfit evaluate`: the run's model on new labelled rows, scores equal to sklearn's on the
+    same predictions, a shifted column flagged, and each bad input one error line."""
+    import numpy as np
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
+    import rayfit
+
+    rows = messy_frame(rows=300, seed=3)
+    rows.to_csv(tmp_path / "labelled.csv", index=False)
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--data", str(tmp_path / "labelled.csv"), "--out", "judged"]) == 0
+    out = tmp_path / "judged"
+    document = json.loads((out / "metrics.json").read_text())
+    best = document["best_model"]
+    loaded = rayfit.load(run)
+    proba = loaded.best_model.predict_proba(rows.drop(columns="label"))
+    truth = rows["label"].to_numpy()
+    scores = document["models"][best]["scores"]
+    assert scores["accuracy"] == pytest.approx(accuracy_score(truth, proba.columns.to_numpy()[proba.to_numpy().argmax(1)]))
+    assert scores["roc_auc"] == pytest.approx(roc_auc_score(truth == "yes", proba["yes"]))
+    assert document["rows"] == 300 and document["models"][best]["run_test"] == \
+        json.loads((run / "metrics.json").read_text())["models"][best]["test"]
+    assert not any(entry["shifted"] for entry in document["drift"].values()), document["drift"]
+    assert "shifted" not in (out / "report.md").read_text().split("## Scores")[0].replace("No input column shifted", "")
+    assert (out / "report.html").read_text().startswith("<!DOCTYPE html>")
+    # the same rows with one column moved: flagged, in the report's first paragraph too
+    moved = rows.assign(num2=rows["num2"] + 3.0)
+    judged = loaded.evaluate(moved)
+    assert judged["drift"]["num2"]["shifted"] and judged["drift"]["num2"]["psi"] > 1.0
+    assert not judged["drift"]["num1"]["shifted"]
+    assert judged["models"][best]["scores"]["accuracy"] < scores["accuracy"]  # the model pays for it
+    # bad inputs: one error line each, exit 2, nothing written
+    rows.drop(columns="city").to_csv(tmp_path / "no city.csv", index=False)
+    rows.assign(label=np.where(rows["label"] == "yes", "yes", "maybe")).to_csv(tmp_path / "new class.csv", index=False)
+    for argv, fragment in (
+            (["--data", str(tmp_path / "labelled.csv"), "--out", "judged"], "--out judged: already exists"),
+            (["--data", str(tmp_path / "no city.csv"), "--out", "x1"], "lacks 1 column of the training data: city"),
+            (["--data", str(tmp_path / "new class.csv"), "--out", "x2"],
+             "holds class(es) the training data lacks: maybe"),
+            (["--data", str(tmp_path / "none.csv"), "--out", "x3"], "none.csv: no such file")):
+        capsys.readouterr()
+        assert main(["evaluate", str(run), *argv]) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and fragment in err[0], (argv, err)
+    assert not any((tmp_path / name).exists() for name in ("x1", "x2", "x3"))
+

@@ -22,6 +22,7 @@ from rayfit.cluster.storage import local_copy
 from rayfit.config import DataConfig
 from rayfit.data import clean
 from rayfit.data.arrays import ChannelStandardizer, load_examples, resolve_kind
+from rayfit.data.profile import profile_columns
 from rayfit.data.features import class_weights, drop_uninformative_columns, fit_preprocessor
 from rayfit.data.load import load_table
 from rayfit.data.on_cluster import ClusterTable, prepares_on_cluster
@@ -146,7 +147,7 @@ class Table(Source):
             class_names=self.class_names,
             class_weights=_weights(parts["train"].y, self.class_names, cfg, log, self.chosen_by),
             preprocessor=preprocessor, log=log, n_rows=len(frame), source=self.shown,
-            test_rows=test_rows,
+            test_rows=test_rows, profile=profile_columns(features.iloc[rows["train"]]),
         )
 
 

@@ -63,6 +63,9 @@ class Prepared:
     # the test split's rows as numbered in the source file (0: the first data row); driver tables only
     test_rows: Optional[np.ndarray] = None
     label_names: Optional[list[str]] = None  # clustering: the label column's classes
+    # each raw input column's distribution in the training rows (rayfit/data/profile.py), kept with
+    # the model for `rayfit evaluate`'s shift; driver tables only
+    profile: Optional[dict] = None
 
     X_train = property(lambda self: self.parts["train"].X)
     X_val = property(lambda self: self.parts["val"].X)

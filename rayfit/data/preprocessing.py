@@ -199,6 +199,10 @@ def save_preprocessing(prepared: "Prepared", directory) -> None:
         "input_shape": list(prepared.input_shape),
     }
     (directory / PREPROCESSING_META).write_text(json.dumps(meta, indent=2))
+    if getattr(prepared, "profile", None) is not None:  # what `rayfit evaluate` measures shift against
+        from rayfit.data.profile import PROFILE_FILE
+
+        (directory / PROFILE_FILE).write_text(json.dumps(prepared.profile))
 
 
 def load_preprocessing(directory) -> Preprocessing:

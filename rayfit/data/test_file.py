@@ -38,10 +38,19 @@ def read_test_rows(source: str, target: str, feature_columns: list[str], task: s
             frame, _ = load_table(path)
         except UserError as exc:
             raise UserError(f"data.test: {exc}") from None
+    return checked_rows(frame, target, feature_columns, task, class_names, source, log)
+
+
+def checked_rows(frame: pd.DataFrame, target: str, feature_columns: list[str], task: str,
+                 class_names: Optional[list[str]], source: str, log: list[str],
+                 named: str = "data.test") -> TestRows:
+    """Labelled raw rows checked against the training table (read_test_rows; `rayfit evaluate`'s
+    rows too): errors name the rows as `named` `source`."""
+    where = f"{named} {source}"
     needed = [target, *feature_columns]
     missing = [c for c in needed if c not in frame.columns]
     if missing:
-        raise UserError(f"data.test {source}: lacks {len(missing)} column{'s' if len(missing) > 1 else ''} of the "
+        raise UserError(f"{where}: lacks {len(missing)} column{'s' if len(missing) > 1 else ''} of the "
                         f"training data: {shorten(missing)}")
     extra = [c for c in frame.columns if c not in needed]
     if extra:
@@ -51,11 +60,11 @@ def read_test_rows(source: str, target: str, feature_columns: list[str], task: s
     if not known.all():
         log.append(f"test file: left out {int((~known).sum())} row(s) with a missing target")
     if not known.any():
-        raise UserError(f"data.test {source}: no row has a value in the target column {target!r}")
+        raise UserError(f"{where}: no row has a value in the target column {target!r}")
     rows = np.flatnonzero(known)
     labels = frame[target].iloc[rows]
     if task == "classification":
-        y = _class_indices(labels, class_names, source)
+        y = _class_indices(labels, class_names, where)
     else:
         y = regression_values(labels)
     log.append(f"test: {len(rows):,} rows of {source} (none of them trains, validates or chooses)")
@@ -68,6 +77,6 @@ def _class_indices(labels: pd.Series, class_names: list[str], source: str) -> np
     index = {name: i for i, name in enumerate(class_names)}
     unseen = sorted(set(names) - set(index))
     if unseen:
-        raise UserError(f"data.test {source}: the target {labels.name!r} holds class(es) the training data lacks: "
+        raise UserError(f"{source}: the target {labels.name!r} holds class(es) the training data lacks: "
                         f"{shorten(unseen)} (the training classes: {shorten(class_names)})")
     return names.map(index).to_numpy(dtype=np.int64)

@@ -35,6 +35,7 @@ from bench import (
     b9_selection,
     b10_small_tables,
     b11_time_limit,
+    b12_accuracy,
     benchmarks_md,
 )
 from bench.harness import console, load_average, say, show_progress_on
@@ -61,6 +62,9 @@ BENCHMARKS: dict[str, Benchmark] = {
                      b10_small_tables.run, "<= 1.5", False,
                      ("rayfit_median_wall_s", "autogluon_median_wall_s", "rayfit_median_wall_s_300_1500_rows",
                       "at_or_above_autogluon", "mean_score_gap")),
+    "B12": Benchmark("accuracy: zero-config rayfit's test score beside AutoGluon medium_quality's (B10's runs)",
+                     b12_accuracy.run, ">= 14", False,
+                     ("at_or_above_autogluon", "wins", "ties", "losses", "mean_difference")),
     "B11": Benchmark("time limit: largest wall / limit over 30, 60, 120 s on four tables", b11_time_limit.run,
                      "<= 1.05", False, ("mean_score_at_30", "mean_score_at_60", "mean_score_at_120")),
     "B2": Benchmark("steady state: Ray Train 1 worker / plain loop, s per epoch", b2_steady_state.run, "<= 1.05", True,

@@ -139,7 +139,19 @@ def native_importance(model, feature_names) -> tuple[str, list[tuple[str, float]
     trees' impurity decrease, boosters' gain, a linear model's absolute coefficients (features are
     standardized, so they compare). A text column's features add up to the column (feature_groups).
     Shares sum to 1. ("", []) for a model without such a notion (a network, k nearest neighbours,
-    an RBF SVM, an ensemble)."""
+    an RBF SVM, an ensemble of different models). A bagged model's (fold models of one kind): their
+    shares averaged."""
+    members = getattr(model, "members", None)
+    if members:
+        found = [native_importance(member, feature_names) for member in members]
+        kinds = {kind for kind, _ in found}
+        if len(kinds) != 1 or "" in kinds or len({m.name for m in members}) != 1:
+            return "", []
+        total: dict[str, float] = {}
+        for weight, (_, shares) in zip(model.weights, found):
+            for feature, share in shares:
+                total[feature] = total.get(feature, 0.0) + weight * share
+        return kinds.pop(), sorted(total.items(), key=lambda row: row[1], reverse=True)
     estimator = getattr(model, "estimator", None)
     if estimator is None:
         return "", []

@@ -113,7 +113,9 @@ def _title(ctx: ReportContext) -> list[Block]:
     best = ctx.models.get(ctx.best_model, {})
     if best.get("selected_on") == "cv":
         cv = best["cv"].get(ctx.primary_metric, {})
-        then = "then refitted on both" if best.get("refit", True) else "tested as trained on train"
+        refit = best.get("refit", True)
+        then = ("its fold models averaged (bagged)" if refit == "bagged" else
+                "then refitted on both" if refit else "tested as trained on train")
         chosen = (f"chosen on {ctx.selection.get('folds', '?')}-fold cross-validation {ctx.primary_metric} "
                   f"{format_value(cv.get('mean'))} ± {format_value(cv.get('std'))} over train + validation, "
                   f"{then}")
@@ -254,7 +256,9 @@ def _cross_validation(ctx: ReportContext) -> list[Block]:
                         f"tuned hyperparameters as chosen) and {'is' if len(folded) == 1 else 'are'} tested as trained "
                         f"on train." if folded else "")
     sentences = [f"Cross-validation: {folds} folds of train + validation ({ctx.selection.get('rows', '?')} rows), "
-                 f"stratified for classification; each classic-ML model's test score is its refit on all of them.",
+                 f"stratified for classification; each classic-ML model's test score is "
+                 + ("that of its fold models averaged (bagged)." if ctx.selection.get("refit") == "bagged"
+                    else "its refit on all of them."),
                  trained_in_folds, said, "The test split was used for no choice."]
     return [Paragraph(" ".join(s for s in sentences if s)),
             Table(header, rows, highlight)]

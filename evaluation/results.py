@@ -50,7 +50,7 @@ NATIVE_TOP = 10  # features kept of a model's native importance in metrics.json
 
 def model_entry(framework: str, test: dict, val: dict, train_time_s: float, launch: str = "",
                 run_info: Optional[dict] = None, cv: Optional[dict] = None,
-                native_importance: tuple = ("", []), refit: bool = True) -> dict:
+                native_importance: tuple = ("", []), refit=True) -> dict:
     """One model in `models`: its scores on both splits (and on cross-validation, {metric: {mean,
     std, folds}}, where computed), what it was chosen on, for a network how it ran, and for a model
     that has one its native importance ({kind, top: [[feature, share], ...]}: evaluation/importance.py)."""
@@ -93,12 +93,13 @@ def search_entry(summary: dict) -> dict:
             **({"nodes": summary["nodes"]} if summary.get("nodes") else {})}
 
 
-def selection_entry(folds: Optional[int], rows: int, on_validation: Optional[dict] = None) -> dict:
+def selection_entry(folds: Optional[int], rows: int, on_validation: Optional[dict] = None,
+                    refit: str = "train+val") -> dict:
     """How the best model was chosen: K-fold cross-validation over `rows` of train + validation
     (`on_validation`: the networks compared on the validation split instead, and why), or the
     validation split."""
     if folds:
-        return {"method": "cv", "folds": folds, "rows": rows, "refit": "train+val",
+        return {"method": "cv", "folds": folds, "rows": rows, "refit": refit,
                 **({"on_validation": on_validation} if on_validation else {})}
     return {"method": "validation"}
 

@@ -51,9 +51,10 @@ def split_folds(y: np.ndarray, task: str, k: int, seed: int) -> list[tuple[np.nd
 
 
 def score_fold(estimator, name: str, task: str, class_weight, threads: int, X, y, fit_rows, held_out,
-               n_classes: Optional[int]) -> tuple[dict, np.ndarray]:
+               n_classes: Optional[int], keep: bool = False) -> tuple:
     """Fit an unfitted copy of `estimator` on one fold's rows; (its scores on the rows held out,
-    its raw outputs there: what an ensemble's out-of-fold score is made from)."""
+    its raw outputs there: what an ensemble's out-of-fold score is made from, and with `keep` the
+    fitted copy: a bagged model's member)."""
     from sklearn.base import clone
 
     from rayfit.evaluation.baselines import fit_estimator
@@ -62,7 +63,7 @@ def score_fold(estimator, name: str, task: str, class_weight, threads: int, X, y
 
     fitted = fit_estimator(name, clone(estimator), X[fit_rows], y[fit_rows], class_weight, threads, inner_stop=True)
     outputs = SklearnModel(name, task, fitted, n_classes).outputs(X[held_out])
-    return score_outputs(task, y[held_out], outputs, n_classes), outputs
+    return (score_outputs(task, y[held_out], outputs, n_classes), outputs) + ((fitted,) if keep else ())
 
 
 ROUNDS = 25  # greedy ensemble selection's rounds: each adds one member (again, if it is the best addition)

@@ -489,6 +489,9 @@ class EvaluationConfig(_Section):
     # folds; none: the validation split. Classic-ML models are cross-validated and refitted on
     # train + validation; networks join the folds as cv_networks says (evaluation/selection.py).
     cv: Union[Literal["auto", "none"], int] = "auto"
+    # What a cross-validated classic-ML model is tested and exported as: train+val, refitted on all
+    # of train + validation; bagged, its K fold models averaged (no refit: they are the model).
+    refit: Literal["train+val", "bagged"] = "train+val"
     # A weighted ensemble of at most this many cross-validated models (0 or 1: none), chosen by greedy
     # ensemble selection over their out-of-fold outputs, scored on the same folds and chosen like any
     # model when it wins.

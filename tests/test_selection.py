@@ -79,13 +79,19 @@ def test_a_small_table_is_chosen_on_cross_validation_and_tested_as_refitted(ray_
     assert main(args) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["selection"] == {"method": "cv", "folds": 5, "rows": 255, "refit": "train+val"}
-    for name in ("dummy", "linear", "decision_tree", "ensemble"):
+    assert {"dummy", "linear", "decision_tree"} <= set(metrics["models"]) <= {"dummy", "linear", "decision_tree",
+                                                                             "ensemble"}
+    for name in metrics["models"]:
         entry = metrics["models"][name]
         assert entry["selected_on"] == "cv" and entry["cv"]["accuracy"]["folds"] == 5
         assert 0 <= entry["cv"]["accuracy"]["std"] < 0.2
-    # The soft vote of the best two (the dummy never votes), scored on the same folds out of fold.
+    # The ensemble, where greedy selection took two members (the dummy never enters), is scored on
+    # the same folds out of fold, its weights summing to one.
     cv = {name: entry["cv"]["accuracy"]["mean"] for name, entry in metrics["models"].items()}
-    assert metrics["models"]["ensemble"]["members"] == sorted(["linear", "decision_tree"], key=lambda n: -cv[n])
+    if "ensemble" in metrics["models"]:
+        ensemble = metrics["models"]["ensemble"]
+        assert sorted(ensemble["members"]) == ["decision_tree", "linear"]
+        assert sum(ensemble["weights"].values()) == pytest.approx(1.0, abs=1e-3)
     assert metrics["best_model"] == max(cv, key=cv.get)
     assert cv["linear"] > cv["decision_tree"] > cv["dummy"]
 
@@ -141,6 +147,38 @@ def test_a_soft_vote_averages_its_members_and_saves_with_them(tmp_path):
     assert np.allclose(weighted.predict_proba(X), 0.75 * members[0].predict_proba(X) + 0.25 * members[1].predict_proba(X))
     write_manifest(weighted.save(tmp_path / "weighted"))
     assert np.allclose(load_model(tmp_path / "weighted").predict_proba(X), weighted.predict_proba(X))
+
+
+def test_bagged_a_cross_validated_model_is_its_fold_models_averaged(ray_session, tmp_path):
+    """evaluation.refit: bagged: no refit; the five fold models, each fitted on its fold's rows,
+    are the tested and exported model, their outputs averaged."""
+    from sklearn.base import clone
+
+    from rayfit.data import prepare
+    from rayfit.config import load_experiment
+    from rayfit.evaluation.fitted import load_model
+    from rayfit.evaluation.selection import split_folds
+
+    _table().to_csv(tmp_path / "rows.csv", index=False)
+    run = tmp_path / "run"
+    args = ["run", "--data", str(tmp_path / "rows.csv"), "--target", "y", "--out", str(run),
+            "--set", "baselines.models=[dummy,linear]", "--set", "torch.enabled=false", "--set", "keras.enabled=false",
+            "--set", "tune.enabled=false", "--set", "report.importance_repeats=1", "--set", "evaluation.refit=bagged"]
+    assert main(args) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["selection"]["refit"] == "bagged" and metrics["models"]["linear"]["refit"] == "bagged"
+    assert metrics["models"]["linear"]["native_importance"]["kind"] == "coefficient magnitude"  # the folds' mean
+    bagged = load_model(run / "models" / "cv:linear")
+    assert len(bagged.members) == 5
+    exp = load_experiment(str(run / "config.yaml"))
+    prepared = prepare(exp.data, exp.seed)
+    X = np.concatenate([prepared.X_train, prepared.X_val])
+    y = np.concatenate([prepared.y_train, prepared.y_val])
+    fold_models = [clone(bagged.members[0].estimator).fit(X[rows], y[rows]) for rows, _ in split_folds(y, "classification", 5, exp.seed)]
+    expected = np.mean([m.predict_proba(prepared.X_test) for m in fold_models], axis=0)
+    assert np.allclose(bagged.predict_proba(prepared.X_test), expected, atol=1e-6)
+    assert "each classic-ML model's test score is that of its fold models averaged (bagged)" in \
+        (run / "report.md").read_text()
 
 
 def test_the_ensemble_is_scored_from_its_members_out_of_fold_outputs():

@@ -26,6 +26,7 @@ from rayfit.stages.state import RunState, Trained
 
 STAGE = "cv"
 ENSEMBLE = "ensemble"
+BAGGED = "bagged"  # evaluation.refit: the fold models averaged are the model
 
 
 def train_and_validation(prepared) -> tuple[np.ndarray, np.ndarray]:
@@ -83,16 +84,18 @@ class CrossValidation:
             return
         cpus = exp.baselines.cpus_per_model
         cw = prepared.class_weights if prepared.task == "classification" else None
+        bagged = exp.evaluation.refit == BAGGED
         pending = []
         for name in names:
             estimator = ray.put(state.trained[name].model.estimator)
             baseline = registry_name(state, name)
             for i, (fit_rows, held_out) in enumerate(self.folds):
                 pending.append(start(_score_fold_task, estimator, baseline, prepared.task, cw, cpus, self.shared,
-                                     fit_rows, held_out, prepared.n_classes, name=f"rayfit.cv[{name}]", cpus=cpus,
-                                     tag=(name, i)))
-            pending.append(start(_refit_task, estimator, baseline, cw, cpus, self.shared, name=f"rayfit.refit[{name}]",
-                                 cpus=cpus, tag=(name, None)))
+                                     fit_rows, held_out, prepared.n_classes, bagged, name=f"rayfit.cv[{name}]",
+                                     cpus=cpus, tag=(name, i)))
+            if not bagged:  # bagged: the fold models are the model, nothing to refit
+                pending.append(start(_refit_task, estimator, baseline, cw, cpus, self.shared,
+                                     name=f"rayfit.refit[{name}]", cpus=cpus, tag=(name, None)))
         if networks:
             pending += start_network_folds(state, self.data, networks, self.X, self.y, self.folds)
         self.networks += networks
@@ -101,8 +104,8 @@ class CrossValidation:
                                               if networks else "") if part)
         if self.started_at is None:
             self.started_at = time.perf_counter()
-            display.start(STAGE, f"{state.cv_folds}-fold cross-validation of {what}, then refit on train + "
-                                 f"validation", total=len(pending))
+            then = "the fold models bagged" if bagged else "then refit on train + validation"
+            display.start(STAGE, f"{state.cv_folds}-fold cross-validation of {what}, {then}", total=len(pending))
         else:
             display.say(f"{STAGE}: and of {what}")
         self.pending += pending
@@ -117,6 +120,7 @@ class CrossValidation:
         folds, y, display, prepared = self.folds, self.y, state.display, state.prepared
         folded_networks = {plan.name for plan in self.networks}
         scores, outputs, refitted = defaultdict(list), defaultdict(lambda: [None] * len(folds)), {}
+        members = defaultdict(lambda: [None] * len(folds))  # bagged: each fold's fitted model
         unfinished, total = [], len(self.pending)
         try:
             for done, (handle, out) in enumerate(as_finished(self.pending, self.deadline, unfinished), 1):
@@ -130,8 +134,14 @@ class CrossValidation:
                 else:
                     scores[name].append(out[0])
                     outputs[name][fold] = out[1]
+                    if len(out) > 2:
+                        members[name][fold] = out[2]
                 display.advance(STAGE, done, total, name, echo=False)
-                if len(scores[name]) == state.cv_folds and name in refitted:
+                if len(scores[name]) == state.cv_folds and name in members:
+                    model = SoftVote(name, prepared.task, [SklearnModel(name, prepared.task, fitted, prepared.n_classes)
+                                                           for fitted in members.pop(name)])
+                    state.finished_cv(name, summarize(scores.pop(name)), state.cv_folds, model)
+                elif len(scores[name]) == state.cv_folds and name in refitted:
                     model = SklearnModel(name, prepared.task, refitted.pop(name), prepared.n_classes)
                     state.finished_cv(name, summarize(scores.pop(name)), state.cv_folds, model)
                 elif len(scores[name]) == state.cv_folds and name in folded_networks:
@@ -205,9 +215,9 @@ def registry_name(state: RunState, name: str) -> str:
     return name if name in BASELINES else state.searches[name]["model"]
 
 
-def _score_fold_task(estimator, baseline, task, class_weight, threads, data, fit_rows, held_out, n_classes):
+def _score_fold_task(estimator, baseline, task, class_weight, threads, data, fit_rows, held_out, n_classes, keep):
     return score_fold(estimator, baseline, task, class_weight, threads, data["X"], data["y"], fit_rows, held_out,
-                      n_classes)
+                      n_classes, keep)
 
 
 def _refit_task(estimator, baseline, class_weight, threads, data):

@@ -44,7 +44,7 @@ def evaluate(state: RunState) -> Evaluation:
         val = score_model(trained.model, prepared.X_val, prepared.y_val, prepared.n_classes)
         scores[name] = model_entry(trained.framework, test, val, trained.train_time_s, trained.launch, trained.run_info,
                                    cv=state.cv.get(name), native_importance=native_importance(tested, prepared.feature_names),
-                                   refit=not is_network_framework(trained.framework))
+                                   refit=_refit(state, trained.framework))
         if name in state.out_of_reach:
             scores[name]["out_of_reach"] = True
         display.advance("evaluate", i, len(state.trained), name, echo=False)
@@ -79,7 +79,8 @@ def evaluate(state: RunState) -> Evaluation:
         scores, resources=state.plan.describe() if state.plan is not None else None, searches=state.searches,
         # cv only when some model was cross-validated (a run of networks alone chose on validation)
         selection=selection_entry(state.cv_folds if state.cv else None, len(prepared.y_train) + len(prepared.y_val),
-                                  {n: why for n, why in state.cv_left_out.items() if n not in state.cv}),
+                                  {n: why for n, why in state.cv_left_out.items() if n not in state.cv},
+                                  state.exp.evaluation.refit),
         yardstick_led=yardstick_led)
     state.stage_times["evaluate"] = time.perf_counter() - started
     metrics["timings_s"] = {stage: round(seconds, 3) for stage, seconds in state.stage_times.items()}
@@ -90,6 +91,14 @@ def evaluate(state: RunState) -> Evaluation:
     on, chosen_by, _ = selection_score(scores[best], metric)
     display.finish("evaluate", f"best {best}: {on} {metric} {chosen_by:.4f}, test {metric} {scores[best]['test'][metric]:.4f}")
     return Evaluation(scores, best, best_model, importance, metrics, best_params)
+
+
+def _refit(state: RunState, framework: str):
+    """metrics.json's `refit` of a cross-validated model: True, refitted on train + validation;
+    "bagged", its fold models averaged; False, a network tested as trained on train."""
+    if is_network_framework(framework):
+        return False
+    return "bagged" if state.exp.evaluation.refit == "bagged" and framework != "ensemble" else True
 
 
 def write_test_predictions(model: ArrayModel, prepared, path) -> None:

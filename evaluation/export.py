@@ -139,6 +139,10 @@ def _readme(model, directory: Path, prepared, exports: list[str]) -> str:
         f"- Without rayfit: {how}.",
         "- MANIFEST.json holds the SHA-256 of every file here; rayfit refuses a model whose files changed.",
     ]
+    if model.task == "classification" and model.threshold is not None:
+        lines.append(f"- Decision: {classes[1]!r} where its probability is at least {model.threshold:.2f} (a threshold "
+                     f"tuned on out-of-fold predictions; model.json's `threshold`), else {classes[0]!r}. rayfit "
+                     f"predict and serve apply it; the files here give probabilities: apply it to them yourself.")
     if exports:
         lines.append(f"- Also exported: {', '.join(exports)}.")
     lines += ["", "With rayfit: `rayfit predict RUN --data rows.csv` or `rayfit serve RUN`.", ""]

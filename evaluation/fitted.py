@@ -23,6 +23,9 @@ class ArrayModel:
     (class probabilities or regression values)."""
 
     kind: str = ""
+    # Two classes: the second class is predicted where its probability reaches this (tuned on
+    # out-of-fold predictions, evaluation/selection.py tune_threshold); None: the most probable class
+    threshold: Optional[float] = None
     # False: a model whose computations run in Ray workers (trainers/remote_network.py), which a
     # long computation (permutation importance) goes to as a whole
     in_process: bool = True
@@ -34,7 +37,9 @@ class ArrayModel:
     def predict(self, X: np.ndarray) -> np.ndarray:
         out = self._raw_predict(X)
         if self.task == "classification":
-            return np.asarray(out).argmax(axis=1)
+            from rayfit.metrics import decide
+
+            return decide(out, self.threshold)
         return np.asarray(out, dtype=np.float64).reshape(-1)
 
     def predict_proba(self, X: np.ndarray) -> Optional[np.ndarray]:
@@ -50,7 +55,8 @@ class ArrayModel:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self._save_files(directory)
-        meta = {"kind": self.kind, "name": self.name, "task": self.task, **self._meta()}
+        meta = {"kind": self.kind, "name": self.name, "task": self.task, **self._meta(),
+                **({"threshold": self.threshold} if self.threshold is not None else {})}
         (directory / MODEL_META).write_text(json.dumps(meta, indent=2))
         return directory
 
@@ -201,4 +207,6 @@ def load_model(directory: Path) -> ArrayModel:
         importlib.import_module(OWN_MODULE[kind])
     if kind not in LOADERS and kind in FRAMEWORKS:
         LOADERS[kind] = FRAMEWORKS[kind].load("fitted").load
-    return LOADERS[kind](directory, meta)
+    model = LOADERS[kind](directory, meta)
+    model.threshold = meta.get("threshold")
+    return model

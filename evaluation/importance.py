@@ -44,7 +44,7 @@ def permutation_importance(model, X, y, feature_names, metric: str, n_classes, r
     one prediction of `repeats` stacked copies of X: one call per feature, whatever the model.
     """
     def score(outputs):
-        return oriented(metric, score_one(metric, model.task, y, outputs, n_classes))
+        return oriented(metric, score_one(metric, model.task, y, outputs, n_classes, getattr(model, "threshold", None)))
 
     rng = np.random.default_rng(seed)
     n = len(X)

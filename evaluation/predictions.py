@@ -14,6 +14,8 @@ import pandas as pd
 
 from rayfit.data.preprocessing import Preprocessing, decode_classes, load_preprocessing
 
+from rayfit.metrics import decide
+
 from .fitted import ArrayModel, load_model
 from .manifest import verify_manifest
 
@@ -38,7 +40,7 @@ def prediction_frame(model: ArrayModel, X: np.ndarray, class_names: Optional[lis
     classifier (with `proba`), one `proba_<class>` column per class."""
     probabilities = model.predict_proba(X) if proba else None
     # a classifier's prediction is its most probable class (ArrayModel.predict): one pass, not two
-    predicted = probabilities.argmax(axis=1) if probabilities is not None else model.predict(X)
+    predicted = decide(probabilities, model.threshold) if probabilities is not None else model.predict(X)
     out = pd.DataFrame({"prediction": decode_classes(class_names, predicted)})
     if probabilities is not None:
         for i, name in enumerate(class_names):

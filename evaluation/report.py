@@ -121,9 +121,16 @@ def _title(ctx: ReportContext) -> list[Block]:
                   f"{then}")
     else:
         chosen = f"chosen on validation {ctx.primary_metric} {format_value(ctx.metric(ctx.best_model, 'val'))}"
+    decision = ""
+    if best.get("threshold") is not None:
+        classes = ctx.class_names or []
+        positive = f"P({classes[1]})" if len(classes) == 2 else "the second class's probability"
+        decision = (f" It predicts the second class where {positive} is at least {best['threshold']:.2f}, a "
+                    f"decision threshold tuned on out-of-fold predictions for {ctx.primary_metric}.")
     blocks.append(Paragraph(
         f"Best model: {ctx.best_model} ({best.get('framework', MISSING)}), "
         f"test {ctx.primary_metric} {format_value(ctx.metric(ctx.best_model, 'test'))} ({chosen}; {ctx.task})."
+        + decision
     ))
     return blocks + _summary(ctx)
 

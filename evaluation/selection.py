@@ -114,6 +114,25 @@ def select_ensemble(task: str, y: np.ndarray, folds, outputs: dict[str, list], m
     return {name: count / added for name, count in best_counts.items()}
 
 
+# The choosing metrics a decision threshold is tuned for, on two classes: F1 counts the second class's
+# hits and misses at the decision, which the most probable class puts where accuracy wants it.
+THRESHOLD_METRICS = ("f1",)
+THRESHOLDS = np.round(np.linspace(0.05, 0.95, 91), 2)  # the candidates, in steps of 0.01
+
+
+def tune_threshold(y: np.ndarray, oof: np.ndarray, metric: str) -> Optional[float]:
+    """The decision threshold on the second class's out-of-fold probability that scores best on
+    `metric` over every row, where it beats the most probable class (ties: the one nearest 0.5);
+    None where no threshold does better. Two classes only."""
+    from rayfit.metrics import oriented, score_one
+
+    plain = oriented(metric, score_one(metric, "classification", y, oof, 2))
+    scored = [(oriented(metric, score_one(metric, "classification", y, oof, 2, t)), -abs(t - 0.5), float(t))
+              for t in THRESHOLDS]
+    value, _, threshold = max(scored)
+    return threshold if value > plain else None
+
+
 def ensemble_folds(task: str, y: np.ndarray, folds, outputs: dict[str, list], weights: dict[str, float],
                    n_classes: Optional[int]) -> list[dict]:
     """The weighted ensemble's score on each fold, from its members' out-of-fold outputs: a held-out

@@ -42,31 +42,43 @@ class Metric:
         return "max" if self.higher_is_better else "min"
 
 
+def decide(proba: np.ndarray, threshold: Optional[float] = None) -> np.ndarray:
+    """The class each row is predicted as: the most probable one, or with a decision `threshold`
+    (two classes) the second class where its probability reaches the threshold."""
+    proba = np.asarray(proba)
+    if threshold is None or proba.ndim != 2 or proba.shape[1] != 2:
+        return proba.argmax(axis=1)
+    return (proba[:, 1] >= threshold).astype(np.int64)
+
+
+# A classification scorer: (y_true, probabilities, n_classes, predicted classes) -> the score; the
+# decision-based ones read `predicted` (metrics.decide: a tuned threshold moves it), the others the
+# probabilities.
 def _averaged(name: str):
     """precision, recall or F1: binary for two classes, macro-averaged over every class otherwise."""
-    def score(y_true, proba, n_classes):
+    def score(y_true, proba, n_classes, predicted):
         from sklearn import metrics as skm
 
         multi = n_classes != 2
-        return getattr(skm, f"{name}_score")(y_true, proba.argmax(axis=1), average="macro" if multi else "binary",
+        return getattr(skm, f"{name}_score")(y_true, predicted, average="macro" if multi else "binary",
                                               labels=list(range(n_classes)) if multi else None, zero_division=0)
     return score
 
 
-def _accuracy(y_true, proba, n_classes):
+def _accuracy(y_true, proba, n_classes, predicted):
     from sklearn import metrics as skm
 
-    return skm.accuracy_score(y_true, proba.argmax(axis=1))
+    return skm.accuracy_score(y_true, predicted)
 
 
-def _balanced_accuracy(y_true, proba, n_classes):
+def _balanced_accuracy(y_true, proba, n_classes, predicted):
     """The mean over classes of each class's recall: every class counts alike, whatever its size."""
     from sklearn import metrics as skm
 
-    return skm.balanced_accuracy_score(y_true, proba.argmax(axis=1))
+    return skm.balanced_accuracy_score(y_true, predicted)
 
 
-def _roc_auc(y_true, proba, n_classes):
+def _roc_auc(y_true, proba, n_classes, predicted=None):
     """One-vs-rest for several classes; undefined (None) where a class is missing from the split."""
     from sklearn import metrics as skm
 
@@ -81,7 +93,7 @@ def _roc_auc(y_true, proba, n_classes):
     return None
 
 
-def _log_loss(y_true, proba, n_classes):
+def _log_loss(y_true, proba, n_classes, predicted=None):
     from sklearn import metrics as skm
 
     return skm.log_loss(y_true, proba, labels=list(range(n_classes)))
@@ -256,9 +268,11 @@ def _normalized(proba: np.ndarray) -> np.ndarray:
     return clipped / clipped.sum(axis=1, keepdims=True)
 
 
-def classification_scores(y_true: np.ndarray, proba: np.ndarray, n_classes: int) -> dict[str, Optional[float]]:
+def classification_scores(y_true: np.ndarray, proba: np.ndarray, n_classes: int,
+                          threshold: Optional[float] = None) -> dict[str, Optional[float]]:
     clipped = _normalized(proba)
-    scores = {name: get(name).scorer(y_true, clipped, n_classes) for name in names(CLASSIFICATION)}
+    predicted = decide(clipped, threshold)
+    scores = {name: get(name).scorer(y_true, clipped, n_classes, predicted) for name in names(CLASSIFICATION)}
     return {k: (None if v is None else float(v)) for k, v in scores.items()}
 
 
@@ -268,23 +282,26 @@ def regression_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float
 
 def score_model(model, X: np.ndarray, y: np.ndarray, n_classes: Optional[int]) -> dict[str, Optional[float]]:
     if model.task == CLASSIFICATION:
-        return classification_scores(y, model.predict_proba(X), n_classes)
+        return classification_scores(y, model.predict_proba(X), n_classes, getattr(model, "threshold", None))
     return regression_scores(y, model.predict(X))
 
 
-def score_one(metric: str, task: str, y: np.ndarray, outputs: np.ndarray, n_classes: Optional[int]) -> Optional[float]:
+def score_one(metric: str, task: str, y: np.ndarray, outputs: np.ndarray, n_classes: Optional[int],
+              threshold: Optional[float] = None) -> Optional[float]:
     """One metric from a model's raw outputs (what score_outputs gives for it, computed alone)."""
     scorer = get(metric).scorer
     if task == CLASSIFICATION:
-        value = scorer(y, _normalized(outputs), n_classes)
+        proba = _normalized(outputs)
+        value = scorer(y, proba, n_classes, decide(proba, threshold))
     else:
         value = scorer(y, np.asarray(outputs, dtype=np.float64).reshape(-1))
     return None if value is None else float(value)
 
 
-def score_outputs(task: str, y: np.ndarray, outputs: np.ndarray, n_classes: Optional[int]) -> dict[str, Optional[float]]:
+def score_outputs(task: str, y: np.ndarray, outputs: np.ndarray, n_classes: Optional[int],
+                  threshold: Optional[float] = None) -> dict[str, Optional[float]]:
     """The same scores from a model's raw outputs: class probabilities, or predicted values."""
     if task == CLASSIFICATION:
-        return classification_scores(y, np.asarray(outputs, dtype=np.float64), n_classes)
+        return classification_scores(y, np.asarray(outputs, dtype=np.float64), n_classes, threshold)
     return regression_scores(y, np.asarray(outputs, dtype=np.float64).reshape(-1))
 

@@ -262,3 +262,73 @@ def test_networks_join_the_folds_within_the_budget_and_say_why_not():
 
 
 # Networks and a tuned network chosen on the same folds as the classic models: tests/test_smoke.py.
+
+
+def test_a_threshold_is_tuned_where_it_beats_the_most_probable_class():
+    """F1 on a rare class: out-of-fold probabilities that rank the rare rows first but seldom reach
+    0.5 are decided better at a lower threshold; a model already decided well keeps none."""
+    from rayfit.evaluation.selection import tune_threshold
+    from rayfit.metrics import decide, score_one
+
+    y = np.array([1] * 20 + [0] * 180)
+    p1 = np.concatenate([np.linspace(0.25, 0.45, 20), np.linspace(0.0, 0.3, 180)])
+    proba = np.column_stack([1 - p1, p1])
+    threshold = tune_threshold(y, proba, "f1")
+    assert threshold is not None and 0.25 <= threshold < 0.5
+    assert score_one("f1", "classification", y, proba, 2, threshold) > score_one("f1", "classification", y, proba, 2)
+    assert np.array_equal(decide(proba, threshold), (p1 >= threshold).astype(int))
+    sure = np.column_stack([1 - (y * 0.9 + 0.05), y * 0.9 + 0.05])
+    assert tune_threshold(y, sure, "f1") is None  # perfect already at 0.5
+
+
+def test_a_threshold_goes_with_the_model_into_its_directory_and_its_decisions(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    from rayfit.evaluation.fitted import SklearnModel, load_model
+    from rayfit.evaluation.manifest import write_manifest
+    from rayfit.evaluation.predictions import prediction_frame
+    from rayfit.metrics import score_model
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 2))
+    y = (X[:, 0] + rng.normal(size=200) > 1.0).astype(int)
+    model = SklearnModel("linear", "classification", LogisticRegression().fit(X, y), 2)
+    plain = model.predict(X)
+    model.threshold = 0.2
+    assert (model.predict(X) >= plain).all() and (model.predict(X) > plain).any()
+    assert score_model(model, X, y, 2)["recall"] > score_model(SklearnModel("l", "classification", model.estimator, 2),
+                                                                X, y, 2)["recall"]
+    write_manifest(model.save(tmp_path / "m"))
+    loaded = load_model(tmp_path / "m")
+    assert loaded.threshold == 0.2 and np.array_equal(loaded.predict(X), model.predict(X))
+    frame = prediction_frame(loaded, X, ["no", "yes"])
+    assert list(frame["prediction"] == "yes") == list(model.predict(X) == 1)
+
+
+def test_chosen_by_f1_each_model_keeps_the_threshold_its_folds_chose(ray_session, tmp_path):
+    """A rare class and a weak signal, chosen by F1: thresholds are tuned on out-of-fold predictions,
+    stated in metrics.json, the report and model/README.md, and applied by predict and in
+    test_predictions.csv."""
+    from rayfit.evaluation.fitted import load_model
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(400, 3)).round(4), columns=["x0", "x1", "x2"])
+    frame["y"] = np.where(frame["x0"] + 1.5 * rng.normal(size=400) > 2.2, "rare", "common")
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    run = tmp_path / "run"
+    args = ["run", "--data", str(tmp_path / "rows.csv"), "--target", "y", "--out", str(run),
+            "--set", "baselines.models=[dummy,linear]", "--set", "torch.enabled=false", "--set", "keras.enabled=false",
+            "--set", "tune.enabled=false", "--set", "report.importance_repeats=1", "--set", "report.primary_metric=f1",
+            "--set", "data.class_weight=none"]
+    assert main(args) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    linear = metrics["models"]["linear"]
+    assert 0.05 <= linear["threshold"] < 0.5  # the rare class is decided below an even chance
+    assert metrics["best_model"] == "linear"  # the dummy is a yardstick; one other model makes no ensemble
+    model = load_model(run / "model")
+    assert model.threshold == linear["threshold"]
+    predictions = pd.read_csv(run / "test_predictions.csv")
+    assert list(predictions["prediction"] == "rare") == list(predictions["proba_rare"] >= model.threshold)
+    assert (predictions["prediction"] == "rare").sum() > (predictions["proba_rare"] >= 0.5).sum()
+    assert f"at least {model.threshold:.2f}" in (run / "model" / "README.md").read_text()
+    assert "a decision threshold tuned on out-of-fold predictions for f1" in (run / "report.md").read_text()

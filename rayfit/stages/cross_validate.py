@@ -20,7 +20,8 @@ from rayfit.cluster.launch import as_finished, start
 from rayfit.evaluation.fitted import SklearnModel, SoftVote
 from rayfit.metrics import rank
 from rayfit.evaluation.selection import (
-    ensemble_folds, folds_for, score_fold, select_ensemble, split_folds, summarize,
+    THRESHOLD_METRICS, ensemble_folds, folds_for, out_of_fold, score_fold, select_ensemble, split_folds, summarize,
+    tune_threshold,
 )
 from rayfit.stages.state import RunState, Trained
 
@@ -148,6 +149,8 @@ class CrossValidation:
                     # chosen on its folds, tested as trained: no refit (its early stopping needs the validation split)
                     state.finished_cv(name, summarize(scores.pop(name)), state.cv_folds, state.trained[name].model)
             _stopped_by_time(state, unfinished)
+            if tunes_threshold(state):
+                _tune_thresholds(state, y, folds, outputs, list(state.cv))
             if self.wants_ensemble:
                 _soft_vote(state, y, folds, outputs)
         finally:
@@ -208,6 +211,40 @@ def _soft_vote(state: RunState, y: np.ndarray, folds, outputs: dict[str, list]) 
     state.display.say(f"{STAGE}: ensemble of {', '.join(f'{m} {weights[m]:.2f}' for m in members)} (greedy "
                       f"selection over out-of-fold outputs): cv {state.metric} {summary[state.metric]['mean']:.4f} "
                       f"± {summary[state.metric]['std']:.4f}")
+    if tunes_threshold(state):
+        outputs[ENSEMBLE] = [sum(weights[m] * np.asarray(outputs[m][i]) for m in members) for i in range(len(folds))]
+        _tune_thresholds(state, y, folds, outputs, [ENSEMBLE])
+
+
+def tunes_threshold(state: RunState) -> bool:
+    """Two classes chosen by a threshold metric (F1): each model's decision threshold is tuned."""
+    prepared = state.prepared
+    return prepared.task == "classification" and prepared.n_classes == 2 and state.metric in THRESHOLD_METRICS
+
+
+def _tune_thresholds(state: RunState, y: np.ndarray, folds, outputs: dict[str, list], names: list[str]) -> None:
+    """Each model's decision threshold on the second class, tuned on its out-of-fold probabilities
+    where that beats the most probable class (evaluation/selection.py tune_threshold); its fold
+    scores are then the threshold's, and the threshold goes with the model (validation, test,
+    export). A network whose workers hold it keeps the most probable class."""
+    from rayfit.metrics import score_outputs
+
+    prepared, tuned = state.prepared, []
+    for name in names:
+        per_fold, model = outputs.get(name), state.refitted.get(name)
+        if model is None or not model.in_process or not per_fold or any(fold is None for fold in per_fold):
+            continue
+        threshold = tune_threshold(y, out_of_fold(folds, per_fold), state.metric)
+        if threshold is None:
+            continue
+        summary = summarize([score_outputs(prepared.task, y[held_out], per_fold[i], prepared.n_classes, threshold)
+                             for i, (_, held_out) in enumerate(folds)])
+        model.threshold = state.trained[name].model.threshold = threshold
+        state.finished_cv(name, summary, state.cv_folds, model)
+        tuned.append(f"{name} {threshold:.2f}")
+    if tuned:
+        state.display.say(f"{STAGE}: decision thresholds on P({prepared.class_names[1]}) tuned on out-of-fold "
+                          f"predictions for {state.metric}: {', '.join(tuned)}")
 
 
 def registry_name(state: RunState, name: str) -> str:

@@ -47,6 +47,8 @@ def evaluate(state: RunState) -> Evaluation:
                                    refit=_refit(state, trained.framework))
         if name in state.out_of_reach:
             scores[name]["out_of_reach"] = True
+        if tested.threshold is not None:  # tuned on out-of-fold predictions (stages/cross_validate.py)
+            scores[name]["threshold"] = tested.threshold
         display.advance("evaluate", i, len(state.trained), name, echo=False)
     best, yardstick_led = choose_model(scores, metric, prepared.task)
     if yardstick_led:

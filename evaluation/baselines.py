@@ -265,6 +265,9 @@ def _lightgbm_size(model) -> dict:
     return {"n_estimators": max(model.best_iteration_, 1)}
 
 
+_LIGHTGBM_STOPS = {"early_stopping": _lightgbm_stop, "stopped": _lightgbm_size}  # every LightGBM configuration's
+
+
 def _catboost_stop(estimator, X_val, y_val, w_val) -> dict:
     import catboost
 
@@ -329,12 +332,9 @@ BASELINES: dict[str, Baseline] = {
                  "reg_alpha", "max_depth"),
         # subsample only takes effect with bagging every iteration
         growth=("n_estimators", 10), in_steps={"subsample_freq": 1},
-        continue_fit=lambda model: {"init_model": model.booster_}, early_stopping=_lightgbm_stop,
-        stopped=_lightgbm_size),
-    "lightgbm_xt": Baseline(_lightgbm_xt, package="lightgbm", early_stopping=_lightgbm_stop,
-                            stopped=_lightgbm_size),
-    "lightgbm_large": Baseline(_lightgbm_large, package="lightgbm", early_stopping=_lightgbm_stop,
-                               stopped=_lightgbm_size),
+        continue_fit=lambda model: {"init_model": model.booster_}, **_LIGHTGBM_STOPS),
+    "lightgbm_xt": Baseline(_lightgbm_xt, package="lightgbm", **_LIGHTGBM_STOPS),
+    "lightgbm_large": Baseline(_lightgbm_large, package="lightgbm", **_LIGHTGBM_STOPS),
     # CatBoost, where it installs (the `catboost` extra): a fitted model's parameters cannot change,
     # so it is fitted whole (no growth in steps for a scheduler to stop)
     "catboost": Baseline(

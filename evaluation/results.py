@@ -159,17 +159,17 @@ def write_results(run_dir: Path, metrics: dict, best_params: dict) -> None:
     from rayfit.cluster.storage import Location
 
     Location.of(Path(run_dir) / BEST_PARAMS_FILE).write_bytes(
-        yaml.safe_dump(_plain(best_params), sort_keys=False).encode())
+        yaml.safe_dump(plain_json(best_params), sort_keys=False).encode())
     Location.of(Path(run_dir) / METRICS_FILE).write_bytes(
-        json.dumps(_plain(metrics), indent=2, allow_nan=False).encode())
+        json.dumps(plain_json(metrics), indent=2, allow_nan=False).encode())
 
 
-def _plain(value):
+def plain_json(value):
     """numpy scalars and tuples -> plain JSON / YAML types; NaN -> None (JSON has no NaN)."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain_json(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not np.isfinite(value):

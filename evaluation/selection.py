@@ -89,9 +89,9 @@ def select_ensemble(task: str, y: np.ndarray, folds, outputs: dict[str, list], m
     equals). At most `max_members` distinct members. Ties on the metric go to the better log loss
     (classification) or RMSE: accuracy moves in steps, the probabilities under it do not.
     Candidates: every model with out-of-fold outputs, the dummy aside. {member: weight}, summing to 1."""
-    from rayfit.metrics import CLASSIFICATION, oriented, score_one
+    from rayfit.metrics import CLASSIFICATION, YARDSTICK, oriented, score_one
 
-    candidates = {name: out_of_fold(folds, per_fold) for name, per_fold in outputs.items() if name != "dummy"}
+    candidates = {name: out_of_fold(folds, per_fold) for name, per_fold in outputs.items() if name != YARDSTICK}
     if not candidates:
         return {}
     tie_break = "log_loss" if task == CLASSIFICATION else "rmse"

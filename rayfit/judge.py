@@ -114,11 +114,12 @@ def _destination(run_dir: str, out: Optional[str]) -> Path:
 def _write(document: dict, destination: Path) -> None:
     """The directory appears whole: written beside it, then renamed; never over anything."""
     from rayfit.evaluation.evaluated_report import write_evaluation_report
+    from rayfit.evaluation.results import plain_json
 
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
     try:
-        (partial / "metrics.json").write_text(json.dumps(document, indent=2, allow_nan=False, default=_plain))
+        (partial / "metrics.json").write_text(json.dumps(plain_json(document), indent=2, allow_nan=False))
         write_evaluation_report(document, partial)
         os.rename(partial, destination)  # an empty destination made meanwhile is replaced; a full one is an error
     except OSError as exc:
@@ -129,10 +130,3 @@ def _write(document: dict, destination: Path) -> None:
             raise UserError(f"--out {destination}: already exists; rayfit never overwrites a directory") from None
         raise UserError(f"--out {destination}: cannot write there: {exc.strerror or exc}") from None
 
-
-def _plain(value):
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON: {type(value).__name__}")

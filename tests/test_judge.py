@@ -49,3 +49,20 @@ def test_a_clustering_run_and_rows_that_are_not_a_table_are_refused():
         evaluate_rows(clustering, pd.DataFrame({"a": [1]}))
     with pytest.raises(UserError, match="evaluate takes a table of labelled rows"):
         evaluate_rows(SimpleNamespace(task="classification", path="r"), np.zeros((3, 2)))
+
+
+def test_an_undefined_score_is_written_as_null_and_the_directory_appears_whole(tmp_path):
+    """R2 on one row is NaN: metrics.json has no NaN, so it is written as null (and shown as –)."""
+    import json
+
+    from rayfit.judge import _write
+
+    document = {"run": "runs/prices", "data": "one.csv", "rows": 1, "task": "regression", "primary_metric": "rmse",
+                "best_model": "linear", "drift": None, "drift_note": "not measured",
+                "models": {"linear": {"scores": {"rmse": np.float64(1.5), "mae": 1.5, "r2": float("nan")},
+                                      "run_test": {"rmse": 1.2}}}}
+    _write(document, tmp_path / "judged")
+    written = json.loads((tmp_path / "judged" / "metrics.json").read_text())
+    assert written["models"]["linear"]["scores"] == {"rmse": 1.5, "mae": 1.5, "r2": None}
+    assert "| linear | 1.5 | 1.5 | – | 1.2 |" in (tmp_path / "judged" / "report.md").read_text()
+    assert [p.name for p in tmp_path.iterdir()] == ["judged"]  # nothing partial left beside it

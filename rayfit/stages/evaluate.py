@@ -55,7 +55,8 @@ def evaluate(state: RunState) -> Evaluation:
         display.say(f"evaluate: {yardstick_note(yardstick_led, best, prepared.task)}")
     best_model = state.refitted.get(best, state.trained[best].model)
     if prepared.kind != "image":  # a pixel's importance says little; images get none
-        _importance_entries(state, scores, rank_models(scores, metric))
+        # the exported model first (where the dummy led, it is not the ranking's first)
+        _importance_entries(state, scores, [best] + [n for n in rank_models(scores, metric) if n != best])
     # the best model's, as metrics.json keeps it: the report now and `rayfit report` later show the same
     importance = [tuple(row) for row in (scores[best].get("permutation_importance") or {}).get("top", [])]
 

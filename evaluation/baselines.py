@@ -54,6 +54,10 @@ class Baseline:
     # that size when fitted without an inner split.
     early_stopping: Optional[Callable[[object, np.ndarray, np.ndarray, Optional[np.ndarray]], dict]] = None
     stopped: Optional[Callable[[object], dict]] = None
+    # A model that splits on categorical columns natively: the fit argument that names them (it is
+    # wrapped in evaluation/categories.py's NativeCategories where the table has any); None: it
+    # takes the one-hot and ordinal features every model sees.
+    categories: Optional[str] = None
 
     def serves(self, task: str) -> bool:
         return task in self.tasks
@@ -271,9 +275,11 @@ _LIGHTGBM_STOPS = {"early_stopping": _lightgbm_stop, "stopped": _lightgbm_size} 
 def _catboost_stop(estimator, X_val, y_val, w_val) -> dict:
     import catboost
 
+    from rayfit.evaluation.categories import category_columns
+
     estimator.set_params(iterations=MAX_ROUNDS)
-    return {"eval_set": catboost.Pool(X_val, y_val, weight=w_val), "early_stopping_rounds": PATIENCE,
-            "use_best_model": True}
+    return {"eval_set": catboost.Pool(X_val, y_val, weight=w_val, cat_features=category_columns(X_val)),
+            "early_stopping_rounds": PATIENCE, "use_best_model": True}
 
 
 _TREE_SPACE = {"max_depth": {"choice": [None, 4, 8, 16]}, "min_samples_leaf": {"randint": [1, 20]},
@@ -343,7 +349,10 @@ BASELINES: dict[str, Baseline] = {
                "l2_leaf_reg": {"loguniform": [0.1, 30.0]}},
         tunable=("learning_rate", "depth", "l2_leaf_reg", "iterations", "bagging_temperature"),
         # (a fitted CatBoost model's parameters cannot change: a copy keeps the cap, and stops as well)
-        gpu_params={"task_type": "GPU", "devices": "0"}, early_stopping=_catboost_stop),
+        gpu_params={"task_type": "GPU", "devices": "0"}, early_stopping=_catboost_stop,
+        # as AutoGluon trains it: categories by ordered target statistics (on sacramento's city and
+        # zip code, test R2 0.66 one-hot against 0.74 native)
+        categories="cat_features"),
 }
 
 
@@ -374,12 +383,18 @@ def baselines_for(models, task: str) -> list[str]:
 # -- building, fitting and growing: the one way every stage does it ---------------------------
 
 def make_estimator(name: str, task: str, class_weight: Optional[dict], seed: int, threads: int = 1,
-                   params: Optional[dict] = None):
-    """An unfitted estimator of baseline `name`, with the sampled hyperparameters `params` (if any)."""
+                   params: Optional[dict] = None, layout=None):
+    """An unfitted estimator of baseline `name`, with the sampled hyperparameters `params` (if any).
+    `layout`: where the table's categorical columns lie in its features (a CategoricalLayout, or
+    None), for a baseline that takes them natively."""
+    from rayfit.evaluation.categories import NativeCategories
+
     baseline = BASELINES[name]
     estimator = baseline.build(task, class_weight if baseline.class_weights == "param" else None, seed, threads)
     if params:
         estimator.set_params(**baseline.params_for(task, params))
+    if baseline.categories and layout is not None:
+        estimator = NativeCategories(estimator, layout, baseline.categories)
     return estimator
 
 
@@ -391,22 +406,32 @@ def fit_estimator(name: str, estimator, X, y, class_weight: Optional[dict], thre
     in steps instead, for its scheduler to stop)."""
     from threadpoolctl import threadpool_limits
 
+    from rayfit.evaluation.categories import NativeCategories
+
+    wrapper = estimator if isinstance(estimator, NativeCategories) else None
+    if wrapper is not None:  # its estimator fitted on its own encoding of the rows
+        X, estimator = wrapper.encode(X), wrapper.estimator
+        fit_args.update(wrapper.fit_arguments())
     baseline = BASELINES[name]
     weights = (np.asarray([class_weight[int(label)] for label in y], dtype=np.float64)
                if baseline.class_weights == "sample_weight" and class_weight else None)
     stops = inner_stop and baseline.early_stopping is not None and len(y) >= INNER_MIN_ROWS
     if stops:
         fit, held_out = _inner_split(estimator, y)
-        fit_args.update(baseline.early_stopping(estimator, X[held_out], y[held_out],
+        fit_args.update(baseline.early_stopping(estimator, _rows(X, held_out), y[held_out],
                                                 None if weights is None else weights[held_out]))
-        X, y, weights = X[fit], y[fit], None if weights is None else weights[fit]
+        X, y, weights = _rows(X, fit), y[fit], None if weights is None else weights[fit]
     if weights is not None:
         fit_args["sample_weight"] = weights
     with threadpool_limits(limits=threads):
         estimator.fit(X, y, **fit_args)
     if stops and baseline.stopped is not None:
         estimator.set_params(**baseline.stopped(estimator))
-    return estimator
+    return wrapper if wrapper is not None else estimator
+
+
+def _rows(X, rows: np.ndarray):
+    return X.iloc[rows] if hasattr(X, "iloc") else X[rows]
 
 
 def _inner_split(estimator, y) -> tuple[np.ndarray, np.ndarray]:
@@ -443,10 +468,11 @@ def grow(name: str, estimator, step: int, X, y, class_weight: Optional[dict], th
 
 
 def fit_baseline(name: str, task: str, class_weight: Optional[dict], seed: int, X, y, threads: int = 1,
-                 device: str = "cpu"):
+                 device: str = "cpu", layout=None):
     """Fit one baseline; returns (estimator, seconds). Runs inside a Ray task of `threads` CPUs
-    (and, with device "cuda", the GPU Ray assigned it: see `gpu_device`)."""
-    estimator = make_estimator(name, task, class_weight, seed, threads)
+    (and, with device "cuda", the GPU Ray assigned it: see `gpu_device`). `layout`: as for
+    `make_estimator`."""
+    estimator = make_estimator(name, task, class_weight, seed, threads, layout=layout)
     if device == "cuda":
         estimator.set_params(**BASELINES[name].gpu_params)
     X = X.reshape(len(X), -1)  # images and sequences: one flat row per example

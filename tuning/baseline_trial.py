@@ -41,7 +41,8 @@ def baseline_trial(config: dict, base: dict) -> None:
     weights = base.get("class_weights")
     class_weight = dict(enumerate(weights)) if weights else None
     threads = base.get("threads", 1)
-    estimator = make_estimator(name, task, class_weight, base["seed"], threads, params=config)
+    estimator = make_estimator(name, task, class_weight, base["seed"], threads, params=config,
+                               layout=data.get("categories"))
     steps = base["max_t"] if BASELINES[name].growth else 1
     best = float("inf")
     for step in range(1, steps + 1):

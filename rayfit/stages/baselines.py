@@ -87,5 +87,5 @@ def _fit_baseline_task(name, task, class_weight, seed, arrays, ledger, threads):
     note(ledger)
     device = gpu_device(name)
     estimator, seconds = fit_baseline(name, task, class_weight, seed, arrays["X_train"], arrays["y_train"], threads,
-                                      device=device[0])
+                                      device=device[0], layout=arrays.get("categories"))
     return estimator, seconds, device

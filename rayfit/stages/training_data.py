@@ -3,6 +3,7 @@ worker and trial reads them; a training split too large for it is written to Par
 from __future__ import annotations
 
 from rayfit.data.streaming import should_stream, write_split
+from rayfit.evaluation.categories import categorical_layout
 from rayfit.stages.state import RunState
 
 
@@ -15,7 +16,9 @@ def put_training_data(state: RunState):
 
     exp, prepared = state.exp, state.prepared
     arrays = {"X_train": prepared.X_train, "y_train": prepared.y_train,
-              "X_val": prepared.X_val, "y_val": prepared.y_val}
+              "X_val": prepared.X_val, "y_val": prepared.y_val,
+              # where the categorical columns lie, for a model that takes them natively (CatBoost)
+              "categories": categorical_layout(prepared.preprocessor)}
     if prepared.train_shards:  # prepared on the cluster: the whole split is there already
         stream, train_path, train_rows = True, prepared.train_shards, prepared.split.rows["train"]
         state.display.say(f"data: {train_rows:,} training rows prepared on the cluster, streamed through Ray Data")

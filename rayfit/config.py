@@ -64,6 +64,11 @@ class DataConfig(_Section):
     drop_constant: bool = True  # drop columns with a single value
     drop_id_like: bool = True  # drop columns that identify rows (unique integers / strings)
     categorical_encoding: Literal["auto", "onehot", "ordinal"] = "auto"  # auto: one-hot up to max_onehot_categories
+    # How numeric features are scaled for every model: standard (mean 0, variance 1); quantile (each
+    # column's training quantiles mapped onto a normal distribution: skewed columns and outliers
+    # spread out; tables prepared on the driver only); auto: quantile for the columns whose skewness
+    # on train is beyond 0.99, standard for the others (on the cluster: standard)
+    numeric_scaling: Literal["standard", "quantile", "auto"] = "standard"
     max_onehot_categories: int = Field(20, ge=2)
     class_weight: Literal["auto", "balanced", "none"] = "auto"  # auto: balanced when classes differ > 1.5x
     # What one example is. auto: tabular for tables, image for 4-D arrays and image folders,

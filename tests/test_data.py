@@ -239,6 +239,39 @@ def test_scaler_fitted_on_train_only():
     assert np.abs(prepared.X_test.mean(axis=0)).max() > 1e-3  # test rows did not shape the scaler
 
 
+def test_quantile_scaling_maps_a_skewed_column_onto_a_normal_one_fitted_on_train(tmp_path):
+    rng = np.random.default_rng(0)
+    income = rng.lognormal(3.0, 1.2, 600)  # skewed, with a long right tail
+    frame = pd.DataFrame({"income": income, "y": np.where(income > np.median(income), "high", "low")})
+    standard = _prepare(tmp_path, frame).X_train[:, 0]
+    quantile = _prepare(tmp_path, frame, numeric_scaling="quantile")
+    column = quantile.X_train[:, 0]
+
+    def skew(x):
+        return float(((x - x.mean()) ** 3).mean() / x.std() ** 3)
+
+    assert skew(standard) > 2 and abs(skew(column)) < 0.1
+    assert abs(float(np.median(column))) < 0.05 and 0.9 < float(column.std()) < 1.1
+    assert any("by their quantiles" in line for line in quantile.log)
+    # order kept: a monotone map of the column
+    order = np.argsort(standard)
+    assert np.all(np.diff(column[order]) >= -1e-6)
+
+
+def test_auto_scaling_maps_only_the_skewed_columns_by_their_quantiles(tmp_path):
+    rng = np.random.default_rng(1)
+    income, height = rng.lognormal(3.0, 1.2, 600), rng.normal(170, 10, 600)
+    frame = pd.DataFrame({"income": income, "height": height, "y": np.where(height > 170, "tall", "short")})
+    standard = _prepare(tmp_path, frame)
+    auto = _prepare(tmp_path, frame, numeric_scaling="auto")
+    j = auto.feature_names.index("height")
+    np.testing.assert_allclose(auto.X_train[:, j], standard.X_train[:, j], atol=1e-5)  # near-normal: standardized
+    k = auto.feature_names.index("income")
+    assert abs(float(pd.Series(auto.X_train[:, k]).skew())) < 0.1 < float(pd.Series(standard.X_train[:, k]).skew())
+    assert any("standardized 1 numeric" in line for line in auto.log)
+    assert any("mapped 1 numeric feature(s) onto a normal distribution" in line for line in auto.log)
+
+
 def test_saved_preprocessing_transforms_raw_rows(tmp_path):
     frame = messy_frame(200)
     source = _csv(tmp_path, frame)

@@ -114,6 +114,8 @@ def test_settings_it_cannot_honour_are_errors_before_anything_runs(tmp_path):
         prepares_on_cluster(DataConfig(source=str(source), prepare_on="cluster", streaming=False))
     with pytest.raises(UserError, match="data.drop_duplicates"):
         prepares_on_cluster(DataConfig(source=str(source), prepare_on="cluster", drop_duplicates=True))
+    with pytest.raises(UserError, match="numeric_scaling: quantile"):
+        prepares_on_cluster(DataConfig(source=str(source), prepare_on="cluster", numeric_scaling="quantile"))
     with pytest.raises(UserError, match="takes a CSV or Parquet file"):
         prepares_on_cluster(DataConfig(source="iris", prepare_on="cluster"))
     assert prepares_on_cluster(DataConfig(source=str(source), prepare_on="cluster"))

@@ -79,11 +79,11 @@ def test_a_browser_named_file_runs_end_to_end_and_predicts(ray_session, tmp_path
     predictions = pd.read_csv(tmp_path / "p.csv")
     assert len(predictions) == 30 and set(predictions["prediction"]) <= {"yes", "no"}
 
+    _evaluate_scores_new_labelled_rows(run, tmp_path, capsys)
+
 
 def _not_in_the_driver(*args, **kwargs):
     raise AssertionError("a network was loaded in the driver")
-
-    _evaluate_scores_new_labelled_rows(run, tmp_path, capsys)
 
 
 def _evaluate_scores_new_labelled_rows(run: Path, tmp_path: Path, capsys) -> None:

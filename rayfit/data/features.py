@@ -41,12 +41,21 @@ def fit_preprocessor(features: pd.DataFrame, train_rows: np.ndarray, kinds: dict
     onehot, ordinal = _choose_encodings(train, kinds["categorical"], cfg)
     pipeline = Pipeline([
         ("datetime", expander),
-        ("columns", build_columns(kinds["numeric"] + date_parts, onehot, ordinal, kinds["text"])),
+        ("columns", build_columns(kinds["numeric"] + date_parts, onehot, ordinal, kinds["text"],
+                                  scaling=cfg.numeric_scaling, rows=len(train))),
     ]).fit(train)
     columns = pipeline.named_steps["columns"]
     if (kinds["numeric"] or date_parts) and say_scaling:
-        log.append(f"standardized {len(kinds['numeric']) + len(date_parts)} numeric feature(s) "
-                   f"(mean and scale fitted on {fitted_on})")
+        numbers = len(kinds["numeric"]) + len(date_parts)
+        scale = pipeline.named_steps["columns"].named_transformers_["numeric"].named_steps["scale"]
+        skewed = int(scale.skewed_.sum()) if hasattr(scale, "skewed_") else (
+            numbers if cfg.numeric_scaling == "quantile" else 0)
+        if numbers > skewed:
+            log.append(f"standardized {numbers - skewed} numeric feature(s) (mean and scale fitted on {fitted_on})")
+        if skewed:
+            log.append(f"mapped {skewed} numeric feature(s) onto a normal distribution by their quantiles "
+                       f"(fitted on {fitted_on}; numeric_scaling: {cfg.numeric_scaling}"
+                       + (", their skewness beyond 0.99)" if cfg.numeric_scaling == "auto" else ")"))
     for name, steps, column_names in columns.transformers_:
         if name.startswith("text:"):
             union = steps.named_steps["tfidf"]

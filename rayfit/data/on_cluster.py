@@ -62,7 +62,8 @@ def prepares_on_cluster(cfg: DataConfig) -> bool:
         return False
     if cfg.prepare_on == "auto":
         if not (table_file and path.exists()) or cfg.task == "clustering" or cfg.kind not in ("auto", "tabular") \
-                or cfg.streaming is False or cfg.window is not None or _asks_for_deduplication(cfg):
+                or cfg.streaming is False or cfg.window is not None or _asks_for_deduplication(cfg) \
+                or cfg.numeric_scaling == "quantile":
             return False
         import psutil
 
@@ -77,6 +78,9 @@ def prepares_on_cluster(cfg: DataConfig) -> bool:
     if cfg.streaming is False:
         raise UserError("data.prepare_on: cluster streams the training split to the workers; "
                         "it cannot be combined with data.streaming: false")
+    if cfg.numeric_scaling == "quantile":
+        raise UserError(f"data.numeric_scaling: {cfg.numeric_scaling} fits each column's quantiles on the driver; "
+                        "with data.prepare_on: cluster numbers are standardized (numeric_scaling: standard)")
     if _asks_for_deduplication(cfg):
         raise UserError("data.drop_duplicates: finding duplicates needs the whole table on the driver; with "
                         "data.prepare_on: cluster identical rows instead share a split (set drop_duplicates: false)")
@@ -283,7 +287,9 @@ def _prepare_on_cluster(table: ClusterTable, seed: int, train_location, say: Say
     if not features:
         raise UserError(f"no feature columns left in {cfg.source} after cleaning (only the target {target!r})")
     kinds = clean.column_kinds(train, target)
-    preprocessor = fit_preprocessor(train[features], np.arange(len(train)), kinds, cfg, log,
+    # numbers are standardized by statistics over the whole training split (numeric_scaling: auto too)
+    standard = cfg.model_copy(update={"numeric_scaling": "standard"})
+    preprocessor = fit_preprocessor(train[features], np.arange(len(train)), kinds, standard, log,
                                     fitted_on="the train sample", say_scaling=not kinds["numeric"])
 
     say("data: pass 2/3, statistics over the whole training split")

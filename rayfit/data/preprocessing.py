@@ -111,13 +111,63 @@ def text_steps(column: str) -> Pipeline:
     ])
 
 
-def build_columns(numeric: list[str], onehot: list[str], ordinal: list[str], text: Sequence[str] = ()) -> ColumnTransformer:
+QUANTILES = 1000  # numeric_scaling quantile / auto: at most this many quantiles per column
+# numeric_scaling: auto maps a column onto a normal distribution by its quantiles where its skewness
+# is beyond this, and standardizes the others (AutoGluon's tabular network's rule and threshold:
+# autogluon.tabular.models.tabular_nn, `skew_threshold` 0.99)
+SKEW_THRESHOLD = 0.99
+
+
+class SkewAwareScaler(TransformerMixin, BaseEstimator):
+    """numeric_scaling: auto. Skewed columns (|skewness| > SKEW_THRESHOLD on the rows it is fitted
+    on) by their quantiles onto a normal distribution, the others standardized; `skewed_` says which."""
+
+    def __init__(self, quantiles: int = QUANTILES):
+        self.quantiles = quantiles
+
+    def fit(self, X, y=None):
+        from scipy.stats import skew
+        from sklearn.preprocessing import QuantileTransformer
+
+        X = np.asarray(X, dtype=np.float64)
+        self.n_features_in_ = X.shape[1]
+        spread = X.std(axis=0) > 0
+        self.skewed_ = np.zeros(X.shape[1], dtype=bool)
+        self.skewed_[spread] = np.abs(np.nan_to_num(skew(X[:, spread], axis=0))) > SKEW_THRESHOLD
+        self.standard_ = StandardScaler().fit(X[:, ~self.skewed_]) if (~self.skewed_).any() else None
+        self.quantile_ = (QuantileTransformer(n_quantiles=max(2, min(self.quantiles, len(X))),
+                                              output_distribution="normal", subsample=100_000, random_state=0)
+                          .fit(X[:, self.skewed_]) if self.skewed_.any() else None)
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self, "skewed_")
+        X = np.asarray(X, dtype=np.float64)
+        out = np.empty_like(X)
+        if self.standard_ is not None:
+            out[:, ~self.skewed_] = self.standard_.transform(X[:, ~self.skewed_])
+        if self.quantile_ is not None:
+            out[:, self.skewed_] = self.quantile_.transform(X[:, self.skewed_])
+        return out
+
+    def get_feature_names_out(self, input_features=None):
+        return np.asarray(input_features, dtype=object)
+
+
+def build_columns(numeric: list[str], onehot: list[str], ordinal: list[str], text: Sequence[str] = (),
+                  scaling: str = "standard", rows: int = QUANTILES) -> ColumnTransformer:
     """The per-kind steps after datetime expansion; column names are those of the expanded frame.
-    Each free-text column has steps of its own (a vectorizer takes one column)."""
+    Each free-text column has steps of its own (a vectorizer takes one column). `scaling` (the
+    config's numeric_scaling) of the numeric columns; `rows`: how many it is fitted on."""
+    from sklearn.preprocessing import QuantileTransformer
+
+    scale = (StandardScaler() if scaling == "standard" else SkewAwareScaler(min(QUANTILES, rows)) if scaling == "auto"
+             else QuantileTransformer(n_quantiles=max(2, min(QUANTILES, rows)), output_distribution="normal",
+                                      subsample=100_000, random_state=0))
     numeric_steps = Pipeline([
         ("as_float", FunctionTransformer(as_float, feature_names_out="one-to-one")),
         ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-        ("scale", StandardScaler()),
+        ("scale", scale),
     ])
     onehot_steps = Pipeline([
         ("as_text", FunctionTransformer(as_text, feature_names_out="one-to-one")),

@@ -67,8 +67,9 @@ class DataConfig(_Section):
     # How numeric features are scaled for every model: standard (mean 0, variance 1); quantile (each
     # column's training quantiles mapped onto a normal distribution: skewed columns and outliers
     # spread out; tables prepared on the driver only); auto: quantile for the columns whose skewness
-    # on train is beyond 0.99, standard for the others (on the cluster: standard)
-    numeric_scaling: Literal["standard", "quantile", "auto"] = "standard"
+    # on train is beyond 0.99, standard for the others (on the cluster: standard). A run saved
+    # before this key existed was standard (SAVED_BEFORE_THE_KEY).
+    numeric_scaling: Literal["standard", "quantile", "auto"] = "auto"
     max_onehot_categories: int = Field(20, ge=2)
     class_weight: Literal["auto", "balanced", "none"] = "auto"  # auto: balanced when classes differ > 1.5x
     # What one example is. auto: tabular for tables, image for 4-D arrays and image folders,
@@ -672,6 +673,28 @@ def validate(raw: dict, origin: str = "config") -> Experiment:
         more = len(exc.errors()) - 1
         suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
         raise UserError(f"{origin}: {_describe(first)}{suffix}") from None
+
+
+# Keys added since runs were first saved, each with the value every run saved before it used: a
+# run's config.yaml without one is read with that value (`load_saved_experiment`), so that `resume`
+# and `report` prepare the data as the run did, not by today's default.
+SAVED_BEFORE_THE_KEY = {"data.numeric_scaling": "standard"}
+
+
+def load_saved_experiment(path: Union[str, Path], assignments: Iterable[tuple[str, Any]] = ()) -> Experiment:
+    """A run's own config.yaml as the run read it, then `assignments`."""
+    raw = read_yaml(path)
+
+    def saved(key: str) -> bool:
+        section = raw
+        for part in key.split("."):
+            if not isinstance(section, dict) or part not in section:
+                return False
+            section = section[part]
+        return True
+
+    before = [(key, value) for key, value in SAVED_BEFORE_THE_KEY.items() if not saved(key)]
+    return build_experiment(str(path), assignments=[*before, *assignments])
 
 
 def load_experiment(

@@ -18,7 +18,7 @@ from rayfit.progress import Display
 
 def rebuild_report(run: str, display: Display) -> Path:
     from rayfit.cluster.storage import Location
-    from rayfit.config import load_experiment, resolved_for_rows
+    from rayfit.config import load_saved_experiment, resolved_for_rows
     from rayfit.evaluation.fitted import MODEL_DIR, load_model
     from rayfit.evaluation.results import BEST_PARAMS_FILE, METRICS_FILE
     from rayfit.run_record import RunRecord
@@ -36,7 +36,7 @@ def rebuild_report(run: str, display: Display) -> Path:
         raise UserError(f"{run}: a clustering run's report is rebuilt by running it again (its embeddings "
                         f"are not stored)")
     record = RunRecord.load(run_dir, shown=run, finished=True)
-    exp = load_experiment(str(run_dir / "config.yaml"))
+    exp = load_saved_experiment(run_dir / "config.yaml")
     record.check_source(exp.data.source, needs="rebuilding its report needs")
     display.start("data", f"prepare {exp.data.source}")
     source = check(exp.data)

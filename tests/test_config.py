@@ -13,6 +13,23 @@ def test_defaults_are_the_quickstart():
     assert set(exp.tune.space) == {"lr", "hidden_sizes", "dropout", "batch_size"}
 
 
+def test_a_run_saved_before_a_key_existed_is_read_with_the_value_it_used(tmp_path):
+    """resume and report read a run's config.yaml as the run did: a key added since takes the value
+    every run used before it (SAVED_BEFORE_THE_KEY), not today's default."""
+    import yaml
+
+    from rayfit.config import SAVED_BEFORE_THE_KEY, load_saved_experiment
+
+    assert load_experiment().data.numeric_scaling == "auto"
+    saved = yaml.safe_load(to_yaml(load_experiment()))
+    (tmp_path / "now.yaml").write_text(yaml.safe_dump(saved))
+    assert load_saved_experiment(tmp_path / "now.yaml").data.numeric_scaling == "auto"  # saved: kept as saved
+    del saved["data"]["numeric_scaling"]
+    (tmp_path / "before.yaml").write_text(yaml.safe_dump(saved))
+    old = load_saved_experiment(tmp_path / "before.yaml", [("seed", 4)])
+    assert old.data.numeric_scaling == SAVED_BEFORE_THE_KEY["data.numeric_scaling"] == "standard" and old.seed == 4
+
+
 def test_set_overrides_parse_values_as_yaml():
     exp = load_experiment(overrides=("torch.epochs=7", "torch.hidden_sizes=[16, 8]", "tune.enabled=false",
                                      "data.split.train=0.6", "data.split.val=0.2", "data.split.test=0.2"))

@@ -243,7 +243,7 @@ def test_quantile_scaling_maps_a_skewed_column_onto_a_normal_one_fitted_on_train
     rng = np.random.default_rng(0)
     income = rng.lognormal(3.0, 1.2, 600)  # skewed, with a long right tail
     frame = pd.DataFrame({"income": income, "y": np.where(income > np.median(income), "high", "low")})
-    standard = _prepare(tmp_path, frame).X_train[:, 0]
+    standard = _prepare(tmp_path, frame, numeric_scaling="standard").X_train[:, 0]
     quantile = _prepare(tmp_path, frame, numeric_scaling="quantile")
     column = quantile.X_train[:, 0]
 
@@ -262,8 +262,8 @@ def test_auto_scaling_maps_only_the_skewed_columns_by_their_quantiles(tmp_path):
     rng = np.random.default_rng(1)
     income, height = rng.lognormal(3.0, 1.2, 600), rng.normal(170, 10, 600)
     frame = pd.DataFrame({"income": income, "height": height, "y": np.where(height > 170, "tall", "short")})
-    standard = _prepare(tmp_path, frame)
-    auto = _prepare(tmp_path, frame, numeric_scaling="auto")
+    standard = _prepare(tmp_path, frame, numeric_scaling="standard")
+    auto = _prepare(tmp_path, frame)  # the default
     j = auto.feature_names.index("height")
     np.testing.assert_allclose(auto.X_train[:, j], standard.X_train[:, j], atol=1e-5)  # near-normal: standardized
     k = auto.feature_names.index("income")

@@ -9,7 +9,7 @@ from typing import Callable, Optional
 
 from rayfit.budget import Budget, command_start
 from rayfit.cluster.storage import Location, RunMirror, existing_run, is_uri, plan_run_location
-from rayfit.config import Experiment, load_experiment, revise, to_yaml
+from rayfit.config import Experiment, load_saved_experiment, revise, to_yaml
 from rayfit.errors import UserError
 from rayfit.evaluation.tracking import check_tracking
 from rayfit.progress import Display
@@ -106,7 +106,7 @@ def resumed_run(run: str, display: Display, address: Optional[str] = None) -> Ru
     try:
         record = RunRecord.load(mirror.workdir, shown=run)
         # `rayfit resume --address`: this time, join (or start) a different Ray
-        exp = load_experiment(str(mirror.workdir / "config.yaml"), assignments=[("ray.address", address)] if address else [])
+        exp = load_saved_experiment(mirror.workdir / "config.yaml", [("ray.address", address)] if address else [])
         record.check_source(exp.data.source)
         source, metric, check_time = check_data(exp, display)
     except BaseException:

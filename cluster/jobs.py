@@ -91,8 +91,8 @@ def submit_job(exp, address: str, storage: Optional[str], ship: bool = False) ->
         runtime_env = {"working_dir": str(workdir)}
         if ship:
             runtime_env["py_modules"] = [str(_package_copy(Path(tmp) / "package"))]
-        job_id = _submit_when_ready(jobs, address, entrypoint=entrypoint, metadata={RUN_KEY: run.uri},
-                                    runtime_env=runtime_env)
+        job_id = _submit_when_ready(jobs, address, exp.ray.connect_timeout_s, entrypoint=entrypoint,
+                                    metadata={RUN_KEY: run.uri}, runtime_env=runtime_env)
     return job_id, run
 
 
@@ -125,8 +125,9 @@ def run_of(jobs, job_id: str) -> str:
     return run
 
 
-def _submit_when_ready(jobs, address: str, timeout_s: float = 60, **job) -> str:
-    """submit_job, retried while a freshly started head says its job agent is not up yet."""
+def _submit_when_ready(jobs, address: str, timeout_s: float, **job) -> str:
+    """submit_job, retried for up to `timeout_s` (ray.connect_timeout_s) while a freshly started head
+    answers that its job agent is not up yet ("No available agent to submit job, please try again later")."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:

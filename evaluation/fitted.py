@@ -136,7 +136,7 @@ class SoftVote(ArrayModel):
 
     @classmethod
     def load(cls, directory: Path, meta: dict) -> "SoftVote":
-        return cls(meta["name"], meta["task"], [load_model(directory / name) for name in meta["members"]],
+        return cls(meta["name"], meta["task"], [_load_vouched(directory / name) for name in meta["members"]],
                    meta.get("weights"))  # a run before weighted ensembles: equal weights
 
 
@@ -193,13 +193,19 @@ def model_from_bytes(blob: bytes) -> ArrayModel:
 
 
 def load_model(directory: Path) -> ArrayModel:
-    from rayfit.frameworks import FRAMEWORKS
-
+    """The model saved in `directory`, its manifest checked before anything in it is unpickled."""
     from rayfit.evaluation.manifest import verify_manifest
 
-    directory = Path(directory)
-    verify_manifest(directory)  # before anything in it is unpickled
-    meta = json.loads((directory / MODEL_META).read_text())
+    verify_manifest(directory)
+    return _load_vouched(Path(directory))
+
+
+def _load_vouched(directory: Path) -> ArrayModel:
+    """The model in `directory`, whose files a manifest (its own or its parent's) vouched for."""
+    from rayfit.errors import read_json
+    from rayfit.frameworks import FRAMEWORKS
+
+    meta = read_json(directory / MODEL_META)
     kind = meta["kind"]
     if kind not in LOADERS and kind in OWN_MODULE:  # registered when their module is imported
         import importlib

@@ -31,11 +31,11 @@ from rayfit.stages.training_data import put_training_data
 
 
 def run_experiment(exp: Experiment, out: Optional[str], display: Display, verbose: bool = False,
-                   adopt: Optional[Path] = None) -> Location:
+                   adopt: Optional[Path] = None, renamed: Optional[Callable[[Location], None]] = None) -> Location:
     """Everything `rayfit run` does; the run's location (a directory or a storage URI). Bad input
     raises UserError before the run's location exists. `adopt`: a data source the run takes in
-    (rayfit.run's in-memory table, see new_run)."""
-    state, give_back = new_run(exp, out, display, adopt)
+    (rayfit.run's in-memory table); `renamed`: `out` is a name rayfit chose (see new_run)."""
+    state, give_back = new_run(exp, out, display, adopt, renamed)
     _run_stages(state, verbose, on_preflight_error=give_back)
     return state.location
 
@@ -65,6 +65,8 @@ def _cluster(state: RunState, on_preflight_error: Optional[Callable[[], None]]) 
 
 def _run_stages(state: RunState, verbose: bool, on_preflight_error: Optional[Callable[[], None]] = None) -> None:
     state.display.attach_log(state.run_dir / LOG_FILE)
+    if state.lease is not None:
+        state.lease.keep()
     try:
         with output_to_log(state.run_dir / LOG_FILE, verbose):
             try:
@@ -107,3 +109,5 @@ def _run_stages(state: RunState, verbose: bool, on_preflight_error: Optional[Cal
         state.display.detach_log()
         state.mirror.push()  # the log, and whatever the last stage wrote (nothing for a local run)
         state.mirror.close()
+        if state.lease is not None:
+            state.lease.release()  # last: the run is whole on its storage

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 from rayfit.cluster.storage import STATE_FILE
-from rayfit.errors import UserError
+from rayfit.errors import read_json, UserError
 
 MODELS_DIR = "models"  # every model the run trained, its resume record: models/<name>/
 CV_PREFIX = "cv:"  # a run record's stage of one model's cross-validation and refit: models/cv:<name>/
@@ -57,7 +57,7 @@ class RunRecord:
         path = Path(run_dir) / STATE_FILE
         if not path.is_file():
             raise UserError(f"{shown or run_dir}: not a rayfit run directory (no {STATE_FILE})")
-        record = cls(run_dir, json.loads(path.read_text()))
+        record = cls(run_dir, read_json(path, f"{shown or run_dir}/{STATE_FILE}"))
         if finished and not record.finished:
             raise UserError(f"{shown or run_dir}: this run has not finished; rayfit resume {shown or run_dir} finishes it")
         if not finished and record.finished:

@@ -38,6 +38,7 @@ class ServeSettings:
     max_rows: int = 10_000  # rows one request may hold
     max_bytes: int = 10 * 2**20  # one request body's size
     model: Optional[str] = None  # an exported model's name (export.models: all); None: the best
+    trust_unverified: bool = False  # --trust-unverified: a model directory without a manifest loads
 
 
 def model_archive(run: str, model: Optional[str] = None) -> bytes:
@@ -46,10 +47,13 @@ def model_archive(run: str, model: Optional[str] = None) -> bytes:
     from rayfit.predict import model_location
 
     from rayfit.evaluation.fitted import pack_dir
+    from rayfit.evaluation.manifest import verify_manifest
 
     location = model_location(run, model)
     with tempfile.TemporaryDirectory(prefix="rayfit-serve-") as tmp:
-        return pack_dir(Path(location.uri) if location.local else location.download(Path(tmp) / "model"))
+        directory = Path(location.uri) if location.local else location.download(Path(tmp) / "model")
+        verify_manifest(directory)  # here, before a replica starts to find it wanting
+        return pack_dir(directory)
 
 
 def column_kinds(preprocessing) -> dict[str, str]:
@@ -159,8 +163,11 @@ def build_app(archive: bytes, settings: ServeSettings):
             from rayfit.evaluation.fitted import unpack_dir
             from rayfit.evaluation.predictions import load_model_dir
 
+            from rayfit.evaluation.manifest import trusting_unverified
+
             self._tmp = tempfile.TemporaryDirectory(prefix="rayfit-replica-")
-            self.model, self.preprocessing = load_model_dir(unpack_dir(archive, Path(self._tmp.name)))
+            with trusting_unverified(settings.trust_unverified):  # a replica's own process: said again
+                self.model, self.preprocessing = load_model_dir(unpack_dir(archive, Path(self._tmp.name)))
             self.kinds = column_kinds(self.preprocessing) if self.preprocessing.takes_rows else {}
 
         @api.get("/healthz")

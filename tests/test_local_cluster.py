@@ -301,3 +301,27 @@ def test_down_stops_exactly_what_up_started(cluster):
     assert not (cluster.directory / "cluster.json").exists() and not (cluster.directory / "auth_token").exists()
     pointer = Path(pointer_file())  # Ray's "auto" lookups must not follow a pointer to the stopped cluster
     assert not (pointer.exists() and pointer.read_text().strip().endswith(f":{cluster.port}"))
+
+
+def test_down_never_signals_a_process_group_that_is_no_longer_the_node_s(tmp_path):
+    """cluster.json names process groups; once a node's group is gone its number can be another
+    process's: `down` signals a group only while its leader is the node's own process."""
+    import psutil
+
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        record = {"address": "127.0.0.1:1", "dashboard_url": "", "port": 1, "dashboard_port": 2,
+                  "nodes": [{"cpus": 1, "pid": stranger.pid, "started": psutil.Process(stranger.pid).create_time() - 50}]}
+        (tmp_path / "cluster.json").write_text(json.dumps(record))
+        assert LocalCluster.load(tmp_path).down(timeout_s=2) == 0
+        assert stranger.poll() is None  # another start time: left alone
+        del record["nodes"][0]["started"]  # a record from before start times: not `ray start`, left alone
+        (tmp_path / "cluster.json").write_text(json.dumps(record))
+        assert LocalCluster.load(tmp_path).down(timeout_s=2) == 0
+        assert stranger.poll() is None
+        record["nodes"][0]["started"] = psutil.Process(stranger.pid).create_time()  # the node itself: stopped
+        (tmp_path / "cluster.json").write_text(json.dumps(record))
+        assert LocalCluster.load(tmp_path).down(timeout_s=5) == 1
+        assert stranger.wait(timeout=10) is not None
+    finally:
+        stranger.kill()

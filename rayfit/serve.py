@@ -90,6 +90,8 @@ def parse_rows(body: bytes, kinds: dict[str, str], max_rows: int, max_bytes: int
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestError(400, f"the body is not JSON: {exc}") from None
+    except RecursionError:  # [[[[...]]]] deeper than the parser goes
+        raise RequestError(400, "the body is JSON nested too deeply; send a list of row objects") from None
     rows = payload.get("rows") if isinstance(payload, dict) else payload
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
         raise RequestError(422, 'send a JSON list of row objects, e.g. [{"column": value, ...}], or {"rows": [...]}')
@@ -119,6 +121,21 @@ def parse_rows(body: bytes, kinds: dict[str, str], max_rows: int, max_bytes: int
         if kind == "number":
             frame[column] = pd.to_numeric(frame[column], errors="coerce")
     return frame
+
+
+async def read_body(request, max_bytes: int) -> bytes:
+    """A request's body, refused (413) as soon as it is over `max_bytes`: by its Content-Length
+    before anything is read, else while it streams in; never held whole when it is too large."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise RequestError(413, f"request body of {declared} bytes is over the limit of {max_bytes}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise RequestError(413, f"request body of more than {max_bytes} bytes is over the limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _is_number(text: str) -> bool:
@@ -186,7 +203,8 @@ def build_app(archive: bytes, settings: ServeSettings):
                 return JSONResponse({"detail": f"this model takes {self.preprocessing.kind} arrays, not rows; "
                                                f"use rayfit predict with an .npz file"}, status_code=422)
             try:
-                frame = parse_rows(await request.body(), self.kinds, settings.max_rows, settings.max_bytes)
+                body = await read_body(request, settings.max_bytes)
+                frame = parse_rows(body, self.kinds, settings.max_rows, settings.max_bytes)
                 return {"rows": len(frame), **_merge(await self._batched(frame))}
             except RequestError as exc:
                 return JSONResponse({"detail": exc.detail}, status_code=exc.status)

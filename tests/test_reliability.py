@@ -205,3 +205,82 @@ def test_a_head_just_started_is_asked_again_until_its_job_agent_answers():
     assert _submit_when_ready(head, "127.0.0.1:8265", 30, entrypoint="x") == "raysubmit_1" and head.asked == 3
     with pytest.raises(UserError, match="--address 127.0.0.1:8265: the job was not accepted: .*No available agent"):
         _submit_when_ready(JustStarted(refusals=10 ** 6), "127.0.0.1:8265", 1.5, entrypoint="x")
+
+
+def test_a_large_data_file_is_shipped_by_its_content_and_a_broken_upload_is_never_reused(tmp_path, monkeypatch):
+    from rayfit.cluster import jobs
+
+    monkeypatch.setattr(jobs, "SHIP_LIMIT_BYTES", 0)  # every file counts as large: into the storage
+    storage, workdir = Location.of(tmp_path / "storage"), tmp_path / "job"
+    data = tmp_path / "rows.csv"
+    data.write_text("a,y\n1,0\n2,1\n")
+    first = Path(jobs._ship(data, workdir, storage))
+    assert first.read_text() == data.read_text() and first.name == "rows.csv"
+    assert jobs._ship(data, workdir, storage) == str(first)  # the same content: the same upload
+    data.write_text("a,y\n1,1\n2,0\n3,1\n")  # edited: uploaded anew, beside the first
+    second = Path(jobs._ship(data, workdir, storage))
+    assert second != first and second.read_text() == data.read_text()
+    # an upload killed half-way (no marker): made again, not reused
+    (second.parent / jobs.UPLOADED).unlink()
+    second.write_text("a,y\n1,")
+    assert Path(jobs._ship(data, workdir, storage)) == second and second.read_text() == data.read_text()
+
+
+def test_resume_notices_data_in_storage_that_changed(tmp_path):
+    from rayfit.run_record import RunRecord
+
+    data = tmp_path / "rows.csv"
+    data.write_text("a,y\n1,0\n2,1\n")
+    uri = f"file://{data}"
+    record = RunRecord.create(tmp_path, uri)
+    assert record.data["source_sha256"].startswith("objects:")
+    record.check_source(uri)  # unchanged: fine
+    data.write_text("a,y\n1,0\n2,1\n3,0\n")
+    with pytest.raises(UserError, match="changed since the run started"):
+        record.check_source(uri)
+
+
+def test_following_a_job_whose_jobs_api_stops_answering_is_one_error_and_a_blip_is_waited_out():
+    from rayfit.cluster.jobs import follow
+
+    class Head:
+        def __init__(self, failures: int):
+            self.failures, self.asked = failures, 0
+
+        def get_job_status(self, job_id):
+            self.asked += 1
+            if self.asked <= self.failures:
+                raise ConnectionRefusedError("[Errno 111] Connection refused")
+            return "JobStatus.SUCCEEDED"
+
+        def get_job_logs(self, job_id):
+            return "data: done\n"
+
+    said = []
+    assert follow(Head(failures=2), "raysubmit_1", said.append, poll_s=0.01, patience_s=5) is None
+    assert said == ["data: done"]
+    with pytest.raises(UserError, match="job raysubmit_2: the cluster's Jobs API stopped answering .*"
+                                        "rayfit jobs status raysubmit_2"):
+        follow(Head(failures=10 ** 6), "raysubmit_2", said.append, poll_s=0.01, patience_s=0.2)
+
+
+def test_a_run_given_the_out_of_an_earlier_run_leaves_that_run_s_mlflow_records_alone(tmp_path):
+    """Tracking deletes what an earlier attempt of the same run logged (a resumed run): by the run's
+    own id, not its directory, so a new run given a reused --out never deletes another's records."""
+    from mlflow import MlflowClient
+
+    from rayfit.evaluation.tracking import RUN_TAG, log_to_mlflow
+    from rayfit.run_record import RunRecord
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = RunRecord.create(tmp_path / "a", "iris"), RunRecord.create(tmp_path / "b", "iris")
+    assert first.run_id and second.run_id and first.run_id != second.run_id
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    metrics = {"best_model": "linear", "task": "classification", "models": {"linear": {"test": {"accuracy": 0.9}}}}
+    for record in (first, second, second):  # the second run logged twice (resumed): its first attempt replaced
+        log_to_mlflow(uri, "exp", "runs-same-out", record.run_id, {"seed": 0}, metrics, {}, {}, [])
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("exp").experiment_id
+    parents = [r for r in client.search_runs([experiment]) if "mlflow.parentRunId" not in r.data.tags]
+    assert sorted(r.data.tags[RUN_TAG] for r in parents) == sorted([first.run_id, second.run_id])

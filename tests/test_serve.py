@@ -28,7 +28,7 @@ def _free_port() -> int:
 def served(finished_run):
     """The suite's full run (tests/conftest.py), its chosen model served."""
     run = finished_run["dir"]
-    url = start_serving(str(run), ServeSettings(port=_free_port(), max_rows=100, max_batch_size=8))
+    url = start_serving(str(run), ServeSettings(port=_free_port(), max_rows=100, max_batch_size=8, max_bytes=20_000))
     yield {"run": run, "url": url}
     stop_serving()
 
@@ -102,7 +102,10 @@ def test_requests_at_once_are_batched_and_each_gets_its_own_answers(served, mess
      "row 0, column 'num1': expected a number, got 'lots'"),
     ([{"num1": 1.0, "num2": [2], "city": "nice", "signup": "2024-01-01"}], None, 422, "column 'num2'"),
     ([{"num1": 1.0, "num2": 2.0, "city": "nice", "signup": "2024-01-01"}] * 101, None, 413, "101 rows, more than the 100"),
-], ids=["not-json", "an-object", "not-objects", "empty", "missing-column", "not-a-number", "a-list-value", "too-many-rows"])
+    (None, b"[" * 5000 + b"]" * 5000, 400, "nested too deeply"),
+    (None, b" " * 30_000 + b"[]", 413, "over the limit of 20000"),
+], ids=["not-json", "an-object", "not-objects", "empty", "missing-column", "not-a-number", "a-list-value", "too-many-rows",
+        "nested-deeply", "body-too-large"])
 def test_a_bad_request_is_a_4xx_that_names_the_problem(served, body, raw, status, says):
     got, answer = _call(served["url"], "/predict", body, raw)
     assert got == status and says in answer["detail"], answer

@@ -298,8 +298,10 @@ def _serve(args) -> int:
     terminal = terminal_stream()
     with output_to_log(log, args.verbose):
         session = ensure_ray(args.address)
+        started = False
         try:
-            url = start_serving(args.run_dir, settings)
+            url = start_serving(args.run_dir, settings, own_ray=session.started)
+            started = True
             print(f"serving {args.run_dir} at {url}: POST /predict, GET /schema, GET /healthz; Ctrl-C stops"
                   + ("" if args.verbose else f" (Ray Serve's log: {log})"), file=terminal, flush=True)
             while True:
@@ -308,7 +310,8 @@ def _serve(args) -> int:
             print("serve: stopped", file=terminal, flush=True)
             return EXIT_OK
         finally:
-            stop_serving()
+            if started:  # only the application this command deployed
+                stop_serving(args.run_dir, settings, own_ray=session.started)
             if session.started:
                 from rayfit.cluster.session import shutdown_ray
 

@@ -243,17 +243,38 @@ def check_port(host: str, port: int) -> None:
             raise UserError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror or exc})") from None
 
 
-def start_serving(run: str, settings: ServeSettings) -> str:
-    """Deploy the run's model on the Ray session of this process; the endpoint's base URL."""
+def app_name(run: str, model: Optional[str] = None) -> str:
+    """The Serve application of a run's model: `rayfit-<run>[-<model>]`, a name of the run's own."""
+    import re
+
+    name = f"{APP_NAME}-{Path(str(run).rstrip('/')).name}" + (f"-{model}" if model else "")
+    return re.sub(r"[^A-Za-z0-9._-]", "-", name)[:100]
+
+
+def start_serving(run: str, settings: ServeSettings, own_ray: bool = False) -> str:
+    """Deploy the run's model on the Ray session of this process, as an application of the run's
+    own name (never replacing one that runs already); the endpoint's base URL. `own_ray`: this
+    command started that Ray, and the routes are at the root (/predict); on a Ray others share they
+    live under the application's own prefix (/rayfit-<run>/predict)."""
     from ray import serve
 
     archive = model_archive(run, settings.model)
+    name = app_name(run, settings.model)
     serve.start(http_options={"host": settings.host, "port": settings.port})
-    serve.run(build_app(archive, settings), name=APP_NAME, route_prefix="/", blocking=False)
-    return f"http://{settings.host}:{settings.port}"
+    if name in serve.status().applications:
+        raise UserError(f"a Serve application named {name} already runs on this cluster (this run served by another "
+                        f"command, or an application that is not rayfit's); rayfit serve never replaces it: stop it "
+                        f"first (serve.delete({name!r}))")
+    prefix = "/" if own_ray else f"/{name}"
+    serve.run(build_app(archive, settings), name=name, route_prefix=prefix, blocking=False)
+    return f"http://{settings.host}:{settings.port}" + ("" if own_ray else prefix)
 
 
-def stop_serving() -> None:
+def stop_serving(run: str, settings: ServeSettings, own_ray: bool = False) -> None:
+    """The run's application deleted, and nothing else: on a Ray this command started, Serve with it."""
     from ray import serve
 
-    serve.shutdown()
+    if own_ray:
+        serve.shutdown()
+    else:
+        serve.delete(app_name(run, settings.model))

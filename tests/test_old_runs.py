@@ -184,7 +184,7 @@ def test_serve_answers_as_when_the_run_was_made(old, ray_session, capsys):
     """`rayfit serve` itself, in this process: a client thread waits for the endpoint, asks it,
     then stops the server with Ctrl-C (SIGINT), as a user would."""
     port, done, got = _free_port(), threading.Event(), {}
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{port}/rayfit-finished"  # the suite's Ray is shared: under the app's own prefix
     rows = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
             for row in pd.read_csv(old / "rows.csv").to_dict("records")]
 

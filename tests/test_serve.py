@@ -28,9 +28,10 @@ def _free_port() -> int:
 def served(finished_run):
     """The suite's full run (tests/conftest.py), its chosen model served."""
     run = finished_run["dir"]
-    url = start_serving(str(run), ServeSettings(port=_free_port(), max_rows=100, max_batch_size=8, max_bytes=20_000))
-    yield {"run": run, "url": url}
-    stop_serving()
+    settings = ServeSettings(port=_free_port(), max_rows=100, max_batch_size=8, max_bytes=20_000)
+    url = start_serving(str(run), settings)  # on the suite's Ray, which others share: under the app's own prefix
+    yield {"run": run, "url": url, "settings": settings}
+    stop_serving(str(run), settings)
 
 
 def _call(url: str, path: str, body=None, raw: bytes = None):
@@ -125,3 +126,37 @@ def test_serve_says_what_is_wrong_before_it_starts(tmp_path, capsys):
         (tmp_path / "model" / "model.json").write_text("{}")
         assert main(["serve", str(tmp_path), "--port", str(port)]) == 2
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_serve_lives_beside_other_applications_and_never_replaces_or_removes_them(served, tmp_path):
+    """On a Ray others share, the model is an application of the run's own name under its own route
+    prefix: a second deployment of that name is refused, and stopping one removes it alone."""
+    import shutil
+
+    from ray import serve
+
+    from rayfit.errors import UserError
+    from rayfit.serve import app_name
+
+    name = app_name(str(served["run"]))
+    assert served["url"].endswith(f"/{name}") and name.startswith("rayfit-")
+
+    @serve.deployment(ray_actor_options={"num_cpus": 0})
+    class Other:
+        def __call__(self, request):
+            return "someone else's"
+
+    serve.run(Other.bind(), name="someone-else", route_prefix="/else", blocking=False)
+    try:
+        with pytest.raises(UserError, match=f"a Serve application named {name} already runs"):
+            start_serving(str(served["run"]), served["settings"])
+        copy = tmp_path / "copy"
+        shutil.copytree(served["run"] / "model", copy / "model")
+        url = start_serving(str(copy), served["settings"])
+        assert url.endswith("/rayfit-copy") and _call(url, "/healthz")[0] == 200
+        stop_serving(str(copy), served["settings"])
+        apps = serve.status().applications
+        assert "rayfit-copy" not in apps and "someone-else" in apps and name in apps
+        assert _call(served["url"], "/healthz")[0] == 200  # the first one serves on
+    finally:
+        serve.delete("someone-else")

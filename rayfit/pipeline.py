@@ -94,10 +94,10 @@ def _run_stages(state: RunState, verbose: bool, on_preflight_error: Optional[Cal
                             folds.start()
                     run_searches(state, data)  # those that could not run beside the models
                     cross_validate(state, data, folds)  # and the tuned models' folds, then the ensemble
-                if not state.trained:  # a time limit that let nothing finish
-                    raise UserError(f"time_limit: {state.exp.time_limit:g} s let no model finish training; "
-                                    f"give it more time (rayfit resume {state.location} continues with what is left)")
-                evaluation = evaluate(state)
+                    if not state.trained:  # a time limit that let nothing finish
+                        raise UserError(f"time_limit: {state.exp.time_limit:g} s let no model finish training; give it "
+                                        f"more time (rayfit resume {state.location} continues with what is left)")
+                    evaluation = evaluate(state)  # watched too: its tasks (importance, the networks' answers)
                 render_report(state, evaluation)
                 track_run(state, evaluation)
                 state.record.finish()

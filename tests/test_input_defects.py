@@ -292,3 +292,39 @@ def test_a_trial_continues_from_its_own_newest_checkpoint_not_an_older_record(tm
     assert newest_of_owner(recorded, "482a5_00002").path == str(trial / "checkpoint_000002")
     assert newest_of_owner(recorded, "482a5_00003") is recorded  # another trial's (a PBT donor's): as given
     assert newest_of_owner(None, "482a5_00002") is None
+
+
+def test_with_a_signing_key_a_manifest_rewritten_without_it_is_refused(tmp_path, monkeypatch, capsys):
+    """Someone who can write a model directory can rewrite its manifest to match a swapped file;
+    with RAYFIT_SIGNING_KEY set, manifests are signed and one written without the key is refused."""
+    import json
+
+    from sklearn.linear_model import LogisticRegression
+
+    from rayfit.evaluation.fitted import SklearnModel, load_model
+    from rayfit.evaluation.manifest import MANIFEST, SIGNING_KEY_ENV, write_manifest
+
+    X, y = np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([0, 0, 1, 1])
+    directory = tmp_path / "model"
+    SklearnModel("linear", "classification", LogisticRegression().fit(X, y), 2).save(directory)
+    monkeypatch.setenv(SIGNING_KEY_ENV, "s3cr3t-signing-key")
+    write_manifest(directory)
+    assert "hmac_sha256" in json.loads((directory / MANIFEST).read_text())
+    assert load_model(directory).predict(X).tolist() == [0, 0, 1, 1]
+    # the swap, and a manifest rewritten to match it by someone without the key
+    other = tmp_path / "other"
+    SklearnModel("linear", "classification", LogisticRegression().fit(X, 1 - y), 2).save(other)
+    (directory / "estimator.joblib").write_bytes((other / "estimator.joblib").read_bytes())
+    with monkeypatch.context() as attacker:
+        attacker.delenv(SIGNING_KEY_ENV)
+        write_manifest(directory)
+    with pytest.raises(UserError, match=f"{MANIFEST} was not written with the key in {SIGNING_KEY_ENV} "
+                                        r"\(it is not signed\)") as refused:
+        load_model(directory)
+    assert "s3cr3t" not in str(refused.value)
+    monkeypatch.setenv(SIGNING_KEY_ENV, "another-key")
+    write_manifest(directory)
+    monkeypatch.setenv(SIGNING_KEY_ENV, "s3cr3t-signing-key")
+    with pytest.raises(UserError, match="its signature does not match"):
+        load_model(directory)
+    assert "s3cr3t" not in capsys.readouterr().out

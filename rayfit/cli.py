@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from rayfit.errors import disk_problem, one_line, read_json, UserError
-from rayfit.signals import EXIT_INTERRUPTED, stop_on_signals
+from rayfit.signals import EXIT_INTERRUPTED, stop_on_signals, take_stop_reason
 
 EXIT_OK, EXIT_BUG, EXIT_USER = 0, 1, 2
 
@@ -384,6 +384,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"error: {message}", file=sys.stderr)
             return EXIT_USER
         except KeyboardInterrupt as exc:
+            reason = take_stop_reason()  # the process stopped itself: a cluster it joined went away
+            if reason is not None:
+                print(f"error: {reason}; {_after_interruption(getattr(exc, 'run_dir', None))}", file=sys.stderr)
+                return EXIT_USER
             by = f" by {received[0]}" if received else ""
             print(f"error: interrupted{by}; {_after_interruption(getattr(exc, 'run_dir', None))}", file=sys.stderr)
             return EXIT_INTERRUPTED

@@ -20,7 +20,7 @@ from rayfit.stages.evaluate import evaluate
 from rayfit.stages.open_run import new_run, resumed_run
 from rayfit.stages.prepare import prepare_data
 from rayfit.stages.preflight import plan_networks, preflight
-from rayfit.stages.ray_session import start_ray, stop_ray, watching_for_stalls
+from rayfit.stages.ray_session import start_ray, stop_ray, watching_for_stalls, watching_the_cluster
 from rayfit.stages.report import render_report
 from rayfit.stages.searches import run_searches, searches_beside
 from rayfit.stages.state import RunState
@@ -81,26 +81,27 @@ def _run_stages(state: RunState, verbose: bool, on_preflight_error: Optional[Cal
                     if on_preflight_error:  # the request cannot run on this cluster: give back its location
                         on_preflight_error()
                     raise
-                with watching_for_stalls(state):
-                    prepare_data(state)  # on the cluster too (data.prepare_on), now that Ray runs
-                    state.plan = plan_networks(state.exp)
-                    plan_time(state)  # time_limit: the training stages' shares
-                    data = put_training_data(state)
-                    with searches_beside(state, data) as beside:  # the searches, beside the models where they can be
-                        train_models(state, data, beside)  # baselines and networks
-                        # their folds next, beside the searches, where nothing waits for a gang of CPUs
-                        folds = CrossValidation(state, data) if beside.running or not beside.pending else None
-                        if folds is not None:
-                            folds.start()
-                    run_searches(state, data)  # those that could not run beside the models
-                    cross_validate(state, data, folds)  # and the tuned models' folds, then the ensemble
-                    if not state.trained:  # a time limit that let nothing finish
-                        raise UserError(f"time_limit: {state.exp.time_limit:g} s let no model finish training; give it "
-                                        f"more time (rayfit resume {state.location} continues with what is left)")
-                    evaluation = evaluate(state)  # watched too: its tasks (importance, the networks' answers)
-                render_report(state, evaluation)
-                track_run(state, evaluation)
-                state.record.finish()
+                with watching_the_cluster(state):  # a joined cluster that goes away: an error, resumable
+                    with watching_for_stalls(state):
+                        prepare_data(state)  # on the cluster too (data.prepare_on), now that Ray runs
+                        state.plan = plan_networks(state.exp)
+                        plan_time(state)  # time_limit: the training stages' shares
+                        data = put_training_data(state)
+                        with searches_beside(state, data) as beside:  # the searches, beside the models where they can be
+                            train_models(state, data, beside)  # baselines and networks
+                            # their folds next, beside the searches, where nothing waits for a gang of CPUs
+                            folds = CrossValidation(state, data) if beside.running or not beside.pending else None
+                            if folds is not None:
+                                folds.start()
+                        run_searches(state, data)  # those that could not run beside the models
+                        cross_validate(state, data, folds)  # and the tuned models' folds, then the ensemble
+                        if not state.trained:  # a time limit that let nothing finish
+                            raise UserError(f"time_limit: {state.exp.time_limit:g} s let no model finish training; give it "
+                                            f"more time (rayfit resume {state.location} continues with what is left)")
+                        evaluation = evaluate(state)  # watched too: its tasks (importance, the networks' answers)
+                    render_report(state, evaluation)
+                    track_run(state, evaluation)
+                    state.record.finish()
             finally:
                 if state.budget is not None:  # the time used, for a resume: interrupted or not
                     state.record.save()
@@ -111,3 +112,5 @@ def _run_stages(state: RunState, verbose: bool, on_preflight_error: Optional[Cal
         state.mirror.close()
         if state.lease is not None:
             state.lease.release()  # last: the run is whole on its storage
+        if state.hard_stop is not None:  # the clean-up after a lost cluster finished in time
+            state.hard_stop.cancel()

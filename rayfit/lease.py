@@ -34,10 +34,15 @@ class Taken(UserError):
 
 
 def _process_start(pid: int) -> Optional[float]:
+    """When the process `pid` started; None where there is none (an exited one not yet reaped counts
+    as none: it drives nothing any more)."""
     import psutil
 
     try:
-        return psutil.Process(pid).create_time()
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return process.create_time()
     except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
         return None
 

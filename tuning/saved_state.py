@@ -2,19 +2,18 @@
 
 Tune keeps a search's state in the top-level files of its directory: `tuner.pkl` (written once, at
 the start), `experiment_state-*.json` (trials pickled inside the JSON), the search algorithm's and
-the callbacks' state (`*.json`, `*.pkl`). `Tuner.restore` unpickles them. rayfit writes
-STATE_MANIFEST, the SHA-256 of each, whenever Tune has written them and they have reached the
-search's storage (the `Vouch` callback after each of Tune's snapshots, at the experiment's end, and
-once more after `fit` returns), and `rayfit resume` restores a search only where every such file is
-in the manifest and equal to it; a file the manifest does not name counts as changed (Tune loads the
-newest by name).
+the callbacks' state (`*.json`, `*.pkl`). `Tuner.restore` unpickles them. Tune writes each snapshot
+into a staging directory of the driver's and copies it to the search's storage in the background.
+After each snapshot rayfit records the SHA-256 of each staged file in STATE_MANIFEST beside them in
+the storage (the `Vouch` callback, in the same step as the snapshot, and once more after `fit`),
+keeping the digests of the last KEPT snapshots of every file: a file in the storage is Tune's own
+when its digest is one of them, whether or not the copy of the newest snapshot has landed yet.
+`rayfit resume` restores a search only where every state file in the storage is one rayfit
+recorded; a file the manifest does not name counts as changed (Tune loads the newest by name).
 
-A driver killed between a snapshot of Tune's and rayfit's manifest of it leaves a mismatch that is
-stale rather than tampered, but the two cannot be told apart: such a search is started anew, and
+A driver killed in the moment a file is being copied leaves a half-copied file no snapshot had:
+stale rather than tampered, but the two cannot be told apart, so that search is started anew, and
 says so. A finished search is rayfit's own record and is never run again.
-
-On object storage the manifest is written at the search's end only: a search there that was
-interrupted starts anew on `resume`.
 """
 from __future__ import annotations
 
@@ -32,89 +31,109 @@ from rayfit.cluster.storage import Location
 # copy a stale one back over the new one.
 STATE_MANIFEST = "rayfit-state.sha256"
 STATE_SUFFIXES = (".json", ".pkl")
+TUNER_FILE = "tuner.pkl"
+KEPT = 3  # snapshots whose digests stay in the manifest: the storage may hold any of them
 
 
-def _state_names(path: Location) -> list[str]:
+def _state_names(directory: Path) -> list[str]:
+    if not directory.is_dir():
+        return []
+    return sorted(p.name for p in directory.iterdir() if p.is_file() and p.name.endswith(STATE_SUFFIXES))
+
+
+def _stored_names(path: Location) -> list[str]:
     if path.local:
-        directory = path.path
-        if not directory.is_dir():
-            return []
-        return sorted(p.name for p in directory.iterdir() if p.is_file() and p.name.endswith(STATE_SUFFIXES))
-    return sorted(child.name for child in path.children()
-                  if child.name.endswith(STATE_SUFFIXES) and child.is_file())
+        return _state_names(path.path)
+    return sorted(child.name for child in path.children() if child.name.endswith(STATE_SUFFIXES) and child.is_file())
 
 
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _digests(path: Location) -> dict[str, str]:
-    return {name: _digest(path.join(name).read_bytes()) for name in _state_names(path)}
+def _recorded(path: Location) -> Optional[dict[str, list[str]]]:
+    """The manifest's digests, name -> those of its kept snapshots; None where there is no
+    readable one."""
+    manifest = path.join(STATE_MANIFEST)
+    try:
+        recorded = json.loads(manifest.read_bytes())["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(recorded, dict):
+        return None
+    return {name: [d] if isinstance(d, str) else [x for x in d if isinstance(x, str)]
+            for name, d in recorded.items() if isinstance(d, (str, list))}
+
+
+def record_state(path: Location, files: dict[str, bytes]) -> None:
+    """`files` (name -> content of a snapshot's state file) added to the search's manifest, each
+    name keeping the digests of its last KEPT snapshots; written whole."""
+    recorded = _recorded(path) or {}
+    for name, data in files.items():
+        digests = [d for d in recorded.get(name, []) if d != _digest(data)] + [_digest(data)]
+        recorded[name] = digests[-KEPT:]
+    payload = json.dumps({"sha256": recorded}, indent=1).encode()
+    if path.local:
+        path.path.mkdir(parents=True, exist_ok=True)
+        part = path.path / f".{STATE_MANIFEST}.{os.getpid()}.tmp"
+        part.write_bytes(payload)
+        os.replace(part, path.path / STATE_MANIFEST)
+    else:
+        path.join(STATE_MANIFEST).write_bytes(payload)
+
+
+def record_tuner(path: Location) -> None:
+    """`tuner.pkl`, which a new Tuner writes once, straight to the storage (not through staging)."""
+    if path.join(TUNER_FILE).is_file():
+        record_state(path, {TUNER_FILE: path.join(TUNER_FILE).read_bytes()})
 
 
 def write_state_manifest(path: Location) -> None:
-    """The manifest of the search's state files as they are now, written whole."""
-    record = json.dumps({"sha256": _digests(path)}, indent=1).encode()
-    if path.local:
-        part = path.path / f".{STATE_MANIFEST}.{os.getpid()}.tmp"
-        part.write_bytes(record)
-        os.replace(part, path.path / STATE_MANIFEST)
-    else:
-        path.join(STATE_MANIFEST).write_bytes(record)
+    """The search's state files as the storage holds them now, recorded (tests, and a search's end)."""
+    record_state(path, {name: path.join(name).read_bytes() for name in _stored_names(path)})
 
 
 def state_differs(path: Location) -> Optional[str]:
-    """What of the search's saved state differs from its manifest; None when nothing does."""
-    manifest = path.join(STATE_MANIFEST)
-    if not manifest.is_file():
-        return f"no {STATE_MANIFEST}"
-    try:
-        recorded = json.loads(manifest.read_bytes())["sha256"]
-        if not isinstance(recorded, dict):
-            raise TypeError
-    except (ValueError, KeyError, TypeError):
-        return f"{STATE_MANIFEST} is damaged"
-    found = _digests(path)
-    changed = sorted(name for name in recorded.keys() | found.keys() if recorded.get(name) != found.get(name))
+    """What of the search's saved state is not what rayfit recorded; None when all of it is."""
+    recorded = _recorded(path)
+    if recorded is None:
+        return f"no readable {STATE_MANIFEST}"
+    changed = [name for name in _stored_names(path) if _digest(path.join(name).read_bytes()) not in recorded.get(name, [])]
     if not changed:
         return None
     return f"{', '.join(changed[:3])}{' ...' if len(changed) > 3 else ''} differ{'s' if len(changed) == 1 else ''}"
 
 
 class Vouch(tune.Callback):
-    """Driver-side: the manifest of the search's state, rewritten after each of Tune's snapshots
-    once the snapshot has reached the storage (Tune copies it from its staging directory in the
-    background: while the two differ the copy is under way, and the next step looks again)."""
+    """Driver-side: after each of Tune's snapshots (written to its staging directory in the same
+    step, just before), the staged state files' digests into the manifest in the storage."""
 
     def __init__(self, path: Location):
         self.path = path
-        self._seen = None  # the state files' (name, size, mtime) when last vouched for
+        self._seen = None  # the staged files' (name, size, mtime) when last recorded
         self._staging: Optional[Path] = None  # Tune's staging directory of the search, once seen
 
     def __getstate__(self):  # pickled with the Tuner: nothing of this process's
         return {"path": self.path, "_seen": None, "_staging": None}
 
     def on_step_end(self, iteration, trials, **info):
-        if self.path.local:  # on object storage: at the end only (each look is a listing and downloads)
-            self._staging = _staging(trials) or self._staging
-            self.vouch()
+        self._staging = _staging(trials) or self._staging
+        self.vouch()
 
     def on_experiment_end(self, trials, **info):
         self._staging = _staging(trials) or self._staging
-        self.vouch()  # after Tune's last snapshot (forced and awaited when the search ended by itself)
+        self.vouch()
 
     def vouch(self) -> None:
-        """The manifest, where the storage holds what Tune last wrote (else left for a later look)."""
-        names = _state_names(self.path)
-        seen = [(name, *_size_and_time(self.path.path / name)) for name in names] if self.path.local else None
-        if seen is not None and seen == self._seen:
+        """The newest snapshot, recorded where it has changed; and what the storage holds, where
+        Tune's last, awaited copy has landed (a search's end)."""
+        if self._staging is None:
             return
-        if self._staging is not None:
-            for name in names:
-                staged = self._staging / name
-                if staged.is_file() and _digest(staged.read_bytes()) != _digest(self.path.join(name).read_bytes()):
-                    return  # Tune's copy is under way
-        write_state_manifest(self.path)
+        names = _state_names(self._staging)
+        seen = [(name, *_size_and_time(self._staging / name)) for name in names]
+        if seen == self._seen:
+            return
+        record_state(self.path, {name: (self._staging / name).read_bytes() for name in names})
         self._seen = seen
 
 

@@ -34,7 +34,7 @@ from rayfit.tuning.baseline_trial import ESTIMATOR_FILE
 from rayfit.tuning.schedulers import decision_epochs
 from rayfit.tuning.searchers import build_searcher, scheduler_for
 from rayfit.tuning.space import to_param_space
-from rayfit.tuning.saved_state import Vouch, state_differs
+from rayfit.tuning.saved_state import Vouch, record_tuner, state_differs
 from rayfit.tuning.trial_mode import INLINE, TrialMode, choose_trial_mode, surely_inline
 
 
@@ -241,6 +241,7 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
                 callbacks=callbacks,
             ),
         )
+        record_tuner(path)  # written once by the new Tuner, straight to the storage
     started = time.perf_counter()
     try:
         grid = tuner.fit()

@@ -150,7 +150,7 @@ def _ship(source: Path, workdir: Path, root: Location, folder: str = "data") -> 
         return str(Path(folder) / source.name)  # relative to the job's working directory
     shelf = root.join(folder, _content_digest(source, files)[:32])
     target, complete = shelf.join(source.name), shelf.join(UPLOADED)
-    if not complete.is_file():
+    if not (complete.is_file() and target.exists()):
         if shelf.exists():  # an upload that did not finish
             shelf.delete()
         target.upload(source)
@@ -162,7 +162,8 @@ UPLOADED = ".complete"  # written after a data upload: without it, the upload di
 
 
 def _content_digest(source: Path, files: list[Path]) -> str:
-    digest = hashlib.sha256()
+    """sha256 of the data's name and content (a folder's files by their paths in it)."""
+    digest = hashlib.sha256(f"{source.name}\0".encode())
     for file in files:
         digest.update(f"{file.relative_to(source).as_posix() if source.is_dir() else ''}\0".encode())
         with open(file, "rb") as handle:

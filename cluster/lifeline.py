@@ -14,7 +14,9 @@ import threading
 import time
 from typing import Callable, Optional
 
-GRACE_S = 10.0  # unreachable this long: lost (a restart of the head's GCS takes a few seconds)
+# Unreachable this long: lost. A restarted head's GCS answers again within seconds; this and the
+# run's clean-up (stages/ray_session.py HARD_STOP_S at most) stay within 30 s of the loss.
+GRACE_S = 15.0
 INTERVAL_S = 1.0
 
 

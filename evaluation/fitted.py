@@ -186,10 +186,16 @@ def model_to_bytes(model: ArrayModel) -> bytes:
 
 
 def model_from_bytes(blob: bytes) -> ArrayModel:
+    """`model_to_bytes`' archive, handed over in memory by a process of this run (a worker, which
+    need not hold RAYFIT_SIGNING_KEY): its digests are checked, not a signature."""
     import tempfile
 
+    from rayfit.evaluation.manifest import verify_manifest
+
     with tempfile.TemporaryDirectory(prefix="rayfit-model-") as tmp:
-        return load_model(unpack_dir(blob, Path(tmp)))
+        directory = unpack_dir(blob, Path(tmp))
+        verify_manifest(directory, signed=False)
+        return _load_vouched(directory)
 
 
 def load_model(directory: Path) -> ArrayModel:

@@ -35,8 +35,9 @@ _TRUSTED: ContextVar[bool] = ContextVar("rayfit_trust_unverified", default=False
 
 @contextmanager
 def trusting_unverified(trust: bool = True):
-    """Within it (with `trust`), a directory without a manifest loads: the user vouches for it."""
-    token = _TRUSTED.set(trust)
+    """Within it (with `trust`), a directory without a manifest loads: the user vouches for it. A
+    nested `trusting_unverified(False)` leaves an outer trust as it is."""
+    token = _TRUSTED.set(trust or _TRUSTED.get())
     try:
         yield
     finally:

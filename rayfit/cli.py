@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="rebuild a finished run's report from its stored results")
     report.add_argument("run_dir", help="a finished run's directory")
+    report.add_argument("--trust-unverified", action="store_true", help=TRUST_HELP)
 
     serve = commands.add_parser("serve", help="serve a run's best model over HTTP with Ray Serve")
     serve.add_argument("run_dir", help="a finished run: its directory or storage URI")
@@ -257,7 +258,8 @@ def _resume(args) -> int:
     from rayfit.run_dir import terminal_stream
 
     with Display(terminal_stream()) as display:
-        resume(args.run_dir, address=args.address, progress=display, verbose=args.verbose)
+        resume(args.run_dir, address=args.address, progress=display, verbose=args.verbose,
+               trust_unverified=args.trust_unverified)
     return EXIT_OK
 
 

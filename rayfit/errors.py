@@ -70,7 +70,7 @@ _CREDENTIALS_FROM = {
     "abfs": "AZURE_STORAGE_ACCOUNT_KEY", "az": "AZURE_STORAGE_ACCOUNT_KEY",
     "postgresql": "PGPASSWORD (or ~/.pgpass)",
 }
-_OBJECT_STORES = {"s3", "gs", "gcs", "abfs", "az"}
+_OBJECT_STORES = {"s3", "gs", "gcs"}  # user info there is an access key (abfs's is the container)
 _SECRET_PARAMETERS = ("access_key", "secret_key", "session_token", "password", "passwd", "token", "secret",
                       "signature", "sig", "credential", "key")
 
@@ -102,6 +102,8 @@ def refuse_credentials(uri, what: str) -> None:
     shown = redacted(uri)
     if shown != str(uri):
         scheme = shown.split("://", 1)[0].lower().split("+")[0]
-        source = _CREDENTIALS_FROM.get(scheme, "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
+        source = _CREDENTIALS_FROM.get(scheme) or (
+            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD" if what == "tracking_uri"
+            else "the environment of the storage's own client (or a URL signed for reading)")
         raise UserError(f"{what} {shown}: credentials inside a URI are refused (they would be written to the run's "
                         f"config, logs and tracking); give them through {source} instead")

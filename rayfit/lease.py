@@ -67,13 +67,15 @@ def _describe(holder: dict) -> str:
 
 
 class RunLease:
-    """The lease of the run at `location` (a cluster/storage.py Location), held by this process."""
+    """The lease of the run at `location` (a cluster/storage.py Location), held by this process
+    from `create` or `take` to `release`, its expiry refreshed every REFRESH_S seconds meanwhile."""
 
     def __init__(self, location):
         self.location = location
         self.file = location.join(LEASE_FILE)
         self.token = uuid.uuid4().hex
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # a refresh and the release: never a lease written after it goes
         self._thread: Optional[threading.Thread] = None
 
     def _record(self) -> bytes:
@@ -81,31 +83,46 @@ class RunLease:
                            "expires": time.time() + LEASE_S, "token": self.token}).encode()
 
     def _holder(self) -> Optional[dict]:
+        """The lease's record; None where there is no lease, {} where it is damaged. A storage that
+        cannot be read raises (OSError): that is not evidence that nobody holds it."""
         try:
-            holder = json.loads(self.file.read_bytes())
+            data = self.file.read_bytes()
         except FileNotFoundError:
             return None
-        except (OSError, ValueError):  # half written or damaged: nobody can be shown to hold it
+        try:
+            holder = json.loads(data)
+        except ValueError:  # damaged: nobody can be shown to hold it
             return {}
         return holder if isinstance(holder, dict) else {}
 
     def create(self) -> "RunLease":
-        """A new run's claim: the lease is created, never replaced (Taken if it exists)."""
+        """A new run's claim: the lease is created whole, never replaced (Taken if it exists)."""
         if not self.location.local:
             return self.take(str(self.location))
+        part = self.file.path.with_name(f".{LEASE_FILE}.{self.token}")
+        part.write_bytes(self._record())
         try:
-            handle = os.open(self.file.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            os.link(part, self.file.path)  # atomic, and only where no lease is: never an empty one seen
         except FileExistsError:
             raise Taken(f"{self.location}: another run claimed this directory") from None
-        with os.fdopen(handle, "wb") as out:
-            out.write(self._record())
+        finally:
+            part.unlink(missing_ok=True)
+        return self._held()
+
+    def _held(self) -> "RunLease":
         _HELD.add(self.token)
+        self._thread = threading.Thread(target=self._refresh, name="rayfit-lease", daemon=True)
+        self._thread.start()
         return self
 
     def take(self, shown: str) -> "RunLease":
         """`rayfit resume`: the lease, taken over from a holder that is gone; Taken while one works."""
         for _ in range(10):
-            holder = self._holder()
+            try:
+                holder = self._holder()
+            except OSError as exc:
+                raise UserError(f"{shown}: cannot read its {LEASE_FILE} ({exc.strerror or exc}); "
+                                f"run the command again once the storage answers") from None
             if holder is not None and _alive(holder):
                 until = "" if holder.get("host") == socket.gethostname() else \
                     f" (its lease runs until {time.strftime('%H:%M:%S', time.localtime(holder['expires']))} unless renewed)"
@@ -113,14 +130,21 @@ class RunLease:
                             f"wait for it to end, or stop it, then run the command again")
             if not self.location.local:  # no atomic create on object storage: best effort
                 self.file.write_bytes(self._record())
-                _HELD.add(self.token)
-                return self
+                return self._held()
             if holder is not None:  # its holder is gone: moved aside by one taker only
-                stale = self.file.path.with_name(f"{LEASE_FILE}.{self.token}")
+                stale = self.file.path.with_name(f".{LEASE_FILE}.stale.{self.token}")
                 try:
                     os.rename(self.file.path, stale)
                 except FileNotFoundError:
                     continue  # another driver moved it first; look again
+                moved = _read(stale)
+                if moved != holder:  # another taker's fresh lease, not the stale one: put back, look again
+                    try:
+                        os.link(stale, self.file.path)
+                    except FileExistsError:
+                        pass
+                    stale.unlink(missing_ok=True)
+                    continue
                 stale.unlink(missing_ok=True)
             try:
                 return self.create()
@@ -128,36 +152,43 @@ class RunLease:
                 continue  # another driver created it meanwhile; look again (it is alive)
         raise Taken(f"{shown}: other drivers keep taking this run's lease; run the command again")
 
-    def keep(self) -> None:
-        """Refresh the lease's expiry every REFRESH_S seconds until `release`."""
-        def refresh():
-            while not self._stop.wait(REFRESH_S):
+    def _refresh(self) -> None:
+        while not self._stop.wait(REFRESH_S):
+            with self._lock:
+                if self._stop.is_set():
+                    return
                 try:
                     holder = self._holder()
                     if holder is None or holder.get("token") != self.token:
-                        return  # taken over (we were thought gone) or the run was given back
+                        return  # taken over (this driver was thought gone) or the run was given back
                     if self.location.local:
-                        part = self.file.path.with_name(f"{LEASE_FILE}.{self.token}")
+                        part = self.file.path.with_name(f".{LEASE_FILE}.{self.token}")
                         part.write_bytes(self._record())
                         os.replace(part, self.file.path)
                     else:
                         self.file.write_bytes(self._record())
-                except Exception:  # storage out of reach for a moment: the next refresh tries again
+                except Exception:  # noqa: BLE001 - storage out of reach for a moment: the next refresh tries again
                     pass
-
-        self._thread = threading.Thread(target=refresh, name="rayfit-lease", daemon=True)
-        self._thread.start()
 
     def release(self) -> None:
         """The command ends: the lease goes (if it is still ours)."""
-        self._stop.set()
-        _HELD.discard(self.token)
-        try:
-            holder = self._holder()
-            if holder is not None and holder.get("token") == self.token:
-                if self.location.local:
-                    Path(self.file.path).unlink(missing_ok=True)
-                else:
-                    self.file.delete()
-        except Exception:  # storage out of reach: the lease expires by itself
-            pass
+        with self._lock:
+            self._stop.set()
+            _HELD.discard(self.token)
+            try:
+                holder = self._holder()
+                if holder is not None and holder.get("token") == self.token:
+                    if self.location.local:
+                        Path(self.file.path).unlink(missing_ok=True)
+                    else:
+                        self.file.delete()
+            except Exception:  # noqa: BLE001 - storage out of reach: the lease expires by itself
+                pass
+
+
+def _read(path: Path) -> Optional[dict]:
+    try:
+        value = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None

@@ -64,10 +64,8 @@ def _cluster(state: RunState, on_preflight_error: Optional[Callable[[], None]]) 
 
 
 def _run_stages(state: RunState, verbose: bool, on_preflight_error: Optional[Callable[[], None]] = None) -> None:
-    state.display.attach_log(state.run_dir / LOG_FILE)
-    if state.lease is not None:
-        state.lease.keep()
     try:
+        state.display.attach_log(state.run_dir / LOG_FILE)
         with output_to_log(state.run_dir / LOG_FILE, verbose):
             try:
                 if state.exp.data.task == "clustering":
@@ -107,10 +105,12 @@ def _run_stages(state: RunState, verbose: bool, on_preflight_error: Optional[Cal
                     state.record.save()
                 stop_ray(state)  # inside the redirect: Ray flushes its deduplicated log lines here
     finally:
-        state.display.detach_log()
-        state.mirror.push()  # the log, and whatever the last stage wrote (nothing for a local run)
-        state.mirror.close()
-        if state.lease is not None:
-            state.lease.release()  # last: the run is whole on its storage
-        if state.hard_stop is not None:  # the clean-up after a lost cluster finished in time
-            state.hard_stop.cancel()
+        try:
+            state.display.detach_log()
+            state.mirror.push()  # the log, and whatever the last stage wrote (nothing for a local run)
+            state.mirror.close()
+        finally:
+            if state.lease is not None:
+                state.lease.release()  # last: the run is whole on its storage (or as whole as it gets)
+            if state.hard_stop is not None:  # the clean-up after a lost cluster finished in time
+                state.hard_stop.cancel()

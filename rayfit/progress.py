@@ -179,16 +179,19 @@ class Display:
         stop = threading.Event()
         lost: list[str] = []
         one_at_a_time = threading.Lock()  # the pump and a finishing stage: events stay in order
-
         slow: list[float] = []  # when the hub stopped answering in time, while it does not
+        asked: list = []  # a drain the hub has not answered yet: its events are that answer's
 
         def drain() -> None:
             with one_at_a_time:
                 if lost:
                     return
                 try:
-                    events = ray.get(hub.drain.remote(), timeout=10)
-                except ray.exceptions.GetTimeoutError:  # a busy node: asked again next time, its events kept
+                    if not asked:
+                        asked.append(hub.drain.remote())
+                    events = ray.get(asked[0], timeout=10)
+                    asked.clear()
+                except ray.exceptions.GetTimeoutError:  # a busy node: the same answer awaited next time
                     slow[:] = slow or [time.monotonic()]
                     if time.monotonic() - slow[0] < HUB_PATIENCE_S:
                         return

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -32,7 +33,9 @@ from rayfit.cluster.storage import Location
 STATE_MANIFEST = "rayfit-state.sha256"
 STATE_SUFFIXES = (".json", ".pkl")
 TUNER_FILE = "tuner.pkl"
-KEPT = 3  # snapshots whose digests stay in the manifest: the storage may hold any of them
+# Snapshots whose digests stay in the manifest: the storage may hold any of them (Tune copies a
+# snapshot only once the copy before it has landed, which on object storage can take seconds).
+KEPT = 10
 
 
 def _state_names(directory: Path) -> list[str]:
@@ -117,34 +120,42 @@ class Vouch(tune.Callback):
         return {"path": self.path, "_seen": None, "_staging": None}
 
     def on_step_end(self, iteration, trials, **info):
-        self._staging = _staging(trials) or self._staging
+        self._look(trials)
         self.vouch()
 
     def on_experiment_end(self, trials, **info):
-        self._staging = _staging(trials) or self._staging
+        self._look(trials)
         self.vouch()
 
+    def _look(self, trials) -> None:
+        """Where the search is now, from its trials: a restored search runs the callback pickled in
+        its `tuner.pkl`, whose path is where the run was then (a run since moved or fetched)."""
+        for trial in trials or []:
+            storage = getattr(trial, "storage", None)
+            if storage is None:
+                continue
+            self._staging = Path(storage.experiment_driver_staging_path)
+            here = Location.of_filesystem(storage.storage_filesystem, storage.experiment_fs_path)
+            self.path = here or self.path
+            return
+
     def vouch(self) -> None:
-        """The newest snapshot, recorded where it has changed; and what the storage holds, where
-        Tune's last, awaited copy has landed (a search's end)."""
+        """The newest snapshot, recorded where it has changed. Never the search's end: a manifest
+        that could not be written is a search that starts anew on resume, said then."""
         if self._staging is None:
             return
-        names = _state_names(self._staging)
-        seen = [(name, *_size_and_time(self._staging / name)) for name in names]
-        if seen == self._seen:
-            return
-        record_state(self.path, {name: (self._staging / name).read_bytes() for name in names})
-        self._seen = seen
+        try:
+            names = _state_names(self._staging)
+            seen = [(name, *_size_and_time(self._staging / name)) for name in names]
+            if seen == self._seen:
+                return
+            record_state(self.path, {name: (self._staging / name).read_bytes() for name in names})
+            self._seen = seen
+        except Exception as exc:  # noqa: BLE001 - a file Tune replaced meanwhile, storage out of reach
+            warnings.warn(f"the manifest of {self.path}'s saved state was not written ({exc}); the next "
+                          f"snapshot's will be", RuntimeWarning, stacklevel=2)
 
 
 def _size_and_time(path: Path) -> tuple[int, int]:
     stat = path.stat()
     return stat.st_size, stat.st_mtime_ns
-
-
-def _staging(trials) -> Optional[Path]:
-    for trial in trials or []:
-        staging = getattr(getattr(trial, "storage", None), "experiment_driver_staging_path", None)
-        if staging:
-            return Path(staging)
-    return None

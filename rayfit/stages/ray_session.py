@@ -52,7 +52,7 @@ def watching_for_stalls(state: RunState):
             state.display.listeners.remove(watchdog.beat)
 
 
-HARD_STOP_S = 15.0  # a lost cluster: the run's clean-up gets this long before the process ends
+HARD_STOP_S = 12.0  # a lost cluster: the run's clean-up gets this long before the process ends
 
 
 @contextmanager
@@ -60,7 +60,9 @@ def watching_the_cluster(state: RunState):
     """A joined cluster that stops answering (cluster/lifeline.py) stops the run within seconds, as
     Ctrl-C would, with an `error:` that says so and how to resume; a private Ray goes down only
     with this process."""
-    if state.owns_ray:
+    from ray.util.client import ray as client
+
+    if state.owns_ray or client.is_connected():  # Ray Client (ray://): the GCS is the cluster's inside address
         yield
         return
     import os
@@ -70,13 +72,15 @@ def watching_the_cluster(state: RunState):
     import ray
 
     from rayfit.cluster.lifeline import Lifeline
-    from rayfit.cluster.watchdog import current_watchdog
+    from rayfit.cluster.watchdog import NoWatchdog, current_watchdog
     from rayfit.signals import stop_self
 
     gcs = ray.get_runtime_context().gcs_address
 
     def lost(why: str) -> None:
-        message = f"the cluster at {gcs} stopped answering during stage {current_watchdog().stage!r} ({why})"
+        watchdog = current_watchdog()
+        stage = "report" if isinstance(watchdog, NoWatchdog) else watchdog.stage  # after the watched stages
+        message = f"the cluster at {gcs} stopped answering during stage {stage!r} ({why})"
         state.cluster_lost = message
         state.display.say(f"ray: {message}; stopping the run")
 

@@ -1,12 +1,15 @@
 """`make chaos`: faults injected at random moments, and what survived them, counted.
 
     python -m bench.chaos                    # 10 runs per framework and launch kind, 5 driver kills
-    python -m bench.chaos --runs 2 --driver-runs 1 --seed 7
+    python -m bench.chaos --runs 2 --driver-runs 1 --cluster-runs 1 --seed 7
 
 - **A training worker SIGKILLed** at a random epoch (Ray Train worker group, and one Ray task), for
   PyTorch and Keras: a run survives when it finishes every epoch, loses at most one epoch or the
   checkpoint interval of training (`checkpoint_every_s`, 5 s), whichever is more, and ends
   with the validation loss of the same run left alone (the runs are deterministic: equal to 1e-6).
+- **The cluster a run joined stopped** (`rayfit cluster up`, then down) at a random moment: a run
+  survives when the driver ends within 30 s with the `error:` naming the cluster and the resume
+  command, and `rayfit resume` on a private Ray finishes it.
 - **The driver SIGKILLed** at a random moment of `rayfit run` with a search: a run survives when
   `rayfit resume` finishes it, says how many stages it found finished, and trains none of them
   again, nor any trial of the search that had finished (its results are not written again).
@@ -205,10 +208,62 @@ def driver_kills(runs: int, rng: np.random.Generator, work: Path) -> tuple[int, 
     return survived, lines
 
 
+def cluster_losses(runs: int, rng: np.random.Generator, work: Path) -> tuple[int, list]:
+    """`rayfit run` joined to a cluster of its own (`rayfit cluster up`), the cluster stopped at a
+    random moment after the run is recorded, then `rayfit resume` on a private Ray: a run survives
+    when the driver's last line is the `error:` that names the cluster and the resume command,
+    within 30 s of the loss, and the resume finishes it."""
+    from rayfit.cluster.local import LocalCluster
+
+    config = work / "chaos.yaml"
+    config.write_text(EXPERIMENT)
+    survived, lines = 0, []
+    for run in range(runs):
+        directory, out = work / f"cluster-{run}", work / f"lost-{run}"
+        up = subprocess.run([RAYFIT, "cluster", "up", "--cpus", "2", "--dir", str(directory)], capture_output=True,
+                            text=True, timeout=300)
+        if up.returncode != 0:
+            lines.append(f"cluster run {run + 1}: the cluster did not start: {_last_line(up.stderr)}")
+            continue
+        cluster = LocalCluster.load(directory)
+        env = {**os.environ, **cluster.env(), "RAY_ADDRESS": ""}
+        try:
+            proc = subprocess.Popen([RAYFIT, "run", str(config), "--out", str(out), "--address", cluster.address],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            deadline = time.monotonic() + 300
+            while not (out / "run_state.json").is_file() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(float(rng.uniform(1.0, 15.0)))  # somewhere in training, the search or the report
+            finished_first = proc.poll() is not None
+            cluster.down()
+            lost_at = time.monotonic()
+            stdout, stderr = proc.communicate(timeout=120)
+            took = time.monotonic() - lost_at
+        finally:
+            if (directory / "cluster.json").exists():
+                cluster.down()
+        if finished_first:
+            lines.append(f"cluster run {run + 1}: finished before the cluster was stopped: nothing to lose")
+            survived += 1
+            continue
+        said = [line for line in (stderr + stdout).splitlines() if line.startswith("error: ")]
+        told = (proc.returncode == 2 and bool(said) and "stopped answering" in said[-1]
+                and said[-1].endswith(f"resume with: rayfit resume {out}") and took < 30)
+        resumed = subprocess.run([RAYFIT, "resume", str(out), "--address", "local"], capture_output=True, text=True,
+                                 env={**os.environ, "RAY_ADDRESS": ""}, timeout=900)
+        ok = told and resumed.returncode == 0 and (out / "report.html").is_file()
+        survived += ok
+        lines.append(f"cluster run {run + 1}: stopped, the driver out {took:.0f} s later (exit {proc.returncode}): "
+                     + ("survived" if ok else f"LOST (said: {said[-1][:200] if said else _last_line(stderr)}; "
+                                              f"resume exit {resumed.returncode}: {_last_line(resumed.stderr)})"))
+    return survived, lines
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10, help="worker kills per framework and launch kind")
     parser.add_argument("--driver-runs", type=int, default=5, help="driver kills")
+    parser.add_argument("--cluster-runs", type=int, default=3, help="joined clusters stopped mid-run")
     parser.add_argument("--seed", type=int, default=0, help="where the faults land")
     parser.add_argument("--log", default="bench/results/chaos.log",
                         help="where Ray's own output goes (default bench/results/chaos.log)")
@@ -242,6 +297,11 @@ def main(argv=None) -> int:
             say("\n".join(lines))
             say(f"driver killed: {survived}/{args.driver_runs} survived")
             total, lost = total + args.driver_runs, lost + args.driver_runs - survived
+        if args.cluster_runs:
+            survived, lines = cluster_losses(args.cluster_runs, rng, work)
+            say("\n".join(lines))
+            say(f"cluster stopped mid-run: {survived}/{args.cluster_runs} survived")
+            total, lost = total + args.cluster_runs, lost + args.cluster_runs - survived
     say(f"chaos: {total - lost}/{total} runs survived their fault" + (f", {lost} LOST" if lost else ", nothing lost"))
     return 1 if lost else 0
 

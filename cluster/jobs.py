@@ -15,6 +15,7 @@ Token authentication: Ray's client reads the token from the environment (`RAY_AU
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import shlex
@@ -91,8 +92,8 @@ def submit_job(exp, address: str, storage: Optional[str], ship: bool = False) ->
         runtime_env = {"working_dir": str(workdir)}
         if ship:
             runtime_env["py_modules"] = [str(_package_copy(Path(tmp) / "package"))]
-        job_id = _submit_when_ready(jobs, address, entrypoint=entrypoint, metadata={RUN_KEY: run.uri},
-                                    runtime_env=runtime_env)
+        job_id = _submit_when_ready(jobs, address, exp.ray.connect_timeout_s, entrypoint=entrypoint,
+                                    metadata={RUN_KEY: run.uri}, runtime_env=runtime_env)
     return job_id, run
 
 
@@ -125,8 +126,9 @@ def run_of(jobs, job_id: str) -> str:
     return run
 
 
-def _submit_when_ready(jobs, address: str, timeout_s: float = 60, **job) -> str:
-    """submit_job, retried while a freshly started head says its job agent is not up yet."""
+def _submit_when_ready(jobs, address: str, timeout_s: float, **job) -> str:
+    """submit_job, retried for up to `timeout_s` (ray.connect_timeout_s) while a freshly started head
+    answers that its job agent is not up yet ("No available agent to submit job, please try again later")."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -138,15 +140,36 @@ def _submit_when_ready(jobs, address: str, timeout_s: float = 60, **job) -> str:
 
 
 def _ship(source: Path, workdir: Path, root: Location, folder: str = "data") -> str:
-    """Where the job finds the data: in its working directory when small, else in the storage."""
-    files = [p for p in source.rglob("*") if p.is_file()] if source.is_dir() else [source]
+    """Where the job finds the data: in its working directory when small, else in the storage, at
+    `STORAGE/data/<sha256 of its content>/<name>`: an edited file is uploaded anew, never mistaken
+    for the last one, and an upload counts only once its `.complete` marker is written after it (a
+    killed upload is made again, not reused)."""
+    files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
     if sum(p.stat().st_size for p in files) <= SHIP_LIMIT_BYTES:
         _copy(source, workdir / folder / source.name)
         return str(Path(folder) / source.name)  # relative to the job's working directory
-    target = root.join(folder, source.name)
-    if not target.exists():
+    shelf = root.join(folder, _content_digest(source, files)[:32])
+    target, complete = shelf.join(source.name), shelf.join(UPLOADED)
+    if not (complete.is_file() and target.exists()):
+        if shelf.exists():  # an upload that did not finish
+            shelf.delete()
         target.upload(source)
+        complete.write_bytes(b"")
     return target.uri
+
+
+UPLOADED = ".complete"  # written after a data upload: without it, the upload did not finish
+
+
+def _content_digest(source: Path, files: list[Path]) -> str:
+    """sha256 of the data's name and content (a folder's files by their paths in it)."""
+    digest = hashlib.sha256(f"{source.name}\0".encode())
+    for file in files:
+        digest.update(f"{file.relative_to(source).as_posix() if source.is_dir() else ''}\0".encode())
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def _copy(source: Path, target: Path) -> None:
@@ -157,13 +180,25 @@ def _copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def follow(jobs, job_id: str, say: Callable[[str], None], poll_s: float = 1.0) -> Optional[str]:
+def follow(jobs, job_id: str, say: Callable[[str], None], poll_s: float = 1.0,
+           patience_s: float = 30.0) -> Optional[str]:
     """Print the job's output as it comes (rayfit's own progress lines); None when it succeeds,
-    else what went wrong (one line)."""
-    printed = 0
+    else what went wrong (one line). The Jobs API failing to answer is waited out for `patience_s`
+    (a head busy for a moment), then an `error:`: the job itself may still be running."""
+    printed, failing_since = 0, None
     while True:
-        status = str(jobs.get_job_status(job_id)).split(".")[-1]
-        logs = jobs.get_job_logs(job_id)
+        try:
+            status = str(jobs.get_job_status(job_id)).split(".")[-1]
+            logs = jobs.get_job_logs(job_id)
+            failing_since = None
+        except Exception as exc:  # the SDK's RuntimeError, a refused or reset connection, a timeout
+            failing_since = failing_since or time.monotonic()
+            if time.monotonic() - failing_since > patience_s:
+                raise UserError(f"job {job_id}: the cluster's Jobs API stopped answering while its output was "
+                                f"followed ({one_line(exc, 160)}); the job may still be running: "
+                                f"rayfit jobs status {job_id}") from None
+            time.sleep(poll_s)
+            continue
         for line in logs[printed:].splitlines():
             say(line)
         printed = len(logs)

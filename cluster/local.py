@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from rayfit.errors import UserError
+from rayfit.errors import read_json, UserError
 
 CLUSTER_FILE = "cluster.json"
 TOKEN_FILE = "auth_token"
@@ -48,6 +48,7 @@ class Node:
     cpus: float
     gpus: int = 0  # logical GPUs where the machine has none: Ray schedules them, CUDA stays absent
     pid: int = 0  # the `ray start --block` process, leader of the node's process group
+    started: float = 0.0  # that process's start time: `down` signals the group only while it is that process's
     temp_dir: str = ""  # a worker node's own Ray temp dir, made by `up` ("": Ray's default, the head's)
 
     def resource(self, index: int) -> str:
@@ -97,6 +98,7 @@ class LocalCluster:
         try:
             for index, node in enumerate(cluster.nodes):
                 node.pid = cluster._start_node(index, node)
+                node.started = _start_time(node.pid) or 0.0
                 cluster._save()  # recorded as soon as started: `down` can always stop it
                 if index == 0:
                     _wait_for_port(cluster.port, timeout_s, cluster._log(0))
@@ -159,7 +161,7 @@ class LocalCluster:
     def down(self, timeout_s: float = 30) -> int:
         """Stop every node this cluster started (SIGTERM to its process group, then SIGKILL);
         how many were running."""
-        running = [node.pid for node in self.nodes if node.pid and _group_alive(node.pid)]
+        running = [node.pid for node in self.nodes if node.pid and _group_alive(node.pid) and _still_the_node(node)]
         for pid in running:
             _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
@@ -206,7 +208,7 @@ class LocalCluster:
         path = Path(directory) / CLUSTER_FILE
         if not path.exists():
             raise UserError(f"no local cluster recorded in {directory}")
-        record = json.loads(path.read_text())
+        record = read_json(path)
         return cls(Path(directory), [Node(**n) for n in record["nodes"]], record["port"], record["dashboard_port"])
 
 
@@ -287,6 +289,34 @@ def group_processes(pgid: int) -> list:
         except (ProcessLookupError, psutil.NoSuchProcess):
             pass
     return found
+
+
+def _start_time(pid: int) -> Optional[float]:
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def _still_the_node(node: Node) -> bool:
+    """Whether the process group `node.pid` names is still that node's. While any process of a
+    group lives, the kernel hands its number to no new process; so a live leader with another start
+    time (or, in a record without start times, one that is not `ray start`) means the node's group
+    is gone and its number was reused: that group is someone else's and is never signalled."""
+    import psutil
+
+    try:
+        leader = psutil.Process(node.pid)
+        if node.started:
+            return abs(leader.create_time() - node.started) < 1.0
+        command = leader.cmdline()
+        return "start" in command and any(Path(part).name == "ray" for part in command)
+    except psutil.NoSuchProcess:
+        return True  # the leader exited; its group's other processes (raylet, GCS) keep the number
+    except psutil.AccessDenied:
+        return False  # another user's process: not a node this user started
 
 
 def _group_alive(pgid: int) -> bool:

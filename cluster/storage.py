@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
-from rayfit.errors import UserError, one_line
+from rayfit.errors import UserError, one_line, refuse_credentials
 
 STATE_FILE = "run_state.json"  # pushed last: a record in storage implies the files it names are there
 
@@ -42,6 +42,7 @@ class Location:
     def of(cls, where) -> "Location":
         text = str(where)
         if is_uri(text):
+            refuse_credentials(text, "storage")
             scheme = text.split("://", 1)[0]
             if scheme == "file":
                 return cls(str(Path(text.split("://", 1)[1]).resolve()))
@@ -169,8 +170,14 @@ class Location:
             return local
         local.mkdir(parents=True, exist_ok=True)  # pyarrow creates no local directories
         for child in self.children():
-            if child.name not in skip:
-                child.download(local / child.name)
+            if child.name in skip:
+                continue
+            target = local / child.name
+            # an object key with `..` (or `.`) as a part would be written outside `local`
+            if child.name in ("", ".", "..") or "\\" in child.name or target.resolve().parent != local.resolve():
+                raise UserError(f"{self}: holds an entry named {child.name!r}, which would be written outside "
+                                f"{local}; refusing to copy it")
+            child.download(target)
         return local
 
     def delete(self) -> None:
@@ -304,14 +311,15 @@ def local_copy(source: str):
         yield str(location.download(Path(tmp) / location.name))
 
 
-def fetch_run(location: Location, out: Path) -> Path:
-    """Copy a run's directory from storage to a local directory that is absent or empty."""
+def fetch_run(location: Location, out: Path, skip: Iterable[str] = ()) -> Path:
+    """Copy a run's directory, less its top-level entries named in `skip`, from storage to a local
+    directory that is absent or empty."""
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"--out {out}: already exists and is not empty; rayfit never overwrites a directory")
     if not location.join(STATE_FILE).is_file():
         raise UserError(f"{location}: not a rayfit run (no {STATE_FILE})")
-    return location.download(out)
+    return location.download(out, skip=skip)
 
 
 

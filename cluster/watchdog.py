@@ -112,26 +112,39 @@ class Watchdog:
     def _watch(self) -> None:
         interval = min(5.0, max(0.2, self.timeout_s / 5))
         while not self._stop.wait(interval):
-            quiet = time.monotonic() - self._last
-            if quiet < self.timeout_s:
-                continue
             try:
-                demands = self._demands()
-            except Exception:  # the autoscaler state is advisory: never let it end a healthy run
+                if self._look():
+                    return
+            except Exception:  # noqa: BLE001 - one failed look is not the end of watching: the next one looks again
                 continue
-            if demands and self._tasks:
-                try:
-                    if self._running(set(self._tasks)):  # work under way: the demands are queued behind it
-                        self.beat()
-                        continue
-                except Exception:  # the State API is advisory too: without it, the demands decide
-                    pass
-            if demands:
-                self._fired = StageStalled(
-                    f"stage {self.stage!r} made no progress for {quiet:.0f} s while Ray could not place "
-                    f"{'; '.join(demands)}; the cluster has {self._describe_cluster()} "
-                    f"(free resources, lower the request, or raise ray.stall_timeout_s)")
-                return
+
+    def _look(self) -> bool:
+        """One look at the stage; True once it has stalled (`_fired` set)."""
+        quiet = time.monotonic() - self._last
+        if quiet < self.timeout_s:
+            return False
+        try:
+            demands = self._demands()
+        except Exception:  # the autoscaler state is advisory: never let it end a healthy run
+            return False
+        if demands and self._tasks:
+            try:
+                if self._running(set(self._tasks)):  # work under way: the demands are queued behind it
+                    self.beat()
+                    return False
+            except Exception:  # the State API is advisory too: without it, the demands decide
+                pass
+        if not demands:
+            return False
+        try:
+            cluster = self._describe_cluster()
+        except Exception as exc:  # noqa: BLE001 - the stall stands; what the cluster has is unknown
+            cluster = f"resources it did not say ({type(exc).__name__})"
+        self._fired = StageStalled(
+            f"stage {self.stage!r} made no progress for {quiet:.0f} s while Ray could not place "
+            f"{'; '.join(demands)}; the cluster has {cluster} "
+            f"(free resources, lower the request, or raise ray.stall_timeout_s)")
+        return True
 
     # -- what the driver's waits call
     @property

@@ -136,7 +136,7 @@ class SoftVote(ArrayModel):
 
     @classmethod
     def load(cls, directory: Path, meta: dict) -> "SoftVote":
-        return cls(meta["name"], meta["task"], [load_model(directory / name) for name in meta["members"]],
+        return cls(meta["name"], meta["task"], [_load_vouched(directory / name) for name in meta["members"]],
                    meta.get("weights"))  # a run before weighted ensembles: equal weights
 
 
@@ -186,20 +186,32 @@ def model_to_bytes(model: ArrayModel) -> bytes:
 
 
 def model_from_bytes(blob: bytes) -> ArrayModel:
+    """`model_to_bytes`' archive, handed over in memory by a process of this run (a worker, which
+    need not hold RAYFIT_SIGNING_KEY): its digests are checked, not a signature."""
     import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="rayfit-model-") as tmp:
-        return load_model(unpack_dir(blob, Path(tmp)))
-
-
-def load_model(directory: Path) -> ArrayModel:
-    from rayfit.frameworks import FRAMEWORKS
 
     from rayfit.evaluation.manifest import verify_manifest
 
-    directory = Path(directory)
-    verify_manifest(directory)  # before anything in it is unpickled
-    meta = json.loads((directory / MODEL_META).read_text())
+    with tempfile.TemporaryDirectory(prefix="rayfit-model-") as tmp:
+        directory = unpack_dir(blob, Path(tmp))
+        verify_manifest(directory, signed=False)
+        return _load_vouched(directory)
+
+
+def load_model(directory: Path) -> ArrayModel:
+    """The model saved in `directory`, its manifest checked before anything in it is unpickled."""
+    from rayfit.evaluation.manifest import verify_manifest
+
+    verify_manifest(directory)
+    return _load_vouched(Path(directory))
+
+
+def _load_vouched(directory: Path) -> ArrayModel:
+    """The model in `directory`, whose files a manifest (its own or its parent's) vouched for."""
+    from rayfit.errors import read_json
+    from rayfit.frameworks import FRAMEWORKS
+
+    meta = read_json(directory / MODEL_META)
     kind = meta["kind"]
     if kind not in LOADERS and kind in OWN_MODULE:  # registered when their module is imported
         import importlib

@@ -23,7 +23,7 @@ import tempfile
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Union
 
 from rayfit.errors import Interrupted, UserError, disk_problem
 
@@ -91,30 +91,43 @@ def _run(exp, out, progress, verbose: bool, adopt: Optional[Path] = None, shown:
     from rayfit.pipeline import run_experiment
 
     location = plan_run_location(str(out) if out is not None else None, exp.storage, exp.name)
-    with _display(progress) as display, _interruptible(str(out) if out is not None else _as_given(location)):
+    run = [str(out) if out is not None else _as_given(location)]  # as the interruption's last line names it
+
+    def renamed(claimed) -> None:  # a run started in the same moment took the planned name
+        run[0] = _as_given(claimed)
+
+    with _display(progress) as display, _interruptible(lambda: run[0]):
         display.aliases.update(shown or {})
-        where = run_experiment(exp, location.uri, display, verbose=verbose, adopt=adopt)
+        where = run_experiment(exp, location.uri, display, verbose=verbose, adopt=adopt,
+                               renamed=renamed if out is None else None)
         display.say(f"report: {where.join('report.html')}")
     return Run(where)
 
 
-def resume(run_dir, *, address: Optional[str] = None, progress: Any = "auto", verbose: bool = False) -> Run:
+def resume(run_dir, *, address: Optional[str] = None, progress: Any = "auto", verbose: bool = False,
+           trust_unverified: bool = False) -> Run:
     """Finish an interrupted run from its checkpoints, as `rayfit resume` does; the finished run.
 
-    address: join (or start) a different Ray this time (default: the run's own ray.address)."""
+    address: join (or start) a different Ray this time (default: the run's own ray.address).
+    trust_unverified: model directories without a manifest load (`--trust-unverified`)."""
     from rayfit.budget import command_clock
+    from rayfit.evaluation.manifest import trusting_unverified
     from rayfit.pipeline import resume_experiment
 
-    with command_clock(), _user_errors(), _display(progress) as display, _interruptible(str(run_dir)):
+    with command_clock(), _user_errors(), _display(progress) as display, _interruptible(str(run_dir)), \
+            trusting_unverified(trust_unverified):
         where = resume_experiment(str(run_dir), display, verbose=verbose, address=address)
         display.say(f"report: {where.join('report.html')}")
     return Run(where)
 
 
-def load(path_or_uri) -> Run:
-    """The finished run at a directory or storage URI (`rayfit run --out`, a job's run)."""
+def load(path_or_uri, *, trust_unverified: bool = False) -> Run:
+    """The finished run at a directory or storage URI (`rayfit run --out`, a job's run).
+
+    trust_unverified: its model directories load without a manifest (one rayfit cannot vouch for:
+    written before manifests, or the manifest removed); changed files are refused still."""
     with _user_errors():
-        return Run.load(path_or_uri)
+        return Run.load(path_or_uri, trust_unverified=trust_unverified)
 
 
 class Job:
@@ -337,10 +350,11 @@ def _display(progress):
 
 
 @contextmanager
-def _interruptible(run: str):
+def _interruptible(run: Union[str, Callable[[], str]]):
     """Ctrl-C and SIGTERM raise Interrupted, whatever handlers Ray's libraries install meanwhile
-    (rayfit/signals.py), tagged with the run they leave behind (Ray turns ours into a plain
-    KeyboardInterrupt when it arrives inside `ray.get`, so the tag is added on the way out)."""
+    (rayfit/signals.py), tagged with the run they leave behind (`run`, or what it returns then; Ray
+    turns ours into a plain KeyboardInterrupt when it arrives inside `ray.get`, so the tag is added
+    on the way out)."""
     from rayfit.signals import stop_on_signals
 
     try:
@@ -348,10 +362,10 @@ def _interruptible(run: str):
             yield
     except Interrupted as exc:
         if exc.run_dir is None:
-            raise Interrupted(run) from None
+            raise Interrupted(run() if callable(run) else run) from None
         raise
     except KeyboardInterrupt:
-        raise Interrupted(run) from None
+        raise Interrupted(run() if callable(run) else run) from None
 
 
 def _as_given(location) -> str:

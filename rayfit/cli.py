@@ -6,7 +6,6 @@ Exit codes: 0 success, 2 bad input (one `error: ...` line on stderr, no tracebac
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
@@ -14,8 +13,8 @@ import traceback
 from pathlib import Path
 from typing import Optional, Sequence
 
-from rayfit.errors import UserError, disk_problem, one_line
-from rayfit.signals import EXIT_INTERRUPTED, stop_on_signals
+from rayfit.errors import disk_problem, one_line, read_json, UserError
+from rayfit.signals import EXIT_INTERRUPTED, stop_on_signals, take_stop_reason
 
 EXIT_OK, EXIT_BUG, EXIT_USER = 0, 1, 2
 
@@ -25,6 +24,8 @@ STORAGE_HELP = ("where runs go (config key storage): a directory, default runs/;
 ADDRESS_HELP = ("the Ray to use: host:port or ray://host:port to join a cluster, auto for the one on this "
                 "machine, local for a private Ray; default: ray.address, else RAY_ADDRESS, else a running "
                 "`ray start` cluster on this machine, else a private Ray")
+TRUST_HELP = ("load a model directory that has no MANIFEST.json (one rayfit cannot vouch for: written before "
+              "manifests, or its manifest removed); a directory whose files differ from its manifest is refused still")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,21 +66,25 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("run_dir", help="the interrupted run: its directory or storage URI")
     resume.add_argument("--address", help=ADDRESS_HELP + " (default: the run's own ray.address)")
     resume.add_argument("--verbose", action="store_true", help="show Ray's own output on the terminal")
+    resume.add_argument("--trust-unverified", action="store_true", help=TRUST_HELP)
 
     predict = commands.add_parser("predict", help="predict raw rows with a run's best model")
     predict.add_argument("run_dir", help="a finished run: its directory or storage URI")
     predict.add_argument("--data", required=True, help="a .csv / .parquet file of raw rows")
     predict.add_argument("--out", help="where to write predictions (CSV); default: stdout")
     predict.add_argument("--model", help="an exported model's name (export.models: all); default: the best")
+    predict.add_argument("--trust-unverified", action="store_true", help=TRUST_HELP)
 
     evaluate = commands.add_parser("evaluate", help="score a finished run's exported models on new labelled rows")
     evaluate.add_argument("run_dir", help="a finished run: its directory or storage URI")
     evaluate.add_argument("--data", required=True, help="a .csv / .parquet file of labelled raw rows")
     evaluate.add_argument("--out", help="a new directory for the evaluation (default: RUN-evaluated-<time> "
                                         "beside the run)")
+    evaluate.add_argument("--trust-unverified", action="store_true", help=TRUST_HELP)
 
     report = commands.add_parser("report", help="rebuild a finished run's report from its stored results")
     report.add_argument("run_dir", help="a finished run's directory")
+    report.add_argument("--trust-unverified", action="store_true", help=TRUST_HELP)
 
     serve = commands.add_parser("serve", help="serve a run's best model over HTTP with Ray Serve")
     serve.add_argument("run_dir", help="a finished run: its directory or storage URI")
@@ -91,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model", help="an exported model's name (export.models: all); default: the best")
     serve.add_argument("--verbose", action="store_true", help="Ray Serve's own log lines on the terminal")
     serve.add_argument("--address", help=ADDRESS_HELP)
+    serve.add_argument("--trust-unverified", action="store_true", help=TRUST_HELP)
 
     submit = commands.add_parser("submit", help="run an experiment as a job on a Ray cluster (Ray Jobs API)")
     submit.add_argument("config", nargs="?", help="experiment YAML (see examples/)")
@@ -165,11 +171,12 @@ def _submit(args) -> int:
 def _fetch(args) -> int:
     from rayfit.cluster.jobs import client, run_of
     from rayfit.cluster.storage import Location, fetch_run, is_uri
+    from rayfit.lease import LEASE_FILE
 
     run = args.run
     if not is_uri(run) and not Path(run).exists():  # a job id: its run from the job's metadata
         run = run_of(client(args.address), run)
-    out = fetch_run(Location.of(run), Path(args.out))
+    out = fetch_run(Location.of(run), Path(args.out), skip=(LEASE_FILE,))  # the copy has no driver yet
     _say(f"fetched {run} -> {out}")
     return EXIT_OK
 
@@ -251,7 +258,8 @@ def _resume(args) -> int:
     from rayfit.run_dir import terminal_stream
 
     with Display(terminal_stream()) as display:
-        resume(args.run_dir, address=args.address, progress=display, verbose=args.verbose)
+        resume(args.run_dir, address=args.address, progress=display, verbose=args.verbose,
+               trust_unverified=args.trust_unverified)
     return EXIT_OK
 
 
@@ -279,16 +287,23 @@ def _serve(args) -> int:
         if value < 1 or (flag == "--port" and value > 65535):
             raise UserError(f"{flag}: {value} is out of range")
     settings = ServeSettings(host=args.host, port=args.port, replicas=args.replicas,
-                             max_batch_size=args.max_batch_size, max_rows=args.max_rows, model=args.model)
+                             max_batch_size=args.max_batch_size, max_rows=args.max_rows, model=args.model,
+                             trust_unverified=args.trust_unverified)
     model_archive(args.run_dir, args.model)  # not a finished run: said before Ray starts
     check_port(settings.host, settings.port)
     # Ray's and Ray Serve's own output (each replica's requests) to a log, unless --verbose
-    log = Path(tempfile.gettempdir()) / f"rayfit-serve-{settings.port}.log"
+    # a file of this command's own (created exclusively, readable by this user only): never another
+    # user's file of a guessable name in the shared temporary directory
+    handle, name = tempfile.mkstemp(prefix=f"rayfit-serve-{settings.port}-", suffix=".log")
+    os.close(handle)
+    log = Path(name)
     terminal = terminal_stream()
     with output_to_log(log, args.verbose):
         session = ensure_ray(args.address)
+        started = False
         try:
-            url = start_serving(args.run_dir, settings)
+            url = start_serving(args.run_dir, settings, own_ray=session.started)
+            started = True
             print(f"serving {args.run_dir} at {url}: POST /predict, GET /schema, GET /healthz; Ctrl-C stops"
                   + ("" if args.verbose else f" (Ray Serve's log: {log})"), file=terminal, flush=True)
             while True:
@@ -297,7 +312,8 @@ def _serve(args) -> int:
             print("serve: stopped", file=terminal, flush=True)
             return EXIT_OK
         finally:
-            stop_serving()
+            if started:  # only the application this command deployed
+                stop_serving(args.run_dir, settings, own_ray=session.started)
             if session.started:
                 from rayfit.cluster.session import shutdown_ray
 
@@ -343,13 +359,18 @@ def _after_interruption(run: Optional[str]) -> str:
         saved = False
     if not saved:
         return "nothing was saved; run the command again"
-    if json.loads(state.read_text()).get("status") == "finished":
+    try:
+        finished = read_json(state).get("status") == "finished"
+    except UserError:  # a damaged record: resume says so
+        finished = False
+    if finished:
         return f"the run had finished: {Location.of(run).join('report.html')}"
     return f"resume with: rayfit resume {shlex.quote(str(run))}"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from rayfit.budget import command_clock
+    from rayfit.evaluation.manifest import trusting_unverified
 
     # A command line's time limit counts from the process's start; a call with argv, from now. A
     # first signal interrupts, a second exits at once.
@@ -358,12 +379,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args = build_parser().parse_args(argv)
             commands = {"run": _run, "resume": _resume, "predict": _predict, "evaluate": _evaluate, "serve": _serve,
                         "report": _report, "submit": _submit, "fetch": _fetch, "jobs": _jobs, "cluster": _cluster}
-            return commands[args.command](args)
+            with trusting_unverified(getattr(args, "trust_unverified", False)):
+                return commands[args.command](args)
         except UserError as exc:
             message = " ".join(str(exc).split())  # one line, whatever the message held
             print(f"error: {message}", file=sys.stderr)
             return EXIT_USER
         except KeyboardInterrupt as exc:
+            reason = take_stop_reason()  # the process stopped itself: a cluster it joined went away
+            if reason is not None:
+                print(f"error: {reason}; {_after_interruption(getattr(exc, 'run_dir', None))}", file=sys.stderr)
+                return EXIT_USER
             by = f" by {received[0]}" if received else ""
             print(f"error: interrupted{by}; {_after_interruption(getattr(exc, 'run_dir', None))}", file=sys.stderr)
             return EXIT_INTERRUPTED

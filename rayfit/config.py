@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Iterable, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rayfit.errors import UserError
+from rayfit.errors import UserError, refuse_credentials
 from rayfit import metrics
 from rayfit.evaluation.baselines import BASELINES
 from rayfit.frameworks import FRAMEWORKS
@@ -89,6 +89,13 @@ class DataConfig(_Section):
     # prepare_on: cluster: about this many rows of each split come to the driver. The baselines train
     # on the training split's sample, every model is judged on the validation and test samples.
     driver_rows: int = Field(50_000, ge=100)
+
+    @field_validator("source", "test")
+    @classmethod
+    def _no_credentials(cls, uri: Optional[str], info) -> Optional[str]:
+        if uri is not None:
+            refuse_credentials(uri, f"data.{info.field_name}")  # a UserError of its own: never echoed
+        return uri
 
 
 class BaselinesConfig(_Section):
@@ -548,6 +555,13 @@ class Experiment(_Section):
     report: ReportConfig = ReportConfig()
     export: ExportConfig = ExportConfig()
     clustering: ClusteringConfig = ClusteringConfig()  # task: clustering
+
+    @field_validator("storage", "tracking_uri")
+    @classmethod
+    def _no_credentials(cls, uri: Optional[str], info) -> Optional[str]:
+        if uri is not None:
+            refuse_credentials(uri, info.field_name)  # a UserError of its own: the URI is never echoed
+        return uri
 
     @field_validator("name")
     @classmethod

@@ -19,7 +19,7 @@ from typing import Optional
 
 import pandas as pd
 
-from rayfit.errors import UserError
+from rayfit.errors import read_json, UserError
 
 EVALUATED = "evaluated"  # the default directory: RUN-evaluated-<time>, beside the run
 
@@ -76,7 +76,7 @@ def _profiles(run) -> Optional[dict]:
     from rayfit.evaluation.fitted import MODEL_DIR
 
     where = run.location.join(MODEL_DIR, PROFILE_FILE)
-    return json.loads(where.read_text()) if where.is_file() else None
+    return read_json(where) if where.is_file() else None
 
 
 def evaluate_file(run_dir: str, data: str, out: Optional[str] = None) -> Path:

@@ -5,7 +5,6 @@ an .npz file whose array `x` holds the raw examples.
 """
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import Optional
@@ -16,7 +15,7 @@ from rayfit.cluster.storage import Location
 from rayfit.data import load_table
 from rayfit.data.arrays import NPZ_SUFFIXES, read_npz
 from rayfit.data.preprocessing import Preprocessing
-from rayfit.errors import UserError
+from rayfit.errors import read_json, UserError
 from rayfit.evaluation.fitted import MODEL_DIR, MODEL_META, OTHER_MODELS
 from rayfit.evaluation.predictions import load_model_dir, predict_raw
 
@@ -27,12 +26,12 @@ def model_location(run: str, model: Optional[str] = None) -> Location:
     location = Location.of(run).join(MODEL_DIR)
     if not location.join(MODEL_META).is_file():
         raise UserError(f"{run}: not a finished rayfit run (no model/{MODEL_META})")
-    if model is None or model == json.loads(location.join(MODEL_META).read_text())["name"]:
+    best = read_json(location.join(MODEL_META)).get("name")
+    if model is None or model == best:
         return location
     exported = sorted(child.name for child in location.join(OTHER_MODELS).children()) \
         if location.join(OTHER_MODELS).exists() else []
     if model not in exported:
-        best = json.loads(location.join(MODEL_META).read_text())["name"]
         others = f"the others exported: {', '.join(exported)}" if exported else \
             "no other model was exported (export.models: all exports every model)"
         raise UserError(f"--model {model}: not among this run's exported models (the best: {best}; {others})")

@@ -17,6 +17,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from rayfit.units import format_seconds
 
+# The progress hub not answering a drain in time is a busy node, not a lost one, until this long
+# has passed: its events are asked for again (heartbeats of the stage's progress resume with them).
+HUB_PATIENCE_S = 120.0
+
 
 @ray.remote(num_cpus=0)
 class ProgressHub:
@@ -175,17 +179,32 @@ class Display:
         stop = threading.Event()
         lost: list[str] = []
         one_at_a_time = threading.Lock()  # the pump and a finishing stage: events stay in order
+        slow: list[float] = []  # when the hub stopped answering in time, while it does not
+        asked: list = []  # a drain the hub has not answered yet: its events are that answer's
 
         def drain() -> None:
             with one_at_a_time:
                 if lost:
                     return
                 try:
-                    for event in ray.get(hub.drain.remote(), timeout=10):
+                    if not asked:
+                        asked.append(hub.drain.remote())
+                    events = ray.get(asked[0], timeout=10)
+                    asked.clear()
+                except ray.exceptions.GetTimeoutError:  # a busy node: the same answer awaited next time
+                    slow[:] = slow or [time.monotonic()]
+                    if time.monotonic() - slow[0] < HUB_PATIENCE_S:
+                        return
+                    exc = TimeoutError(f"no answer for {HUB_PATIENCE_S:.0f} s")
+                except Exception as exc_:  # noqa: BLE001 - e.g. its node is gone: progress is, training is not
+                    exc = exc_
+                else:
+                    slow.clear()
+                    for event in events:
                         self.on_event(event)
-                except Exception as exc:  # noqa: BLE001 - e.g. its node is gone: progress is, training is not
-                    lost.append((str(exc).strip().splitlines() or [type(exc).__name__])[0])
-                    self.say(f"progress: epoch lines stop here, the progress actor was lost ({lost[0]})")
+                    return
+                lost.append((str(exc).strip().splitlines() or [type(exc).__name__])[0])
+                self.say(f"progress: epoch lines stop here, the progress actor was lost ({lost[0]})")
 
         def pump():
             while True:

@@ -7,12 +7,11 @@ model/. The plots, report.md and report.html are written again; nothing else is 
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import yaml
 
-from rayfit.errors import UserError
+from rayfit.errors import read_json, UserError
 from rayfit.progress import Display
 
 
@@ -31,7 +30,7 @@ def rebuild_report(run: str, display: Display) -> Path:
     run_dir = Path(run)
     if not (run_dir / METRICS_FILE).is_file() or not (run_dir / MODEL_DIR).is_dir():
         raise UserError(f"{run}: not a finished rayfit run (no {METRICS_FILE} or model/)")
-    metrics = json.loads((run_dir / METRICS_FILE).read_text())
+    metrics = read_json(run_dir / METRICS_FILE)
     if metrics["task"] == "clustering":
         raise UserError(f"{run}: a clustering run's report is rebuilt by running it again (its embeddings "
                         f"are not stored)")

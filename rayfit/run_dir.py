@@ -1,4 +1,5 @@
-"""A local run directory: claimed once (never an existing run), and the log file Ray's output goes to.
+"""A local run directory: claimed once and by one run (never an existing run; rayfit/lease.py), and
+the log file Ray's output goes to.
 
 Where a run goes is cluster/storage.py's `plan_run_location`."""
 from __future__ import annotations
@@ -10,18 +11,24 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rayfit.errors import UserError
+from rayfit.lease import LEASE_FILE, RunLease
 
 LOG_FILE = "run.log"
 
 
-def claim_run_dir(path: Path) -> Path:
+def claim_run_dir(location) -> RunLease:
+    """A new run's local directory (`location`, a cluster/storage.py Location), claimed by creating
+    its lease exclusively: Taken where another run claimed it first, even in the same moment."""
+    path = location.path
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file in the way, no permission, a read-only or full disk
         raise UserError(f"--out {path}: cannot create the run directory: {exc.strerror or exc}") from None
-    if any(path.iterdir()):  # another process got there between plan and claim
+    lease = RunLease(location).create()
+    if any(child.name != LEASE_FILE for child in path.iterdir()):  # something was there before the claim
+        lease.release()
         raise UserError(f"--out {path}: already exists and is not empty; rayfit never overwrites a run")
-    return path.resolve()
+    return lease
 
 
 @contextmanager

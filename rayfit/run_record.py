@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from pathlib import Path
 from typing import Optional
 
-from rayfit.cluster.storage import STATE_FILE
-from rayfit.errors import UserError
+from rayfit.cluster.storage import STATE_FILE, Location, is_uri
+from rayfit.errors import read_json, UserError
 
 MODELS_DIR = "models"  # every model the run trained, its resume record: models/<name>/
 CV_PREFIX = "cv:"  # a run record's stage of one model's cross-validation and refit: models/cv:<name>/
 
 
 def source_digest(source: str) -> Optional[str]:
-    """sha256 of a data file (None for built-in sets): a resumed run must see the same data."""
+    """sha256 of a data file or folder (None for built-in sets): a resumed run must see the same
+    data. For data in object storage, where hashing would download it all, the sha256 of its
+    objects' names, sizes and modification times stands in (`objects:<sha256>`)."""
+    if is_uri(source):
+        return _objects_digest(source)
     path = Path(source)
     if not path.exists():
         return None
@@ -33,6 +38,24 @@ def source_digest(source: str) -> Optional[str]:
     return digest.hexdigest()
 
 
+def _objects_digest(uri: str) -> Optional[str]:
+    import pyarrow.fs as pafs
+
+    fs, path = Location.of(uri).filesystem()
+    try:
+        top = fs.get_file_info(path)
+        if top.type == pafs.FileType.NotFound:
+            return None
+        infos = [top] if top.type == pafs.FileType.File else \
+            fs.get_file_info(pafs.FileSelector(path, recursive=True))
+    except OSError:  # out of reach now: nothing to compare with
+        return None
+    digest = hashlib.sha256()
+    for info in sorted((i for i in infos if i.type == pafs.FileType.File), key=lambda i: i.path):
+        digest.update(f"{info.path.removeprefix(path)}\0{info.size}\0{info.mtime_ns}\n".encode())
+    return f"objects:{digest.hexdigest()}"
+
+
 class RunRecord:
     def __init__(self, run_dir: Path, data: dict):
         self.run_dir = Path(run_dir)
@@ -40,13 +63,18 @@ class RunRecord:
         self.clock = None  # a time-limited run: seconds of its limit used, kept for `resume`
 
     @property
+    def run_id(self) -> Optional[str]:
+        """This run's identity, which its tracking records carry (None for a run recorded before ids)."""
+        return self.data.get("id")
+
+    @property
     def time_used_s(self) -> float:
         return float(self.data.get("time_used_s", 0.0))
 
     @classmethod
     def create(cls, run_dir: Path, source: str) -> "RunRecord":
-        record = cls(run_dir, {"status": "running", "source": source, "source_sha256": source_digest(source),
-                               "stages": {}})
+        record = cls(run_dir, {"status": "running", "id": uuid.uuid4().hex, "source": source,
+                               "source_sha256": source_digest(source), "stages": {}})
         record._write()
         return record
 
@@ -57,7 +85,7 @@ class RunRecord:
         path = Path(run_dir) / STATE_FILE
         if not path.is_file():
             raise UserError(f"{shown or run_dir}: not a rayfit run directory (no {STATE_FILE})")
-        record = cls(run_dir, json.loads(path.read_text()))
+        record = cls(run_dir, read_json(path, f"{shown or run_dir}/{STATE_FILE}"))
         if finished and not record.finished:
             raise UserError(f"{shown or run_dir}: this run has not finished; rayfit resume {shown or run_dir} finishes it")
         if not finished and record.finished:
@@ -65,7 +93,10 @@ class RunRecord:
         return record
 
     def check_source(self, source: str, needs: str = "resume needs") -> None:
-        if source_digest(source) != self.data["source_sha256"]:
+        recorded = self.data.get("source_sha256")
+        if recorded is None and is_uri(source):  # a run recorded before URIs had a digest: nothing to compare
+            return
+        if source_digest(source) != recorded:
             raise UserError(f"data.source: {source} changed since the run started; {needs} the same data")
 
     @property

@@ -7,7 +7,6 @@ fitted with it: raw rows in, predictions in the target's own values out.
 from __future__ import annotations
 
 import html
-import json
 import tempfile
 from collections.abc import Mapping
 from functools import cached_property
@@ -18,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from rayfit.cluster.storage import STATE_FILE, Location, existing_run
-from rayfit.errors import UserError
+from rayfit.errors import read_json, UserError
 from rayfit.evaluation.fitted import MODEL_DIR
 from rayfit.evaluation.results import METRICS_FILE
 from rayfit.run_record import CV_PREFIX, MODELS_DIR
@@ -121,19 +120,21 @@ class Models(Mapping):
 class Run:
     """A finished run: its metrics, models, leaderboard and report."""
 
-    def __init__(self, where: Union[str, Path, Location]):
+    def __init__(self, where: Union[str, Path, Location], trust_unverified: bool = False):
         self.location = where if isinstance(where, Location) else Location.of(str(where))
+        self.trust_unverified = trust_unverified  # model directories without a manifest load
         self._downloads: Optional[tempfile.TemporaryDirectory] = None
 
     @classmethod
-    def load(cls, where: Union[str, Path]) -> "Run":
-        """The finished run at `where` (a directory or storage URI); UserError if there is none."""
+    def load(cls, where: Union[str, Path], trust_unverified: bool = False) -> "Run":
+        """The finished run at `where` (a directory or storage URI); UserError if there is none.
+        `trust_unverified`: its model directories load without a manifest (the user vouches for them)."""
         location = existing_run(str(where))
-        if json.loads(location.join(STATE_FILE).read_text()).get("status") != "finished":
+        if read_json(location.join(STATE_FILE), f"{where}/{STATE_FILE}").get("status") != "finished":
             raise UserError(f"{where}: the run has not finished; finish it with rayfit.resume({str(where)!r})")
         if not location.join(METRICS_FILE).is_file():
             raise UserError(f"{where}: a finished run without {METRICS_FILE}")
-        return cls(location)
+        return cls(location, trust_unverified)
 
     # -- where
     @property
@@ -150,7 +151,7 @@ class Run:
     @cached_property
     def metrics(self) -> dict:
         """metrics.json: every model's validation and test scores, the best model, the searches."""
-        return json.loads(self.location.join(METRICS_FILE).read_text())
+        return read_json(self.location.join(METRICS_FILE))
 
     @property
     def task(self) -> str:
@@ -215,9 +216,11 @@ class Run:
         return self._fitted(name, self._local(directory), preprocessing=self._local(MODEL_DIR))
 
     def _fitted(self, name: str, directory: Path, preprocessing: Optional[Path] = None) -> FittedModel:
+        from rayfit.evaluation.manifest import trusting_unverified
         from rayfit.evaluation.predictions import load_model_dir
 
-        return FittedModel(name, *load_model_dir(directory, preprocessing))
+        with trusting_unverified(self.trust_unverified):
+            return FittedModel(name, *load_model_dir(directory, preprocessing))
 
     def _local(self, where: Union[str, Location]) -> Path:
         """A directory of the run on this machine: itself, or a copy of it from the object store."""

@@ -38,6 +38,7 @@ class ServeSettings:
     max_rows: int = 10_000  # rows one request may hold
     max_bytes: int = 10 * 2**20  # one request body's size
     model: Optional[str] = None  # an exported model's name (export.models: all); None: the best
+    trust_unverified: bool = False  # --trust-unverified: a model directory without a manifest loads
 
 
 def model_archive(run: str, model: Optional[str] = None) -> bytes:
@@ -46,10 +47,13 @@ def model_archive(run: str, model: Optional[str] = None) -> bytes:
     from rayfit.predict import model_location
 
     from rayfit.evaluation.fitted import pack_dir
+    from rayfit.evaluation.manifest import verify_manifest
 
     location = model_location(run, model)
     with tempfile.TemporaryDirectory(prefix="rayfit-serve-") as tmp:
-        return pack_dir(Path(location.uri) if location.local else location.download(Path(tmp) / "model"))
+        directory = Path(location.uri) if location.local else location.download(Path(tmp) / "model")
+        verify_manifest(directory)  # here, before a replica starts to find it wanting
+        return pack_dir(directory)
 
 
 def column_kinds(preprocessing) -> dict[str, str]:
@@ -86,6 +90,8 @@ def parse_rows(body: bytes, kinds: dict[str, str], max_rows: int, max_bytes: int
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestError(400, f"the body is not JSON: {exc}") from None
+    except RecursionError:  # [[[[...]]]] deeper than the parser goes
+        raise RequestError(400, "the body is JSON nested too deeply; send a list of row objects") from None
     rows = payload.get("rows") if isinstance(payload, dict) else payload
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
         raise RequestError(422, 'send a JSON list of row objects, e.g. [{"column": value, ...}], or {"rows": [...]}')
@@ -115,6 +121,21 @@ def parse_rows(body: bytes, kinds: dict[str, str], max_rows: int, max_bytes: int
         if kind == "number":
             frame[column] = pd.to_numeric(frame[column], errors="coerce")
     return frame
+
+
+async def read_body(request, max_bytes: int) -> bytes:
+    """A request's body, refused (413) as soon as it is over `max_bytes`: by its Content-Length
+    before anything is read, else while it streams in; never held whole when it is too large."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise RequestError(413, f"request body of {declared} bytes is over the limit of {max_bytes}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise RequestError(413, f"request body of more than {max_bytes} bytes is over the limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _is_number(text: str) -> bool:
@@ -159,8 +180,11 @@ def build_app(archive: bytes, settings: ServeSettings):
             from rayfit.evaluation.fitted import unpack_dir
             from rayfit.evaluation.predictions import load_model_dir
 
+            from rayfit.evaluation.manifest import trusting_unverified
+
             self._tmp = tempfile.TemporaryDirectory(prefix="rayfit-replica-")
-            self.model, self.preprocessing = load_model_dir(unpack_dir(archive, Path(self._tmp.name)))
+            with trusting_unverified(settings.trust_unverified):  # a replica's own process: said again
+                self.model, self.preprocessing = load_model_dir(unpack_dir(archive, Path(self._tmp.name)))
             self.kinds = column_kinds(self.preprocessing) if self.preprocessing.takes_rows else {}
 
         @api.get("/healthz")
@@ -179,7 +203,8 @@ def build_app(archive: bytes, settings: ServeSettings):
                 return JSONResponse({"detail": f"this model takes {self.preprocessing.kind} arrays, not rows; "
                                                f"use rayfit predict with an .npz file"}, status_code=422)
             try:
-                frame = parse_rows(await request.body(), self.kinds, settings.max_rows, settings.max_bytes)
+                body = await read_body(request, settings.max_bytes)
+                frame = parse_rows(body, self.kinds, settings.max_rows, settings.max_bytes)
                 return {"rows": len(frame), **_merge(await self._batched(frame))}
             except RequestError as exc:
                 return JSONResponse({"detail": exc.detail}, status_code=exc.status)
@@ -218,17 +243,38 @@ def check_port(host: str, port: int) -> None:
             raise UserError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror or exc})") from None
 
 
-def start_serving(run: str, settings: ServeSettings) -> str:
-    """Deploy the run's model on the Ray session of this process; the endpoint's base URL."""
+def app_name(run: str, model: Optional[str] = None) -> str:
+    """The Serve application of a run's model: `rayfit-<run>[-<model>]`, a name of the run's own."""
+    import re
+
+    name = f"{APP_NAME}-{Path(str(run).rstrip('/')).name}" + (f"-{model}" if model else "")
+    return re.sub(r"[^A-Za-z0-9._-]", "-", name)[:100]
+
+
+def start_serving(run: str, settings: ServeSettings, own_ray: bool = False) -> str:
+    """Deploy the run's model on the Ray session of this process, as an application of the run's
+    own name (never replacing one that runs already); the endpoint's base URL. `own_ray`: this
+    command started that Ray, and the routes are at the root (/predict); on a Ray others share they
+    live under the application's own prefix (/rayfit-<run>/predict)."""
     from ray import serve
 
     archive = model_archive(run, settings.model)
+    name = app_name(run, settings.model)
     serve.start(http_options={"host": settings.host, "port": settings.port})
-    serve.run(build_app(archive, settings), name=APP_NAME, route_prefix="/", blocking=False)
-    return f"http://{settings.host}:{settings.port}"
+    if name in serve.status().applications:
+        raise UserError(f"a Serve application named {name} already runs on this cluster (this run served by another "
+                        f"command, or an application that is not rayfit's); rayfit serve never replaces it: stop it "
+                        f"first (serve.delete({name!r}))")
+    prefix = "/" if own_ray else f"/{name}"
+    serve.run(build_app(archive, settings), name=name, route_prefix=prefix, blocking=False)
+    return f"http://{settings.host}:{settings.port}" + ("" if own_ray else prefix)
 
 
-def stop_serving() -> None:
+def stop_serving(run: str, settings: ServeSettings, own_ray: bool = False) -> None:
+    """The run's application deleted, and nothing else: on a Ray this command started, Serve with it."""
     from ray import serve
 
-    serve.shutdown()
+    if own_ray:
+        serve.shutdown()
+    else:
+        serve.delete(app_name(run, settings.model))

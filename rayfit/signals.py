@@ -64,3 +64,18 @@ def stop_on_signals(exit_on_second: bool = True):
         signal.signal = install
         for signum, handler in previous.items():
             install(signum, handler)
+
+
+_stop_reason: list[str] = []  # why this process stopped itself (a lost cluster), for its last line
+
+
+def stop_self(reason: str) -> None:
+    """Stop this process's command as Ctrl-C would (the run stays resumable), for `reason`: what the
+    CLI's last line says instead of "interrupted"."""
+    _stop_reason[:] = [reason]
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def take_stop_reason() -> str | None:
+    """Why the process stopped itself, once (None after a user's own signal)."""
+    return _stop_reason.pop() if _stop_reason else None

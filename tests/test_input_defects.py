@@ -126,6 +126,34 @@ def test_a_model_whose_files_changed_since_rayfit_wrote_them_is_not_loaded(tmp_p
         load_model(directory)
 
 
+def test_a_missing_manifest_is_refused_unless_the_user_vouches_for_the_directory(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    from rayfit.evaluation.fitted import SklearnModel, SoftVote, load_model
+    from rayfit.evaluation.manifest import MANIFEST, trusting_unverified, write_manifest
+
+    X, y = np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([0, 0, 1, 1])
+    model = tmp_path / "model"
+    SklearnModel("linear", "classification", LogisticRegression().fit(X, y), 2).save(model)
+    inner = model / "models" / "other"
+    SoftVote("other", "classification", [SklearnModel("a", "classification", LogisticRegression().fit(X, y), 2)]
+             ).save(inner)
+    write_manifest(inner)
+    write_manifest(model)  # last, over the inner directory and its manifest
+    (model / MANIFEST).unlink()
+    with pytest.raises(UserError, match="no MANIFEST.json, so rayfit cannot vouch for its files.*--trust-unverified"):
+        load_model(model)
+    with trusting_unverified():
+        assert load_model(model).predict(X).tolist() == [0, 0, 1, 1]
+    write_manifest(model)
+    assert load_model(inner).predict(X).tolist() == [0, 0, 1, 1]  # an ensemble's members: vouched by its manifest
+    (inner / MANIFEST).unlink()  # a manifest inside another: its removal shows in both
+    with pytest.raises(UserError, match="models/other/MANIFEST.json differs from what rayfit wrote"):
+        load_model(model)
+    with pytest.raises(UserError, match="no MANIFEST.json"):
+        load_model(inner)
+
+
 def _written_checkpoint(directory, epoch: int):
     """A checkpoint as the training core writes it: its files, then their manifest."""
     from rayfit.evaluation.manifest import write_manifest
@@ -201,15 +229,54 @@ def test_a_search_stopped_before_its_first_state_is_started_anew(tmp_path):
     from rayfit.cluster.storage import Location
     from rayfit.tuning.search import _restorable
 
+    from rayfit.tuning.saved_state import write_state_manifest
+
+    said = []
     stopped = tmp_path / "search"
     stopped.mkdir()
     (stopped / "tuner.pkl").write_bytes(b"\x80\x04N.")
-    assert not _restorable(Location.of(stopped)) and not stopped.exists()  # nothing finished there
+    assert not _restorable(Location.of(stopped), said.append) and not stopped.exists()  # nothing finished there
 
     stopped.mkdir()
     (stopped / "tuner.pkl").write_bytes(b"\x80\x04N.")
     (stopped / "experiment_state-2026-11-29_10-00-00.json").write_text("{}")
-    assert _restorable(Location.of(stopped)) and stopped.is_dir()
+    write_state_manifest(Location.of(stopped))
+    assert _restorable(Location.of(stopped), said.append) and stopped.is_dir() and not said
+
+
+def _pickle_that_writes(marker) -> bytes:
+    """A pickle whose unpickling creates `marker` (what a tampered tuner.pkl could do)."""
+    import pickle
+
+    class Writes:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    return pickle.dumps(Writes())
+
+
+@pytest.mark.parametrize("changed", ["tuner.pkl", "experiment_state-2026-11-29_10-00-09.json", "no manifest"])
+def test_a_search_state_that_differs_from_its_manifest_is_never_unpickled(changed, tmp_path):
+    """`rayfit resume` restores a search only where Tune's saved state is what rayfit recorded: a
+    replaced tuner.pkl, a state file added since or a missing manifest start the search anew."""
+    from rayfit.cluster.storage import Location
+    from rayfit.tuning.saved_state import STATE_MANIFEST, write_state_manifest
+    from rayfit.tuning.search import _restorable
+
+    search, marker = tmp_path / "search", tmp_path / "unpickled"
+    search.mkdir()
+    (search / "tuner.pkl").write_bytes(b"\x80\x04N.")
+    (search / "experiment_state-2026-11-29_10-00-00.json").write_text("{}")
+    write_state_manifest(Location.of(search))
+    if changed == "no manifest":
+        (search / STATE_MANIFEST).unlink()
+    else:
+        (search / changed).write_bytes(_pickle_that_writes(marker))
+    said = []
+    assert not _restorable(Location.of(search), said.append)
+    assert not search.exists() and not marker.exists()  # cleared, and nothing of it was loaded
+    assert len(said) == 1 and "its saved state is not what rayfit recorded" in said[0] \
+        and "the search starts anew" in said[0], said
 
 
 def test_a_trial_continues_from_its_own_newest_checkpoint_not_an_older_record(tmp_path):
@@ -225,3 +292,39 @@ def test_a_trial_continues_from_its_own_newest_checkpoint_not_an_older_record(tm
     assert newest_of_owner(recorded, "482a5_00002").path == str(trial / "checkpoint_000002")
     assert newest_of_owner(recorded, "482a5_00003") is recorded  # another trial's (a PBT donor's): as given
     assert newest_of_owner(None, "482a5_00002") is None
+
+
+def test_with_a_signing_key_a_manifest_rewritten_without_it_is_refused(tmp_path, monkeypatch, capsys):
+    """Someone who can write a model directory can rewrite its manifest to match a swapped file;
+    with RAYFIT_SIGNING_KEY set, manifests are signed and one written without the key is refused."""
+    import json
+
+    from sklearn.linear_model import LogisticRegression
+
+    from rayfit.evaluation.fitted import SklearnModel, load_model
+    from rayfit.evaluation.manifest import MANIFEST, SIGNING_KEY_ENV, write_manifest
+
+    X, y = np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([0, 0, 1, 1])
+    directory = tmp_path / "model"
+    SklearnModel("linear", "classification", LogisticRegression().fit(X, y), 2).save(directory)
+    monkeypatch.setenv(SIGNING_KEY_ENV, "s3cr3t-signing-key")
+    write_manifest(directory)
+    assert "hmac_sha256" in json.loads((directory / MANIFEST).read_text())
+    assert load_model(directory).predict(X).tolist() == [0, 0, 1, 1]
+    # the swap, and a manifest rewritten to match it by someone without the key
+    other = tmp_path / "other"
+    SklearnModel("linear", "classification", LogisticRegression().fit(X, 1 - y), 2).save(other)
+    (directory / "estimator.joblib").write_bytes((other / "estimator.joblib").read_bytes())
+    with monkeypatch.context() as attacker:
+        attacker.delenv(SIGNING_KEY_ENV)
+        write_manifest(directory)
+    with pytest.raises(UserError, match=f"{MANIFEST} was not written with the key in {SIGNING_KEY_ENV} "
+                                        r"\(it is not signed\)") as refused:
+        load_model(directory)
+    assert "s3cr3t" not in str(refused.value)
+    monkeypatch.setenv(SIGNING_KEY_ENV, "another-key")
+    write_manifest(directory)
+    monkeypatch.setenv(SIGNING_KEY_ENV, "s3cr3t-signing-key")
+    with pytest.raises(UserError, match="its signature does not match"):
+        load_model(directory)
+    assert "s3cr3t" not in capsys.readouterr().out

@@ -29,6 +29,34 @@ def test_a_running_task_is_progress_and_a_quiet_stage_with_nothing_running_is_a_
             dog.check()
 
 
+def test_a_look_that_fails_does_not_end_the_watching():
+    """An exception inside the watchdog's own poll (Ray's state out of reach for a moment, a
+    description that fails) used to end its thread silently: the next look still looks."""
+    looks = {"n": 0}
+
+    def failing_description():
+        raise ConnectionError("gone for a moment")
+
+    dog = Watchdog(timeout_s=0.2, demands=lambda: WAITING, describe_cluster=failing_description)
+    dog._look = _failing_twice(dog._look, looks)
+    with dog:
+        deadline = time.monotonic() + 5
+        while not dog.fired and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with pytest.raises(StageStalled, match="the cluster has resources it did not say"):
+            dog.check()
+    assert looks["n"] == 2
+
+
+def _failing_twice(look, looks):
+    def failing():
+        if looks["n"] < 2:  # the first two looks fail outright, outside the advisory calls
+            looks["n"] += 1
+            raise RuntimeError("a bug in a look")
+        return look()
+    return failing
+
+
 def test_work_started_through_the_seam_finishes_in_any_order_and_counts_as_running(ray_session):
     def _nap(seconds: float, answer):  # defined here: pickled by value, as workers cannot import this module
         time.sleep(seconds)

@@ -290,6 +290,45 @@ def test_a_lost_node_fails_the_job_clearly_and_resume_from_storage_finishes_it(c
     assert len(metrics["models"]["torch_mlp"]["val"]) > 0
 
 
+def test_a_cluster_that_goes_away_mid_run_is_an_error_within_seconds_and_resume_finishes_the_run(tmp_path):
+    """The cluster a run joined is stopped mid-run: the driver says so (the address, the stage, the
+    resume command) well within 30 s, before Ray's core would end it on its own after 60 s, and
+    exits 2; `rayfit resume` on another Ray finishes the run. A cluster of its own: the module's
+    is stopped by the last test."""
+    directory, run = tmp_path / "going", tmp_path / "run"
+    assert main(["cluster", "up", "--cpus", "2", "--dir", str(directory)]) == 0
+    going = LocalCluster.load(directory)
+    try:
+        driver = subprocess.Popen(
+            [RAYFIT, "run", "--data", "iris", "--address", going.address, "--out", str(run),
+             "--set", "keras.enabled=false", "--set", "tune.enabled=false", "--set", "baselines.models=[dummy,linear]",
+             "--set", "torch.launch=task", "--set", "torch.epochs=60", "--set", "torch.patience=60",
+             "--set", "torch.batch_size=2", "--set", "evaluation.cv_networks=false", "--set", "report.importance_repeats=1"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **going.env()})
+        deadline = time.monotonic() + 180
+        while not ((run / "run_state.json").is_file() and '"linear"' in (run / "run_state.json").read_text()):
+            assert driver.poll() is None, driver.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "the run never finished its baselines"
+            time.sleep(0.2)
+        going.down()  # mid-run: the network trains
+        gone = time.monotonic()
+        out, err = driver.communicate(timeout=90)
+        took = time.monotonic() - gone
+    finally:
+        if (directory / "cluster.json").exists():
+            going.down()
+    said = [line for line in (err + out).splitlines() if line.startswith("error: ")]
+    assert driver.returncode == 2 and said, (driver.returncode, out[-2000:], err[-2000:])
+    assert f"the cluster at {going.address}" in said[-1] and "stopped answering during stage" in said[-1], said
+    assert said[-1].endswith(f"resume with: rayfit resume {run}"), said
+    assert took < 30, f"{took:.0f} s from the cluster's loss to the driver's exit"
+    resumed = subprocess.run([RAYFIT, "resume", str(run), "--address", "local"], capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-2000:]
+    assert "baselines:" not in " ".join(resumed.stdout.split())  # finished before the loss: loaded
+    assert json.loads((run / "metrics.json").read_text())["best_model"]
+
+
 def test_down_stops_exactly_what_up_started(cluster):
     groups = [node.pid for node in cluster.nodes]
     # the worker node's own Ray temp dir (cluster/local.py), made by `up` and removed by `down`
@@ -301,3 +340,27 @@ def test_down_stops_exactly_what_up_started(cluster):
     assert not (cluster.directory / "cluster.json").exists() and not (cluster.directory / "auth_token").exists()
     pointer = Path(pointer_file())  # Ray's "auto" lookups must not follow a pointer to the stopped cluster
     assert not (pointer.exists() and pointer.read_text().strip().endswith(f":{cluster.port}"))
+
+
+def test_down_never_signals_a_process_group_that_is_no_longer_the_node_s(tmp_path):
+    """cluster.json names process groups; once a node's group is gone its number can be another
+    process's: `down` signals a group only while its leader is the node's own process."""
+    import psutil
+
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        record = {"address": "127.0.0.1:1", "dashboard_url": "", "port": 1, "dashboard_port": 2,
+                  "nodes": [{"cpus": 1, "pid": stranger.pid, "started": psutil.Process(stranger.pid).create_time() - 50}]}
+        (tmp_path / "cluster.json").write_text(json.dumps(record))
+        assert LocalCluster.load(tmp_path).down(timeout_s=2) == 0
+        assert stranger.poll() is None  # another start time: left alone
+        del record["nodes"][0]["started"]  # a record from before start times: not `ray start`, left alone
+        (tmp_path / "cluster.json").write_text(json.dumps(record))
+        assert LocalCluster.load(tmp_path).down(timeout_s=2) == 0
+        assert stranger.poll() is None
+        record["nodes"][0]["started"] = psutil.Process(stranger.pid).create_time()  # the node itself: stopped
+        (tmp_path / "cluster.json").write_text(json.dumps(record))
+        assert LocalCluster.load(tmp_path).down(timeout_s=5) == 1
+        assert stranger.wait(timeout=10) is not None
+    finally:
+        stranger.kill()

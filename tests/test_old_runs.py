@@ -130,6 +130,23 @@ def test_predict_answers_as_when_the_run_was_made(old, model, tmp_path, capsys):
     _same_answers(frame, name, f"rayfit predict --model {name}")
 
 
+def test_a_run_whose_manifest_was_removed_predicts_only_when_the_user_vouches_for_it(old, tmp_path, capsys):
+    run = tmp_path / "finished"
+    shutil.copytree(old / "finished", run)
+    (run / "model" / "MANIFEST.json").unlink()
+    args = ["predict", str(run), "--data", str(old / "rows.csv"), "--out", str(tmp_path / "p.csv")]
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model: no MANIFEST.json, so rayfit cannot vouch for its files" in err[0], err
+    assert not (tmp_path / "p.csv").exists()
+    _ran(main([*args, "--trust-unverified"]), capsys, "rayfit predict --trust-unverified")
+    _same_answers(pd.read_csv(tmp_path / "p.csv", keep_default_na=False), BEST, "rayfit predict --trust-unverified")
+    assert rayfit.load(run, trust_unverified=True).best_model.name == BEST
+    with pytest.raises(rayfit.UserError, match="no MANIFEST.json"):
+        rayfit.load(run).best_model
+
+
 def test_load_gives_every_model_answering_as_before(old):
     before = tree_digest(old / "finished")
     rows = pd.read_csv(old / "rows.csv")
@@ -167,7 +184,7 @@ def test_serve_answers_as_when_the_run_was_made(old, ray_session, capsys):
     """`rayfit serve` itself, in this process: a client thread waits for the endpoint, asks it,
     then stops the server with Ctrl-C (SIGINT), as a user would."""
     port, done, got = _free_port(), threading.Event(), {}
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{port}/rayfit-finished"  # the suite's Ray is shared: under the app's own prefix
     rows = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
             for row in pd.read_csv(old / "rows.csv").to_dict("records")]
 
@@ -198,9 +215,11 @@ def test_serve_answers_as_when_the_run_was_made(old, ray_session, capsys):
         code = -1
     finally:
         done.set()
-        log = Path(tempfile.gettempdir()) / f"rayfit-serve-{port}.log"  # Ray Serve's, where serve puts it
-        said = log.read_text(errors="replace") if log.is_file() else ""
-        log.unlink(missing_ok=True)
+        # Ray Serve's log, where serve puts it: a file of the command's own (rayfit-serve-PORT-*.log)
+        logs = list(Path(tempfile.gettempdir()).glob(f"rayfit-serve-{port}-*.log"))
+        said = " ".join(log.read_text(errors="replace") for log in logs)
+        for log in logs:
+            log.unlink(missing_ok=True)
     # a replica that cannot load the model says why in Serve's log only
     assert "health" in got and "error" not in got, \
         f"rayfit serve (exit {code}): {MOVED}: {got}\n{capsys.readouterr().err[-2000:]}\n" \

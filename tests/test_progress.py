@@ -43,3 +43,41 @@ def test_a_stage_says_how_long_it_has_left_at_its_pace(monkeypatch):
     lines = out.getvalue().splitlines()
     assert lines[1].endswith("torch_mlp: 4/10 val_loss=0.4, about 12 s left"), lines
     assert lines[2].endswith("torch_mlp: 10/10 val_loss=0.3"), lines
+
+
+def test_a_hub_slow_to_answer_is_asked_again_and_its_heartbeats_go_on(monkeypatch):
+    """A drain that times out (a busy node) is not a lost hub: the next one delivers the events, and
+    each is a heartbeat of the stage (what the watchdog listens to)."""
+    import time
+
+    import ray
+
+    import rayfit.progress as progress
+
+    class Hub:
+        class drain:
+            @staticmethod
+            def remote():
+                return "ref"
+
+    answers = [ray.exceptions.GetTimeoutError("slow"),
+               [{"stage": "torch_mlp", "epoch": 1, "epochs": 3, "metrics": {"val_loss": 0.5}}],
+               [{"stage": "torch_mlp", "epoch": 2, "epochs": 3, "metrics": {"val_loss": 0.4}}]]
+
+    def get(ref, timeout=None):
+        answer = answers.pop(0) if answers else []
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(progress.ray, "get", get)
+    out, beats = io.StringIO(), []
+    with Display(out, live=False) as display:
+        display.listeners.append(beats.append)
+        display.start("torch_mlp", "torch_mlp (one task)", total=3)
+        with display.follow(Hub(), interval=0.01):
+            while answers:
+                time.sleep(0.01)
+    text = out.getvalue()
+    assert "progress actor was lost" not in text, text
+    assert "torch_mlp: 2/3" in text and beats.count("torch_mlp") >= 2, (text, beats)

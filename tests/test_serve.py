@@ -28,9 +28,10 @@ def _free_port() -> int:
 def served(finished_run):
     """The suite's full run (tests/conftest.py), its chosen model served."""
     run = finished_run["dir"]
-    url = start_serving(str(run), ServeSettings(port=_free_port(), max_rows=100, max_batch_size=8))
-    yield {"run": run, "url": url}
-    stop_serving()
+    settings = ServeSettings(port=_free_port(), max_rows=100, max_batch_size=8, max_bytes=20_000)
+    url = start_serving(str(run), settings)  # on the suite's Ray, which others share: under the app's own prefix
+    yield {"run": run, "url": url, "settings": settings}
+    stop_serving(str(run), settings)
 
 
 def _call(url: str, path: str, body=None, raw: bytes = None):
@@ -102,7 +103,10 @@ def test_requests_at_once_are_batched_and_each_gets_its_own_answers(served, mess
      "row 0, column 'num1': expected a number, got 'lots'"),
     ([{"num1": 1.0, "num2": [2], "city": "nice", "signup": "2024-01-01"}], None, 422, "column 'num2'"),
     ([{"num1": 1.0, "num2": 2.0, "city": "nice", "signup": "2024-01-01"}] * 101, None, 413, "101 rows, more than the 100"),
-], ids=["not-json", "an-object", "not-objects", "empty", "missing-column", "not-a-number", "a-list-value", "too-many-rows"])
+    (None, b"[" * 5000 + b"]" * 5000, 400, "nested too deeply"),
+    (None, b" " * 30_000 + b"[]", 413, "over the limit of 20000"),
+], ids=["not-json", "an-object", "not-objects", "empty", "missing-column", "not-a-number", "a-list-value", "too-many-rows",
+        "nested-deeply", "body-too-large"])
 def test_a_bad_request_is_a_4xx_that_names_the_problem(served, body, raw, status, says):
     got, answer = _call(served["url"], "/predict", body, raw)
     assert got == status and says in answer["detail"], answer
@@ -122,3 +126,37 @@ def test_serve_says_what_is_wrong_before_it_starts(tmp_path, capsys):
         (tmp_path / "model" / "model.json").write_text("{}")
         assert main(["serve", str(tmp_path), "--port", str(port)]) == 2
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_serve_lives_beside_other_applications_and_never_replaces_or_removes_them(served, tmp_path):
+    """On a Ray others share, the model is an application of the run's own name under its own route
+    prefix: a second deployment of that name is refused, and stopping one removes it alone."""
+    import shutil
+
+    from ray import serve
+
+    from rayfit.errors import UserError
+    from rayfit.serve import app_name
+
+    name = app_name(str(served["run"]))
+    assert served["url"].endswith(f"/{name}") and name.startswith("rayfit-")
+
+    @serve.deployment(ray_actor_options={"num_cpus": 0})
+    class Other:
+        def __call__(self, request):
+            return "someone else's"
+
+    serve.run(Other.bind(), name="someone-else", route_prefix="/else", blocking=False)
+    try:
+        with pytest.raises(UserError, match=f"a Serve application named {name} already runs"):
+            start_serving(str(served["run"]), served["settings"])
+        copy = tmp_path / "copy"
+        shutil.copytree(served["run"] / "model", copy / "model")
+        url = start_serving(str(copy), served["settings"])
+        assert url.endswith("/rayfit-copy") and _call(url, "/healthz")[0] == 200
+        stop_serving(str(copy), served["settings"])
+        apps = serve.status().applications
+        assert "rayfit-copy" not in apps and "someone-else" in apps and name in apps
+        assert _call(served["url"], "/healthz")[0] == 200  # the first one serves on
+    finally:
+        serve.delete("someone-else")

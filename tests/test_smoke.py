@@ -34,10 +34,23 @@ def test_a_browser_named_file_runs_end_to_end_and_predicts(ray_session, tmp_path
     # framework score, save and export it (trainers/remote_network.py).
     from rayfit.trainers.torch_model import TorchModel
 
+    # The evaluation stage's tasks (permutation importance, the networks' answers) wait under the
+    # watchdog like the training stages' do.
+    from rayfit import pipeline
+    from rayfit.cluster.watchdog import NoWatchdog, current_watchdog
+
+    watched, evaluate = [], pipeline.evaluate
+
+    def evaluate_watched(state):
+        watched.append(not isinstance(current_watchdog(), NoWatchdog))
+        return evaluate(state)
+
     with monkeypatch.context() as driver:
         for loader in ("from_checkpoint", "load"):
             driver.setattr(TorchModel, loader, _not_in_the_driver)
+        driver.setattr(pipeline, "evaluate", evaluate_watched)
         assert main(argv) == 0, capsys.readouterr().err
+    assert watched == [True]
 
     (run,) = (tmp_path / "runs").iterdir()  # named after the file, made plain
     assert run.name.startswith("customers-2024-1-"), run.name

@@ -78,4 +78,6 @@ def _say_training_on_cpu(framework: str, gpu_ids: list) -> None:
 def read_runtime(checkpoint_dir: Path) -> dict:
     """A checkpoint's runtime record; empty for one written before checkpoints carried it."""
     path = Path(checkpoint_dir) / RUNTIME_FILE
-    return json.loads(path.read_text()) if path.exists() else {}
+    from rayfit.errors import read_json
+
+    return read_json(path) if path.exists() else {}

@@ -17,6 +17,7 @@ import math
 import os
 import tempfile
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
@@ -65,7 +66,7 @@ def worker_group_start_cost(framework: str) -> StartCost:
     cache[key] = {"seconds": round(seconds, 2), "at": time.time()}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")  # this writer's own
         tmp.write_text(json.dumps(cache, indent=1))
         tmp.replace(path)  # atomic: two runs measuring at once never leave half a file
     except OSError:

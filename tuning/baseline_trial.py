@@ -15,6 +15,7 @@ from ray import tune
 from sklearn.metrics import accuracy_score, log_loss, mean_squared_error
 
 from rayfit.evaluation.baselines import BASELINES, grow, make_estimator
+from rayfit.evaluation.manifest import write_manifest
 
 ESTIMATOR_FILE = "estimator.joblib"
 
@@ -53,6 +54,7 @@ def baseline_trial(config: dict, base: dict) -> None:
             best = metrics["val_loss"]
             with tempfile.TemporaryDirectory() as tmp:
                 joblib.dump(estimator, Path(tmp) / ESTIMATOR_FILE)
+                write_manifest(Path(tmp))  # checked before the best trial's estimator is unpickled
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
         else:
             tune.report(metrics)

@@ -8,7 +8,7 @@ import time
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import joblib
 from ray import tune
@@ -23,6 +23,7 @@ from rayfit.config import NeuralConfig, TuneSettings
 from rayfit.errors import Interrupted, UserError
 from rayfit import metrics
 from rayfit.evaluation.fitted import ArrayModel, SklearnModel
+from rayfit.evaluation.manifest import verify_manifest
 from rayfit.trainers.device import read_runtime
 from rayfit.trainers.contexts import CARRIED
 from rayfit.trainers.core import HISTORY
@@ -33,6 +34,7 @@ from rayfit.tuning.baseline_trial import ESTIMATOR_FILE
 from rayfit.tuning.schedulers import decision_epochs
 from rayfit.tuning.searchers import build_searcher, scheduler_for
 from rayfit.tuning.space import to_param_space
+from rayfit.tuning.saved_state import Vouch, record_tuner, state_differs
 from rayfit.tuning.trial_mode import INLINE, TrialMode, choose_trial_mode, surely_inline
 
 
@@ -114,15 +116,23 @@ def search_name(settings: TuneSettings) -> str:
     return "search" if settings.model == TuneSettings.model_fields["model"].default else f"search_{settings.model}"
 
 
-def _restorable(path: Location) -> bool:
+def _restorable(path: Location, say: Callable[[str], None]) -> bool:
     """Whether a search was left at `path` that Tune can continue. A search stopped in its first
     moments may have written its `tuner.pkl` (what `Tuner.can_restore` looks for) and not yet its
     experiment state: Tune would then restart it from the pickle alone, without the search space
-    (seen: trials with no `lr`). Nothing of such a search finished; it is cleared and started anew."""
-    if not tune.Tuner.can_restore(path.uri):
+    (seen: trials with no `lr`). Nothing of such a search finished; it is cleared and started anew.
+    So is one whose saved state differs from rayfit's manifest of it (tuning/saved_state.py):
+    nothing of it is unpickled."""
+    if not tune.Tuner.can_restore(path.uri):  # looks for tuner.pkl; unpickles nothing
         return False
-    if any(child.name.startswith("experiment_state-") for child in path.children()):
+    if not any(child.name.startswith("experiment_state-") for child in path.children()):
+        path.delete()
+        return False
+    problem = state_differs(path)
+    if problem is None:
         return True
+    say(f"{path.name}: its saved state is not what rayfit recorded ({problem}; a driver stopped while Tune "
+        f"was saving, or the files were changed): nothing of it is loaded, the search starts anew")
     path.delete()
     return False
 
@@ -166,7 +176,8 @@ class Abandoned(tune.Callback):
 
 
 def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, storage,
-               on_event=None, n_classes: Optional[int] = None, abandon=None, beside: bool = False) -> SearchResult:
+               on_event=None, n_classes: Optional[int] = None, abandon=None, beside: bool = False,
+               say: Optional[Callable[[str], None]] = None) -> SearchResult:
     """One Tune search to its best trial. `abandon`: a threading.Event that ends it early
     (Abandoned); `beside`: it runs beside the models stage (stages/searches.py), whose CPUs it
     shares: without tune.max_concurrent_trials, no more trials at once than pay for their actors
@@ -197,8 +208,9 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     path = Location.of(storage).join(search_name(settings))  # a directory or a URI (cluster/storage.py)
     callbacks = [JsonLoggerCallback()] + ([_TrialProgress(on_event, settings.metric, settings.mode, settings.max_t)] if on_event else [])
-    callbacks += mode.kind.callbacks() + ([Abandoned(abandon)] if abandon is not None else [])
-    if _restorable(path):
+    vouch = Vouch(path)  # the manifest of Tune's saved state, checked by `_restorable` on resume
+    callbacks += mode.kind.callbacks() + ([Abandoned(abandon)] if abandon is not None else []) + [vouch]
+    if _restorable(path, say or (lambda message: None)):
         # `rayfit resume`: finished trials are kept, unfinished ones continue from their checkpoints.
         tuner = tune.Tuner.restore(path.uri, trainable=trainable, resume_unfinished=True, resume_errored=True)
         renew_time_budget(tuner, settings.time_budget_s)
@@ -229,11 +241,14 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
                 callbacks=callbacks,
             ),
         )
+        record_tuner(path)  # written once by the new Tuner, straight to the storage
     started = time.perf_counter()
     try:
         grid = tuner.fit()
     except SearchAbandoned:
         raise Interrupted() from None
+    finally:
+        vouch.vouch()  # the state as the search left it, where it reached the storage whole
     mode.kind.settle()
     wall = time.perf_counter() - started
     current_watchdog().check()  # a search the watchdog ended is an error, not a result
@@ -423,4 +438,7 @@ def _load_tuned(settings: TuneSettings, directory: Path, task: str, n_classes: O
     """The best trial's checkpoint as the tuned model (its best epoch's weights)."""
     if is_network_framework(settings.model):  # held by its framework's workers (trainers/remote_network.py)
         return network_from_checkpoint(settings.model, directory, tuned_name(settings), task, best=True)
+    # the trial's checkpoint, before its estimator is unpickled (written by a trial's process,
+    # which need not hold RAYFIT_SIGNING_KEY: its digests are checked, not a signature)
+    verify_manifest(directory, signed=False)
     return SklearnModel(tuned_name(settings), task, joblib.load(directory / ESTIMATOR_FILE), n_classes)

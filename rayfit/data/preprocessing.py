@@ -22,7 +22,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEnc
 from sklearn.utils.validation import check_is_fitted
 
 from rayfit.data.clean import parse_datetimes
-from rayfit.errors import UserError
+from rayfit.errors import read_json, UserError
 
 if TYPE_CHECKING:
     from rayfit.data.prepare import Prepared
@@ -260,5 +260,5 @@ def load_preprocessing(directory) -> Preprocessing:
     for name in (PREPROCESSOR_FILE, PREPROCESSING_META):
         if not (directory / name).is_file():
             raise UserError(f"{directory}: no saved preprocessing ({name} is missing)")
-    meta = json.loads((directory / PREPROCESSING_META).read_text())
+    meta = read_json(directory / PREPROCESSING_META)
     return Preprocessing(pipeline=joblib.load(directory / PREPROCESSOR_FILE), **meta)

@@ -29,6 +29,8 @@ def stop_ray(state: RunState) -> None:
     whose report followed a shutdown started 1 s before."""
     from rayfit.cluster.ledger import forget
 
+    if state.cluster_lost:  # nothing to tidy on a cluster that is gone (each call would wait for it)
+        return
     forget(state.run_key)
     if state.owns_ray:
         from rayfit.cluster.session import shutdown_ray
@@ -48,3 +50,48 @@ def watching_for_stalls(state: RunState):
             yield
         finally:
             state.display.listeners.remove(watchdog.beat)
+
+
+HARD_STOP_S = 12.0  # a lost cluster: the run's clean-up gets this long before the process ends
+
+
+@contextmanager
+def watching_the_cluster(state: RunState):
+    """A joined cluster that stops answering (cluster/lifeline.py) stops the run within seconds, as
+    Ctrl-C would, with an `error:` that says so and how to resume; a private Ray goes down only
+    with this process."""
+    from ray.util.client import ray as client
+
+    if state.owns_ray or client.is_connected():  # Ray Client (ray://): the GCS is the cluster's inside address
+        yield
+        return
+    import os
+    import shlex
+    import threading
+
+    import ray
+
+    from rayfit.cluster.lifeline import Lifeline
+    from rayfit.cluster.watchdog import NoWatchdog, current_watchdog
+    from rayfit.signals import stop_self
+
+    gcs = ray.get_runtime_context().gcs_address
+
+    def lost(why: str) -> None:
+        watchdog = current_watchdog()
+        stage = "report" if isinstance(watchdog, NoWatchdog) else watchdog.stage  # after the watched stages
+        message = f"the cluster at {gcs} stopped answering during stage {stage!r} ({why})"
+        state.cluster_lost = message
+        state.display.say(f"ray: {message}; stopping the run")
+
+        def hard_stop() -> None:  # the clean-up waited on the dead cluster: said, and out
+            state.display.say(f"error: {message}; resume with: rayfit resume {shlex.quote(str(state.location))}")
+            os._exit(2)
+
+        state.hard_stop = threading.Timer(HARD_STOP_S, hard_stop)
+        state.hard_stop.daemon = True
+        state.hard_stop.start()
+        stop_self(message)
+
+    with Lifeline(gcs, lost):
+        yield

@@ -84,7 +84,7 @@ def tune_one(state: RunState, settings, data, abandon: Optional[threading.Event]
         display.advance(name, event["done"], settings.num_samples, info, echo=event.get("finished", False))
 
     return tune_search(settings, search_base(exp, settings), data, state.location.join("tune"), on_event,
-                       state.prepared.n_classes, abandon, beside=abandon is not None)
+                       state.prepared.n_classes, abandon, beside=abandon is not None, say=display.say)
 
 
 def search_base(exp: Experiment, settings):

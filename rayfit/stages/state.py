@@ -17,6 +17,7 @@ from rayfit.run_record import CV_PREFIX, RunRecord
 
 if TYPE_CHECKING:
     from rayfit.cluster.storage import Location, RunMirror
+    from rayfit.lease import RunLease
     from rayfit.cluster.plan import RunPlan
 
 
@@ -73,6 +74,9 @@ class RunState:
     run_key: str = field(default_factory=lambda: f"run-{uuid.uuid4().hex}")
     budget: Optional[Budget] = None  # time_limit: the deadline and each stage's share (rayfit/budget.py)
     budget_stages: tuple[str, ...] = ()  # the limited stages this run has, in order
+    lease: Optional["RunLease"] = None  # this driver's hold on the run (rayfit/lease.py), kept while it works
+    cluster_lost: Optional[str] = None  # the joined cluster stopped answering (stages/ray_session.py)
+    hard_stop: Optional[object] = None  # then: the timer that ends the process should its clean-up hang
 
     def nodes_of(self, stage: str) -> list[str]:
         """The Ray nodes the stage's processes ran on, as its processes noted them."""

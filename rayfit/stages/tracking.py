@@ -28,7 +28,8 @@ def track_run(state: RunState, evaluation: Evaluation) -> None:
         uri = state.exp.tracking_uri or default_uri(state.run_dir)
         display.start("mlflow", f"log the run to MLflow at {uri}")
         try:
-            parent = log_to_mlflow(uri, state.exp.name, state.location.name, str(state.location),
+            # the run's own id: a later run given the same --out never takes this one's records for its own
+            parent = log_to_mlflow(uri, state.exp.name, state.location.name, state.record.run_id or str(state.location),
                                    yaml.safe_load(to_yaml(state.exp)), evaluation.metrics, histories, state.searches,
                                    [state.run_dir / name for name in ARTIFACTS])
         except Exception as exc:  # noqa: BLE001 - the run's own results stand; tracking failing is said

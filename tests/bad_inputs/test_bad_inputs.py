@@ -142,6 +142,30 @@ CASES = [
     ("resume-missing", {}, ["resume", "nowhere"], "run directory not found: nowhere"),
     ("resume-data-changed", {"rows.csv": GOOD, **_fake_run("rows.csv")}, ["resume", "run"],
      "changed since the run started"),
+    # -- a run's own files, damaged (a disk fault, a hand edit): one error naming the file
+    ("resume-state-damaged", {"rows.csv": GOOD, "run/run_state.json": b'{"status": "runn',
+                              "run/config.yaml": b"data: {source: rows.csv, target: y}\n"},
+     ["resume", "run"], "run/run_state.json: damaged, not the JSON rayfit wrote"),
+    ("resume-state-not-text", {"rows.csv": GOOD, "run/run_state.json": b"\xff\xfe\x00garbage"},
+     ["resume", "run"], "run/run_state.json: damaged"),
+    ("report-metrics-damaged", {"run/metrics.json": b"[1, 2, 3]", "run/model/model.json": b"{}"},
+     ["report", "run"], "metrics.json: damaged, a JSON list where rayfit wrote an object"),
+    ("predict-model-json-damaged", {"rows.csv": GOOD, "run/model/model.json": b'{"name": '},
+     ["predict", "run", "--data", "rows.csv"], "model.json: damaged"),
+    ("evaluate-state-damaged", {"rows.csv": GOOD, "run/run_state.json": b"", "run/metrics.json": b"{}"},
+     ["evaluate", "run", "--data", "rows.csv"], "run/run_state.json: damaged"),
+    # -- credentials inside a URI: refused, the secret never echoed (test_a_secret_is_never_echoed)
+    ("storage-credentials", {"rows.csv": GOOD}, [*RUN, "--storage", "s3://AKIAEXAMPLE:SECRETabc123@bucket/runs"],
+     "storage s3://***@bucket/runs: credentials inside a URI are refused"),
+    ("out-credentials", {"rows.csv": GOOD}, [*RUN, "--out", "s3://AKIAEXAMPLE:SECRETabc123@bucket/run1"],
+     "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"),
+    ("data-credentials", {}, ["run", "--data", "s3://bucket/rows.csv?access_key=AK&secret_key=SECRETabc123",
+                              "--target", "y"], "data.source s3://bucket/rows.csv?access_key=***&secret_key=***"),
+    ("tracking-uri-password", {"rows.csv": GOOD}, [*RUN, "--set", "tracking=mlflow", "--set",
+                                                   "tracking_uri=postgresql://me:SECRETabc123@db/mlflow"],
+     "tracking_uri postgresql://***@db/mlflow: credentials inside a URI are refused; give them through PGPASSWORD"),
+    ("predict-run-credentials", {"rows.csv": GOOD}, ["predict", "s3://AK:SECRETabc123@bucket/run", "--data", "rows.csv"],
+     "s3://***@bucket/run"),
     ("predict-not-a-run", {"rows.csv": GOOD}, ["predict", "nowhere", "--data", "rows.csv"], "not a finished rayfit run"),
     ("report-not-a-run", {"somedir/x.txt": b"x"}, ["report", "somedir"], "not a finished rayfit run"),
     ("evaluate-not-a-run", {"rows.csv": GOOD, "somedir/x.txt": b"x"}, ["evaluate", "somedir", "--data", "rows.csv"],
@@ -185,6 +209,16 @@ def test_bad_input_is_one_error_line_and_changes_nothing(name, files, argv, frag
     assert "Traceback" not in err
     assert fragment in lines[0], lines[0]
     assert _snapshot(tmp_path) == before  # nothing written, nothing changed, no run directory
+
+
+@pytest.mark.parametrize("name, files, argv, fragment", [case for case in CASES if "SECRETabc123" in " ".join(case[2])],
+                         ids=[case[0] for case in CASES if "SECRETabc123" in " ".join(case[2])])
+def test_a_secret_is_never_echoed(name, files, argv, fragment, tmp_path, monkeypatch, capsys):
+    _write(tmp_path, files)
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    shown = capsys.readouterr()
+    assert "SECRETabc123" not in shown.out + shown.err and "credentials inside a URI are refused" in shown.err
 
 
 def test_a_gpu_the_cluster_lacks_is_one_error_line(ray_session, tmp_path, monkeypatch, capsys):

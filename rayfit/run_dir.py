@@ -25,7 +25,8 @@ def claim_run_dir(location) -> RunLease:
     except OSError as exc:  # a file in the way, no permission, a read-only or full disk
         raise UserError(f"--out {path}: cannot create the run directory: {exc.strerror or exc}") from None
     lease = RunLease(location).create()
-    if any(child.name != LEASE_FILE for child in path.iterdir()):  # something was there before the claim
+    # something was there before the claim (not a lease, nor another claimant's lease in the making)
+    if any(child.name != LEASE_FILE and not child.name.startswith(f".{LEASE_FILE}.") for child in path.iterdir()):
         lease.release()
         raise UserError(f"--out {path}: already exists and is not empty; rayfit never overwrites a run")
     return lease

@@ -13,6 +13,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.datasets import make_classification, make_regression
 
+from rayfit.evaluation.manifest import write_manifest
 from rayfit.config import validate
 from rayfit import metrics
 from rayfit.errors import UserError
@@ -57,7 +58,8 @@ def test_every_baseline_fits_predicts_scores_and_beats_the_dummy(name, task, tmp
         dummy = SklearnModel("dummy", task, fit_baseline("dummy", task, None, 0, X, y)[0], n_classes)
         assert _primary(task, scores) > _primary(task, score_model(dummy, X_test, y_test, n_classes)) + 0.1
 
-    model.save(tmp_path / name)  # as a run keeps it, and as predict loads it
+    model.save(tmp_path / name)  # as a run keeps it (its manifest last), and as predict loads it
+    write_manifest(tmp_path / name)
     assert np.array_equal(load_model(tmp_path / name).predict(X_test), predictions)
 
     # what the folds and the refit do to every model: an unfitted copy, weighted and fitted again

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
+from rayfit.evaluation.manifest import write_manifest
 from rayfit.config import DataConfig
 from rayfit.data.features import fit_preprocessor
 from rayfit.evaluation.baselines import BASELINES, fit_baseline, fit_estimator
@@ -82,6 +83,7 @@ def test_a_native_categories_model_keeps_the_contract_of_every_baseline(name, tm
     assert accuracy > 0.9, accuracy  # the class is the city's: learnable only from the category
 
     model.save(tmp_path / name)
+    write_manifest(tmp_path / name)  # as a run keeps it
     assert np.array_equal(load_model(tmp_path / name).outputs(X[400:]), model.outputs(X[400:]))
     kind, shares = native_importance(model, ["noise", "kind=condo", "kind=farm", "kind=flat", "kind=house", "city"])
     assert kind and shares[0][0] == "city", shares

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from rayfit.evaluation.manifest import write_manifest
 from rayfit.config import DataConfig
 from rayfit.data import prepare
 from rayfit.data.preprocessing import load_preprocessing, save_preprocessing
@@ -143,6 +144,7 @@ def test_predict_an_npz_with_an_array_run(tmp_path):
     estimator = LogisticRegression().fit(prepared.X_train.reshape(len(prepared.X_train), -1), prepared.y_train)
     SklearnModel("linear", "classification", estimator, 3).save(tmp_path / "run" / "model")
     save_preprocessing(prepared, tmp_path / "run" / "model")
+    write_manifest(tmp_path / "run" / "model")  # last, as a run writes its model directory
     out = predict_file(str(tmp_path / "run"), _npz(tmp_path, "new.npz", x=x[:10]))  # no labels needed
     assert list(out.columns) == ["prediction", "proba_0", "proba_1", "proba_2"] and len(out) == 10
     assert (out["prediction"].astype(str) == pd.Series(y[:10]).astype(str)).mean() >= 0.8
@@ -232,6 +234,7 @@ def test_predict_a_time_series_gives_the_last_row_of_each_window(tmp_path):
     estimator = LinearRegression().fit(prepared.X_train.reshape(len(prepared.X_train), -1), prepared.y_train)
     SklearnModel("linear", "regression", estimator).save(tmp_path / "run" / "model")
     save_preprocessing(prepared, tmp_path / "run" / "model")
+    write_manifest(tmp_path / "run" / "model")  # last, as a run writes its model directory
     out = predict_file(str(tmp_path / "run"), _csv(tmp_path, _series(200).iloc[:50], "recent.csv"))
     assert list(out.columns) == ["last_row", "prediction"] and out["last_row"].tolist() == list(range(23, 50))
     np.testing.assert_allclose(out["prediction"], out["last_row"] + 1, atol=0.5)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from rayfit.evaluation.manifest import write_manifest
 from rayfit.cli import main
 from rayfit.predict import predict_file
 from rayfit.serve import ServeSettings, start_serving, stop_serving
@@ -124,6 +125,7 @@ def test_serve_says_what_is_wrong_before_it_starts(tmp_path, capsys):
         port = taken.getsockname()[1]
         (tmp_path / "model").mkdir()
         (tmp_path / "model" / "model.json").write_text("{}")
+        write_manifest(tmp_path / "model")
         assert main(["serve", str(tmp_path), "--port", str(port)]) == 2
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
 

@@ -163,7 +163,7 @@ CASES = [
                               "--target", "y"], "data.source s3://bucket/rows.csv?access_key=***&secret_key=***"),
     ("tracking-uri-password", {"rows.csv": GOOD}, [*RUN, "--set", "tracking=mlflow", "--set",
                                                    "tracking_uri=postgresql://me:SECRETabc123@db/mlflow"],
-     "tracking_uri postgresql://***@db/mlflow: credentials inside a URI are refused; give them through PGPASSWORD"),
+     "give them through PGPASSWORD"),
     ("predict-run-credentials", {"rows.csv": GOOD}, ["predict", "s3://AK:SECRETabc123@bucket/run", "--data", "rows.csv"],
      "s3://***@bucket/run"),
     ("predict-not-a-run", {"rows.csv": GOOD}, ["predict", "nowhere", "--data", "rows.csv"], "not a finished rayfit run"),

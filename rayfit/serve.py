@@ -260,21 +260,54 @@ def start_serving(run: str, settings: ServeSettings, own_ray: bool = False) -> s
 
     archive = model_archive(run, settings.model)
     name = app_name(run, settings.model)
+    running = _serve_running()
     serve.start(http_options={"host": settings.host, "port": settings.port})
     if name in serve.status().applications:
         raise UserError(f"a Serve application named {name} already runs on this cluster (this run served by another "
                         f"command, or an application that is not rayfit's); rayfit serve never replaces it: stop it "
                         f"first (serve.delete({name!r}))")
+    host, port = settings.host, settings.port
+    if running:  # Serve's proxies listen where whoever started Serve on this cluster said
+        from ray.serve.context import _get_global_client
+
+        http = _get_global_client().http_config
+        host, port = (settings.host if http.host in ("0.0.0.0", "::") else http.host), http.port
     prefix = "/" if own_ray else f"/{name}"
-    serve.run(build_app(archive, settings), name=name, route_prefix=prefix, blocking=False)
-    return f"http://{settings.host}:{settings.port}" + ("" if own_ray else prefix)
+    if not running:
+        _STARTED_SERVE.add(name)
+    try:
+        serve.run(build_app(archive, settings), name=name, route_prefix=prefix, blocking=False)
+    except BaseException:  # Ctrl-C while it came up (it may answer before serve.run returns): ours goes
+        stop_serving(run, settings, own_ray)
+        raise
+    return f"http://{host}:{port}" + ("" if own_ray else prefix)
+
+
+_STARTED_SERVE: set[str] = set()  # applications whose command started Serve itself on a shared Ray
+
+
+def _serve_running() -> bool:
+    import ray
+    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+
+    try:
+        ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+    except ValueError:
+        return False
+    return True
 
 
 def stop_serving(run: str, settings: ServeSettings, own_ray: bool = False) -> None:
-    """The run's application deleted, and nothing else: on a Ray this command started, Serve with it."""
+    """The run's application deleted, and nothing else: on a Ray this command started, Serve with
+    it; on a shared Ray where this command started Serve, Serve too once no application is left."""
     from ray import serve
 
     if own_ray:
         serve.shutdown()
-    else:
-        serve.delete(app_name(run, settings.model))
+        return
+    name = app_name(run, settings.model)
+    serve.delete(name)
+    if name in _STARTED_SERVE:  # this command started Serve: it goes with the last application
+        _STARTED_SERVE.discard(name)
+        if not serve.status().applications:
+            serve.shutdown()

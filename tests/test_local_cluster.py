@@ -319,7 +319,8 @@ def test_a_cluster_that_goes_away_mid_run_is_an_error_within_seconds_and_resume_
             going.down()
     said = [line for line in (err + out).splitlines() if line.startswith("error: ")]
     assert driver.returncode == 2 and said, (driver.returncode, out[-2000:], err[-2000:])
-    assert f"the cluster at {going.address}" in said[-1] and "stopped answering during stage" in said[-1], said
+    # the GCS's own address (Ray may name the node by another of this machine's addresses)
+    assert f":{going.port} stopped answering during stage" in said[-1], said
     assert said[-1].endswith(f"resume with: rayfit resume {run}"), said
     assert took < 30, f"{took:.0f} s from the cluster's loss to the driver's exit"
     resumed = subprocess.run([RAYFIT, "resume", str(run), "--address", "local"], capture_output=True, text=True,

@@ -13,6 +13,7 @@ import pytest
 from rayfit.cluster.plan import WorkerPlan
 from rayfit.config import KerasConfig, TorchConfig
 from rayfit.evaluation.fitted import load_model
+from rayfit.evaluation.manifest import write_manifest
 from rayfit.trainers.adapter import FrameworkAdapter
 from rayfit.trainers.launch import TrainingData, fit_neural, make_loop_config, start_in_task
 from rayfit.frameworks import FRAMEWORKS
@@ -65,7 +66,8 @@ def _check(history: list[dict], model, arrays: dict, checkpoints: list[Path], tm
     X = arrays["X_val"]
     proba = model.predict_proba(X)
     assert proba.shape == (len(X), 3) and np.allclose(proba.sum(axis=1), 1, atol=1e-5)
-    restored = load_model(model.save(tmp_path / "export"))
+    write_manifest(model.save(tmp_path / "export"))  # as a run keeps a model: its manifest last
+    restored = load_model(tmp_path / "export")
     assert np.allclose(restored.predict_proba(X), proba, atol=1e-5)
 
 

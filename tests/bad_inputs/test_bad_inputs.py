@@ -152,6 +152,8 @@ CASES = [
      ["report", "run"], "metrics.json: damaged, a JSON list where rayfit wrote an object"),
     ("predict-model-json-damaged", {"rows.csv": GOOD, "run/model/model.json": b'{"name": '},
      ["predict", "run", "--data", "rows.csv"], "model.json: damaged"),
+    ("predict-manifest-missing", {"rows.csv": GOOD, "run/model/model.json": b'{"name": "linear", "kind": "sklearn"}'},
+     ["predict", "run", "--data", "rows.csv"], "no MANIFEST.json, so rayfit cannot vouch for its files"),
     ("evaluate-state-damaged", {"rows.csv": GOOD, "run/run_state.json": b"", "run/metrics.json": b"{}"},
      ["evaluate", "run", "--data", "rows.csv"], "run/run_state.json: damaged"),
     # -- credentials inside a URI: refused, the secret never echoed (test_a_secret_is_never_echoed)

@@ -209,10 +209,11 @@ def driver_kills(runs: int, rng: np.random.Generator, work: Path) -> tuple[int, 
 
 
 def cluster_losses(runs: int, rng: np.random.Generator, work: Path) -> tuple[int, list]:
-    """`rayfit run` joined to a cluster of its own (`rayfit cluster up`), the cluster stopped at a
-    random moment after the run is recorded, then `rayfit resume` on a private Ray: a run survives
+    """`rayfit run` joined to a cluster of its own (`rayfit cluster up`), the cluster's GCS killed at
+    a random moment after the run is recorded, then `rayfit resume` on a private Ray: a run survives
     when the driver's last line is the `error:` that names the cluster and the resume command,
-    within 30 s of the loss, and the resume finishes it."""
+    within 30 s of the loss, and the resume finishes it. (The GCS alone: where the driver's own
+    node's raylet dies at once too, Ray's core worker ends the driver at once, exit 1, unheard.)"""
     from rayfit.cluster.local import LocalCluster
 
     config = work / "chaos.yaml"
@@ -235,7 +236,11 @@ def cluster_losses(runs: int, rng: np.random.Generator, work: Path) -> tuple[int
                 time.sleep(0.2)
             time.sleep(float(rng.uniform(1.0, 15.0)))  # somewhere in training, the search or the report
             finished_first = proc.poll() is not None
-            cluster.down()
+            from rayfit.cluster.local import group_processes
+
+            for process in group_processes(cluster.nodes[0].pid):  # the GCS goes away (see the docstring)
+                if process.name() == "gcs_server":
+                    process.kill()
             lost_at = time.monotonic()
             stdout, stderr = proc.communicate(timeout=120)
             took = time.monotonic() - lost_at

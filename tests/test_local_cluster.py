@@ -291,10 +291,12 @@ def test_a_lost_node_fails_the_job_clearly_and_resume_from_storage_finishes_it(c
 
 
 def test_a_cluster_that_goes_away_mid_run_is_an_error_within_seconds_and_resume_finishes_the_run(tmp_path):
-    """The cluster a run joined is stopped mid-run: the driver says so (the address, the stage, the
-    resume command) well within 30 s, before Ray's core would end it on its own after 60 s, and
-    exits 2; `rayfit resume` on another Ray finishes the run. A cluster of its own: the module's
-    is stopped by the last test."""
+    """The GCS of the cluster a run joined goes away mid-run (its process killed: the head's other
+    processes give up on it only after 60 s): the driver says so (the address, the stage, the resume
+    command) well within 30 s, before Ray's core would end it on its own after 60 s, and exits 2;
+    `rayfit resume` on another Ray finishes the run. A cluster of its own: the module's is stopped
+    by the last test. (Where the node's raylet dies at once too, Ray's core worker ends a driver on
+    that node at once, before anything of rayfit's can speak.)"""
     directory, run = tmp_path / "going", tmp_path / "run"
     assert main(["cluster", "up", "--cpus", "2", "--dir", str(directory)]) == 0
     going = LocalCluster.load(directory)
@@ -310,7 +312,9 @@ def test_a_cluster_that_goes_away_mid_run_is_an_error_within_seconds_and_resume_
             assert driver.poll() is None, driver.communicate()[1][-3000:]
             assert time.monotonic() < deadline, "the run never finished its baselines"
             time.sleep(0.2)
-        going.down()  # mid-run: the network trains
+        gcs = [p for p in group_processes(going.nodes[0].pid) if p.name() == "gcs_server"]
+        assert len(gcs) == 1, [p.name() for p in group_processes(going.nodes[0].pid)]
+        gcs[0].kill()  # mid-run: the network trains
         gone = time.monotonic()
         out, err = driver.communicate(timeout=90)
         took = time.monotonic() - gone

@@ -16,7 +16,7 @@ from typing import Callable, Optional
 
 # Unreachable this long: lost. A restarted head's GCS answers again within seconds; this and the
 # run's clean-up (stages/ray_session.py HARD_STOP_S at most) stay within 30 s of the loss.
-GRACE_S = 15.0
+GRACE_S = 10.0
 INTERVAL_S = 1.0
 
 

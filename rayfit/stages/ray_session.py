@@ -52,7 +52,7 @@ def watching_for_stalls(state: RunState):
             state.display.listeners.remove(watchdog.beat)
 
 
-HARD_STOP_S = 12.0  # a lost cluster: the run's clean-up gets this long before the process ends
+HARD_STOP_S = 8.0  # a lost cluster: the run's clean-up gets this long before the process ends
 
 
 @contextmanager

@@ -417,7 +417,11 @@ def entry() -> None:
     if "ray" in sys.modules:
         import ray
 
-        if ray.is_initialized():  # a session this command joined: leave it the way ray.shutdown does
+        from rayfit.signals import stopped_itself
+
+        # a session this command joined: leave it the way ray.shutdown does, unless the cluster
+        # is gone (the command stopped itself for it): Ray's goodbye would wait on it in vain
+        if ray.is_initialized() and not stopped_itself():
             ray.shutdown()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):

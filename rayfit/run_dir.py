@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rayfit.errors import UserError
 from rayfit.lease import LEASE_FILE, RunLease
+from rayfit.signals import signals_held
 
 LOG_FILE = "run.log"
 
@@ -59,16 +60,19 @@ def output_to_log(log_path: Path, verbose: bool):
             handler.setStream(log)
         yield
     finally:
-        for handler, stream in redirected:
-            handler.setStream(stream)
-        for handler in _stream_handlers():  # made meanwhile (a library imported during the run)
-            if handler.stream is log:
-                handler.setStream(saved_streams[1])
-        sys.stdout, sys.stderr = saved_streams
-        for fd, copy in saved.items():
-            os.dup2(copy, fd)
-            os.close(copy)
-        log.close()
+        # whole, whatever signal comes meanwhile (a Ctrl-C, or a lost cluster's stop): cut in the
+        # middle, the command's last line would go to the log
+        with signals_held():
+            for handler, stream in redirected:
+                handler.setStream(stream)
+            for handler in _stream_handlers():  # made meanwhile (a library imported during the run)
+                if handler.stream is log:
+                    handler.setStream(saved_streams[1])
+            sys.stdout, sys.stderr = saved_streams
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+            log.close()
 
 
 def _stream_handlers() -> list[logging.StreamHandler]:

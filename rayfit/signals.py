@@ -37,6 +37,9 @@ def stop_on_signals(exit_on_second: bool = True):
         return
 
     def stop(signum, frame):
+        if _holding[0] and not received:  # inside `signals_held`: on leaving it
+            _held.append(signum)
+            return
         if received and exit_on_second:
             os._exit(EXIT_INTERRUPTED)  # the second signal: no more clean-up
         received.append(signal.Signals(signum).name)
@@ -67,13 +70,40 @@ def stop_on_signals(exit_on_second: bool = True):
 
 
 _stop_reason: list[str] = []  # why this process stopped itself (a lost cluster), for its last line
+_stopped_itself: list[str] = []  # the same, kept: its Ray is on a cluster that is gone
 
 
 def stop_self(reason: str) -> None:
     """Stop this process's command as Ctrl-C would (the run stays resumable), for `reason`: what the
     CLI's last line says instead of "interrupted"."""
     _stop_reason[:] = [reason]
+    _stopped_itself[:] = [reason]
     os.kill(os.getpid(), signal.SIGINT)
+
+
+def stopped_itself() -> bool:
+    """Whether this process stopped itself (`stop_self`): the cluster its Ray joined is gone, and
+    anything that would tell that Ray goodbye waits for it in vain."""
+    return bool(_stopped_itself)
+
+
+_holding = [0]  # how deep in `signals_held` the main thread is
+_held: list[int] = []  # the signals that arrived meanwhile
+
+
+@contextmanager
+def signals_held():
+    """A signal to stop that arrives inside this block (a few steps that must not be cut in the
+    middle, such as giving the terminal back its file descriptors) acts on leaving it."""
+    _holding[0] += 1
+    try:
+        yield
+    finally:
+        _holding[0] -= 1
+    if not _holding[0] and _held:
+        signum = _held[0]
+        _held.clear()
+        signal.raise_signal(signum)
 
 
 def take_stop_reason() -> str | None:

@@ -283,3 +283,38 @@ def test_a_run_given_the_out_of_an_earlier_run_leaves_that_run_s_mlflow_records_
     experiment = client.get_experiment_by_name("exp").experiment_id
     parents = [r for r in client.search_runs([experiment]) if "mlflow.parentRunId" not in r.data.tags]
     assert sorted(r.data.tags[RUN_TAG] for r in parents) == sorted([first.run_id, second.run_id])
+
+
+def test_a_stop_while_the_terminal_is_given_back_leaves_it_given_back(tmp_path, monkeypatch):
+    """A lost cluster stops the command with a SIGINT of its own, whenever it sees the loss: one
+    that lands while `output_to_log` gives the terminal back its file descriptors must not leave
+    them on the log (the command's last line, the `error:`, would go there). It acts once they are
+    back."""
+    import signal
+
+    from rayfit.errors import Interrupted
+    from rayfit.run_dir import output_to_log
+    from rayfit.signals import stop_on_signals
+
+    def where(fd: int) -> tuple[int, int]:
+        stat = os.fstat(fd)
+        return stat.st_dev, stat.st_ino
+
+    before = where(1), where(2)
+    real, calls = os.dup2, []
+
+    def dup2(source, target):
+        calls.append(target)
+        if len(calls) == 3:  # the first of the two that give fds 1 and 2 back
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)  # the handler runs here
+        return real(source, target)
+
+    monkeypatch.setattr(os, "dup2", dup2)
+    with stop_on_signals(exit_on_second=False) as received:
+        with pytest.raises(Interrupted):
+            with output_to_log(tmp_path / "run.log", verbose=False):
+                pass
+    monkeypatch.undo()
+    assert received == ["SIGINT"] and len(calls) == 4
+    assert (where(1), where(2)) == before

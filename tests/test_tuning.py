@@ -116,6 +116,50 @@ def test_a_failed_trial_is_recorded_and_the_search_goes_on(data, tmp_path):
     assert by_leaves[1]["status"] == "failed" and "max_leaf_nodes" in by_leaves[1]["error"]
     assert by_leaves[8]["status"] == "completed" and search.best_params == {"max_leaf_nodes": 8}
     assert search.trials[-1] is by_leaves[1]  # failed trials sort last
+    # rayfit's record of finished trials (what a search continues from) has the one that finished
+    from rayfit.cluster.storage import Location
+    from rayfit.tuning.saved_state import finished_trials
+
+    record = finished_trials(Location.of(tmp_path / search_name(settings)))
+    assert list(record.values()) == [by_leaves[8]["trial_id"]], record
+
+
+def test_a_search_whose_saved_state_differs_goes_on_from_its_finished_trials(data, tmp_path):
+    """Tune's saved state that is not what rayfit recorded (a driver killed while Tune was saving, or
+    a tampered file) is never unpickled; the search goes on from rayfit's record of its finished
+    trials: those are kept as they are, read as JSON, and only the missing ones run."""
+    from rayfit.cluster.storage import Location
+    from rayfit.tuning.saved_state import TRIALS_RECORD, finished_trials
+    import pickle
+
+    marker = tmp_path / "unpickled"
+
+    class Writes:  # a pickle whose unpickling creates `marker`
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    settings = TuneSettings(model="gradient_boosting", num_samples=2, max_t=2, grace_period=1, scheduler="fifo")
+    first = run_search(settings, BASE, data, tmp_path, n_classes=2)
+    search_dir = tmp_path / search_name(settings)
+    record = finished_trials(Location.of(search_dir))
+    assert sorted(record.values()) == sorted(t["trial_id"] for t in first.trials)
+    # one trial as if the driver had died before it finished: out of the record
+    (kept_dir, kept_id), (lost_dir, _) = sorted(record.items())
+    import json
+
+    (search_dir / TRIALS_RECORD).write_text(json.dumps({"finished": {kept_dir: kept_id}}))
+    kept_results = (search_dir / kept_dir / "result.json").read_bytes()
+    (search_dir / "tuner.pkl").write_bytes(pickle.dumps(Writes()))
+    said = []
+    again = run_search(settings, BASE, data, tmp_path, n_classes=2, say=said.append)
+    assert not marker.exists()  # nothing of the state was unpickled
+    assert len(said) == 1 and "the search goes on from rayfit's record of its 1 finished trial(s)" in said[0], said
+    assert len(again.trials) == 2 and kept_id in {t["trial_id"] for t in again.trials}
+    assert (search_dir / kept_dir / "result.json").read_bytes() == kept_results  # not run again
+    assert not (search_dir / lost_dir).exists()  # the unfinished one ran anew, in a directory of its own
+    assert len([p for p in search_dir.iterdir() if p.is_dir()]) == 2
+    assert len(finished_trials(Location.of(search_dir))) == 2
+    assert again.model.predict_proba(np.zeros((3, 6), np.float32)).shape == (3, 2)
 
 
 def test_a_keras_network_is_tunable(data, tmp_path):

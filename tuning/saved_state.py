@@ -12,8 +12,12 @@ when its digest is one of them, whether or not the copy of the newest snapshot h
 recorded; a file the manifest does not name counts as changed (Tune loads the newest by name).
 
 A driver killed in the moment a file is being copied leaves a half-copied file no snapshot had:
-stale rather than tampered, but the two cannot be told apart, so that search is started anew, and
-says so. A finished search is rayfit's own record and is never run again.
+stale rather than tampered, but the two cannot be told apart, so nothing of that state is loaded.
+The search continues from rayfit's own record of its finished trials instead (TRIALS_RECORD,
+JSON: each trial's directory, written by the driver as the trial ends): those trials' directories
+are kept, read as JSON, their checkpoints loaded only through their manifests, and only the
+trials still missing are run (tuning/search.py, `continue_from_record`). A finished search is
+rayfit's own record and is never run again.
 """
 from __future__ import annotations
 
@@ -32,6 +36,8 @@ from rayfit.cluster.storage import Location
 # copy a stale one back over the new one.
 STATE_MANIFEST = "rayfit-state.sha256"
 STATE_SUFFIXES = (".json", ".pkl")
+# The search's finished trials as the driver saw them end: {"finished": {directory: trial id}}.
+TRIALS_RECORD = "rayfit-trials.record"
 TUNER_FILE = "tuner.pkl"
 # Snapshots whose digests stay in the manifest: the storage may hold any of them (Tune copies a
 # snapshot only once the copy before it has landed, which on object storage can take seconds).
@@ -75,14 +81,39 @@ def record_state(path: Location, files: dict[str, bytes]) -> None:
     for name, data in files.items():
         digests = [d for d in recorded.get(name, []) if d != _digest(data)] + [_digest(data)]
         recorded[name] = digests[-KEPT:]
-    payload = json.dumps({"sha256": recorded}, indent=1).encode()
+    _write(path, STATE_MANIFEST, {"sha256": recorded})
+
+
+def _write(path: Location, name: str, content: dict) -> None:
+    """A file of rayfit's beside the search's state, written whole."""
+    payload = json.dumps(content, indent=1).encode()
     if path.local:
         path.path.mkdir(parents=True, exist_ok=True)
-        part = path.path / f".{STATE_MANIFEST}.{os.getpid()}.tmp"
+        part = path.path / f".{name}.{os.getpid()}.tmp"
         part.write_bytes(payload)
-        os.replace(part, path.path / STATE_MANIFEST)
+        os.replace(part, path.path / name)
     else:
-        path.join(STATE_MANIFEST).write_bytes(payload)
+        path.join(name).write_bytes(payload)
+
+
+def finished_trials(path: Location) -> dict[str, str]:
+    """The search's trials rayfit saw finish, directory name -> trial id (none where there is no
+    readable record)."""
+    try:
+        finished = json.loads(path.join(TRIALS_RECORD).read_bytes())["finished"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    if not isinstance(finished, dict):
+        return {}
+    # a directory name is one part of a path, never more
+    return {name: trial for name, trial in finished.items() if isinstance(name, str) and isinstance(trial, str)
+            and name not in ("", ".", "..") and "/" not in name and "\\" not in name}
+
+
+def record_finished(path: Location, directory: str, trial_id: str) -> None:
+    """A trial that ended (completed, or stopped by its early stopping or the scheduler), added to
+    the record."""
+    _write(path, TRIALS_RECORD, {"finished": {**finished_trials(path), directory: trial_id}})
 
 
 def record_tuner(path: Location) -> None:
@@ -122,6 +153,19 @@ class Vouch(tune.Callback):
     def on_step_end(self, iteration, trials, **info):
         self._look(trials)
         self.vouch()
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        """The trial into the record of finished trials, as it ends (an errored trial is not
+        finished: Tune calls on_trial_error for it)."""
+        self._look(trials)
+        directory = getattr(getattr(trial, "storage", None), "trial_dir_name", None)
+        if not directory:
+            return
+        try:
+            record_finished(self.path, directory, trial.trial_id)
+        except Exception as exc:  # noqa: BLE001 - storage out of reach: the trial is rerun if it must be
+            warnings.warn(f"the record of {self.path}'s finished trials was not written ({exc})",
+                          RuntimeWarning, stacklevel=2)
 
     def on_experiment_end(self, trials, **info):
         self._look(trials)

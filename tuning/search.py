@@ -14,6 +14,7 @@ import joblib
 from ray import tune
 from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 from ray.tune.logger import JsonLoggerCallback
+from ray.tune.result import EXPR_RESULT_FILE
 
 from rayfit.cluster.session import BESIDE, cluster_has
 from rayfit.cluster.storage import Location
@@ -34,7 +35,7 @@ from rayfit.tuning.baseline_trial import ESTIMATOR_FILE
 from rayfit.tuning.schedulers import decision_epochs
 from rayfit.tuning.searchers import build_searcher, scheduler_for
 from rayfit.tuning.space import to_param_space
-from rayfit.tuning.saved_state import Vouch, record_tuner, state_differs
+from rayfit.tuning.saved_state import TRIALS_RECORD, Vouch, finished_trials, record_tuner, state_differs
 from rayfit.tuning.trial_mode import INLINE, TrialMode, choose_trial_mode, surely_inline
 
 
@@ -116,25 +117,80 @@ def search_name(settings: TuneSettings) -> str:
     return "search" if settings.model == TuneSettings.model_fields["model"].default else f"search_{settings.model}"
 
 
-def _restorable(path: Location, say: Callable[[str], None]) -> bool:
+def _restorable(path: Location, say: Callable[[str], None], keep: bool = True) -> bool:
     """Whether a search was left at `path` that Tune can continue. A search stopped in its first
     moments may have written its `tuner.pkl` (what `Tuner.can_restore` looks for) and not yet its
     experiment state: Tune would then restart it from the pickle alone, without the search space
-    (seen: trials with no `lr`). Nothing of such a search finished; it is cleared and started anew.
-    So is one whose saved state differs from rayfit's manifest of it (tuning/saved_state.py):
-    nothing of it is unpickled."""
+    (seen: trials with no `lr`). Neither that nor a search whose saved state differs from rayfit's
+    manifest of it (tuning/saved_state.py) is unpickled: the search starts again from rayfit's
+    record of its finished trials (`_start_over`; `keep`: whether those trials may be kept)."""
     if not tune.Tuner.can_restore(path.uri):  # looks for tuner.pkl; unpickles nothing
         return False
     if not any(child.name.startswith("experiment_state-") for child in path.children()):
-        path.delete()
+        _start_over(path, keep)
         return False
     problem = state_differs(path)
     if problem is None:
         return True
+    kept = _start_over(path, keep)
     say(f"{path.name}: its saved state is not what rayfit recorded ({problem}; a driver stopped while Tune "
-        f"was saving, or the files were changed): nothing of it is loaded, the search starts anew")
-    path.delete()
+        f"was saving, or the files were changed): nothing of it is loaded, "
+        + (f"the search goes on from rayfit's record of its {kept} finished trial(s)" if kept
+           else "the search starts anew"))
     return False
+
+
+def _start_over(path: Location, keep: bool) -> int:
+    """Clears a search's directory but for the trials rayfit recorded as finished (all of it
+    where `keep` is False) and that record; how many trials it kept."""
+    finished = finished_trials(path) if keep else {}
+    kept = 0
+    for child in path.children():
+        if child.name in finished and child.join(EXPR_RESULT_FILE).is_file():
+            kept += 1
+        elif child.name != TRIALS_RECORD or not keep:
+            child.delete()
+    if not kept:
+        path.delete()
+    return kept
+
+
+def _kept_trials(path: Location) -> list:
+    """The finished trials of rayfit's record still in the search's directory, as Tune's results,
+    each read from its JSON results (nothing unpickled; a checkpoint is loaded through its manifest)."""
+    kept = []
+    for directory in finished_trials(path):
+        result = _stored_result(path.join(directory))
+        if result is not None:
+            kept.append(result)
+    return kept
+
+
+def _stored_result(trial: Location):
+    """A trial's result from its directory, as `ray.tune.Result.from_path` reads it, without its
+    error pickle (a finished trial has none); None where its results cannot be read."""
+    import pandas as pd
+
+    try:
+        lines = trial.join(EXPR_RESULT_FILE).read_text().splitlines()
+    except (OSError, UnicodeDecodeError, UserError):
+        return None
+    rows = []
+    for line in (line for line in lines if line.strip()):
+        try:
+            row = json.loads(line)
+        except ValueError:  # the line being written when the driver stopped
+            break
+        if not isinstance(row, dict) or not isinstance(row.get("config"), dict):
+            return None
+        rows.append(row)
+    if not rows:
+        return None
+    fs, fs_path = trial.filesystem()
+    names = sorted(child.name for child in trial.children() if child.name.startswith("checkpoint_"))
+    return tune.Result(metrics=rows[-1], error=None, path=fs_path, _storage_filesystem=fs,
+                       checkpoint=tune.Checkpoint(f"{fs_path}/{names[-1]}", filesystem=fs) if names else None,
+                       metrics_dataframe=pd.json_normalize(rows, sep="/"))
 
 
 def renew_time_budget(tuner, seconds: Optional[float]) -> None:
@@ -210,20 +266,30 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
     callbacks = [JsonLoggerCallback()] + ([_TrialProgress(on_event, settings.metric, settings.mode, settings.max_t)] if on_event else [])
     vouch = Vouch(path)  # the manifest of Tune's saved state, checked by `_restorable` on resume
     callbacks += mode.kind.callbacks() + ([Abandoned(abandon)] if abandon is not None else []) + [vouch]
-    if _restorable(path, say or (lambda message: None)):
+    # A grid's points are Tune's to enumerate: a grid search is never continued from a record.
+    gridded = any(dim.kind == "grid" for dim in settings.space.values())
+    restored = _restorable(path, say or (lambda message: None), keep=not gridded)
+    # The finished trials of rayfit's record (tuning/saved_state.py): where Tune's own saved state
+    # was not loaded, these are the search's finished trials, and only the rest are run.
+    kept = _kept_trials(path)
+    to_run = settings.num_samples - len(kept)
+    if restored:
         # `rayfit resume`: finished trials are kept, unfinished ones continue from their checkpoints.
         tuner = tune.Tuner.restore(path.uri, trainable=trainable, resume_unfinished=True, resume_errored=True)
         renew_time_budget(tuner, settings.time_budget_s)
+    elif to_run <= 0:
+        tuner = None
     else:
         tuner = tune.Tuner(
             trainable,
             param_space=to_param_space(settings.space),
             tune_config=tune.TuneConfig(
-                metric=settings.metric, mode=settings.mode, num_samples=settings.num_samples,
+                metric=settings.metric, mode=settings.mode, num_samples=to_run,
                 scheduler=scheduler_for(settings),
                 # How many trials run at once is the plan's (a distributed trial's actor is a
                 # sliver: Tune alone would start trials whose workers could never be placed).
-                search_alg=build_searcher(settings, data.seed, plan.concurrent),
+                # Continuing from a record, another seed: the same one would draw the kept trials' points again.
+                search_alg=build_searcher(settings, data.seed + len(kept), plan.concurrent),
                 time_budget_s=settings.time_budget_s,
                 # About 1 s of actor start-up saved per inline trial on a laptop. A distributed
                 # trial's actor owns its Ray Train run: a stopped trial's actor must go with it.
@@ -244,7 +310,7 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
         record_tuner(path)  # written once by the new Tuner, straight to the storage
     started = time.perf_counter()
     try:
-        grid = tuner.fit()
+        grid = list(tuner.fit()) if tuner is not None else []
     except SearchAbandoned:
         raise Interrupted() from None
     finally:
@@ -253,8 +319,9 @@ def run_search(settings: TuneSettings, base: NeuralConfig, data: TrainingData, s
     wall = time.perf_counter() - started
     current_watchdog().check()  # a search the watchdog ended is an error, not a result
 
+    known = {Path(result.path).name for result in grid}
     trials = []
-    for result in grid:
+    for result in grid + [result for result in kept if Path(result.path).name not in known]:
         # A failed trial (after Tune's retries) is recorded and left out of the choice; the search
         # goes on with the rest, as Tune itself does.
         failed = _last_line(result.error) if result.error is not None else ""

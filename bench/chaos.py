@@ -160,6 +160,9 @@ def _last_line(text: str) -> str:
     return lines[-1][-300:] if lines else ""
 
 
+ALWAYS_AGAIN = ("data", "ray", "evaluate", "importance", "export", "report", "mlflow", "tensorboard")
+
+
 def driver_kills(runs: int, rng: np.random.Generator, work: Path) -> tuple[int, list]:
     """SIGKILL `rayfit run` at a random moment, then `rayfit resume`: (survived, lines)."""
     config = work / "chaos.yaml"
@@ -194,10 +197,10 @@ def driver_kills(runs: int, rng: np.random.Generator, work: Path) -> tuple[int, 
         shown = " ".join(resumed.stdout.split())
         found = re.search(r"(\d+) stage\(s\) already finished", shown)
         finished_before = set(re.findall(r"(\w+): done", " ".join(before.split())))
-        # Preparing the data, starting Ray, evaluating and the report always run again; a training
-        # stage (baselines, a network, a search) that had finished must not.
-        redone = [stage for stage in finished_before if f"{stage}: done" in shown
-                  and stage not in ("data", "ray", "evaluate", "report")]
+        # Preparing the data, starting Ray, evaluating (its importance too), the export, the report
+        # and tracking always run again; a training stage (baselines, a network, a search) that had
+        # finished must not.
+        redone = [stage for stage in finished_before if f"{stage}: done" in shown and stage not in ALWAYS_AGAIN]
         ok = (resumed.returncode == 0 and found is not None and not redone and not trials_redone
               and (out / "report.html").is_file())
         survived += ok

@@ -49,6 +49,7 @@ def output_to_log(log_path: Path, verbose: bool):
         return
     log = open(log_path, "a", buffering=1)
     saved = {fd: os.dup(fd) for fd in (1, 2)}
+    _terminal.append(saved)
     saved_streams = (sys.stdout, sys.stderr)
     handlers = _stream_handlers()
     redirected = [(h, h.stream) for h in handlers if h.stream in saved_streams]
@@ -71,8 +72,26 @@ def output_to_log(log_path: Path, verbose: bool):
             sys.stdout, sys.stderr = saved_streams
             for fd, copy in saved.items():
                 os.dup2(copy, fd)
+            _terminal.remove(saved)
+            for copy in saved.values():
                 os.close(copy)
             log.close()
+
+
+# The terminal's own descriptors 1 and 2 while `output_to_log` sends 1 and 2 to the log.
+_terminal: list[dict[int, int]] = []
+
+
+def last_words(line: str) -> None:
+    """`line` on the terminal's stderr at once, wherever output goes meanwhile: for a process
+    about to end without its usual way out (a lost cluster's hard stop)."""
+    data = f"{line}\n".encode()
+    for fd in ([_terminal[-1][2]] if _terminal else []) + [2]:
+        try:
+            os.write(fd, data)
+            return
+        except (OSError, KeyError):  # given back meanwhile: fd 2 is the terminal's again
+            continue
 
 
 def _stream_handlers() -> list[logging.StreamHandler]:

@@ -318,3 +318,20 @@ def test_a_stop_while_the_terminal_is_given_back_leaves_it_given_back(tmp_path, 
     monkeypatch.undo()
     assert received == ["SIGINT"] and len(calls) == 4
     assert (where(1), where(2)) == before
+
+
+def test_a_hard_stop_s_last_words_reach_the_terminal_not_the_log(tmp_path, capfd):
+    """A lost cluster whose clean-up waits on it ends the process from a timer (os._exit), while the
+    run's output goes to run.log: its `error:` line is written to the terminal's stderr itself."""
+    from rayfit.run_dir import last_words, output_to_log
+
+    with output_to_log(tmp_path / "run.log", verbose=False):
+        print("into the log")
+        last_words("error: the cluster at 10.0.0.1:6379 stopped answering; resume with: rayfit resume run")
+    captured = capfd.readouterr()
+    assert "error: the cluster at 10.0.0.1:6379 stopped answering; resume with: rayfit resume run" in \
+        captured.err.splitlines()
+    log = (tmp_path / "run.log").read_text()
+    assert "into the log" in log and "stopped answering" not in log
+    last_words("error: after the log")  # the terminal's own descriptor once output is back
+    assert capfd.readouterr().err == "error: after the log\n"

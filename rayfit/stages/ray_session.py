@@ -85,7 +85,9 @@ def watching_the_cluster(state: RunState):
         state.display.say(f"ray: {message}; stopping the run")
 
         def hard_stop() -> None:  # the clean-up waited on the dead cluster: said, and out
-            state.display.say(f"error: {message}; resume with: rayfit resume {shlex.quote(str(state.location))}")
+            from rayfit.run_dir import last_words
+
+            last_words(f"error: {message}; resume with: rayfit resume {shlex.quote(str(state.location))}")
             os._exit(2)
 
         state.hard_stop = threading.Timer(HARD_STOP_S, hard_stop)

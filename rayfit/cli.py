@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from rayfit.errors import disk_problem, one_line, read_json, UserError
-from rayfit.signals import EXIT_INTERRUPTED, stop_on_signals, take_stop_reason
+from rayfit.signals import EXIT_INTERRUPTED, stop_on_signals, stop_reason
 
 EXIT_OK, EXIT_BUG, EXIT_USER = 0, 1, 2
 
@@ -386,7 +386,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"error: {message}", file=sys.stderr)
             return EXIT_USER
         except KeyboardInterrupt as exc:
-            reason = take_stop_reason()  # the process stopped itself: a cluster it joined went away
+            reason = stop_reason()  # the process stopped itself: a cluster it joined went away
             if reason is not None:
                 print(f"error: {reason}; {_after_interruption(getattr(exc, 'run_dir', None))}", file=sys.stderr)
                 return EXIT_USER
@@ -417,11 +417,9 @@ def entry() -> None:
     if "ray" in sys.modules:
         import ray
 
-        from rayfit.signals import stopped_itself
-
         # a session this command joined: leave it the way ray.shutdown does, unless the cluster
         # is gone (the command stopped itself for it): Ray's goodbye would wait on it in vain
-        if ray.is_initialized() and not stopped_itself():
+        if ray.is_initialized() and stop_reason() is None:
             ray.shutdown()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):

@@ -161,12 +161,7 @@ class RunLease:
                     holder = self._holder()
                     if holder is None or holder.get("token") != self.token:
                         return  # taken over (this driver was thought gone) or the run was given back
-                    if self.location.local:
-                        part = self.file.path.with_name(f".{LEASE_FILE}.{self.token}")
-                        part.write_bytes(self._record())
-                        os.replace(part, self.file.path)
-                    else:
-                        self.file.write_bytes(self._record())
+                    self.file.write_bytes(self._record())  # whole: through a renamed temporary where local
                 except Exception:  # noqa: BLE001 - storage out of reach for a moment: the next refresh tries again
                     pass
 
@@ -178,10 +173,7 @@ class RunLease:
             try:
                 holder = self._holder()
                 if holder is not None and holder.get("token") == self.token:
-                    if self.location.local:
-                        Path(self.file.path).unlink(missing_ok=True)
-                    else:
-                        self.file.delete()
+                    self.file.delete()
             except Exception:  # noqa: BLE001 - storage out of reach: the lease expires by itself
                 pass
 

@@ -86,11 +86,12 @@ def last_words(line: str) -> None:
     """`line` on the terminal's stderr at once, wherever output goes meanwhile: for a process
     about to end without its usual way out (a lost cluster's hard stop)."""
     data = f"{line}\n".encode()
-    for fd in ([_terminal[-1][2]] if _terminal else []) + [2]:
+    redirected = list(_terminal)  # as it is now: `output_to_log` may be giving the terminal back
+    for fd in ([redirected[-1][2]] if redirected else []) + [2]:
         try:
             os.write(fd, data)
             return
-        except (OSError, KeyError):  # given back meanwhile: fd 2 is the terminal's again
+        except OSError:  # given back meanwhile: fd 2 is the terminal's again
             continue
 
 

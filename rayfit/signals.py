@@ -69,22 +69,20 @@ def stop_on_signals(exit_on_second: bool = True):
             install(signum, handler)
 
 
-_stop_reason: list[str] = []  # why this process stopped itself (a lost cluster), for its last line
-_stopped_itself: list[str] = []  # the same, kept: its Ray is on a cluster that is gone
+_stop_reason: list[str] = []  # why this process stopped itself (a lost cluster)
 
 
 def stop_self(reason: str) -> None:
     """Stop this process's command as Ctrl-C would (the run stays resumable), for `reason`: what the
     CLI's last line says instead of "interrupted"."""
     _stop_reason[:] = [reason]
-    _stopped_itself[:] = [reason]
     os.kill(os.getpid(), signal.SIGINT)
 
 
-def stopped_itself() -> bool:
-    """Whether this process stopped itself (`stop_self`): the cluster its Ray joined is gone, and
-    anything that would tell that Ray goodbye waits for it in vain."""
-    return bool(_stopped_itself)
+def stop_reason() -> str | None:
+    """Why this process stopped itself (`stop_self`; None after a user's own signal): the cluster
+    its Ray joined is gone, and anything that would tell that Ray goodbye waits for it in vain."""
+    return _stop_reason[0] if _stop_reason else None
 
 
 _holding = [0]  # how deep in `signals_held` the main thread is
@@ -105,7 +103,3 @@ def signals_held():
         _held.clear()
         signal.raise_signal(signum)
 
-
-def take_stop_reason() -> str | None:
-    """Why the process stopped itself, once (None after a user's own signal)."""
-    return _stop_reason.pop() if _stop_reason else None

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -86,14 +85,7 @@ def record_state(path: Location, files: dict[str, bytes]) -> None:
 
 def _write(path: Location, name: str, content: dict) -> None:
     """A file of rayfit's beside the search's state, written whole."""
-    payload = json.dumps(content, indent=1).encode()
-    if path.local:
-        path.path.mkdir(parents=True, exist_ok=True)
-        part = path.path / f".{name}.{os.getpid()}.tmp"
-        part.write_bytes(payload)
-        os.replace(part, path.path / name)
-    else:
-        path.join(name).write_bytes(payload)
+    path.join(name).write_bytes(json.dumps(content, indent=1).encode())
 
 
 def finished_trials(path: Location) -> dict[str, str]:

@@ -320,3 +320,27 @@ def test_a_search_beside_the_models_needs_trials_surely_inline():
     assert trials_surely_inline(TuneSettings(workers_per_trial=1), base, large)
     assert not trials_surely_inline(TuneSettings(trial_mode="distributed"), base, small)
     assert trials_surely_inline(TuneSettings(model="gradient_boosting"), base, large)
+
+
+def test_a_finished_trial_s_results_reach_the_storage_as_it_is_recorded(tmp_path):
+    """Tune copies a trial's result.json from the driver's staging directory to the storage only
+    every few minutes; a trial rayfit records as finished has its results in the storage at once,
+    so that a search continued from the record can read it back (a driver killed a minute after)."""
+    from types import SimpleNamespace
+
+    import pyarrow.fs as pafs
+
+    from rayfit.cluster.storage import Location
+    from rayfit.tuning.saved_state import Vouch, finished_trials
+
+    staging, search = tmp_path / "staging" / "trial_a", tmp_path / "runs" / "search"
+    staging.mkdir(parents=True)
+    (staging / "result.json").write_text('{"epoch": 1, "config": {"lr": 0.1}}\n{"epoch": 2, "config": {"lr": 0.1}}\n')
+    storage = SimpleNamespace(trial_dir_name="trial_a", trial_driver_staging_path=str(staging),
+                              storage_filesystem=pafs.LocalFileSystem(), trial_fs_path=str(search / "trial_a"),
+                              experiment_driver_staging_path=str(tmp_path / "staging"),
+                              experiment_fs_path=str(search))
+    trial = SimpleNamespace(storage=storage, trial_id="a_00000")
+    Vouch(Location.of(search)).on_trial_complete(1, [trial], trial)
+    assert (search / "trial_a" / "result.json").read_text() == (staging / "result.json").read_text()
+    assert finished_trials(Location.of(search)) == {"trial_a": "a_00000"}

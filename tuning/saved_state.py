@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Optional
 
 from ray import tune
+from ray.tune.result import EXPR_RESULT_FILE
 
 from rayfit.cluster.storage import Location
 
@@ -102,10 +103,9 @@ def finished_trials(path: Location) -> dict[str, str]:
             and name not in ("", ".", "..") and "/" not in name and "\\" not in name}
 
 
-def record_finished(path: Location, directory: str, trial_id: str) -> None:
-    """A trial that ended (completed, or stopped by its early stopping or the scheduler), added to
-    the record."""
-    _write(path, TRIALS_RECORD, {"finished": {**finished_trials(path), directory: trial_id}})
+def record_finished(path: Location, finished: dict[str, str]) -> None:
+    """The record of the search's finished trials (directory name -> trial id), written whole."""
+    _write(path, TRIALS_RECORD, {"finished": finished})
 
 
 def record_tuner(path: Location) -> None:
@@ -150,11 +150,19 @@ class Vouch(tune.Callback):
         """The trial into the record of finished trials, as it ends (an errored trial is not
         finished: Tune calls on_trial_error for it)."""
         self._look(trials)
-        directory = getattr(getattr(trial, "storage", None), "trial_dir_name", None)
-        if not directory:
+        storage = getattr(trial, "storage", None)
+        if storage is None or not storage.trial_dir_name:
             return
         try:
-            record_finished(self.path, directory, trial.trial_id)
+            # Tune copies a trial's results from the driver's staging directory to the storage only
+            # every few minutes (SyncConfig.sync_period): the trial's results are put there now,
+            # whole, so that what the record names finished can be read back from the storage.
+            staged = Path(storage.trial_driver_staging_path) / EXPR_RESULT_FILE
+            here = Location.of_filesystem(storage.storage_filesystem, storage.trial_fs_path)
+            if here is None or not staged.is_file():
+                return
+            here.join(EXPR_RESULT_FILE).write_bytes(staged.read_bytes())
+            record_finished(self.path, {**finished_trials(self.path), storage.trial_dir_name: trial.trial_id})
         except Exception as exc:  # noqa: BLE001 - storage out of reach: the trial is rerun if it must be
             warnings.warn(f"the record of {self.path}'s finished trials was not written ({exc})",
                           RuntimeWarning, stacklevel=2)

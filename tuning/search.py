@@ -35,7 +35,8 @@ from rayfit.tuning.baseline_trial import ESTIMATOR_FILE
 from rayfit.tuning.schedulers import decision_epochs
 from rayfit.tuning.searchers import build_searcher, scheduler_for
 from rayfit.tuning.space import to_param_space
-from rayfit.tuning.saved_state import TRIALS_RECORD, Vouch, finished_trials, record_tuner, state_differs
+from rayfit.tuning.saved_state import (TRIALS_RECORD, Vouch, finished_trials, record_finished, record_tuner,
+                                       state_differs)
 from rayfit.tuning.trial_mode import INLINE, TrialMode, choose_trial_mode, surely_inline
 
 
@@ -144,15 +145,17 @@ def _start_over(path: Location, keep: bool) -> int:
     """Clears a search's directory but for the trials rayfit recorded as finished (all of it
     where `keep` is False) and that record; how many trials it kept."""
     finished = finished_trials(path) if keep else {}
-    kept = 0
+    kept = {}
     for child in path.children():
         if child.name in finished and child.join(EXPR_RESULT_FILE).is_file():
-            kept += 1
-        elif child.name != TRIALS_RECORD or not keep:
+            kept[child.name] = finished[child.name]
+        elif child.name != TRIALS_RECORD:
             child.delete()
     if not kept:
         path.delete()
-    return kept
+    else:
+        record_finished(path, kept)  # the trials it names are the ones still there
+    return len(kept)
 
 
 def _kept_trials(path: Location) -> list:
